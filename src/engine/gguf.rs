@@ -1,0 +1,1 @@
+//! GGUF reader (metadata, tensor index, dequantisation). Being written.
