@@ -1,5 +1,7 @@
 //! rhx: declarative, reproducible interpretability experiments on LLMs.
 //!
 //! Data flow, one folder per stage (see `docs/ARCHITECTURE.md`):
-//! `engine` (models, tokenizers, generation with per-step capture) → `cli`.
+//! `data` (prompt files) → `engine` (models, tokenizers, generation with per-step capture) → `cli`.
+pub mod cli;
+pub mod data;
 pub mod engine;

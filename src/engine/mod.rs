@@ -1,3 +1,14 @@
 //! The engine: load a model and its tokenizer, run greedy generation on libtorch, and capture
 //! per-step, per-head reductions of the attention of the last query row.
+pub mod config;
+pub mod device;
 pub mod gguf;
+pub mod kv_cache;
+pub mod model;
+pub mod rope;
+pub mod weights;
+pub mod capture;
+pub mod generate;
+pub mod tokenizer;
+pub mod chat;
+pub mod loader;

@@ -1,0 +1,317 @@
+//! `rhx trace`: bring-your-own prompts → per-step retrieval heads, one JSON line per prompt.
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::data::prompts::{prepare_line, PreparedPrompt};
+use crate::engine::capture::retrieval_heads;
+use crate::engine::device::{self, DType, DeviceRequest};
+use crate::engine::generate::{generate, FixedMask, GenerateOptions, MaskScope, Prompt};
+use crate::engine::loader;
+use crate::engine::model::{HiddenSite, MaskMode};
+
+#[derive(Args)]
+#[command(
+    about = "Generate greedily for each prompt of a JSONL file and record the per-step retrieval heads",
+    after_help = "INPUT (one JSON object per line):\n  \
+{\"id\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"...\"}], \"needle\": \"The magic word is ...\"}\n  \
+{\"id\": \"b\", \"text\": \"raw prompt, no chat template\", \"needle\": \"...\"}\n\n\
+OUTPUT (one JSON object per input line, same order):\n  \
+{\"id\", \"prompt_tokens\", \"needle_span\": [token positions], \"tokens\": [generated ids], \"text\",\n   \
+\"steps\": [{\"token\": id, \"heads\": [[layer, head], ...]}]}\n  \
+A line that cannot be traced gives {\"id\", \"line\", \"error\"} and the run exits with status 1.\n\n\
+A head (l, h) is a retrieval head at step t (Eq. 1 of \"Retrieval Heads are Dynamic\") when the argmax of its\n\
+attention row lies in the needle span and the prompt token there equals the token generated at step t.\n\n\
+EXAMPLES:\n  \
+rhx trace --model smollm2-135m-instruct --prompts experiments/prompts/niah_smoke.jsonl --out out/niah.jsonl\n  \
+rhx trace --model ~/models/Llama-3.1-8B-Instruct --device cuda --dtype bf16 --prompts p.jsonl --out o.jsonl\n  \
+rhx trace --model m.gguf --prompts p.jsonl --out o.jsonl --mask-heads 12:3,15:0 --mask-mode uniform-attention"
+)]
+pub struct TraceArgs {
+    /// A .gguf file, an HF model directory (config.json + safetensors + tokenizer.json), or a known name
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    model: String,
+    /// Input JSONL file
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Output JSONL file (written atomically: a temporary file renamed at the end)
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 40)]
+    max_new_tokens: usize,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
+    device: DeviceRequest,
+    /// f32 | bf16 | f16
+    #[arg(long, default_value = "f32")]
+    dtype: DType,
+    /// Prompts decoded together (left-padded)
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// CPU threads for libtorch (default: libtorch's choice). Use 1 on a busy shared machine.
+    #[arg(long)]
+    threads: Option<i32>,
+    /// Heads to silence at every decoding step, as layer:head pairs (e.g. 12:3,15:0)
+    #[arg(long, value_delimiter = ',')]
+    mask_heads: Vec<String>,
+    #[arg(long, value_enum, default_value_t = CliMaskMode::ZeroOutput)]
+    mask_mode: CliMaskMode,
+    /// steps: only the decoding steps' queries; all-positions: the prompt too
+    #[arg(long, value_enum, default_value_t = CliMaskScope::Steps)]
+    mask_scope: CliMaskScope,
+    /// Also write each step's per-head argmax position and weight, and the final hidden state
+    #[arg(long)]
+    full: bool,
+    /// Write a Markdown summary (accuracy against each line's `answer`, head counts, provenance)
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// No progress bar
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CliMaskMode {
+    ZeroOutput,
+    UniformAttention,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CliMaskScope {
+    Steps,
+    AllPositions,
+}
+
+fn parse_head(s: &str) -> Result<(usize, usize)> {
+    let (l, h) = s.trim().split_once(':').with_context(|| format!("`{s}`: a head is written layer:head, e.g. 12:3"))?;
+    Ok((l.parse().with_context(|| format!("`{s}`: layer `{l}` is not a number"))?, h.parse().with_context(|| format!("`{s}`: head `{h}` is not a number"))?))
+}
+
+pub fn run(args: TraceArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let mask_heads = args.mask_heads.iter().map(|s| parse_head(s)).collect::<Result<Vec<_>>>()?;
+    let dev = device::resolve(args.device)?;
+    if args.device == DeviceRequest::Auto {
+        if let Err(why) = device::cuda_status() {
+            if !args.quiet {
+                eprintln!("note: running on the CPU: {why}");
+            }
+        }
+    }
+    let input = std::fs::File::open(&args.prompts).with_context(|| format!("cannot open prompts file {}", args.prompts.display()))?;
+    let t_load = Instant::now();
+    let lm = loader::load(&args.model, dev, args.dtype.kind()).with_context(|| format!("cannot load model `{}`", args.model))?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let cfg = &lm.model.config;
+    let extra: BTreeMap<String, serde_json::Value> = [("enable_thinking".to_string(), json!(false))].into();
+
+    // Parse every line first so that errors are reported before the (long) generation.
+    let mut lines: Vec<Result<PreparedPrompt, crate::data::prompts::LineError>> = Vec::new();
+    for (i, line) in std::io::BufReader::new(input).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: read error at line {}", args.prompts.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        lines.push(prepare_line(&line, i + 1, &lm.tokenizer, &extra));
+    }
+    let fixed_mask = (!mask_heads.is_empty()).then(|| FixedMask {
+        heads: mask_heads.clone(),
+        mode: match args.mask_mode {
+            CliMaskMode::ZeroOutput => MaskMode::ZeroOutput,
+            CliMaskMode::UniformAttention => MaskMode::UniformAttention,
+        },
+        scope: match args.mask_scope {
+            CliMaskScope::Steps => MaskScope::Steps,
+            CliMaskScope::AllPositions => MaskScope::AllPositions,
+        },
+    });
+    let opts = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        eos_ids: lm.tokenizer.eos_ids.iter().chain(cfg.eos_token_ids.iter()).copied().collect(),
+        argmax: true,
+        top_k: 0,
+        hidden: if args.full { vec![HiddenSite::Final] } else { vec![] },
+        fixed_mask,
+    };
+
+    let ok: Vec<&PreparedPrompt> = lines.iter().filter_map(|l| l.as_ref().ok()).collect();
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(ok.len() as u64) };
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} prompts, ETA {eta} {msg}").unwrap());
+    let mut results: BTreeMap<usize, serde_json::Value> = BTreeMap::new();
+    let mut summary = Vec::new();
+    let mut gen_s = 0.0;
+    for chunk in ok.chunks(args.batch_size) {
+        let prompts: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.ids.clone(), ..Default::default() }).collect();
+        let t = Instant::now();
+        let gens = generate(&lm.model, &prompts, &opts, None, |s| bar.set_message(format!("step {}", s + 1)))?;
+        gen_s += t.elapsed().as_secs_f64();
+        for (p, g) in chunk.iter().zip(gens) {
+            let mut needle = vec![false; p.ids.len()];
+            for &i in &p.needle_span {
+                needle[i] = true;
+            }
+            let text = lm.tokenizer.decode(&g.tokens, true);
+            let steps: Vec<serde_json::Value> = g
+                .steps
+                .iter()
+                .map(|s| {
+                    let heads: Vec<[usize; 2]> = retrieval_heads(s, cfg.num_heads, &p.ids, &needle).into_iter().map(|(l, h)| [l, h]).collect();
+                    let mut v = json!({"token": s.token, "heads": heads});
+                    if args.full {
+                        v["argmax"] = json!(s.argmax);
+                        v["argmax_weight"] = json!(s.argmax_weight);
+                        v["hidden_final"] = json!(s.hidden.first());
+                    }
+                    v
+                })
+                .collect();
+            let n_heads: usize = steps.iter().map(|s| s["heads"].as_array().map_or(0, Vec::len)).sum();
+            summary.push((p.id.clone(), p.ids.len(), g.tokens.len(), n_heads, text.clone(), p.line));
+            results.insert(
+                p.line,
+                json!({"id": p.id, "prompt_tokens": p.ids.len(), "needle_span": p.needle_span, "tokens": g.tokens, "text": text, "steps": steps}),
+            );
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let mut n_err = 0;
+    for l in &lines {
+        if let Err(e) = l {
+            eprintln!("error: {}: {e}", args.prompts.display());
+            results.insert(e.line, json!({"id": e.id, "line": e.line, "error": e.message}));
+            n_err += 1;
+        }
+    }
+    write_atomic(&args.out, |w| {
+        for v in results.values() {
+            serde_json::to_writer(&mut *w, v)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
+    let answers = read_answers(&args.prompts);
+    if !args.quiet {
+        eprintln!(
+            "traced {} prompt(s) on {} ({}) in {:.1} s ({:.2} s per prompt; model load {:.1} s) → {}",
+            ok.len(),
+            device::describe(dev),
+            args.dtype,
+            gen_s,
+            gen_s / ok.len().max(1) as f64,
+            load_s,
+            args.out.display()
+        );
+        for (id, pt, nt, nh, text, line) in &summary {
+            let verdict = match answers.get(line) {
+                Some(a) if text.contains(a.as_str()) => " ✓ answer",
+                Some(_) => " ✗ answer",
+                None => "",
+            };
+            eprintln!("  {id}: {pt} prompt tokens, {nt} generated, {nh} retrieval-head activations{verdict}");
+        }
+    }
+    if let Some(path) = &args.report {
+        let md = report_markdown(&args, &lm, dev, &summary, &answers, gen_s, started.elapsed().as_secs_f64());
+        write_atomic(path, |w| Ok(w.write_all(md.as_bytes())?))?;
+    }
+    Ok(if n_err > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `answer` of each line, by line number, for the summary's accuracy column.
+fn read_answers(path: &std::path::Path) -> BTreeMap<usize, String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return BTreeMap::new() };
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v.get("answer")?.as_str().map(|a| (i + 1, a.to_string()))))
+        .collect()
+}
+
+type SummaryRow = (String, usize, usize, usize, String, usize);
+
+fn report_markdown(
+    args: &TraceArgs,
+    lm: &loader::LoadedModel,
+    dev: tch::Device,
+    rows: &[SummaryRow],
+    answers: &BTreeMap<usize, String>,
+    gen_s: f64,
+    wall_s: f64,
+) -> String {
+    let cfg = &lm.model.config;
+    let mut md = String::new();
+    md.push_str(&format!("# rhx trace: {}\n\n", args.prompts.display()));
+    md.push_str(&format!(
+        "Model `{}` ({:?}, {} layers × {} query heads, {} KV heads), greedy decoding, at most {} new tokens.\n\n",
+        lm.path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+        cfg.arch,
+        cfg.num_layers,
+        cfg.num_heads,
+        cfg.num_kv_heads,
+        args.max_new_tokens
+    ));
+    md.push_str("| id | prompt tokens | generated | answer found | retrieval-head activations | mean heads / step | output |\n|---|---:|---:|:---:|---:|---:|---|\n");
+    let mut correct = 0;
+    let mut with_answer = 0;
+    for (id, pt, nt, nh, text, line) in rows {
+        let found = match answers.get(line) {
+            Some(a) => {
+                with_answer += 1;
+                if text.contains(a.as_str()) {
+                    correct += 1;
+                    "yes"
+                } else {
+                    "no"
+                }
+            }
+            None => "–",
+        };
+        let shown: String = text.chars().take(60).collect::<String>().replace('|', "\\|").replace('\n', " ");
+        md.push_str(&format!("| {id} | {pt} | {nt} | {found} | {nh} | {:.2} | {shown} |\n", *nh as f64 / (*nt).max(1) as f64));
+    }
+    if with_answer > 0 {
+        md.push_str(&format!("\nAnswer found in the output (substring): **{correct} / {with_answer}**.\n"));
+    }
+    md.push_str("\n## Provenance\n\n");
+    md.push_str(&format!("- rhx {} (commit {})\n", env!("CARGO_PKG_VERSION"), env!("RHX_GIT_COMMIT")));
+    for (f, h) in &lm.files {
+        md.push_str(&format!("- model file `{}`: sha256 `{}`\n", f.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(), h));
+    }
+    if let Ok(h) = loader::sha256_file(&args.prompts) {
+        md.push_str(&format!("- prompts `{}`: sha256 `{h}`\n", args.prompts.display()));
+    }
+    md.push_str(&format!("- device {}, dtype {}\n", device::describe(dev), args.dtype));
+    md.push_str(&format!("- command: `{}`\n", std::env::args().collect::<Vec<_>>().join(" ")));
+    md.push_str(&format!("- generation {gen_s:.1} s, wall time {wall_s:.1} s\n"));
+    md
+}
+
+/// Writes through a temporary file in the same directory and renames it into place, so an
+/// interrupted run never leaves a half-written output.
+pub fn write_atomic(path: &std::path::Path, f: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut w = BufWriter::new(file);
+    let res = f(&mut w).and_then(|_| w.flush().map_err(Into::into));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("writing {}", path.display())));
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Bring-your-own prompts: one JSON object per line, either
+//! `{"id", "messages": [{"role", "content"}...], "needle"}` (rendered with the model's chat
+//! template and the generation prompt) or `{"id", "text", "needle"}` (raw text, tokenised with
+//! the tokenizer's default special tokens). The needle span is every prompt token whose
+//! character range overlaps the first occurrence of `needle` in the rendered prompt.
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::engine::chat::{apply_chat_template, ChatMessage};
+use crate::engine::tokenizer::Tokenizer;
+
+/// Other fields (metadata such as `answer` or `depth`) are ignored.
+#[derive(Debug, Deserialize)]
+struct RawLine {
+    id: Option<serde_json::Value>,
+    messages: Option<Vec<ChatMessage>>,
+    text: Option<String>,
+    needle: Option<String>,
+    /// Ignored by tracing; kept so NIAH files can carry their expected answer.
+    #[allow(dead_code)]
+    answer: Option<String>,
+}
+
+/// A prompt ready for the engine.
+#[derive(Debug, Clone)]
+pub struct PreparedPrompt {
+    pub id: String,
+    /// 1-based line number in the input file.
+    pub line: usize,
+    pub rendered: String,
+    pub ids: Vec<u32>,
+    /// Token positions of the needle span (empty when no needle was given).
+    pub needle_span: Vec<usize>,
+}
+
+/// An input line that cannot be traced; the message names the id and line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("line {line} (id {id}): {message}")]
+pub struct LineError {
+    pub line: usize,
+    pub id: String,
+    pub message: String,
+}
+
+/// Parses and tokenises one line. `extra` is passed to the chat template (e.g.
+/// `enable_thinking: false`).
+pub fn prepare_line(text: &str, line: usize, tok: &Tokenizer, extra: &BTreeMap<String, serde_json::Value>) -> Result<PreparedPrompt, LineError> {
+    let err = |id: &str, message: String| LineError { line, id: id.to_string(), message };
+    let raw: RawLine = serde_json::from_str(text).map_err(|e| err("?", format!("not a valid prompt object: {e}")))?;
+    let id = match &raw.id {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v @ serde_json::Value::Number(_)) => v.to_string(),
+        Some(_) => return Err(err("?", "`id` must be a string or a number".into())),
+        None => return Err(err("?", "missing `id`".into())),
+    };
+    let (rendered, add_special) = match (&raw.messages, &raw.text) {
+        (Some(_), Some(_)) => return Err(err(&id, "give either `messages` or `text`, not both".into())),
+        (None, None) => return Err(err(&id, "missing `messages` (chat) or `text` (raw prompt)".into())),
+        (Some(m), None) if m.is_empty() => return Err(err(&id, "`messages` is empty".into())),
+        (Some(m), None) => (apply_chat_template(tok, m, true, extra).map_err(|e| err(&id, format!("chat template: {e}")))?, false),
+        (None, Some(t)) if t.is_empty() => return Err(err(&id, "`text` is empty".into())),
+        (None, Some(t)) => (t.clone(), true),
+    };
+    let enc = tok.encode(&rendered, add_special).map_err(|e| err(&id, format!("tokenizer: {e}")))?;
+    let needle_span = match raw.needle.as_deref() {
+        None => vec![],
+        Some("") => return Err(err(&id, "`needle` is empty".into())),
+        Some(needle) => {
+            let byte_start = rendered.find(needle).ok_or_else(|| err(&id, format!("needle {needle:?} does not occur in the rendered prompt")))?;
+            let range = enc
+                .token_range_for_bytes(byte_start, byte_start + needle.len())
+                .ok_or_else(|| err(&id, "needle found in the text but no token covers it".into()))?;
+            range.collect()
+        }
+    };
+    if enc.ids.is_empty() {
+        return Err(err(&id, "the prompt tokenises to nothing".into()));
+    }
+    Ok(PreparedPrompt { id, line, rendered, ids: enc.ids, needle_span })
+}

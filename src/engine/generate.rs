@@ -1,0 +1,406 @@
+//! Greedy generation over a batch of prompts with per-step capture.
+//!
+//! Flow of one run (see docs/ARCHITECTURE.md): prompts are left-padded into one batch; the
+//! prompt minus its last token is prefilled in one call; then every step feeds one token per
+//! sequence (step 0 feeds the last prompt token, as Wu et al.'s detection code does), so every
+//! step — including the first — has a single query row whose per-head reductions are captured,
+//! and a per-step head mask applies to exactly that query. A step that needs the unmasked pass
+//! first (dynamic ablation) runs the forward twice at the same cache position and commits the
+//! second.
+use std::ops::Range;
+
+use tch::{Device, Kind, Tensor};
+
+use super::kv_cache::KvCache;
+use super::model::{CaptureRequest, HeadMask, HiddenSite, MaskMode, Model, StepInput, StepOutput};
+
+/// One prompt: token ids plus spans (prompt positions) used by masks and captures.
+#[derive(Debug, Clone, Default)]
+pub struct Prompt {
+    pub ids: Vec<u32>,
+    /// Spans hidden from every later query (an attention-mask intervention, Section 5).
+    pub hidden_spans: Vec<Range<usize>>,
+    /// Spans whose attention mass is captured per head and step.
+    pub mass_spans: Vec<Range<usize>>,
+}
+
+/// Which positions a fixed head mask applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskScope {
+    /// Only the query of each decoding step (the prompt's K/V stay clean, as in Wu et al.).
+    Steps,
+    /// Every position, prompt included.
+    AllPositions,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FixedMask {
+    /// `(layer, query head)` pairs.
+    pub heads: Vec<(usize, usize)>,
+    pub mode: MaskMode,
+    pub scope: MaskScope,
+}
+
+/// Decides a per-step head set from the unmasked pass of that step (two passes per step).
+pub trait StepPolicy {
+    /// Heads to mask for sequence `seq` at `step`, given its unmasked record; empty = none.
+    fn heads_to_mask(&mut self, seq: usize, step: usize, unmasked: &StepRecord, prompt: &Prompt) -> Vec<(usize, usize)>;
+    fn mode(&self) -> MaskMode;
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    /// Stop a sequence after it emits one of these (the EOS token is kept in the output).
+    pub eos_ids: Vec<u32>,
+    pub argmax: bool,
+    pub top_k: usize,
+    pub hidden: Vec<HiddenSite>,
+    pub fixed_mask: Option<FixedMask>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self { max_new_tokens: 40, eos_ids: vec![], argmax: true, top_k: 0, hidden: vec![], fixed_mask: None }
+    }
+}
+
+/// What was captured at one step for one sequence; positions are prompt coordinates.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct StepRecord {
+    pub token: u32,
+    /// `[L * Hq]` argmax key position of each head's attention row (layer-major).
+    pub argmax: Vec<i64>,
+    /// `[L * Hq]` attention weight at that position.
+    pub argmax_weight: Vec<f32>,
+    /// `[L * Hq * k]` top-k key positions.
+    pub top_k: Vec<i64>,
+    /// `[L * Hq * n_spans]` attention mass per span.
+    pub span_mass: Vec<f32>,
+    /// One vector per requested hidden site.
+    pub hidden: Vec<Vec<f32>>,
+    /// Heads masked at this step (per-step policies and fixed masks on decode steps).
+    pub masked: Vec<(usize, usize)>,
+    /// The record of the unmasked first pass, when a step policy masked something.
+    pub unmasked: Option<Box<StepRecord>>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Generation {
+    pub prompt_len: usize,
+    pub tokens: Vec<u32>,
+    pub steps: Vec<StepRecord>,
+    pub stopped_by_eos: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("prompt {index} is empty")]
+    EmptyPrompt { index: usize },
+    #[error("prompt {index} has {len} tokens + {new} new tokens, more than the model's {max} positions")]
+    TooLong { index: usize, len: usize, new: usize, max: usize },
+    #[error("token id {id} in prompt {index} is outside the vocabulary ({vocab})")]
+    BadToken { index: usize, id: u32, vocab: usize },
+    #[error("head ({layer}, {head}) does not exist: the model has {layers} layers × {heads} heads")]
+    NoSuchHead { layer: usize, head: usize, layers: usize, heads: usize },
+    #[error("hidden state of layer {layer} requested, but the model has {layers} layers")]
+    NoSuchLayer { layer: usize, layers: usize },
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+struct Batch {
+    b: i64,
+    /// Left padding per sequence.
+    pad: Vec<i64>,
+    width: i64,
+    /// `[B, cap]` bool: position holds a real token.
+    valid: Tensor,
+    /// `[B, cap]` int64: hidden-span id of each position (0 = visible).
+    hidden_id: Tensor,
+    device: Device,
+}
+
+impl Batch {
+    /// Additive bias `[B, 1, T, S]` for queries at columns `q0 .. q0+T` over keys `0 .. q0+T`.
+    fn bias(&self, q0: i64, t: i64) -> Tensor {
+        let s = q0 + t;
+        let d = self.device;
+        let kpos = Tensor::arange(s, (Kind::Int64, d)).view([1, 1, s]);
+        let qpos = Tensor::arange_start(q0, s, (Kind::Int64, d)).view([1, t, 1]);
+        let valid_k = self.valid.narrow(1, 0, s).unsqueeze(1);
+        let hid_k = self.hidden_id.narrow(1, 0, s).unsqueeze(1);
+        let hid_q = self.hidden_id.narrow(1, q0, t).unsqueeze(2);
+        let visible = kpos.le_tensor(&qpos).logical_and(&valid_k).logical_and(&hid_k.eq(0).logical_or(&hid_k.eq_tensor(&hid_q)));
+        let visible = visible.logical_or(&kpos.eq_tensor(&qpos));
+        let zeros = Tensor::zeros([self.b, t, s], (Kind::Float, d));
+        zeros.masked_fill(&visible.logical_not(), f64::NEG_INFINITY).unsqueeze(1)
+    }
+
+    fn positions(&self, q0: i64, t: i64) -> (Tensor, i64) {
+        let cols = Tensor::arange_start(q0, q0 + t, (Kind::Int64, Device::Cpu)).view([1, t]);
+        let pad = Tensor::from_slice(&self.pad).view([self.b, 1]);
+        let pos = (cols - pad).clamp_min(0);
+        let max = q0 + t - 1 - self.pad.iter().copied().min().unwrap_or(0);
+        (pos.to_device(self.device), max)
+    }
+}
+
+/// Greedy generation with capture for a batch of prompts (one prompt = a batch of one).
+pub fn generate(
+    model: &Model,
+    prompts: &[Prompt],
+    opts: &GenerateOptions,
+    mut policy: Option<&mut dyn StepPolicy>,
+    mut on_step: impl FnMut(usize),
+) -> Result<Vec<Generation>, GenerateError> {
+    let c = &model.config;
+    let (n_layers, n_heads) = (c.num_layers, c.num_heads);
+    for (index, p) in prompts.iter().enumerate() {
+        if p.ids.is_empty() {
+            return Err(GenerateError::EmptyPrompt { index });
+        }
+        if p.ids.len() + opts.max_new_tokens > c.max_position_embeddings {
+            return Err(GenerateError::TooLong { index, len: p.ids.len(), new: opts.max_new_tokens, max: c.max_position_embeddings });
+        }
+        if let Some(&id) = p.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+            return Err(GenerateError::BadToken { index, id, vocab: c.vocab_size });
+        }
+    }
+    if let Some(m) = &opts.fixed_mask {
+        check_heads(&m.heads, n_layers, n_heads)?;
+    }
+    for site in &opts.hidden {
+        if let HiddenSite::Layer(layer) = site {
+            if *layer >= n_layers {
+                return Err(GenerateError::NoSuchLayer { layer: *layer, layers: n_layers });
+            }
+        }
+    }
+    if prompts.is_empty() {
+        return Ok(vec![]);
+    }
+    let device = model.device;
+    let b = prompts.len() as i64;
+    let width = prompts.iter().map(|p| p.ids.len()).max().unwrap() as i64;
+    let cap = width + opts.max_new_tokens as i64;
+    let pad: Vec<i64> = prompts.iter().map(|p| width - p.ids.len() as i64).collect();
+
+    // Host-side layout of the padded batch.
+    let mut ids = vec![0i64; (b * width) as usize];
+    let mut valid = vec![false; (b * cap) as usize];
+    let mut hidden_id = vec![0i64; (b * cap) as usize];
+    for (i, p) in prompts.iter().enumerate() {
+        let row = i * width as usize;
+        let off = pad[i] as usize;
+        for (j, &id) in p.ids.iter().enumerate() {
+            ids[row + off + j] = id as i64;
+        }
+        let vrow = i * cap as usize;
+        for j in off..cap as usize {
+            valid[vrow + j] = true;
+        }
+        for (sid, span) in p.hidden_spans.iter().enumerate() {
+            for j in span.clone() {
+                if j < p.ids.len() {
+                    hidden_id[vrow + off + j] = sid as i64 + 1;
+                }
+            }
+        }
+    }
+    let batch = Batch {
+        b,
+        pad: pad.clone(),
+        width,
+        valid: Tensor::from_slice(&valid).view([b, cap]).to_device(device),
+        hidden_id: Tensor::from_slice(&hidden_id).view([b, cap]).to_device(device),
+        device,
+    };
+    let ids = Tensor::from_slice(&ids).view([b, width]).to_device(device);
+    let spans = mass_span_tensor(prompts, &pad, width, device);
+    let capture = CaptureRequest { argmax: opts.argmax || policy.is_some(), top_k: opts.top_k, spans, hidden: opts.hidden.clone() };
+    let no_capture = CaptureRequest::default();
+
+    let fixed_keep = opts.fixed_mask.as_ref().map(|m| keep_tensor(&vec![m.heads.clone(); b as usize], n_layers, n_heads, model));
+    let fixed = |scope_ok: bool| -> Option<HeadMask> {
+        match (&opts.fixed_mask, &fixed_keep) {
+            (Some(m), Some(k)) if scope_ok => Some(HeadMask { mode: m.mode, keep: k.shallow_clone() }),
+            _ => None,
+        }
+    };
+
+    let mut cache = model.new_cache(b, cap);
+    // Prefill everything but the last prompt column.
+    if width > 1 {
+        let t = width - 1;
+        let (pos, max_position) = batch.positions(0, t);
+        let bias = batch.bias(0, t);
+        let mask = fixed(opts.fixed_mask.as_ref().is_some_and(|m| m.scope == MaskScope::AllPositions));
+        let inp = StepInput {
+            ids: &ids.narrow(1, 0, t),
+            positions: &pos,
+            max_position,
+            bias: &bias,
+            head_mask: mask.as_ref(),
+            capture: &no_capture,
+            all_logits: false,
+        };
+        model.forward(&inp, &mut cache);
+        cache.advance(t);
+    }
+
+    let mut gens: Vec<Generation> = prompts.iter().map(|p| Generation { prompt_len: p.ids.len(), ..Default::default() }).collect();
+    let mut done = vec![false; b as usize];
+    let mut next = ids.narrow(1, width - 1, 1);
+    let step_mask = fixed(opts.fixed_mask.is_some());
+    for step in 0..opts.max_new_tokens {
+        let q0 = cache.len;
+        let (pos, max_position) = batch.positions(q0, 1);
+        let bias = batch.bias(q0, 1);
+        let run = |mask: Option<&HeadMask>, cache: &mut KvCache| {
+            let inp = StepInput { ids: &next, positions: &pos, max_position, bias: &bias, head_mask: mask, capture: &capture, all_logits: false };
+            model.forward(&inp, cache)
+        };
+        let out = run(step_mask.as_ref(), &mut cache);
+        let mut records = to_records(&out, &batch, n_layers, n_heads, step_mask.as_ref().map(|_| opts.fixed_mask.as_ref().unwrap().heads.clone()))?;
+        if let Some(pol) = policy.as_deref_mut() {
+            let sets: Vec<Vec<(usize, usize)>> =
+                (0..b as usize).map(|i| if done[i] { vec![] } else { pol.heads_to_mask(i, step, &records[i], &prompts[i]) }).collect();
+            for s in &sets {
+                check_heads(s, n_layers, n_heads)?;
+            }
+            if sets.iter().any(|s| !s.is_empty()) {
+                let keep = keep_tensor(&sets, n_layers, n_heads, model);
+                let mask = HeadMask { mode: pol.mode(), keep };
+                let out2 = run(Some(&mask), &mut cache);
+                let second = to_records(&out2, &batch, n_layers, n_heads, None)?;
+                records = second
+                    .into_iter()
+                    .zip(records)
+                    .zip(sets)
+                    .map(|((mut r2, r1), set)| {
+                        if !set.is_empty() {
+                            r2.masked = set;
+                            r2.unmasked = Some(Box::new(r1));
+                            r2
+                        } else {
+                            r1
+                        }
+                    })
+                    .collect();
+            }
+        }
+        cache.advance(1);
+        let tokens: Vec<i64> = records.iter().map(|r| r.token as i64).collect();
+        for (i, rec) in records.into_iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let tok = rec.token;
+            gens[i].tokens.push(tok);
+            gens[i].steps.push(rec);
+            if opts.eos_ids.contains(&tok) {
+                done[i] = true;
+                gens[i].stopped_by_eos = true;
+            }
+        }
+        on_step(step);
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        next = Tensor::from_slice(&tokens).view([b, 1]).to_device(device);
+    }
+    Ok(gens)
+}
+
+fn check_heads(heads: &[(usize, usize)], layers: usize, n_heads: usize) -> Result<(), GenerateError> {
+    match heads.iter().find(|&&(l, h)| l >= layers || h >= n_heads) {
+        Some(&(layer, head)) => Err(GenerateError::NoSuchHead { layer, head, layers, heads: n_heads }),
+        None => Ok(()),
+    }
+}
+
+/// `[L, B, Hq]` keep-multipliers (1 keep, 0 mask) in the model's dtype.
+fn keep_tensor(sets: &[Vec<(usize, usize)>], layers: usize, heads: usize, model: &Model) -> Tensor {
+    let b = sets.len();
+    let mut keep = vec![1f32; layers * b * heads];
+    for (i, set) in sets.iter().enumerate() {
+        for &(l, h) in set {
+            keep[(l * b + i) * heads + h] = 0.0;
+        }
+    }
+    Tensor::from_slice(&keep).view([layers as i64, b as i64, heads as i64]).to_kind(model.kind).to_device(model.device)
+}
+
+/// `[B, width, n]` membership of padded prompt columns in each prompt's mass spans.
+fn mass_span_tensor(prompts: &[Prompt], pad: &[i64], width: i64, device: Device) -> Option<Tensor> {
+    let n = prompts.iter().map(|p| p.mass_spans.len()).max().unwrap_or(0);
+    if n == 0 {
+        return None;
+    }
+    let b = prompts.len();
+    let mut m = vec![0f32; b * width as usize * n];
+    for (i, p) in prompts.iter().enumerate() {
+        for (si, span) in p.mass_spans.iter().enumerate() {
+            for j in span.clone().filter(|&j| j < p.ids.len()) {
+                let col = pad[i] as usize + j;
+                m[(i * width as usize + col) * n + si] = 1.0;
+            }
+        }
+    }
+    Some(Tensor::from_slice(&m).view([b as i64, width, n as i64]).to_device(device))
+}
+
+/// Copies one step's device outputs to the host (one transfer per tensor) and splits them per
+/// sequence, converting padded columns to prompt coordinates.
+fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, masked: Option<Vec<(usize, usize)>>) -> Result<Vec<StepRecord>, GenerateError> {
+    let b = batch.b as usize;
+    let tokens: Vec<i64> = Vec::<i64>::try_from(out.logits.argmax(-1, false).to_device(Device::Cpu))?;
+    let host_i64 = |t: &Option<Tensor>| -> Result<Option<Vec<i64>>, GenerateError> {
+        t.as_ref().map(|t| Vec::<i64>::try_from(t.to_device(Device::Cpu).flatten(0, -1))).transpose().map_err(Into::into)
+    };
+    let host_f32 = |t: &Option<Tensor>| -> Result<Option<Vec<f32>>, GenerateError> {
+        t.as_ref().map(|t| Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))).transpose().map_err(Into::into)
+    };
+    let argmax = host_i64(&out.argmax)?;
+    let weight = host_f32(&out.argmax_weight)?;
+    let topk = host_i64(&out.top_k)?;
+    let k = out.top_k.as_ref().map(|t| t.size()[3] as usize).unwrap_or(0);
+    let mass = host_f32(&out.span_mass)?;
+    let n_spans = out.span_mass.as_ref().map(|t| t.size()[3] as usize).unwrap_or(0);
+    let hidden: Vec<Vec<f32>> = out.hidden.iter().map(|h| Vec::<f32>::try_from(h.to_device(Device::Cpu).flatten(0, -1))).collect::<Result<_, _>>()?;
+    let mut recs = Vec::with_capacity(b);
+    for i in 0..b {
+        let pad = batch.pad[i];
+        let per_head = |v: &Vec<i64>, width: usize| -> Vec<i64> {
+            let mut r = Vec::with_capacity(layers * heads * width);
+            for l in 0..layers {
+                let base = (l * b + i) * heads * width;
+                r.extend(v[base..base + heads * width].iter().map(|&p| p - pad));
+            }
+            r
+        };
+        let per_head_f = |v: &Vec<f32>, width: usize| -> Vec<f32> {
+            let mut r = Vec::with_capacity(layers * heads * width);
+            for l in 0..layers {
+                let base = (l * b + i) * heads * width;
+                r.extend_from_slice(&v[base..base + heads * width]);
+            }
+            r
+        };
+        let d = if b > 0 && !hidden.is_empty() { hidden[0].len() / b } else { 0 };
+        recs.push(StepRecord {
+            token: tokens[i] as u32,
+            argmax: argmax.as_ref().map(|v| per_head(v, 1)).unwrap_or_default(),
+            argmax_weight: weight.as_ref().map(|v| per_head_f(v, 1)).unwrap_or_default(),
+            top_k: topk.as_ref().map(|v| per_head(v, k)).unwrap_or_default(),
+            span_mass: mass.as_ref().map(|v| per_head_f(v, n_spans)).unwrap_or_default(),
+            hidden: hidden.iter().map(|h| h[i * d..(i + 1) * d].to_vec()).collect(),
+            masked: masked.clone().unwrap_or_default(),
+            unmasked: None,
+        });
+    }
+    let _ = batch.width;
+    Ok(recs)
+}

@@ -1,0 +1,36 @@
+//! Preallocated key/value cache: `[B, H_kv, capacity, head_dim]` per layer, written in place, so
+//! shapes stay stable across steps (a precondition for replaying a step as a CUDA graph) and a
+//! pass can be discarded by simply not advancing `len` (the two-pass ablation of Section 3.3).
+use tch::{Device, Kind, Tensor};
+
+pub struct KvCache {
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+    /// Number of committed positions (equal for every sequence: prompts are left-padded).
+    pub len: i64,
+    pub capacity: i64,
+}
+
+impl KvCache {
+    pub fn new(layers: usize, batch: i64, heads: i64, capacity: i64, head_dim: i64, kind: Kind, device: Device) -> Self {
+        let mk = || Tensor::zeros([batch, heads, capacity, head_dim], (kind, device));
+        Self { k: (0..layers).map(|_| mk()).collect(), v: (0..layers).map(|_| mk()).collect(), len: 0, capacity }
+    }
+
+    /// Writes `[B, H_kv, T, D]` keys and values at positions `start .. start + T`.
+    pub fn write(&mut self, layer: usize, start: i64, k: &Tensor, v: &Tensor) {
+        let t = k.size()[2];
+        assert!(start + t <= self.capacity, "KV cache overflow: {} + {} > {}", start, t, self.capacity);
+        self.k[layer].narrow(2, start, t).copy_(k);
+        self.v[layer].narrow(2, start, t).copy_(v);
+    }
+
+    /// Keys and values of the first `len` positions.
+    pub fn view(&self, layer: usize, len: i64) -> (Tensor, Tensor) {
+        (self.k[layer].narrow(2, 0, len), self.v[layer].narrow(2, 0, len))
+    }
+
+    pub fn advance(&mut self, t: i64) {
+        self.len += t;
+    }
+}

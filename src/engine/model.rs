@@ -1,0 +1,336 @@
+//! The Llama-family decoder on libtorch, written for capture: one forward call processes a
+//! batch of `T` new tokens per sequence against a preallocated KV cache and returns, besides
+//! the last position's logits, reductions of each head's attention row for the *last* query
+//! (argmax position, its weight, top-k, mass over spans) computed on the device. The full
+//! `T × S` attention matrix is never formed for capture: prefill runs fused
+//! `scaled_dot_product_attention` and recomputes only the last row eagerly.
+use tch::{Device, Kind, Tensor};
+
+use super::config::{Arch, ModelConfig};
+use super::kv_cache::KvCache;
+use super::rope::{self, Rope};
+use super::weights::{WeightMap, WeightsError};
+
+struct Linear {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.w, self.b.as_ref())
+    }
+}
+
+enum Qkv {
+    Separate { q: Linear, k: Linear, v: Linear },
+    /// Phi-3: one projection producing `[q | k | v]`.
+    Fused(Linear),
+}
+
+enum GateUp {
+    Separate { gate: Linear, up: Linear },
+    /// Phi-3: one projection producing `[gate | up]`.
+    Fused(Linear),
+}
+
+struct Layer {
+    input_norm: Tensor,
+    post_norm: Tensor,
+    qkv: Qkv,
+    o: Linear,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    gate_up: GateUp,
+    down: Linear,
+}
+
+/// How a masked head is silenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskMode {
+    /// The head's output (its slice of the input of `o_proj`) is set to zero.
+    ZeroOutput,
+    /// Wu et al.: the head's query is set to zero after RoPE, so its attention is uniform
+    /// over the visible keys and its output is the mean of their values.
+    UniformAttention,
+}
+
+/// Per-head multipliers for one forward call: `keep[l]` is `[B, Hq]` with 1 = keep, 0 = mask.
+pub struct HeadMask {
+    pub mode: MaskMode,
+    /// `[L, B, Hq]`, activation dtype, on the model's device.
+    pub keep: Tensor,
+}
+
+/// What to reduce from the last query row of every head, on the device.
+#[derive(Debug, Default)]
+pub struct CaptureRequest {
+    /// Argmax key position and the attention weight there.
+    pub argmax: bool,
+    /// Top-k key positions (0 = off).
+    pub top_k: usize,
+    /// `[B, P, n]` 0/1 membership of the first `P` key positions in `n` spans; the attention
+    /// mass of each span is returned.
+    pub spans: Option<Tensor>,
+    /// Hidden states of the last position to return.
+    pub hidden: Vec<HiddenSite>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HiddenSite {
+    /// Residual stream after the final norm (HF `hidden_states[-1]`), the probe/CCA input.
+    Final,
+    /// Residual stream after decoder layer `l` (HF `hidden_states[l + 1]`).
+    Layer(usize),
+}
+
+/// Input of one forward call.
+pub struct StepInput<'a> {
+    /// `[B, T]` int64 token ids.
+    pub ids: &'a Tensor,
+    /// `[B, T]` int64 RoPE positions (per sequence, so left padding does not shift them).
+    pub positions: &'a Tensor,
+    /// Largest entry of `positions` (known on the host; picks LongRoPE's regime without a sync).
+    pub max_position: i64,
+    /// `[B, 1, T, S]` additive f32 bias (0 or -inf) over the `S = cache.len + T` keys.
+    pub bias: &'a Tensor,
+    pub head_mask: Option<&'a HeadMask>,
+    pub capture: &'a CaptureRequest,
+    /// Return logits for every position (tests) instead of only the last one.
+    pub all_logits: bool,
+}
+
+/// Device tensors produced by one forward call; the caller copies them to the host once.
+pub struct StepOutput {
+    /// `[B, V]` f32 logits of the last position (`[B, T, V]` when `all_logits`).
+    pub logits: Tensor,
+    /// `[L, B, Hq]` int64 argmax key position of the last query row.
+    pub argmax: Option<Tensor>,
+    /// `[L, B, Hq]` f32 attention weight at the argmax.
+    pub argmax_weight: Option<Tensor>,
+    /// `[L, B, Hq, k]` int64 top-k key positions.
+    pub top_k: Option<Tensor>,
+    /// `[L, B, Hq, n]` f32 attention mass per span.
+    pub span_mass: Option<Tensor>,
+    /// One `[B, D]` f32 tensor per requested site, in request order.
+    pub hidden: Vec<Tensor>,
+}
+
+pub struct Model {
+    pub config: ModelConfig,
+    pub device: Device,
+    pub kind: Kind,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Option<Tensor>,
+    rope: Rope,
+}
+
+impl Model {
+    /// Builds the model from HF-named weights, checking every shape, then casts to `kind` and
+    /// moves to `device`.
+    pub fn new(config: ModelConfig, mut w: WeightMap, device: Device, kind: Kind) -> Result<Self, WeightsError> {
+        let c = &config;
+        let (d, hd) = (c.hidden_size as i64, c.head_dim as i64);
+        let (nq, nkv, ff, v) = (c.num_heads as i64, c.num_kv_heads as i64, c.intermediate_size as i64, c.vocab_size as i64);
+        let mv = |t: Tensor| t.to_kind(kind).to_device(device);
+        let linear = |w: &mut WeightMap, name: &str, out: i64, inp: i64, bias: bool| -> Result<Linear, WeightsError> {
+            let weight = mv(w.take(&format!("{name}.weight"), &[out, inp])?);
+            let b = if bias { Some(w.take(&format!("{name}.bias"), &[out])?) } else { w.take_opt(&format!("{name}.bias"), &[out])? };
+            Ok(Linear { w: weight, b: b.map(mv) })
+        };
+        let embed = mv(w.take("model.embed_tokens.weight", &[v, d])?);
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for l in 0..c.num_layers {
+            let p = format!("model.layers.{l}");
+            let qkv = if c.arch == Arch::Phi3 {
+                Qkv::Fused(linear(&mut w, &format!("{p}.self_attn.qkv_proj"), (nq + 2 * nkv) * hd, d, c.attention_bias)?)
+            } else {
+                Qkv::Separate {
+                    q: linear(&mut w, &format!("{p}.self_attn.q_proj"), nq * hd, d, c.attention_bias)?,
+                    k: linear(&mut w, &format!("{p}.self_attn.k_proj"), nkv * hd, d, c.attention_bias)?,
+                    v: linear(&mut w, &format!("{p}.self_attn.v_proj"), nkv * hd, d, c.attention_bias)?,
+                }
+            };
+            let gate_up = if c.arch == Arch::Phi3 {
+                GateUp::Fused(linear(&mut w, &format!("{p}.mlp.gate_up_proj"), 2 * ff, d, c.mlp_bias)?)
+            } else {
+                GateUp::Separate {
+                    gate: linear(&mut w, &format!("{p}.mlp.gate_proj"), ff, d, c.mlp_bias)?,
+                    up: linear(&mut w, &format!("{p}.mlp.up_proj"), ff, d, c.mlp_bias)?,
+                }
+            };
+            let (q_norm, k_norm) = if c.arch == Arch::Qwen3 {
+                (Some(mv(w.take(&format!("{p}.self_attn.q_norm.weight"), &[hd])?)), Some(mv(w.take(&format!("{p}.self_attn.k_norm.weight"), &[hd])?)))
+            } else {
+                (None, None)
+            };
+            layers.push(Layer {
+                input_norm: mv(w.take(&format!("{p}.input_layernorm.weight"), &[d])?),
+                post_norm: mv(w.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?),
+                qkv,
+                o: linear(&mut w, &format!("{p}.self_attn.o_proj"), d, nq * hd, c.attention_bias && c.arch != Arch::Qwen2)?,
+                q_norm,
+                k_norm,
+                gate_up,
+                down: linear(&mut w, &format!("{p}.mlp.down_proj"), d, ff, c.mlp_bias)?,
+            });
+        }
+        let norm = mv(w.take("model.norm.weight", &[d])?);
+        let lm_head = if c.tie_word_embeddings { None } else { Some(mv(w.take("lm_head.weight", &[v, d])?)) };
+        let rope = Rope::new(c, device);
+        Ok(Self { config, device, kind, embed, layers, norm, lm_head, rope })
+    }
+
+    /// A KV cache for `batch` sequences of up to `capacity` tokens.
+    pub fn new_cache(&self, batch: i64, capacity: i64) -> KvCache {
+        let c = &self.config;
+        KvCache::new(c.num_layers, batch, c.num_kv_heads as i64, capacity, c.head_dim as i64, self.kind, self.device)
+    }
+
+    /// HF's RMSNorm: normalise in f32, cast back, then scale.
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Tensor {
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = (xf * (var + self.config.rms_norm_eps).rsqrt()).to_kind(self.kind);
+        w * normed
+    }
+
+    /// Runs the new tokens through the model, writing their K/V at `cache.len ..` (the caller
+    /// commits them with `cache.advance`, or overwrites them with a second pass).
+    pub fn forward(&self, inp: &StepInput, cache: &mut KvCache) -> StepOutput {
+        let _guard = tch::no_grad_guard();
+        let c = &self.config;
+        let size = inp.ids.size();
+        let (b, t) = (size[0], size[1]);
+        let (nq, nkv, hd) = (c.num_heads as i64, c.num_kv_heads as i64, c.head_dim as i64);
+        let group = nq / nkv;
+        let scale = (hd as f64).powf(-0.5);
+        let start = cache.len;
+        let s = start + t;
+        let rope = self.rope.tables(inp.positions, inp.max_position, self.kind);
+        let bias = inp.bias.to_kind(self.kind);
+        let last_bias = inp.bias.narrow(2, t - 1, 1); // [B,1,1,S] f32
+
+        let mut x = self.embed.embedding_like(inp.ids);
+        let cap = inp.capture;
+        let mut argmax = Vec::new();
+        let mut argmax_w = Vec::new();
+        let mut topk = Vec::new();
+        let mut mass = Vec::new();
+        let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = self.rms_norm(&x, &layer.input_norm);
+            let (q, k, v) = match &layer.qkv {
+                Qkv::Separate { q, k, v } => (q.forward(&h), k.forward(&h), v.forward(&h)),
+                Qkv::Fused(p) => {
+                    let all = p.forward(&h);
+                    let parts = all.split_with_sizes([nq * hd, nkv * hd, nkv * hd], -1);
+                    (parts[0].shallow_clone(), parts[1].shallow_clone(), parts[2].shallow_clone())
+                }
+            };
+            let mut q = q.view([b, t, nq, hd]);
+            let mut k = k.view([b, t, nkv, hd]);
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                q = self.rms_norm(&q, qn);
+                k = self.rms_norm(&k, kn);
+            }
+            let q = q.transpose(1, 2);
+            let k = k.transpose(1, 2);
+            let v = v.view([b, t, nkv, hd]).transpose(1, 2);
+            let mut q = rope::apply(&q, &rope, self.rope.rotary_dim);
+            let k = rope::apply(&k, &rope, self.rope.rotary_dim);
+            let mask = inp.head_mask.map(|m| m.keep.get(li as i64).view([b, nq, 1, 1]));
+            if let (Some(m), Some(hm)) = (&mask, inp.head_mask) {
+                if hm.mode == MaskMode::UniformAttention {
+                    q = &q * m;
+                }
+            }
+            cache.write(li, start, &k, &v);
+            let (keys, values) = cache.view(li, s);
+
+            // Last query row, eagerly, in f32 after the matmul (HF eager: scores in model dtype,
+            // softmax in f32). Grouped-query attention without repeating K/V.
+            let q_last = q.narrow(2, t - 1, 1).reshape([b, nkv, group, hd]);
+            let scores_last = (q_last.matmul(&keys.transpose(-1, -2)) * scale).to_kind(Kind::Float).view([b, nq, 1, s]) + &last_bias;
+            let probs_last = scores_last.softmax(-1, Kind::Float);
+
+            let out = if t == 1 {
+                // Decode: the last row *is* the attention.
+                let p = probs_last.to_kind(self.kind).reshape([b, nkv, group, s]);
+                p.matmul(&values).reshape([b, nq, 1, hd])
+            } else {
+                Tensor::scaled_dot_product_attention(&q, &keys, &values, Some(&bias), 0.0, false, scale, true)
+            };
+            let out = match (&mask, inp.head_mask) {
+                (Some(m), Some(hm)) if hm.mode == MaskMode::ZeroOutput => out * m,
+                _ => out,
+            };
+            let attn = layer.o.forward(&out.transpose(1, 2).reshape([b, t, nq * hd]));
+            x = x + attn;
+            let h = self.rms_norm(&x, &layer.post_norm);
+            let mlp_in = match &layer.gate_up {
+                GateUp::Separate { gate, up } => gate.forward(&h).silu() * up.forward(&h),
+                GateUp::Fused(p) => {
+                    let gu = p.forward(&h).chunk(2, -1);
+                    gu[0].silu() * &gu[1]
+                }
+            };
+            x = x + layer.down.forward(&mlp_in);
+
+            if cap.argmax {
+                let row = probs_last.view([b, nq, s]);
+                // Argmax of the f32 scores: same as of the probabilities, without softmax ties.
+                let am = scores_last.view([b, nq, s]).argmax(-1, false);
+                argmax_w.push(row.gather(-1, &am.unsqueeze(-1), false).squeeze_dim(-1));
+                argmax.push(am);
+            }
+            if cap.top_k > 0 {
+                let k = (cap.top_k as i64).min(s);
+                topk.push(scores_last.view([b, nq, s]).topk(k, -1, true, true).1);
+            }
+            if let Some(spans) = &cap.spans {
+                let p_len = spans.size()[1].min(s);
+                let row = probs_last.view([b, nq, s]).narrow(-1, 0, p_len);
+                mass.push(row.matmul(&spans.narrow(1, 0, p_len).to_kind(Kind::Float)));
+            }
+            if cap.hidden.contains(&HiddenSite::Layer(li)) {
+                hidden_layers.push((li, x.select(1, t - 1).to_kind(Kind::Float)));
+            }
+        }
+        let normed = self.rms_norm(&x, &self.norm);
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        let logits = if inp.all_logits { normed.linear::<Tensor>(head, None) } else { normed.select(1, t - 1).linear::<Tensor>(head, None) };
+        let hidden = cap
+            .hidden
+            .iter()
+            .map(|site| match site {
+                HiddenSite::Final => normed.select(1, t - 1).to_kind(Kind::Float),
+                HiddenSite::Layer(l) => hidden_layers.iter().find(|(li, _)| li == l).map(|(_, t)| t.shallow_clone()).expect("layer index checked by caller"),
+            })
+            .collect();
+        let stack = |v: Vec<Tensor>| if v.is_empty() { None } else { Some(Tensor::stack(&v, 0)) };
+        StepOutput {
+            logits: logits.to_kind(Kind::Float),
+            argmax: stack(argmax),
+            argmax_weight: stack(argmax_w),
+            top_k: stack(topk),
+            span_mass: stack(mass),
+            hidden,
+        }
+    }
+}
+
+trait EmbeddingLike {
+    fn embedding_like(&self, ids: &Tensor) -> Tensor;
+}
+
+impl EmbeddingLike for Tensor {
+    fn embedding_like(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(self, ids, -1, false, false)
+    }
+}

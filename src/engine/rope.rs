@@ -1,0 +1,110 @@
+//! Rotary position embeddings, computed per forward call from the position ids exactly as HF
+//! transformers does (f32 `inv_freq × position`, `cos`/`sin` of the duplicated frequencies), so
+//! that the logits match HF to float rounding. Scaling variants: linear, llama3, longrope, and
+//! llama.cpp's per-frequency factor tensor.
+use tch::{Device, Kind, Tensor};
+
+use super::config::{ModelConfig, RopeScaling};
+
+pub struct Rope {
+    /// Inverse frequencies for the default (or short) regime, f32, `[rotary_dim / 2]`.
+    inv_freq: Tensor,
+    /// LongRoPE only: frequencies used when the call's largest position ≥ `switch_at`.
+    long: Option<(Tensor, i64)>,
+    attention_scaling: f64,
+    pub rotary_dim: i64,
+}
+
+/// `cos` and `sin` for one forward call, `[B, 1, T, rotary_dim]` in the activation dtype.
+pub struct RopeTables {
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+fn base_inv_freq(base: f64, dim: i64, device: Device) -> Tensor {
+    let exponent = Tensor::arange_start_step(0, dim, 2, (Kind::Int64, device)).to_kind(Kind::Float) / (dim as f64);
+    Tensor::pow_scalar(base, &exponent).reciprocal()
+}
+
+impl Rope {
+    pub fn new(cfg: &ModelConfig, device: Device) -> Self {
+        let dim = cfg.rotary_dim() as i64;
+        let base = cfg.rope_theta;
+        let mut attention_scaling = 1.0;
+        let mut long = None;
+        let inv_freq = match &cfg.rope_scaling {
+            RopeScaling::None => base_inv_freq(base, dim, device),
+            RopeScaling::Linear { factor } => base_inv_freq(base, dim, device) / *factor,
+            RopeScaling::Freqs { factors } => {
+                let f = Tensor::from_slice(&factors.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_device(device);
+                base_inv_freq(base, dim, device) / f
+            }
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+                // Mirrors transformers' `_compute_llama3_parameters` op for op.
+                let inv_freq = base_inv_freq(base, dim, device);
+                let old = *original_max_position_embeddings as f64;
+                let low_freq_wavelen = old / low_freq_factor;
+                let high_freq_wavelen = old / high_freq_factor;
+                let wavelen = inv_freq.ones_like() * (2.0 * std::f64::consts::PI) / &inv_freq;
+                let scaled = &inv_freq / *factor;
+                let inv_freq_llama = wavelen.gt(low_freq_wavelen).where_self(&scaled, &inv_freq);
+                let smooth = (wavelen.ones_like() * old / &wavelen - *low_freq_factor) / (high_freq_factor - low_freq_factor);
+                let smoothed = (smooth.ones_like() - &smooth) * (&inv_freq_llama / *factor) + &smooth * &inv_freq_llama;
+                let is_medium = wavelen.lt(high_freq_wavelen).logical_not().logical_and(&wavelen.gt(low_freq_wavelen).logical_not());
+                is_medium.where_self(&smoothed, &inv_freq_llama)
+            }
+            RopeScaling::LongRope { short_factor, long_factor, original_max_position_embeddings, attention_factor } => {
+                let orig = *original_max_position_embeddings as f64;
+                let factor = cfg.max_position_embeddings as f64 / orig;
+                attention_scaling = attention_factor.unwrap_or(if factor <= 1.0 { 1.0 } else { (1.0 + factor.ln() / orig.ln()).sqrt() });
+                let shape = Tensor::arange_start_step(0, dim, 2, (Kind::Int64, device)).to_kind(Kind::Float) / (dim as f64);
+                let powed = Tensor::pow_scalar(base, &shape);
+                let mk = |f: &[f64]| {
+                    let ext = Tensor::from_slice(&f.iter().map(|&x| x as f32).collect::<Vec<_>>()).to_device(device);
+                    (ext * &powed).reciprocal()
+                };
+                long = Some((mk(long_factor), *original_max_position_embeddings as i64));
+                mk(short_factor)
+            }
+        };
+        Self { inv_freq, long, attention_scaling, rotary_dim: dim }
+    }
+
+    /// Tables for `positions` (`[B, T]`, int64). `max_position` is the largest entry of
+    /// `positions`, passed by the caller so that choosing LongRoPE's regime needs no host sync.
+    pub fn tables(&self, positions: &Tensor, max_position: i64, kind: Kind) -> RopeTables {
+        let inv_freq = match &self.long {
+            Some((long, switch)) if max_position + 1 > *switch => long,
+            _ => &self.inv_freq,
+        };
+        // [B, T, 1] * [D/2] → [B, T, D/2], an exact f32 product like HF's k=1 matmul.
+        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv_freq;
+        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
+        let (mut cos, mut sin) = (emb.cos(), emb.sin());
+        if self.attention_scaling != 1.0 {
+            cos = cos * self.attention_scaling;
+            sin = sin * self.attention_scaling;
+        }
+        RopeTables { cos: cos.to_kind(kind), sin: sin.to_kind(kind) }
+    }
+}
+
+/// Applies the rotation to the first `rotary_dim` features of `x` (`[B, H, T, head_dim]`),
+/// using HF's `rotate_half` convention (halves, not interleaved pairs).
+pub fn apply(x: &Tensor, t: &RopeTables, rotary_dim: i64) -> Tensor {
+    let head_dim = x.size()[3];
+    let (rot, pass) = if rotary_dim < head_dim {
+        (x.narrow(3, 0, rotary_dim), Some(x.narrow(3, rotary_dim, head_dim - rotary_dim)))
+    } else {
+        (x.shallow_clone(), None)
+    };
+    let half = rotary_dim / 2;
+    let x1 = rot.narrow(3, 0, half);
+    let x2 = rot.narrow(3, half, half);
+    let rotated = Tensor::cat(&[&x2.neg(), &x1], 3);
+    let out = &rot * &t.cos + rotated * &t.sin;
+    match pass {
+        Some(p) => Tensor::cat(&[&out, &p], 3),
+        None => out,
+    }
+}
