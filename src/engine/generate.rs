@@ -254,9 +254,28 @@ pub fn generate(
     let mut done = vec![false; b as usize];
     let mut next = ids.narrow(1, width - 1, 1);
     let step_mask = fixed(opts.fixed_mask.is_some());
+    // Tokens fed so far after the prompt, for LongRoPE's recomputation below.
+    let mut fed: Vec<Tensor> = Vec::new();
     for step in 0..opts.max_new_tokens {
         let q0 = cache.len;
         let (pos, max_position) = batch.positions(q0, 1);
+        if let Some(switch) = model.rope_long_switch() {
+            // LongRoPE (Phi-3): the first step whose sequence exceeds the original context
+            // switches to the long factors; HF's generate() then drops the cache and recomputes
+            // every earlier position with them. Do the same so greedy outputs match.
+            if max_position + 1 > switch && max_position <= switch && q0 > 0 {
+                let mut all = vec![ids.narrow(1, 0, width - 1)];
+                all.extend(fed.iter().map(|t| t.shallow_clone()));
+                let all = Tensor::cat(&all, 1);
+                let (p_all, _) = batch.positions(0, q0);
+                let bias_all = batch.bias(0, q0);
+                let mask = fixed(opts.fixed_mask.as_ref().is_some_and(|m| m.scope == MaskScope::AllPositions));
+                let inp = StepInput { ids: &all, positions: &p_all, max_position, bias: &bias_all, head_mask: mask.as_ref(), capture: &no_capture, all_logits: false };
+                cache.len = 0;
+                model.forward(&inp, &mut cache);
+                cache.len = q0;
+            }
+        }
         let bias = batch.bias(q0, 1);
         let run = |mask: Option<&HeadMask>, cache: &mut KvCache| {
             let inp = StepInput { ids: &next, positions: &pos, max_position, bias: &bias, head_mask: mask, capture: &capture, all_logits: false };
@@ -309,6 +328,7 @@ pub fn generate(
         if done.iter().all(|&d| d) {
             break;
         }
+        fed.push(next.shallow_clone());
         next = Tensor::from_slice(&tokens).view([b, 1]).to_device(device);
     }
     Ok(gens)

@@ -185,10 +185,28 @@ impl Model {
         Ok(Self { config, device, kind, embed, layers, norm, lm_head, rope })
     }
 
+    /// LongRoPE models: sequence length above which RoPE switches to the long factors.
+    pub fn rope_long_switch(&self) -> Option<i64> {
+        self.rope.long_switch()
+    }
+
     /// A KV cache for `batch` sequences of up to `capacity` tokens.
     pub fn new_cache(&self, batch: i64, capacity: i64) -> KvCache {
         let c = &self.config;
         KvCache::new(c.num_layers, batch, c.num_kv_heads as i64, capacity, c.head_dim as i64, self.kind, self.device)
+    }
+
+    /// Logits `[T, V]` (f32) of every position of one sequence, in a single forward call
+    /// without prior cache: the quantity HF's `model(ids).logits[0]` returns.
+    pub fn logits_all(&self, ids: &[u32]) -> Tensor {
+        let t = ids.len() as i64;
+        let ids_t = Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).view([1, t]).to_device(self.device);
+        let positions = Tensor::arange(t, (Kind::Int64, self.device)).view([1, t]);
+        let causal = Tensor::ones([t, t], (Kind::Bool, self.device)).tril(0);
+        let bias = Tensor::zeros([t, t], (Kind::Float, self.device)).masked_fill(&causal.logical_not(), f64::NEG_INFINITY).view([1, 1, t, t]);
+        let mut cache = self.new_cache(1, t);
+        let inp = StepInput { ids: &ids_t, positions: &positions, max_position: t - 1, bias: &bias, head_mask: None, capture: &CaptureRequest::default(), all_logits: true };
+        self.forward(&inp, &mut cache).logits.squeeze_dim(0)
     }
 
     /// HF's RMSNorm: normalise in f32, cast back, then scale.

@@ -47,11 +47,11 @@ impl Rope {
                 let high_freq_wavelen = old / high_freq_factor;
                 let wavelen = inv_freq.ones_like() * (2.0 * std::f64::consts::PI) / &inv_freq;
                 let scaled = &inv_freq / *factor;
-                let inv_freq_llama = wavelen.gt(low_freq_wavelen).where_self(&scaled, &inv_freq);
+                let inv_freq_llama = scaled.where_self(&wavelen.gt(low_freq_wavelen), &inv_freq);
                 let smooth = (wavelen.ones_like() * old / &wavelen - *low_freq_factor) / (high_freq_factor - low_freq_factor);
                 let smoothed = (smooth.ones_like() - &smooth) * (&inv_freq_llama / *factor) + &smooth * &inv_freq_llama;
                 let is_medium = wavelen.lt(high_freq_wavelen).logical_not().logical_and(&wavelen.gt(low_freq_wavelen).logical_not());
-                is_medium.where_self(&smoothed, &inv_freq_llama)
+                smoothed.where_self(&is_medium, &inv_freq_llama)
             }
             RopeScaling::LongRope { short_factor, long_factor, original_max_position_embeddings, attention_factor } => {
                 let orig = *original_max_position_embeddings as f64;
@@ -68,6 +68,11 @@ impl Rope {
             }
         };
         Self { inv_freq, long, attention_scaling, rotary_dim: dim }
+    }
+
+    /// LongRoPE: the sequence length above which the long factors apply.
+    pub fn long_switch(&self) -> Option<i64> {
+        self.long.as_ref().map(|(_, s)| *s)
     }
 
     /// Tables for `positions` (`[B, T]`, int64). `max_position` is the largest entry of

