@@ -145,6 +145,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         top_k: 0,
         hidden: if args.full { vec![HiddenSite::Final] } else { vec![] },
         fixed_mask,
+        top_logits: 0,
     };
 
     let ok: Vec<&PreparedPrompt> = lines.iter().filter_map(|l| l.as_ref().ok()).collect();

@@ -58,11 +58,13 @@ pub struct GenerateOptions {
     pub top_k: usize,
     pub hidden: Vec<HiddenSite>,
     pub fixed_mask: Option<FixedMask>,
+    /// Keep the `n` largest logits of every step (ids and values), e.g. for margins.
+    pub top_logits: usize,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 40, eos_ids: vec![], argmax: true, top_k: 0, hidden: vec![], fixed_mask: None }
+        Self { max_new_tokens: 40, eos_ids: vec![], argmax: true, top_k: 0, hidden: vec![], fixed_mask: None, top_logits: 0 }
     }
 }
 
@@ -80,6 +82,8 @@ pub struct StepRecord {
     pub span_mass: Vec<f32>,
     /// One vector per requested hidden site.
     pub hidden: Vec<Vec<f32>>,
+    /// The largest logits of this step, `(token id, value)`, largest first.
+    pub top_logits: Vec<(u32, f32)>,
     /// Heads masked at this step (per-step policies and fixed masks on decode steps).
     pub masked: Vec<(usize, usize)>,
     /// The record of the unmasked first pass, when a step policy masked something.
@@ -282,7 +286,7 @@ pub fn generate(
             model.forward(&inp, cache)
         };
         let out = run(step_mask.as_ref(), &mut cache);
-        let mut records = to_records(&out, &batch, n_layers, n_heads, step_mask.as_ref().map(|_| opts.fixed_mask.as_ref().unwrap().heads.clone()))?;
+        let mut records = to_records(&out, &batch, n_layers, n_heads, opts.top_logits, step_mask.as_ref().map(|_| opts.fixed_mask.as_ref().unwrap().heads.clone()))?;
         if let Some(pol) = policy.as_deref_mut() {
             let sets: Vec<Vec<(usize, usize)>> =
                 (0..b as usize).map(|i| if done[i] { vec![] } else { pol.heads_to_mask(i, step, &records[i], &prompts[i]) }).collect();
@@ -293,7 +297,7 @@ pub fn generate(
                 let keep = keep_tensor(&sets, n_layers, n_heads, model);
                 let mask = HeadMask { mode: pol.mode(), keep };
                 let out2 = run(Some(&mask), &mut cache);
-                let second = to_records(&out2, &batch, n_layers, n_heads, None)?;
+                let second = to_records(&out2, &batch, n_layers, n_heads, opts.top_logits, None)?;
                 records = second
                     .into_iter()
                     .zip(records)
@@ -374,7 +378,7 @@ fn mass_span_tensor(prompts: &[Prompt], pad: &[i64], width: i64, device: Device)
 
 /// Copies one step's device outputs to the host (one transfer per tensor) and splits them per
 /// sequence, converting padded columns to prompt coordinates.
-fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, masked: Option<Vec<(usize, usize)>>) -> Result<Vec<StepRecord>, GenerateError> {
+fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, top_logits: usize, masked: Option<Vec<(usize, usize)>>) -> Result<Vec<StepRecord>, GenerateError> {
     let b = batch.b as usize;
     let tokens: Vec<i64> = Vec::<i64>::try_from(out.logits.argmax(-1, false).to_device(Device::Cpu))?;
     let host_i64 = |t: &Option<Tensor>| -> Result<Option<Vec<i64>>, GenerateError> {
@@ -390,6 +394,14 @@ fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, mask
     let mass = host_f32(&out.span_mass)?;
     let n_spans = out.span_mass.as_ref().map(|t| t.size()[3] as usize).unwrap_or(0);
     let hidden: Vec<Vec<f32>> = out.hidden.iter().map(|h| Vec::<f32>::try_from(h.to_device(Device::Cpu).flatten(0, -1))).collect::<Result<_, _>>()?;
+    let top = if top_logits > 0 {
+        let (v, i) = out.logits.topk(top_logits as i64, -1, true, true);
+        let v = Vec::<f32>::try_from(v.to_device(Device::Cpu).flatten(0, -1))?;
+        let i = Vec::<i64>::try_from(i.to_device(Device::Cpu).flatten(0, -1))?;
+        Some((v, i))
+    } else {
+        None
+    };
     let mut recs = Vec::with_capacity(b);
     for i in 0..b {
         let pad = batch.pad[i];
@@ -417,6 +429,10 @@ fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, mask
             top_k: topk.as_ref().map(|v| per_head(v, k)).unwrap_or_default(),
             span_mass: mass.as_ref().map(|v| per_head_f(v, n_spans)).unwrap_or_default(),
             hidden: hidden.iter().map(|h| h[i * d..(i + 1) * d].to_vec()).collect(),
+            top_logits: top
+                .as_ref()
+                .map(|(v, ix)| (0..top_logits).map(|j| (ix[i * top_logits + j] as u32, v[i * top_logits + j])).collect())
+                .unwrap_or_default(),
             masked: masked.clone().unwrap_or_default(),
             unmasked: None,
         });

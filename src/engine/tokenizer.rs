@@ -869,9 +869,13 @@ impl Tokenizer {
     /// transformers save the template there), and `generation_config.json` (`eos_token_id` may
     /// be a list).
     ///
-    /// Limitation: transformers 5 rebuilds the pipeline of some model-specific tokenizer classes
-    /// (`tokenizer_class` in the config) instead of using `tokenizer.json` as stored; this loads
-    /// `tokenizer.json` as stored, as `TokenizersBackend` / `PreTrainedTokenizerFast` do.
+    /// Limitation: transformers 5 rebuilds the normalizer, pre-tokenizer, decoder and model of
+    /// model-specific tokenizer classes (`tokenizer_class` in the config, e.g. `LlamaTokenizer`:
+    /// checked, it drops tokenizer.json's `Prepend`/`Replace` normalizer for a `Metaspace`)
+    /// from the vocabulary, keeping only tokenizer.json's post-processor. This loads
+    /// `tokenizer.json` as stored, as `TokenizersBackend` / `PreTrainedTokenizerFast` do, which
+    /// is what HF does for byte-level (Llama-3, Qwen, SmolLM) directories; see
+    /// [`Tokenizer::tokenizer_class`].
     pub fn from_hf_dir(dir: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let dir = dir.as_ref();
         let tok_path = dir.join("tokenizer.json");
