@@ -1,0 +1,104 @@
+//! `rhx trace` end to end on the real SmolLM2 model: good lines run, bad lines get an error
+//! naming their id and line number, outputs are written atomically, and broken model files
+//! give an error naming the file instead of a panic.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn rhx() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rhx"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trace_cli");
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn model_installed() -> bool {
+    let ok = rhx::engine::loader::resolve("smollm2-135m-instruct").is_ok();
+    if !ok {
+        eprintln!("SKIPPED: SmolLM2 is not installed (bash scripts/setup.sh)");
+    }
+    ok
+}
+
+#[test]
+fn bad_lines_are_reported_and_good_lines_still_run() {
+    if !model_installed() {
+        return;
+    }
+    let input = tmp("mixed.jsonl");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"id": "ok", "messages": [{"role": "user", "content": "The magic word is 42-abc. What is the magic word?"}], "needle": "The magic word is 42-abc."}"#, "\n",
+            r#"{"id": "no-needle", "messages": [{"role": "user", "content": "hello"}], "needle": "absent sentence"}"#, "\n",
+            r#"{"id": "empty", "messages": []}"#, "\n",
+            "not json\n",
+            "\n",
+            r#"{"id": "raw", "text": "The magic word is xyz. The magic word is", "needle": "xyz"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let out = tmp("mixed.out.jsonl");
+    let r = rhx()
+        .args(["trace", "--device", "cpu", "--max-new-tokens", "4", "--quiet", "--prompts"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "exit status with bad lines; stderr: {stderr}");
+    assert!(stderr.contains("line 2 (id no-needle)") && stderr.contains("does not occur"), "{stderr}");
+    assert!(stderr.contains("line 3 (id empty)") && stderr.contains("`messages` is empty"), "{stderr}");
+    assert!(stderr.contains("line 4 (id ?)"), "{stderr}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5, "one output line per non-empty input line");
+    let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ok", "no-needle", "empty", "?", "raw"]);
+    for good in [&lines[0], &lines[4]] {
+        assert_eq!(good["tokens"].as_array().unwrap().len(), good["steps"].as_array().unwrap().len());
+        assert!(!good["needle_span"].as_array().unwrap().is_empty());
+        assert!(good["prompt_tokens"].as_u64().unwrap() > 5);
+    }
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1]["error"].as_str().unwrap().contains("needle"));
+}
+
+#[test]
+fn broken_model_files_give_errors_naming_the_file() {
+    let input = tmp("one.jsonl");
+    std::fs::write(&input, r#"{"id": "a", "text": "hi"}"#).unwrap();
+    // A truncated copy of a real GGUF (the tiny Llama-3 fixture).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama3/model-f32.gguf");
+    let bytes = std::fs::read(&src).unwrap();
+    let truncated = tmp("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let not_gguf = tmp("not-a-model.gguf");
+    std::fs::write(&not_gguf, b"hello world, definitely not gguf").unwrap();
+    for (model, expect) in [
+        (truncated.display().to_string(), "truncated"),
+        (not_gguf.display().to_string(), "not-a-model.gguf"),
+        ("no-such-model".to_string(), "was not found"),
+    ] {
+        let r = rhx().args(["trace", "--device", "cpu", "--quiet", "--model", &model, "--prompts"]).arg(&input).arg("--out").arg(tmp("x.jsonl")).output().unwrap();
+        let stderr = String::from_utf8_lossy(&r.stderr).to_lowercase();
+        assert_eq!(r.status.code(), Some(2), "{model}: {stderr}");
+        assert!(stderr.contains(&expect.to_lowercase()), "{model}: expected {expect:?} in: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn cuda_request_without_gpu_says_why() {
+    if rhx::engine::device::cuda_status().is_ok() {
+        return; // a GPU is present: nothing to check here
+    }
+    let input = tmp("one2.jsonl");
+    std::fs::write(&input, r#"{"id": "a", "text": "hi"}"#).unwrap();
+    let r = rhx().args(["trace", "--device", "cuda", "--quiet", "--prompts"]).arg(&input).arg("--out").arg(tmp("y.jsonl")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(stderr.contains("CUDA was requested but is not usable"), "{stderr}");
+}
