@@ -10,8 +10,19 @@ use rhx::engine::weights;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
+/// Fixture root: `RHX_TEST_ROOT` (to run a copied test binary elsewhere, e.g. on a GPU machine)
+/// or this checkout.
 fn fixture_dir(arch: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny").join(arch)
+    let root = std::env::var_os("RHX_TEST_ROOT").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
+    root.join("tests/fixtures/tiny").join(arch)
+}
+
+/// `RHX_TEST_DEVICE=cuda` runs the same comparisons on the GPU (f32).
+fn device() -> Device {
+    match std::env::var("RHX_TEST_DEVICE").as_deref() {
+        Ok("cuda") => rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA requested by RHX_TEST_DEVICE"),
+        _ => Device::Cpu,
+    }
 }
 
 fn expected(arch: &str) -> Value {
@@ -40,7 +51,7 @@ fn check_model(model: &Model, exp: &Value, logits_key: &str, label: &str) {
         let name = input["name"].as_str().unwrap();
         let ids = ids_of(&input["ids"]);
         let want = matrix(&input[logits_key]);
-        let got = model.logits_all(&ids);
+        let got = model.logits_all(&ids).to_device(Device::Cpu);
         let d = max_abs_diff(&got, &want);
         assert!(d < 1e-4, "{label} {name}: logits differ from HF by {d:e}");
 
@@ -59,7 +70,7 @@ fn check_model(model: &Model, exp: &Value, logits_key: &str, label: &str) {
 fn run_safetensors(arch: &str) {
     let exp = expected(arch);
     let (cfg, w) = weights::load_hf_dir(&fixture_dir(arch)).unwrap();
-    let model = Model::new(cfg, w, Device::Cpu, Kind::Float).unwrap();
+    let model = Model::new(cfg, w, device(), Kind::Float).unwrap();
     check_model(&model, &exp, "logits_full", &format!("{arch} (safetensors)"));
 }
 
@@ -81,4 +92,46 @@ fn qwen3_qk_norm_matches_hf() {
 #[test]
 fn phi3_fused_partial_rotary_longrope_matches_hf() {
     run_safetensors("phi3");
+}
+
+/// GGUF files written the way llama.cpp's converter writes them (Q/K rows permuted, llama3
+/// scaling as `rope_freqs.weight`, Q8_0 weights). `reference_logits` are HF's logits for the
+/// original config with the GGUF's dequantised weights; for llama2 HF's own GGUF loader gives the
+/// same, for llama3 it drops the rope scaling (see the fixture's `hf_note`), so the reference is
+/// the correct target.
+fn run_gguf(arch: &str) {
+    let exp = expected(arch);
+    for kind in ["f32", "q8_0"] {
+        let f = &exp["gguf"]["files"][kind];
+        let path = fixture_dir(arch).join(f["file"].as_str().unwrap());
+        let (cfg, w) = weights::load_gguf(&path).unwrap();
+        let model = Model::new(cfg, w, device(), Kind::Float).unwrap();
+        for input in exp["inputs"].as_array().unwrap() {
+            let name = input["name"].as_str().unwrap();
+            let got = model.logits_all(&ids_of(&input["ids"])).to_device(Device::Cpu);
+            // For the f32 file the reference is the safetensors logits (the fixture says so).
+            let reference = match &f["reference_logits"] {
+                Value::String(_) => &input["logits_full"],
+                r => &r[name],
+            };
+            let d = max_abs_diff(&got, &matrix(reference));
+            assert!(d < 1e-4, "{arch} {kind} GGUF {name}: logits differ from the reference by {d:e}");
+            let hf_agrees = f["hf_max_abs_diff_vs_reference"][name].as_f64().is_some_and(|x| x < 1e-4);
+            assert_eq!(hf_agrees, arch == "llama2", "{arch}: the fixture's HF-from-GGUF agreement changed");
+            if hf_agrees {
+                let d = max_abs_diff(&got, &matrix(&f["hf_logits"][name]));
+                assert!(d < 1e-4, "{arch} {kind} GGUF {name}: logits differ from HF's GGUF loader by {d:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn llama3_gguf_f32_and_q8_0_match_reference() {
+    run_gguf("llama3");
+}
+
+#[test]
+fn llama2_gguf_f32_and_q8_0_match_hf() {
+    run_gguf("llama2");
 }
