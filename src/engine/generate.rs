@@ -123,12 +123,18 @@ struct Batch {
     valid: Tensor,
     /// `[B, cap]` int64: hidden-span id of each position (0 = visible).
     hidden_id: Tensor,
+    /// No padding and no hidden spans: attention is plain causal and needs no bias tensor.
+    plain: bool,
     device: Device,
 }
 
 impl Batch {
-    /// Additive bias `[B, 1, T, S]` for queries at columns `q0 .. q0+T` over keys `0 .. q0+T`.
-    fn bias(&self, q0: i64, t: i64) -> Tensor {
+    /// Additive bias `[B, 1, T, S]` for queries at columns `q0 .. q0+T` over keys `0 .. q0+T`,
+    /// or `None` when attention is plain causal.
+    fn bias(&self, q0: i64, t: i64) -> Option<Tensor> {
+        if self.plain && (q0 == 0 || t == 1) {
+            return None;
+        }
         let s = q0 + t;
         let d = self.device;
         let kpos = Tensor::arange(s, (Kind::Int64, d)).view([1, 1, s]);
@@ -139,14 +145,15 @@ impl Batch {
         let visible = kpos.le_tensor(&qpos).logical_and(&valid_k).logical_and(&hid_k.eq(0).logical_or(&hid_k.eq_tensor(&hid_q)));
         let visible = visible.logical_or(&kpos.eq_tensor(&qpos));
         let zeros = Tensor::zeros([self.b, t, s], (Kind::Float, d));
-        zeros.masked_fill(&visible.logical_not(), f64::NEG_INFINITY).unsqueeze(1)
+        Some(zeros.masked_fill(&visible.logical_not(), f64::NEG_INFINITY).unsqueeze(1))
     }
 
-    fn positions(&self, q0: i64, t: i64) -> (Tensor, i64) {
+    /// RoPE positions `[B, T]` of columns `q0 .. q0+T`, and each row's largest position.
+    fn positions(&self, q0: i64, t: i64) -> (Tensor, Vec<i64>) {
         let cols = Tensor::arange_start(q0, q0 + t, (Kind::Int64, Device::Cpu)).view([1, t]);
         let pad = Tensor::from_slice(&self.pad).view([self.b, 1]);
         let pos = (cols - pad).clamp_min(0);
-        let max = q0 + t - 1 - self.pad.iter().copied().min().unwrap_or(0);
+        let max = self.pad.iter().map(|p| (q0 + t - 1 - p).max(0)).collect();
         (pos.to_device(self.device), max)
     }
 }
@@ -219,6 +226,7 @@ pub fn generate(
         width,
         valid: Tensor::from_slice(&valid).view([b, cap]).to_device(device),
         hidden_id: Tensor::from_slice(&hidden_id).view([b, cap]).to_device(device),
+        plain: pad.iter().all(|&p| p == 0) && prompts.iter().all(|p| p.hidden_spans.is_empty()),
         device,
     };
     let ids = Tensor::from_slice(&ids).view([b, width]).to_device(device);
@@ -235,23 +243,48 @@ pub fn generate(
     };
 
     let mut cache = model.new_cache(b, cap);
-    // Prefill everything but the last prompt column.
-    if width > 1 {
+    // Prefill everything but the last prompt column. A batch without padding or hidden spans
+    // goes in one call with plain causal attention; otherwise each prompt is prefilled on its
+    // own into its row of the cache (no padded rows: the fused kernel's causal mode, and no
+    // compute spent on padding), and only decoding is batched.
+    let prefill_mask = fixed(opts.fixed_mask.as_ref().is_some_and(|m| m.scope == MaskScope::AllPositions));
+    if width > 1 && batch.plain {
         let t = width - 1;
-        let (pos, max_position) = batch.positions(0, t);
-        let bias = batch.bias(0, t);
-        let mask = fixed(opts.fixed_mask.as_ref().is_some_and(|m| m.scope == MaskScope::AllPositions));
-        let inp = StepInput {
-            ids: &ids.narrow(1, 0, t),
-            positions: &pos,
-            max_position,
-            bias: &bias,
-            head_mask: mask.as_ref(),
-            capture: &no_capture,
-            all_logits: false,
-        };
+        let (pos, max_positions) = batch.positions(0, t);
+        let inp = StepInput { ids: &ids.narrow(1, 0, t), positions: &pos, max_positions: &max_positions, bias: None, head_mask: prefill_mask.as_ref(), capture: &no_capture, all_logits: false };
         model.forward(&inp, &mut cache);
-        cache.advance(t);
+    } else if width > 1 {
+        for (i, p) in prompts.iter().enumerate() {
+            let n = p.ids.len() as i64 - 1;
+            if n == 0 {
+                continue;
+            }
+            let row = Batch {
+                b: 1,
+                pad: vec![0],
+                width: n + 1,
+                valid: batch.valid.narrow(0, i as i64, 1).narrow(1, pad[i], cap - pad[i]),
+                hidden_id: batch.hidden_id.narrow(0, i as i64, 1).narrow(1, pad[i], cap - pad[i]),
+                plain: p.hidden_spans.is_empty(),
+                device,
+            };
+            let (pos, max_positions) = row.positions(0, n);
+            let bias = row.bias(0, n);
+            let mask = prefill_mask.as_ref().map(|m| HeadMask { mode: m.mode, keep: m.keep.narrow(1, i as i64, 1) });
+            let inp = StepInput {
+                ids: &ids.narrow(0, i as i64, 1).narrow(1, pad[i], n),
+                positions: &pos,
+                max_positions: &max_positions,
+                bias: bias.as_ref(),
+                head_mask: mask.as_ref(),
+                capture: &no_capture,
+                all_logits: false,
+            };
+            model.forward(&inp, &mut cache.row_view(i as i64, pad[i]));
+        }
+    }
+    if width > 1 {
+        cache.advance(width - 1);
     }
 
     let mut gens: Vec<Generation> = prompts.iter().map(|p| Generation { prompt_len: p.ids.len(), ..Default::default() }).collect();
@@ -262,27 +295,38 @@ pub fn generate(
     let mut fed: Vec<Tensor> = Vec::new();
     for step in 0..opts.max_new_tokens {
         let q0 = cache.len;
-        let (pos, max_position) = batch.positions(q0, 1);
+        let (pos, max_positions) = batch.positions(q0, 1);
         if let Some(switch) = model.rope_long_switch() {
-            // LongRoPE (Phi-3): the first step whose sequence exceeds the original context
-            // switches to the long factors; HF's generate() then drops the cache and recomputes
-            // every earlier position with them. Do the same so greedy outputs match.
-            if max_position + 1 > switch && max_position <= switch && q0 > 0 {
-                let mut all = vec![ids.narrow(1, 0, width - 1)];
-                all.extend(fed.iter().map(|t| t.shallow_clone()));
-                let all = Tensor::cat(&all, 1);
-                let (p_all, _) = batch.positions(0, q0);
-                let bias_all = batch.bias(0, q0);
-                let mask = fixed(opts.fixed_mask.as_ref().is_some_and(|m| m.scope == MaskScope::AllPositions));
-                let inp = StepInput { ids: &all, positions: &p_all, max_position, bias: &bias_all, head_mask: mask.as_ref(), capture: &no_capture, all_logits: false };
-                cache.len = 0;
-                model.forward(&inp, &mut cache);
-                cache.len = q0;
+            // LongRoPE (Phi-3): at the first step whose sequence exceeds the original context,
+            // RoPE switches to the long factors and HF's generate() drops the cache and
+            // recomputes every earlier position with them. Do the same, per sequence, so that
+            // greedy outputs match (and a batch behaves like its prompts generated alone).
+            for (i, &m) in max_positions.iter().enumerate() {
+                let n = m; // positions 0 .. m-1 are cached for this row
+                if m + 1 > switch && m <= switch && n > 0 {
+                    let mut cols = vec![ids.narrow(0, i as i64, 1).narrow(1, pad[i], width - 1 - pad[i])];
+                    cols.extend(fed.iter().map(|t| t.narrow(0, i as i64, 1)));
+                    let all = Tensor::cat(&cols, 1);
+                    let row = Batch {
+                        b: 1,
+                        pad: vec![0],
+                        width: n,
+                        valid: batch.valid.narrow(0, i as i64, 1).narrow(1, pad[i], cap - pad[i]),
+                        hidden_id: batch.hidden_id.narrow(0, i as i64, 1).narrow(1, pad[i], cap - pad[i]),
+                        plain: prompts[i].hidden_spans.is_empty(),
+                        device,
+                    };
+                    let (p_all, _) = row.positions(0, n);
+                    let bias_all = row.bias(0, n);
+                    let mask = prefill_mask.as_ref().map(|mk| HeadMask { mode: mk.mode, keep: mk.keep.narrow(1, i as i64, 1) });
+                    let inp = StepInput { ids: &all, positions: &p_all, max_positions: &[m], bias: bias_all.as_ref(), head_mask: mask.as_ref(), capture: &no_capture, all_logits: false };
+                    model.forward(&inp, &mut cache.row_view(i as i64, pad[i]));
+                }
             }
         }
         let bias = batch.bias(q0, 1);
         let run = |mask: Option<&HeadMask>, cache: &mut KvCache| {
-            let inp = StepInput { ids: &next, positions: &pos, max_position, bias: &bias, head_mask: mask, capture: &capture, all_logits: false };
+            let inp = StepInput { ids: &next, positions: &pos, max_positions: &max_positions, bias: bias.as_ref(), head_mask: mask, capture: &capture, all_logits: false };
             model.forward(&inp, cache)
         };
         let out = run(step_mask.as_ref(), &mut cache);

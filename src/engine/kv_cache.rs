@@ -30,6 +30,14 @@ impl KvCache {
         (self.k[layer].narrow(2, 0, len), self.v[layer].narrow(2, 0, len))
     }
 
+    /// A cache over the same storage restricted to batch row `row` and to the columns from
+    /// `offset` on (position 0 of the view = column `offset`). Used to prefill each left-padded
+    /// prompt on its own, without padding, into its row of the batch cache.
+    pub fn row_view(&self, row: i64, offset: i64) -> KvCache {
+        let view = |t: &Tensor| t.narrow(0, row, 1).narrow(2, offset, self.capacity - offset);
+        KvCache { k: self.k.iter().map(view).collect(), v: self.v.iter().map(view).collect(), len: 0, capacity: self.capacity - offset }
+    }
+
     pub fn advance(&mut self, t: i64) {
         self.len += t;
     }

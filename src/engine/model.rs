@@ -92,10 +92,13 @@ pub struct StepInput<'a> {
     pub ids: &'a Tensor,
     /// `[B, T]` int64 RoPE positions (per sequence, so left padding does not shift them).
     pub positions: &'a Tensor,
-    /// Largest entry of `positions` (known on the host; picks LongRoPE's regime without a sync).
-    pub max_position: i64,
-    /// `[B, 1, T, S]` additive f32 bias (0 or -inf) over the `S = cache.len + T` keys.
-    pub bias: &'a Tensor,
+    /// Largest position of each row (known on the host; picks LongRoPE's regime per sequence
+    /// without a sync).
+    pub max_positions: &'a [i64],
+    /// `[B, 1, T, S]` additive f32 bias (0 or -inf) over the `S = cache.len + T` keys, or
+    /// `None` for plain causal attention (no padding, no hidden spans): then prefill uses the
+    /// fused kernel's causal mode, which skips the upper triangle.
+    pub bias: Option<&'a Tensor>,
     pub head_mask: Option<&'a HeadMask>,
     pub capture: &'a CaptureRequest,
     /// Return logits for every position (tests) instead of only the last one.
@@ -202,10 +205,8 @@ impl Model {
         let t = ids.len() as i64;
         let ids_t = Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).view([1, t]).to_device(self.device);
         let positions = Tensor::arange(t, (Kind::Int64, self.device)).view([1, t]);
-        let causal = Tensor::ones([t, t], (Kind::Bool, self.device)).tril(0);
-        let bias = Tensor::zeros([t, t], (Kind::Float, self.device)).masked_fill(&causal.logical_not(), f64::NEG_INFINITY).view([1, 1, t, t]);
         let mut cache = self.new_cache(1, t);
-        let inp = StepInput { ids: &ids_t, positions: &positions, max_position: t - 1, bias: &bias, head_mask: None, capture: &CaptureRequest::default(), all_logits: true };
+        let inp = StepInput { ids: &ids_t, positions: &positions, max_positions: &[t - 1], bias: None, head_mask: None, capture: &CaptureRequest::default(), all_logits: true };
         self.forward(&inp, &mut cache).logits.squeeze_dim(0)
     }
 
@@ -229,9 +230,12 @@ impl Model {
         let scale = (hd as f64).powf(-0.5);
         let start = cache.len;
         let s = start + t;
-        let rope = self.rope.tables(inp.positions, inp.max_position, self.kind);
-        let bias = inp.bias.to_kind(self.kind);
-        let last_bias = inp.bias.narrow(2, t - 1, 1); // [B,1,1,S] f32
+        let rope = self.rope.tables(inp.positions, inp.max_positions, self.kind);
+        if inp.bias.is_none() {
+            assert!(start == 0 || t == 1, "plain causal attention (bias None) is only valid from an empty cache or for one query");
+        }
+        let bias = inp.bias.map(|b| b.to_kind(self.kind));
+        let last_bias = inp.bias.map(|b| b.narrow(2, t - 1, 1)); // [B,1,1,S] f32
 
         let mut x = self.embed.embedding_like(inp.ids);
         let cap = inp.capture;
@@ -274,7 +278,10 @@ impl Model {
             // Last query row, eagerly, in f32 after the matmul (HF eager: scores in model dtype,
             // softmax in f32). Grouped-query attention without repeating K/V.
             let q_last = q.narrow(2, t - 1, 1).reshape([b, nkv, group, hd]);
-            let scores_last = (q_last.matmul(&keys.transpose(-1, -2)) * scale).to_kind(Kind::Float).view([b, nq, 1, s]) + &last_bias;
+            let mut scores_last = (q_last.matmul(&keys.transpose(-1, -2)) * scale).to_kind(Kind::Float).view([b, nq, 1, s]);
+            if let Some(lb) = &last_bias {
+                scores_last = scores_last + lb;
+            }
             let probs_last = scores_last.softmax(-1, Kind::Float);
 
             let out = if t == 1 {
@@ -282,7 +289,10 @@ impl Model {
                 let p = probs_last.to_kind(self.kind).reshape([b, nkv, group, s]);
                 p.matmul(&values).reshape([b, nq, 1, hd])
             } else {
-                Tensor::scaled_dot_product_attention(&q, &keys, &values, Some(&bias), 0.0, false, scale, true)
+                match &bias {
+                    Some(bias) => Tensor::scaled_dot_product_attention(&q, &keys, &values, Some(bias), 0.0, false, scale, true),
+                    None => Tensor::scaled_dot_product_attention::<Tensor>(&q, &keys, &values, None, 0.0, true, scale, true),
+                }
             };
             let out = match (&mask, inp.head_mask) {
                 (Some(m), Some(hm)) if hm.mode == MaskMode::ZeroOutput => out * m,

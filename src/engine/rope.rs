@@ -75,15 +75,26 @@ impl Rope {
         self.long.as_ref().map(|(_, s)| *s)
     }
 
-    /// Tables for `positions` (`[B, T]`, int64). `max_position` is the largest entry of
-    /// `positions`, passed by the caller so that choosing LongRoPE's regime needs no host sync.
-    pub fn tables(&self, positions: &Tensor, max_position: i64, kind: Kind) -> RopeTables {
-        let inv_freq = match &self.long {
-            Some((long, switch)) if max_position + 1 > *switch => long,
-            _ => &self.inv_freq,
-        };
+    /// Tables for `positions` (`[B, T]`, int64). `max_positions[b]` is the largest position of
+    /// row `b` in this call, known on the host, so that LongRoPE's regime is chosen per sequence
+    /// (as if each were generated alone) without a device sync.
+    pub fn tables(&self, positions: &Tensor, max_positions: &[i64], kind: Kind) -> RopeTables {
+        let pos = positions.to_kind(Kind::Float).unsqueeze(-1); // [B, T, 1]
         // [B, T, 1] * [D/2] → [B, T, D/2], an exact f32 product like HF's k=1 matmul.
-        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv_freq;
+        let freqs = match &self.long {
+            Some((long, switch)) => {
+                let is_long: Vec<bool> = max_positions.iter().map(|&m| m + 1 > *switch).collect();
+                if is_long.iter().all(|&l| l) {
+                    pos * long
+                } else if is_long.iter().all(|&l| !l) {
+                    pos * &self.inv_freq
+                } else {
+                    let rows: Vec<&Tensor> = is_long.iter().map(|&l| if l { long } else { &self.inv_freq }).collect();
+                    pos * Tensor::stack(&rows, 0).unsqueeze(1) // [B, 1, D/2]
+                }
+            }
+            None => pos * &self.inv_freq,
+        };
         let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
         let (mut cos, mut sin) = (emb.cos(), emb.sin());
         if self.attention_scaling != 1.0 {
