@@ -120,3 +120,13 @@ fn requests_for_missing_heads_or_layers_are_errors() {
     let e = generate(&m, &[Prompt { ids: vec![9999], ..Default::default() }], &GenerateOptions::default(), None, |_| {}).unwrap_err();
     assert!(e.to_string().contains("outside the vocabulary"), "{e}");
 }
+
+#[test]
+fn random_initialisation_of_a_preset_shape_runs() {
+    let cfg = rhx::engine::config::preset("smollm2-135m").unwrap();
+    let w = weights::random_weights(&cfg, 0);
+    let m = Model::new(cfg, w, Device::Cpu, Kind::Float).unwrap();
+    let g = generate(&m, &[Prompt { ids: prompt(16), ..Default::default() }], &GenerateOptions { max_new_tokens: 3, ..Default::default() }, None, |_| {}).unwrap();
+    assert_eq!(g[0].tokens.len(), 3);
+    assert_eq!(g[0].steps[0].argmax.len(), 30 * 9);
+}
