@@ -1,2 +1,3 @@
 //! Inputs of experiments: prompt files (JSONL), later NIAH generation and HotpotQA.
+pub mod niah;
 pub mod prompts;

@@ -1205,6 +1205,12 @@ impl Tokenizer {
         self.try_decode(ids, skip_special).unwrap_or_default()
     }
 
+    /// Decodes without HF's `clean_up_tokenization_spaces` (text assembly from token pieces,
+    /// e.g. NIAH haystack splicing, needs the exact text).
+    pub fn decode_exact(&self, ids: &[u32]) -> String {
+        self.inner.decode(ids, false).unwrap_or_default()
+    }
+
     pub fn try_decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TokenizerError> {
         let text =
             self.inner

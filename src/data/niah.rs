@@ -1,0 +1,194 @@
+//! Needle-in-a-haystack prompts, the paper's protocol (Appendix A.1; Kamradt / Wu et al.):
+//! the haystack is tokenised, repeated if too short, cut to `L` tokens; the needle
+//! "The magic word is {uuid}." is inserted at depth `d` after backing up to the end of a
+//! sentence (a token whose text ends with "."); the prompt is a system message and a
+//! Context / Question / Instruction user message, rendered with the model's chat template.
+//!
+//! UUIDs come from the seed through Python's Mersenne Twister (`random.Random(seed)`,
+//! `getrandbits(128)`, `uuid.UUID(int=…, version=4)`), so a Python reference implementation with
+//! the same seed draws the same needles — `tests/niah.rs` reproduces the committed prompts of
+//! `scripts/fixtures/fx_niah.py` byte for byte.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::chat::{py_float_repr, ChatMessage};
+use crate::engine::tokenizer::Tokenizer;
+
+pub const SYSTEM: &str = "You are a helpful AI bot that answers questions for a user. Keep your response short and direct.";
+pub const QUESTION: &str = "What is the magic word?";
+pub const USER_TEMPLATE: &str = "Context:\n{haystack}\n\nQuestion:\n{question}\n\nInstruction:\nDon't give information outside the document or repeat your findings.";
+pub const NEEDLE_TEMPLATE: &str = "The magic word is {uuid}.";
+
+/// The public-domain haystack bundled with rhx (Project Gutenberg #11).
+pub const ALICE: &str = include_str!("../../experiments/haystack/alice_in_wonderland_pg11.txt");
+
+#[derive(Debug, thiserror::Error)]
+pub enum NiahError {
+    #[error("haystack directory {0} has no .txt files")]
+    EmptyDir(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("haystack `{0}` tokenises to nothing")]
+    EmptyHaystack(String),
+    #[error("depth {0} is outside [0, 1]")]
+    Depth(f64),
+    #[error("needle template must contain {{uuid}}: `{0}`")]
+    NeedleTemplate(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Haystack {
+    /// The bundled Alice text, cut to the book (no Gutenberg header/footer/licence).
+    Alice,
+    /// All `*.txt` files of a directory, sorted by name, concatenated.
+    Dir(PathBuf),
+}
+
+impl Haystack {
+    pub fn text(&self) -> Result<String, NiahError> {
+        match self {
+            Haystack::Alice => Ok(alice_book_text(ALICE)),
+            Haystack::Dir(dir) => {
+                let rd = std::fs::read_dir(dir).map_err(|source| NiahError::Io { path: dir.clone(), source })?;
+                let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "txt")).collect();
+                files.sort();
+                if files.is_empty() {
+                    return Err(NiahError::EmptyDir(dir.clone()));
+                }
+                let mut text = String::new();
+                for f in files {
+                    text.push_str(&std::fs::read_to_string(&f).map_err(|source| NiahError::Io { path: f.clone(), source })?);
+                }
+                Ok(text)
+            }
+        }
+    }
+}
+
+/// The book text of the Gutenberg file: BOM dropped, CRLF → LF, from the line starting with
+/// "CHAPTER I." to before "End of Project Gutenberg's", trimmed.
+pub fn alice_book_text(raw: &str) -> String {
+    let raw = raw.strip_prefix('\u{feff}').unwrap_or(raw).replace("\r\n", "\n");
+    let lines: Vec<&str> = raw.split('\n').collect();
+    let start = lines.iter().position(|l| l.starts_with("CHAPTER I.")).unwrap_or(0);
+    let end = lines.iter().position(|l| l.starts_with("End of Project Gutenberg's")).unwrap_or(lines.len());
+    lines[start..end].join("\n").trim().to_string()
+}
+
+/// One NIAH cell to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    pub length: usize,
+    pub depth: f64,
+    pub run: usize,
+}
+
+/// Every (length, depth, run) of a grid, in the order the UUIDs are drawn.
+pub fn grid(lengths: &[usize], depths: &[f64], runs: usize) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for &length in lengths {
+        for &depth in depths {
+            for run in 0..runs {
+                cells.push(Cell { length, depth, run });
+            }
+        }
+    }
+    cells
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NiahSample {
+    pub id: String,
+    pub messages: Vec<ChatMessage>,
+    pub needle: String,
+    pub answer: String,
+    pub haystack_tokens: usize,
+    pub depth: f64,
+    pub run: usize,
+    /// Token index (in the haystack) where the needle went, after backing up to a sentence end.
+    pub insert_token: usize,
+}
+
+/// Python's `random.Random(seed)`: MT19937 seeded by `init_by_array` with the seed's 32-bit words.
+pub struct PyRandom(rand_mt::Mt);
+
+impl PyRandom {
+    pub fn new(seed: u64) -> Self {
+        let key: Vec<u32> = if seed >> 32 == 0 { vec![seed as u32] } else { vec![seed as u32, (seed >> 32) as u32] };
+        PyRandom(rand_mt::Mt::new_with_key(key))
+    }
+
+    /// `getrandbits(128)`: 32-bit words from least to most significant.
+    pub fn getrandbits_128(&mut self) -> u128 {
+        (0..4).fold(0u128, |acc, i| acc | (u128::from(self.0.next_u32()) << (32 * i)))
+    }
+
+    /// `str(uuid.UUID(int=getrandbits(128), version=4))`.
+    pub fn uuid4(&mut self) -> String {
+        let mut v = self.getrandbits_128();
+        v &= !(0xc000u128 << 48);
+        v |= 0x8000u128 << 48;
+        v &= !(0xf000u128 << 64);
+        v |= 4u128 << 76;
+        let h = format!("{v:032x}");
+        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    }
+}
+
+/// Builds the prompts of `cells` (UUIDs drawn in that order from `seed`).
+pub fn build(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, needle_template: &str) -> Result<Vec<NiahSample>, NiahError> {
+    if !needle_template.contains("{uuid}") {
+        return Err(NiahError::NeedleTemplate(needle_template.to_string()));
+    }
+    let text = haystack.text()?;
+    let encode = |t: &str| tok.encode_ids(t, false).map_err(|e| NiahError::Tokenizer(e.to_string()));
+    let mut hay = encode(&text)?;
+    if hay.is_empty() {
+        return Err(NiahError::EmptyHaystack(format!("{haystack:?}")));
+    }
+    let mut rng = PyRandom::new(seed);
+    let mut out = Vec::with_capacity(cells.len());
+    for cell in cells {
+        if !(0.0..=1.0).contains(&cell.depth) {
+            return Err(NiahError::Depth(cell.depth));
+        }
+        // Too short: repeat the text (joined by a blank line) and re-tokenise.
+        let mut reps = text.clone();
+        while hay.len() < cell.length {
+            reps = format!("{reps}\n\n{text}");
+            hay = encode(&reps)?;
+        }
+        let ids = &hay[..cell.length];
+        let uuid = rng.uuid4();
+        let needle = needle_template.replace("{uuid}", &uuid);
+        let mut p = (cell.length as f64 * cell.depth) as usize;
+        while p > 0 && !tok.decode_exact(&ids[p - 1..p]).ends_with('.') {
+            p -= 1;
+        }
+        let context = format!("{} {}{}", tok.decode_exact(&ids[..p]), needle, tok.decode_exact(&ids[p..]));
+        let user = USER_TEMPLATE.replace("{question}", QUESTION).replace("{haystack}", &context);
+        out.push(NiahSample {
+            id: format!("niah-L{}-d{}-r{}", cell.length, py_float_repr(cell.depth), cell.run),
+            messages: vec![ChatMessage::system(SYSTEM), ChatMessage::user(user)],
+            needle,
+            answer: uuid,
+            haystack_tokens: cell.length,
+            depth: cell.depth,
+            run: cell.run,
+            insert_token: p,
+        });
+    }
+    Ok(out)
+}
+
+/// Resolves a haystack argument: `alice` (bundled) or a directory.
+pub fn haystack_from_arg(arg: &str) -> Haystack {
+    if arg == "alice" || arg == "builtin.alice" {
+        Haystack::Alice
+    } else {
+        Haystack::Dir(Path::new(arg).to_path_buf())
+    }
+}
