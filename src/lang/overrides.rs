@@ -1,0 +1,309 @@
+//! Command-line overrides: `--set niah.runs=20`, `--set experiment.seed=3`,
+//! `--set k=[0, 10]` (a sweep variable). The value is parsed as an `.rhx` expression held in a
+//! pseudo-file named `--set`, so a bad value is reported there with a caret, and the checker
+//! validates it like any written value.
+use super::ast::{Arg, Block, Decl, Experiment, Expr, ExprKind, Ident, Item, Param, StrLit};
+use super::diagnostics::{did_you_mean, Code, Diagnostic};
+use super::load::SourceSet;
+use super::parser::parse_expr_at;
+use super::schema::{registry, Kind};
+use super::source::Span;
+
+/// Applies one `path=value` override to the parsed program.
+pub fn apply_override(set: &mut SourceSet, text: &str) -> Result<(), Diagnostic> {
+    let file = set.sources.add("--set", None, text);
+    set.override_files.push(file);
+    let d = |mut d: Diagnostic, set: &SourceSet| {
+        d.attach(&set.sources);
+        d
+    };
+    let Some(eq) = text.find('=') else {
+        return Err(d(
+            Diagnostic::new(
+                Code::Override,
+                Span::new(file, 0, text.len()),
+                "an override reads `path=value`",
+            )
+            .label("no `=` here")
+            .help("e.g. `niah.runs=20`, `experiment.seed=3`, `k=[0, 5, 10]`"),
+            set,
+        ));
+    };
+    // Segments of the path, with spans.
+    let lhs = &text[..eq];
+    let mut segs: Vec<Ident> = vec![];
+    let mut pos = 0;
+    for part in lhs.split('.') {
+        let lead = part.len() - part.trim_start().len();
+        let name = part.trim();
+        let start = pos + lead;
+        let span = Span::new(file, start, start + name.len());
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(d(
+                Diagnostic::new(
+                    Code::Override,
+                    if name.is_empty() {
+                        Span::new(file, start, start + part.len().max(1))
+                    } else {
+                        span
+                    },
+                    "an override path is `declaration.parameter`",
+                )
+                .label("not a name")
+                .help("e.g. `niah.runs=20`, `experiment.seed=3`, `k=[0, 5, 10]`"),
+                set,
+            ));
+        }
+        segs.push(Ident {
+            name: name.to_string(),
+            span,
+        });
+        pos += part.len() + 1;
+    }
+    let value = parse_expr_at(file, text, eq + 1).map_err(|e| d(e, set))?;
+    let path_span = segs[0].span.to(segs[segs.len() - 1].span);
+    match segs.as_slice() {
+        [var] => set_sweep_var(set, var, value).map_err(|e| d(e, set)),
+        [decl, param] if decl.name == "experiment" => {
+            set_experiment(set, param, value, path_span).map_err(|e| d(e, set))
+        }
+        [decl, param] => set_param(set, decl, param, value).map_err(|e| d(e, set)),
+        _ => Err(d(
+            Diagnostic::new(Code::Override, path_span, "an override path is `declaration.parameter`")
+                .label("too many parts")
+                .help("nested values cannot be overridden one by one; set the whole parameter, e.g. `base.capture=[retrieval(copy_paste)]`"),
+            set,
+        )),
+    }
+}
+
+fn set_experiment(
+    set: &mut SourceSet,
+    param: &Ident,
+    value: Expr,
+    path_span: Span,
+) -> Result<(), Diagnostic> {
+    let spec = &registry().experiment;
+    if spec.param(&param.name).is_none() {
+        return Err(Diagnostic::new(
+            Code::Override,
+            param.span,
+            format!("the experiment header has no parameter `{}`", param.name),
+        )
+        .label("unknown parameter")
+        .maybe_help(did_you_mean(
+            &param.name,
+            spec.params.iter().map(|p| p.name),
+        ))
+        .help(format!(
+            "experiment parameters: {}",
+            spec.params
+                .iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let root = set.root;
+    let stem = set
+        .sources
+        .get(root)
+        .path
+        .as_ref()
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let file = set.files.iter_mut().find(|f| f.id == root).expect("root");
+    let header = file.ast.items.iter_mut().find_map(|i| match i {
+        Item::Experiment(e) => Some(e),
+        _ => None,
+    });
+    let header = match header {
+        Some(h) => h,
+        None => {
+            file.ast.items.insert(
+                0,
+                Item::Experiment(Experiment {
+                    name: StrLit {
+                        value: stem,
+                        span: path_span,
+                    },
+                    block: None,
+                    span: path_span,
+                }),
+            );
+            match &mut file.ast.items[0] {
+                Item::Experiment(e) => e,
+                _ => unreachable!(),
+            }
+        }
+    };
+    let block = header.block.get_or_insert_with(|| Block {
+        params: vec![],
+        span: path_span,
+    });
+    upsert(block, param, value);
+    Ok(())
+}
+
+fn upsert(block: &mut Block, name: &Ident, value: Expr) {
+    let span = name.span.to(value.span);
+    if let Some(p) = block.params.iter_mut().find(|p| p.name.name == name.name) {
+        p.value = value;
+    } else {
+        block.params.push(Param {
+            name: name.clone(),
+            value,
+            span,
+        });
+    }
+}
+
+fn set_param(
+    set: &mut SourceSet,
+    decl_name: &Ident,
+    param: &Ident,
+    value: Expr,
+) -> Result<(), Diagnostic> {
+    let mut names = vec![];
+    let mut target: Option<&mut Decl> = None;
+    for f in &mut set.files {
+        for item in &mut f.ast.items {
+            let decls: Vec<&mut Decl> = match item {
+                Item::Decl(d) => vec![d],
+                Item::Sweep(s) => s.body.iter_mut().collect(),
+                _ => vec![],
+            };
+            for d in decls {
+                names.push(d.name.name.clone());
+                if d.name.name == decl_name.name && target.is_none() {
+                    target = Some(d);
+                }
+            }
+        }
+    }
+    let Some(decl) = target else {
+        return Err(Diagnostic::new(Code::Override, decl_name.span, format!("no declaration named `{}`", decl_name.name))
+            .label("unknown declaration")
+            .maybe_help(
+                names
+                    .iter()
+                    .find(|n| decl_name.name.starts_with(&format!("{n}_")))
+                    .map(|n| format!("`{}` looks like an instance of the sweep template `{n}`; instances cannot be set one by one, `{n}.{}` sets all of them", decl_name.name, param.name))
+                    .or_else(|| did_you_mean(&decl_name.name, names.iter().map(String::as_str))),
+            ));
+    };
+    // Validate the parameter against the schema when the constructor is known.
+    let spec = Kind::from_name(&decl.kind.name)
+        .and_then(|k| decl.constructor().and_then(|c| registry().ctor(k, &c.name)));
+    let mut positional_index = None;
+    if let Some(spec) = spec {
+        match spec.params.iter().position(|p| p.name == param.name) {
+            None => {
+                return Err(Diagnostic::new(
+                    Code::Override,
+                    param.span,
+                    format!("`{}` has no parameter `{}`", decl_name.name, param.name),
+                )
+                .label("unknown parameter")
+                .maybe_help(did_you_mean(
+                    &param.name,
+                    spec.params.iter().map(|p| p.name),
+                ))
+                .help(format!(
+                    "`{}` accepts: {}",
+                    spec.name,
+                    spec.params
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            Some(i) if i < spec.positional => positional_index = Some(i),
+            Some(_) => {}
+        }
+    }
+    if let ExprKind::Call(call) = &mut decl.value.kind {
+        if let Some(i) = positional_index {
+            let mut n = 0;
+            for a in &mut call.args {
+                if let Arg::Positional(e) = a {
+                    if n == i {
+                        *e = value;
+                        return Ok(());
+                    }
+                    n += 1;
+                }
+            }
+        }
+        for a in &mut call.args {
+            if let Arg::Named(p) = a {
+                if p.name.name == param.name {
+                    p.value = value;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let span = param.span.to(value.span);
+    let block = decl.block.get_or_insert_with(|| Block {
+        params: vec![],
+        span,
+    });
+    upsert(block, param, value);
+    Ok(())
+}
+
+fn set_sweep_var(set: &mut SourceSet, var: &Ident, value: Expr) -> Result<(), Diagnostic> {
+    let mut found = vec![];
+    let mut decls = vec![];
+    for f in &mut set.files {
+        for item in &mut f.ast.items {
+            match item {
+                Item::Sweep(s) => {
+                    for v in &mut s.vars {
+                        if v.name.name == var.name {
+                            found.push(v);
+                        }
+                    }
+                }
+                Item::Decl(d) => decls.push(d.name.name.clone()),
+                _ => {}
+            }
+        }
+    }
+    match found.len() {
+        1 => {
+            found[0].values = value;
+            Ok(())
+        }
+        0 => Err(Diagnostic::new(
+            Code::Override,
+            var.span,
+            format!("no sweep variable named `{}`", var.name),
+        )
+        .label("not a sweep variable")
+        .help(if decls.contains(&var.name) {
+            format!(
+                "to change a parameter of `{}`, write `{}.<parameter>=value`",
+                var.name, var.name
+            )
+        } else {
+            "an override reads `declaration.parameter=value` or `sweep_variable=[values]`"
+                .to_string()
+        })),
+        n => Err(Diagnostic::new(
+            Code::Override,
+            var.span,
+            format!("{n} sweeps have a variable named `{}`", var.name),
+        )
+        .label("ambiguous")),
+    }
+}

@@ -1,0 +1,408 @@
+//! Golden tests of the experiment language (snapshots in golden/lang/):
+//! * `check__<file>`: the checked program of every `tests/lang/valid/*.rhx`;
+//! * `fmt__<file>`: the formatter's output for the same files;
+//! * `broken__<file>`: the rendered diagnostic of every `tests/lang/broken/*.rhx`, each of which
+//!   holds exactly one mistake and names its error kind on its first line (`# error: <kind>`);
+//! * overrides, the schema's defaults and the real model-shape reader.
+#[path = "lang/support.rs"]
+mod support;
+
+use std::path::Path;
+
+use rhx::lang::{
+    self, apply_override, check, check_path, format_source, load_path, render_diagnostics, Code,
+    EngineShapes, ModelDecl, ModelShapes, NoShapes, Origin,
+};
+use support::{rhx_files, stem, FakeShapes};
+
+macro_rules! golden {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({snapshot_path => "../golden/lang", prepend_module_to_snapshot => false, omit_expression => true}, {
+            insta::assert_snapshot!($name, $value);
+        })
+    };
+}
+
+#[test]
+fn valid_files_check() {
+    let files = rhx_files("tests/lang/valid");
+    assert!(
+        files.len() >= 5,
+        "expected the valid corpus, found {files:?}"
+    );
+    for f in files {
+        let program = check_path(&f, &[], &FakeShapes).unwrap_or_else(|d| {
+            panic!("{} should check:\n{}", f.display(), render_diagnostics(&d))
+        });
+        golden!(format!("check__{}", stem(&f)), program.dump());
+    }
+}
+
+#[test]
+fn valid_files_format() {
+    for f in rhx_files("tests/lang/valid") {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let out =
+            format_source(&text).unwrap_or_else(|d| panic!("{}: {}", f.display(), d.render()));
+        assert_eq!(
+            format_source(&out).unwrap(),
+            out,
+            "{}: formatting is not idempotent",
+            f.display()
+        );
+        golden!(format!("fmt__{}", stem(&f)), out);
+    }
+}
+
+#[test]
+fn broken_files_report_one_precise_error() {
+    let files = rhx_files("tests/lang/broken");
+    assert!(
+        files.len() >= 45,
+        "the broken corpus has {} files",
+        files.len()
+    );
+    let mut kinds = std::collections::BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# error: "))
+            .unwrap_or_else(|| panic!("{}: first line must be `# error: <kind>`", f.display()))
+            .trim()
+            .to_string();
+        let diags = match check_path(&f, &[], &FakeShapes) {
+            Ok(_) => panic!("{} should not check", f.display()),
+            Err(d) => d,
+        };
+        let rendered = render_diagnostics(&diags);
+        assert_eq!(
+            diags.len(),
+            1,
+            "{}: expected exactly one diagnostic, got:\n{rendered}",
+            f.display()
+        );
+        assert_eq!(
+            diags[0].code.as_str(),
+            expected,
+            "{}: wrong error kind:\n{rendered}",
+            f.display()
+        );
+        assert!(
+            diags[0].location.is_some(),
+            "{}: diagnostic without a location",
+            f.display()
+        );
+        kinds.insert(diags[0].code);
+        golden!(format!("broken__{}", stem(&f)), rendered);
+    }
+    // Every error kind that a file can trigger is covered (overrides are tested below).
+    let all = [
+        Code::Syntax,
+        Code::UnknownKind,
+        Code::UnknownConstructor,
+        Code::UnknownName,
+        Code::UnknownParam,
+        Code::WrongType,
+        Code::InvalidValue,
+        Code::OutOfRange,
+        Code::DuplicateParam,
+        Code::MissingParam,
+        Code::TooManyArgs,
+        Code::DuplicateDecl,
+        Code::DuplicateExperiment,
+        Code::Cycle,
+        Code::MissingFile,
+        Code::ImportCycle,
+        Code::HeadOutOfRange,
+        Code::ModelUnavailable,
+        Code::Sweep,
+    ];
+    for k in all {
+        assert!(kinds.contains(&k), "no broken file covers {k:?}");
+    }
+}
+
+fn section3_with(overrides: &[&str]) -> Result<lang::Program, Vec<lang::Diagnostic>> {
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    check_path(Path::new("tests/lang/valid/section3.rhx"), &o, &FakeShapes)
+}
+
+#[test]
+fn overrides_apply() {
+    let p = section3_with(&[
+        "niah.runs=20",
+        "experiment.seed=7",
+        "k=[0, 10]",
+        "base.max_new_tokens = 64",
+        "fig1.trace=ablated",
+        "smol.dtype=bf16",
+    ])
+    .unwrap_or_else(|d| panic!("{}", render_diagnostics(&d)));
+    let niah = p.node("niah").unwrap();
+    assert_eq!(niah.arg("runs").and_then(|v| v.as_int()), Some(20));
+    assert_eq!(niah.arg_entry("runs").unwrap().origin, Origin::Override);
+    assert_eq!(p.experiment.seed, 7);
+    // The experiment seed flows into every defaulted `seed`.
+    assert_eq!(niah.arg("seed").and_then(|v| v.as_int()), Some(7));
+    assert_eq!(p.families["fig3"], vec!["fig3_k0", "fig3_k10"]);
+    assert_eq!(
+        p.node("base")
+            .unwrap()
+            .arg("max_new_tokens")
+            .and_then(|v| v.as_int()),
+        Some(64)
+    );
+    assert_eq!(
+        p.node("fig1").unwrap().arg("trace").map(|v| v.render()),
+        Some("ablated".to_string())
+    );
+    assert_eq!(
+        p.node("smol").unwrap().arg("dtype").map(|v| v.render()),
+        Some("bf16".to_string())
+    );
+    assert!(p.node("fig3_k5").is_none());
+}
+
+#[test]
+fn override_errors() {
+    let cases = [
+        ("unknown_decl", "nia.runs=20"),
+        ("unknown_param", "niah.run=20"),
+        ("no_equals", "niah.runs"),
+        ("bad_value_syntax", "niah.runs=[1,"),
+        ("out_of_range", "niah.runs=0"),
+        ("wrong_type", "base.model=niah"),
+        ("unknown_sweep_var", "kk=[1]"),
+        ("instance", "fig3_k5.max_new_tokens=3"),
+        ("experiment_param", "experiment.sed=1"),
+    ];
+    let mut out = String::new();
+    for (name, o) in cases {
+        let diags = section3_with(&[o]).expect_err(o);
+        out.push_str(&format!(
+            "=== --set {o}   ({name})\n{}\n",
+            render_diagnostics(&diags)
+        ));
+    }
+    golden!("overrides__errors", out);
+}
+
+#[test]
+fn apply_override_step_by_step() {
+    let mut set = load_path(Path::new("tests/lang/valid/common.rhx")).unwrap();
+    apply_override(&mut set, "niah.lengths=[100, 200]").unwrap();
+    apply_override(&mut set, "smol.source=\"llama-3.1-8b-instruct\"").unwrap();
+    let p = check(&set, &FakeShapes).unwrap();
+    assert_eq!(
+        p.node("niah").unwrap().arg("lengths").map(|v| v.render()),
+        Some("[100, 200]".into())
+    );
+    assert_eq!(
+        p.node("smol").unwrap().arg("source").map(|v| v.render()),
+        Some("\"llama-3.1-8b-instruct\"".into())
+    );
+    let e = apply_override(&mut set, "smol.colour=red").unwrap_err();
+    assert!(e.message.contains("no parameter `colour`"), "{}", e.message);
+}
+
+#[test]
+fn schema_defaults_type_check() {
+    // Every default in the registry is a valid value of its parameter: a program that uses
+    // every constructor and function with only required arguments checks.
+    let text = r#"
+model m = random { layers: 2, heads: 4, hidden: 64 }
+model g = gguf("smollm2-135m-instruct")
+model hf_tiny = hf("valid/models/tiny-llama")
+dataset d = niah { lengths: [100] }
+dataset j = jsonl("valid/data/prompts.jsonl")
+dataset h = hotpotqa("valid/data/hotpot.json")
+trace t = generate(m, d) { capture: [retrieval, hidden, span_mass, top_k], intervene: [mask_heads(explicit(["L0H0"]))] }
+heads s = static_heads(t)
+heads y = dynamic(t)
+heads p = top(s, 2)
+heads r = random(m, count: 3)
+heads f = from_file("valid/data/heads.json")
+heads ex = explicit(["L1H3"])
+table a = dynamism(t, s)
+table b = scores(t)
+table c = compensated([t], s)
+table e = probe(t)
+figure f1 = heatmap(t)
+figure f2 = ablation_grid(t)
+figure f3 = progressive(t, s)
+figure f4 = cca(t)
+report rep = template("valid/reports/section3.md.j2")
+"#;
+    let p = lang::check_str(
+        "<defaults>",
+        Path::new("tests/lang/defaults.rhx"),
+        text,
+        &[],
+        &FakeShapes,
+    )
+    .unwrap_or_else(|d| panic!("{}", render_diagnostics(&d)));
+    let reg = lang::registry();
+    let used: std::collections::BTreeSet<String> =
+        p.nodes.iter().map(|n| n.constructor.clone()).collect();
+    for c in &reg.ctors {
+        assert!(
+            used.contains(c.func.name),
+            "constructor {} is not exercised",
+            c.func.name
+        );
+    }
+    for n in &p.nodes {
+        for a in &n.args {
+            let spec = reg
+                .ctors
+                .iter()
+                .find(|c| c.kind == n.kind && c.func.name == n.constructor)
+                .unwrap();
+            let ps = spec.func.param(&a.name).unwrap();
+            if matches!(ps.default, lang::schema::Default::Value(_)) && a.origin == Origin::Default
+            {
+                assert!(
+                    a.value.is_some(),
+                    "{}.{} default did not check",
+                    n.constructor,
+                    a.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn engine_shapes_read_config_json() {
+    let m = ModelDecl {
+        name: "tiny".into(),
+        constructor: "hf".into(),
+        spec: "models/tiny-llama".into(),
+        path: Some("tests/lang/valid/models/tiny-llama".into()),
+    };
+    let s = EngineShapes::new().shape(&m).unwrap().unwrap();
+    assert_eq!((s.layers, s.heads), (3, 4));
+    let missing = ModelDecl {
+        name: "x".into(),
+        constructor: "gguf".into(),
+        spec: "no-such-model-anywhere".into(),
+        path: None,
+    };
+    assert!(EngineShapes::new().shape(&missing).is_err());
+}
+
+#[test]
+fn no_shapes_skips_head_checks() {
+    // With NoShapes, a head index beyond SmolLM2's 30 layers is not an error (shape unknown).
+    let text = "model smol = gguf(\"smollm2-135m-instruct\")\ndataset d = niah { lengths: [100] }\ntrace t = generate(smol, d) { intervene: mask_heads(explicit([\"L99H0\"])) }\n";
+    assert!(lang::check_str("x.rhx", Path::new("tests/lang/x.rhx"), text, &[], &NoShapes).is_ok());
+    assert!(lang::check_str(
+        "x.rhx",
+        Path::new("tests/lang/x.rhx"),
+        text,
+        &[],
+        &FakeShapes
+    )
+    .is_err());
+}
+
+#[test]
+fn diagnostics_display_location() {
+    let err = lang::check_str(
+        "a.rhx",
+        Path::new("tests/lang/a.rhx"),
+        "dataset d = niah { lengths: [100], runs: 0 }\n",
+        &[],
+        &NoShapes,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err[0].to_string(),
+        "a.rhx:1:42: `runs` must be from 1 to 100000, found 0"
+    );
+}
+
+/// A metadata-only GGUF (no tensors) with the keys `ModelConfig::from_gguf` reads.
+fn tiny_gguf(layers: u32, heads: u32) -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, v: &str) {
+        out.extend((v.len() as u64).to_le_bytes());
+        out.extend(v.as_bytes());
+    }
+    let u32s = [
+        ("llama.block_count", layers),
+        ("llama.attention.head_count", heads),
+        ("llama.attention.head_count_kv", heads),
+        ("llama.embedding_length", 16 * heads),
+        ("llama.feed_forward_length", 64),
+        ("llama.context_length", 128),
+        ("llama.vocab_size", 32),
+    ];
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend(0u64.to_le_bytes()); // tensors
+    out.extend((u32s.len() as u64 + 1).to_le_bytes()); // metadata entries
+    s(&mut out, "general.architecture");
+    out.extend(8u32.to_le_bytes()); // string
+    s(&mut out, "llama");
+    for (k, v) in u32s {
+        s(&mut out, k);
+        out.extend(4u32.to_le_bytes()); // uint32
+        out.extend(v.to_le_bytes());
+    }
+    out
+}
+
+#[test]
+fn engine_shapes_read_gguf_header() {
+    let dir = std::env::temp_dir().join(format!("rhx-lang-gguf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.gguf");
+    std::fs::write(&path, tiny_gguf(5, 6)).unwrap();
+    let m = ModelDecl {
+        name: "g".into(),
+        constructor: "gguf".into(),
+        spec: path.display().to_string(),
+        path: Some(path.clone()),
+    };
+    let s = EngineShapes::new().shape(&m).unwrap().unwrap();
+    assert_eq!((s.layers, s.heads), (5, 6));
+    // End to end: a head beyond the GGUF's 6 heads is rejected before anything loads.
+    let text = format!(
+        "model g = gguf({:?})\ndataset d = niah {{ lengths: [64] }}\ntrace t = generate(g, d) {{ intervene: mask_heads(explicit([\"L4H6\"])) }}\n",
+        path.display().to_string()
+    );
+    let err = lang::check_str(
+        "g.rhx",
+        &dir.join("g.rhx"),
+        &text,
+        &[],
+        &EngineShapes::new(),
+    )
+    .unwrap_err();
+    assert_eq!(err.len(), 1);
+    assert_eq!(
+        err[0].code,
+        Code::HeadOutOfRange,
+        "{}",
+        render_diagnostics(&err)
+    );
+    // A file that is not a GGUF is reported as unavailable, not a panic.
+    std::fs::write(&path, b"not a gguf").unwrap();
+    let err = lang::check_str(
+        "g.rhx",
+        &dir.join("g.rhx"),
+        &text,
+        &[],
+        &EngineShapes::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err[0].code,
+        Code::ModelUnavailable,
+        "{}",
+        render_diagnostics(&err)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
