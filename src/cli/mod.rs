@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod trace;
+mod exp;
+pub(crate) mod trace;
 
 #[derive(Parser)]
 #[command(
@@ -13,7 +14,7 @@ mod trace;
     about = "Reproducible interpretability experiments on LLMs: per-step attention-head capture on libtorch",
     long_about = "rhx runs language models on libtorch (CPU or CUDA) and records, at every decoding step, \
 what each attention head does — e.g. the copy-paste retrieval heads of \"Retrieval Heads are Dynamic\".\n\n\
-Start with:\n  rhx trace --model smollm2-135m-instruct --prompts experiments/prompts/niah_smoke.jsonl --out out/niah_smoke.jsonl"
+Start with:\n  rhx run experiments/niah_smoke.rhx          # an experiment: NIAH → per-step heads → tables, figures, report\n  rhx trace --model smollm2-135m-instruct --prompts experiments/prompts/niah_smoke.jsonl --out out/niah_smoke.jsonl"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -22,6 +23,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run an experiment: compute what is not cached, write its reports
+    Run(exp::RunArgs),
+    /// Check an experiment without running it (errors with file:line:col)
+    Check(exp::CheckArgs),
+    /// Format .rhx files canonically (comments kept)
+    Fmt(exp::FmtArgs),
+    /// Show the DAG of an experiment: each node, its key, cached or to run
+    Plan(exp::PlanArgs),
+    /// Inspect, verify and clean the content-addressed cache
+    #[command(subcommand)]
+    Cache(exp::CacheCmd),
     Trace(trace::TraceArgs),
 }
 
@@ -29,6 +41,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
+        Command::Run(a) => exp::run(a),
+        Command::Check(a) => exp::check(a),
+        Command::Fmt(a) => exp::fmt(a),
+        Command::Plan(a) => exp::plan(a),
+        Command::Cache(c) => exp::cache(c),
     };
     match result {
         Ok(code) => code,

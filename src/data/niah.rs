@@ -138,8 +138,44 @@ impl PyRandom {
     }
 }
 
-/// Builds the prompts of `cells` (UUIDs drawn in that order from `seed`).
+/// What a NIAH length measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LengthMode {
+    /// Kamradt / Wu: the context (haystack + needle) is `L − 200` tokens, the 200 left for the
+    /// prompt around it.
+    Kamradt,
+    /// `L` haystack tokens, the needle added on top.
+    HaystackExact,
+}
+
+/// The texts around the haystack (paper A.1 by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptTexts {
+    pub system: String,
+    pub question: String,
+    /// With `{haystack}` and `{question}` placeholders.
+    pub user_template: String,
+    /// With a `{uuid}` placeholder.
+    pub needle: String,
+}
+
+impl Default for PromptTexts {
+    fn default() -> Self {
+        Self { system: SYSTEM.into(), question: QUESTION.into(), user_template: USER_TEMPLATE.into(), needle: NEEDLE_TEMPLATE.into() }
+    }
+}
+
+/// Builds the prompts of `cells` (UUIDs drawn in that order from `seed`) with the paper's texts
+/// and `L` haystack tokens per cell.
 pub fn build(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, needle_template: &str) -> Result<Vec<NiahSample>, NiahError> {
+    let texts = PromptTexts { needle: needle_template.to_string(), ..Default::default() };
+    build_with(tok, haystack, cells, seed, &texts, LengthMode::HaystackExact)
+}
+
+/// [`build`] with explicit texts and length semantics.
+pub fn build_with(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, texts: &PromptTexts, length_mode: LengthMode) -> Result<Vec<NiahSample>, NiahError> {
+    let needle_template = texts.needle.as_str();
     if !needle_template.contains("{uuid}") {
         return Err(NiahError::NeedleTemplate(needle_template.to_string()));
     }
@@ -156,23 +192,27 @@ pub fn build(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, ne
             return Err(NiahError::Depth(cell.depth));
         }
         // Too short: repeat the text (joined by a blank line) and re-tokenise.
+        let uuid = rng.uuid4();
+        let needle = needle_template.replace("{uuid}", &uuid);
+        let n_hay = match length_mode {
+            LengthMode::HaystackExact => cell.length,
+            LengthMode::Kamradt => cell.length.saturating_sub(200).saturating_sub(encode(&needle)?.len()),
+        };
         let mut reps = text.clone();
-        while hay.len() < cell.length {
+        while hay.len() < n_hay {
             reps = format!("{reps}\n\n{text}");
             hay = encode(&reps)?;
         }
-        let ids = &hay[..cell.length];
-        let uuid = rng.uuid4();
-        let needle = needle_template.replace("{uuid}", &uuid);
-        let mut p = (cell.length as f64 * cell.depth) as usize;
+        let ids = &hay[..n_hay];
+        let mut p = (n_hay as f64 * cell.depth) as usize;
         while p > 0 && !tok.decode_exact(&ids[p - 1..p]).ends_with('.') {
             p -= 1;
         }
         let context = format!("{} {}{}", tok.decode_exact(&ids[..p]), needle, tok.decode_exact(&ids[p..]));
-        let user = USER_TEMPLATE.replace("{question}", QUESTION).replace("{haystack}", &context);
+        let user = texts.user_template.replace("{question}", &texts.question).replace("{haystack}", &context);
         out.push(NiahSample {
             id: format!("niah-L{}-d{}-r{}", cell.length, py_float_repr(cell.depth), cell.run),
-            messages: vec![ChatMessage::system(SYSTEM), ChatMessage::user(user)],
+            messages: vec![ChatMessage::system(texts.system.clone()), ChatMessage::user(user)],
             needle,
             answer: uuid,
             haystack_tokens: cell.length,

@@ -1,0 +1,236 @@
+//! `rhx run | check | fmt | plan | cache`: the experiment-language commands.
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::cache::{Cache, GcOptions};
+use crate::lang::{self, EngineShapes, NoShapes, Program};
+use crate::plan;
+use crate::run::{self, Outcome, RunOptions};
+
+#[derive(Args)]
+pub struct ProgramArgs {
+    /// The experiment file (.rhx)
+    pub file: PathBuf,
+    /// Override a parameter, e.g. `--set niah.runs=20` or `--set experiment.seed=3` (repeatable)
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CacheDir {
+    /// Cache directory (shared by shards; default .rhx/cache)
+    #[arg(long, default_value = ".rhx/cache")]
+    pub cache: PathBuf,
+}
+
+#[derive(Args)]
+#[command(after_help = "EXAMPLES:\n  rhx run experiments/niah_smoke.rhx\n  rhx run experiments/niah_smoke.rhx --set niah.runs=5 --set base.max_new_tokens=60\n  \
+sbatch --array=0-63 --wrap 'rhx run exp.rhx --shard $SLURM_ARRAY_TASK_ID/64'   # then: rhx run exp.rhx")]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub program: ProgramArgs,
+    #[command(flatten)]
+    pub cache: CacheDir,
+    /// Where reports are written (one folder per report declaration)
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Compute only slice i of n of the traces (a Slurm array task); a final plain run assembles
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// CPU threads for libtorch (default: libtorch's choice)
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// Print a JSON summary on stdout
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or("a shard is written i/n, e.g. 3/64")?;
+    let (i, n): (usize, usize) = (i.parse().map_err(|_| format!("`{i}` is not a number"))?, n.parse().map_err(|_| format!("`{n}` is not a number"))?);
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 ≤ i < n"));
+    }
+    Ok((i, n))
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub program: ProgramArgs,
+    /// Do not read model headers (head-index checks are skipped)
+    #[arg(long)]
+    pub no_models: bool,
+    /// Print the checked program (every parameter, resolved)
+    #[arg(long)]
+    pub dump: bool,
+}
+
+#[derive(Args)]
+pub struct FmtArgs {
+    /// Files to format in place
+    pub files: Vec<PathBuf>,
+    /// Only check: exit 1 if a file is not formatted
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub program: ProgramArgs,
+    #[command(flatten)]
+    pub cache: CacheDir,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CacheCmd {
+    /// List artifacts
+    Ls(CacheDir),
+    /// Rehash every artifact; damaged ones are quarantined (and recomputed by the next run)
+    Verify(CacheDir),
+    /// Remove artifacts not used by the given experiments (all of them if none is given)
+    Gc {
+        #[command(flatten)]
+        cache: CacheDir,
+        /// Experiments whose artifacts are kept
+        keep: Vec<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
+    let res = if shapes { lang::check_path(&p.file, &p.overrides, &EngineShapes::new()) } else { lang::check_path(&p.file, &p.overrides, &NoShapes) };
+    res.map_err(|diags| anyhow::anyhow!("{}", lang::render_diagnostics(&diags)))
+}
+
+pub fn run(a: RunArgs) -> Result<ExitCode> {
+    let program = load(&a.program, true)?;
+    let cache = Cache::open(&a.cache.cache).with_context(|| format!("cannot open cache {}", a.cache.cache.display()))?;
+    let opts = RunOptions { shard: a.shard, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, threads: a.threads };
+    let summary = run::run(&program, &cache, &opts)?;
+    let count = |o: Outcome| summary.outcomes.iter().filter(|x| x.2 == o).count();
+    if a.json {
+        let nodes: Vec<_> = summary.outcomes.iter().map(|(n, k, o, t)| json!({"node": n, "key": k, "outcome": format!("{o:?}").to_lowercase(), "seconds": t})).collect();
+        println!("{}", json!({"nodes": nodes, "reports": summary.reports, "wall_time_s": summary.wall_time_s}));
+    }
+    if !a.quiet {
+        eprintln!(
+            "{}: {} computed, {} cached, {} skipped in {:.1} s",
+            program.experiment.name,
+            count(Outcome::Computed),
+            count(Outcome::Cached),
+            count(Outcome::Skipped),
+            summary.wall_time_s
+        );
+        for r in &summary.reports {
+            eprintln!("  report: {}/report.md, {}/report.html", r.display(), r.display());
+        }
+    }
+    Ok(if count(Outcome::Skipped) > 0 && a.shard.is_none() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub fn check(a: CheckArgs) -> Result<ExitCode> {
+    let program = load(&a.program, !a.no_models)?;
+    run::check_supported(&program)?;
+    if a.dump {
+        print!("{}", program.dump());
+    }
+    eprintln!("{}: ok ({} declarations)", a.program.file.display(), program.nodes.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn fmt(a: FmtArgs) -> Result<ExitCode> {
+    if a.files.is_empty() {
+        bail!("give the .rhx files to format");
+    }
+    let mut unformatted = 0;
+    for f in &a.files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let out = lang::format_source(&text).map_err(|d| anyhow::anyhow!("{}", lang::render_diagnostics(&[d])))?;
+        if out != text {
+            unformatted += 1;
+            if a.check {
+                eprintln!("{}: not formatted", f.display());
+            } else {
+                crate::cli::trace::write_atomic(f, |w| Ok(w.write_all(out.as_bytes())?))?;
+                eprintln!("{}: formatted", f.display());
+            }
+        }
+    }
+    Ok(if a.check && unformatted > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub fn plan(a: PlanArgs) -> Result<ExitCode> {
+    let program = load(&a.program, true)?;
+    run::check_supported(&program)?;
+    let cache = Cache::open(&a.cache.cache)?;
+    let p = plan::plan(&program, &cache)?;
+    let rows: Vec<(String, String, String, bool, Vec<String>)> = p
+        .steps
+        .iter()
+        .map(|s| (s.node.name.clone(), format!("{:?}", s.node.kind).to_lowercase(), s.node.constructor.clone(), cache.contains(&s.key), s.inputs.clone()))
+        .collect();
+    if a.json {
+        let v: Vec<_> = p.steps.iter().zip(&rows).map(|(s, r)| json!({"node": r.0, "kind": r.1, "constructor": r.2, "key": s.key.as_str(), "cached": r.3, "inputs": r.4})).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (s, (name, kind, ctor, cached, inputs)) in p.steps.iter().zip(&rows) {
+            let status = if *cached { "cached " } else { "to run " };
+            let deps = if inputs.is_empty() { String::new() } else { format!(" ← {}", inputs.join(", ")) };
+            println!("{status} {kind:<8} {name} = {ctor}(…)  {}{deps}", s.key.short());
+        }
+        let todo = rows.iter().filter(|r| !r.3).count();
+        println!("{} of {} nodes will run", todo, rows.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cache(c: CacheCmd) -> Result<ExitCode> {
+    match c {
+        CacheCmd::Ls(d) => {
+            let cache = Cache::open(&d.cache)?;
+            for a in cache.ls()? {
+                println!("{}  {:<24} {:>10} B  {}", a.key.short(), a.kind.as_deref().unwrap_or("(unreadable)"), a.size, a.created.as_deref().unwrap_or("-"));
+            }
+        }
+        CacheCmd::Verify(d) => {
+            let cache = Cache::open(&d.cache)?;
+            let r = cache.verify()?;
+            println!("{} artifacts checked, {} ok, {} bytes hashed", r.checked, r.ok, r.bytes_hashed);
+            for c in &r.corrupted {
+                println!("corrupted: {} ({}) → {}", c.key.as_ref().map_or("?", |k| k.short()), c.reason, c.quarantined_to.display());
+            }
+            for e in &r.errors {
+                println!("error: {e}");
+            }
+            if !r.is_clean() {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        CacheCmd::Gc { cache, keep, dry_run } => {
+            let c = Cache::open(&cache.cache)?;
+            let mut keys = HashSet::new();
+            for f in &keep {
+                let program = lang::check_path(Path::new(f), &[], &NoShapes).map_err(|d| anyhow::anyhow!("{}", lang::render_diagnostics(&d)))?;
+                for s in plan::plan(&program, &c)?.steps {
+                    keys.insert(s.key);
+                }
+            }
+            let r = c.gc(&keys, GcOptions { dry_run, ..Default::default() })?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!("{verb} {} artifacts ({} bytes), {} temp entries, {} quarantined; {} kept because locked", r.removed.len(), r.freed_bytes, r.removed_tmp.len(), r.removed_quarantine.len(), r.skipped_locked.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,197 @@
+//! Executor: runs a [`Plan`] node by node, reading inputs from and writing results to the
+//! content-addressed cache. A node whose key is cached is not recomputed; a node being computed
+//! by another process (same cache) is waited for (per-key lock), so shards of a Slurm array can
+//! share one cache directory.
+mod ops;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::cache::{Artifact, ArtifactMeta, Cache, CacheError};
+use crate::engine::loader::LoadedModel;
+use crate::lang::Program;
+use crate::plan::{self, Plan, PlanError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("{node}: {message}")]
+    Node { node: String, message: String },
+}
+
+impl RunError {
+    fn node(node: &str, message: impl std::fmt::Display) -> Self {
+        RunError::Node { node: node.to_string(), message: message.to_string() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Run only this shard `(i, n)` of the expensive nodes.
+    pub shard: Option<(usize, usize)>,
+    /// Where reports are written (`<dir>/<report name>/`).
+    pub reports_dir: PathBuf,
+    /// Recompute even when cached (used by `rhx reproduce`).
+    pub recompute: bool,
+    pub quiet: bool,
+    /// CPU threads for libtorch.
+    pub threads: Option<i32>,
+}
+
+/// What happened to each node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Cached,
+    Computed,
+    /// Another shard's work, or inputs not available in this shard.
+    Skipped,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub outcomes: Vec<(String, String, Outcome, f64)>,
+    pub reports: Vec<PathBuf>,
+    pub wall_time_s: f64,
+}
+
+/// State shared by the ops of one run.
+pub(crate) struct Ctx<'a> {
+    pub program: &'a Program,
+    pub plan: &'a Plan,
+    pub cache: &'a Cache,
+    pub opts: &'a RunOptions,
+    pub models: HashMap<String, LoadedModel>,
+    pub started: Instant,
+    pub started_at: String,
+}
+
+/// Checks that every node's constructor and options are implemented, before anything runs.
+pub fn check_supported(program: &Program) -> Result<(), RunError> {
+    fn walk(v: &crate::lang::Value) -> Result<(), RunError> {
+        match v {
+            crate::lang::Value::Inline(n) => {
+                ops::supported(n).map_err(|m| RunError::node(&n.name, m))?;
+                n.args.iter().filter_map(|a| a.value.as_ref()).try_for_each(walk)
+            }
+            crate::lang::Value::List(items) => items.iter().try_for_each(walk),
+            crate::lang::Value::Call { args, .. } => args.iter().filter_map(|a| a.value.as_ref()).try_for_each(walk),
+            _ => Ok(()),
+        }
+    }
+    for n in &program.nodes {
+        ops::supported(n).map_err(|m| RunError::node(&n.name, m))?;
+        n.args.iter().filter_map(|a| a.value.as_ref()).try_for_each(walk)?;
+    }
+    Ok(())
+}
+
+pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    check_supported(program)?;
+    if let Some(n) = opts.threads {
+        tch::set_num_threads(n);
+    }
+    let plan = plan::plan(program, cache)?;
+    let mut ctx = Ctx {
+        program,
+        plan: &plan,
+        cache,
+        opts,
+        models: HashMap::new(),
+        started,
+        started_at: chrono_like_now(),
+    };
+    let mut artifacts: HashMap<String, Artifact> = HashMap::new();
+    let mut outcomes = Vec::new();
+    let mut reports = Vec::new();
+    let total = plan.steps.len();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let name = &step.node.name;
+        let t0 = Instant::now();
+        let have_inputs = step.inputs.iter().all(|r| artifacts.contains_key(r));
+        if !opts.recompute {
+            if let Some(a) = cache.get(&step.key)? {
+                artifacts.insert(name.clone(), a);
+                outcomes.push((name.clone(), step.key.short().to_string(), Outcome::Cached, 0.0));
+                if step.node.kind == crate::lang::Kind::Report {
+                    reports.push(ops::publish_report(&ctx, step, artifacts.get(name).unwrap())?);
+                }
+                continue;
+            }
+        }
+        if !have_inputs || !plan::in_shard(&plan, step, opts.shard) {
+            outcomes.push((name.clone(), step.key.short().to_string(), Outcome::Skipped, 0.0));
+            continue;
+        }
+        if !opts.quiet {
+            eprintln!("[{}/{}] {} {} = {}(…)  key {}", i + 1, total, kind_label(step), name, step.node.constructor, step.key.short());
+        }
+        let _lock = cache.lock(&step.key)?;
+        // Another process may have computed it while we waited for the lock.
+        let cached = if opts.recompute { None } else { cache.get(&step.key)? };
+        let (artifact, outcome) = match cached {
+            Some(a) => (a, Outcome::Cached),
+            None => {
+                let inputs: BTreeMap<String, &Artifact> = step.inputs.iter().map(|r| (r.clone(), artifacts.get(r).unwrap())).collect();
+                let out = ops::compute(&mut ctx, step, &inputs)?;
+                let mut meta = ArtifactMeta::new(format!("{}/{}", kind_label(step), step.node.constructor)).spec(step.spec.clone()).wall_time(t0.elapsed().as_secs_f64());
+                for (r, a) in &inputs {
+                    meta = meta.input(r.clone(), &a.manifest.key);
+                }
+                if opts.recompute {
+                    cache.remove(&step.key)?;
+                }
+                let a = cache.put(&step.key, meta, |dir| -> Result<(), std::io::Error> {
+                    for (file, bytes) in &out {
+                        std::fs::write(dir.join(file), bytes)?;
+                    }
+                    Ok(())
+                })?;
+                (a, Outcome::Computed)
+            }
+        };
+        if step.node.kind == crate::lang::Kind::Report {
+            reports.push(ops::publish_report(&ctx, step, &artifact)?);
+        }
+        artifacts.insert(name.clone(), artifact);
+        outcomes.push((name.clone(), step.key.short().to_string(), outcome, t0.elapsed().as_secs_f64()));
+    }
+    for w in cache.take_warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(RunSummary { outcomes, reports, wall_time_s: started.elapsed().as_secs_f64() })
+}
+
+fn kind_label(step: &plan::Step) -> &'static str {
+    match step.node.kind {
+        crate::lang::Kind::Model => "model",
+        crate::lang::Kind::Dataset => "dataset",
+        crate::lang::Kind::Trace => "trace",
+        crate::lang::Kind::Heads => "heads",
+        crate::lang::Kind::Table => "table",
+        crate::lang::Kind::Figure => "figure",
+        crate::lang::Kind::Report => "report",
+    }
+}
+
+/// UTC time as RFC 3339 without a date crate.
+fn chrono_like_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}

@@ -1,0 +1,619 @@
+//! What each constructor computes. An op reads its inputs' artifacts and returns the files of
+//! its own artifact. Constructors or option values that the executor does not implement yet are
+//! rejected by [`supported`] before anything runs, with a message saying so.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_json::{json, Value as Json};
+
+use super::{Ctx, RunError};
+use crate::analysis::dynamism::{self, BothEmpty, DynamismOptions, EmptyStep, EntropyPool, Head, SampleHeads};
+use crate::analysis::metrics::{rouge1, rouge_l, uuid_accuracy};
+use crate::cache::Artifact;
+use crate::data::niah::{self, Cell, Haystack, LengthMode, PromptTexts};
+use crate::data::prompts::prepare_line;
+use crate::engine::capture::retrieval_heads;
+use crate::engine::config::ModelConfig;
+use crate::engine::device::{self, DType, DeviceRequest};
+use crate::engine::generate::{generate, FixedMask, GenerateOptions, MaskScope, Prompt};
+use crate::engine::gguf::GgufFile;
+use crate::engine::loader;
+use crate::engine::model::{HiddenSite, MaskMode};
+use crate::lang::{Kind, Node, Value};
+use crate::plan::Step;
+use crate::report::{self, Cell as RCell, Column, Figure, Heatmap, Report, Row, Section, Table};
+
+type Files = Vec<(String, Vec<u8>)>;
+
+fn enum_arg<'a>(n: &'a Node, name: &str) -> Option<&'a str> {
+    n.arg(name).and_then(Value::as_str)
+}
+
+fn int_arg(n: &Node, name: &str) -> Option<i64> {
+    n.arg(name).and_then(Value::as_int)
+}
+
+fn calls<'a>(n: &'a Node, name: &str) -> Vec<(&'a str, &'a [crate::lang::Arg])> {
+    n.arg(name)
+        .and_then(Value::as_list)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|v| match v {
+            Value::Call { func, args, .. } => Some((func.as_str(), args.as_slice())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn call_arg<'a>(args: &'a [crate::lang::Arg], name: &str) -> Option<&'a Value> {
+    args.iter().find(|a| a.name == name).and_then(|a| a.value.as_ref())
+}
+
+fn ref_name(v: &Value) -> Option<&str> {
+    match v {
+        Value::Ref { name, .. } => Some(name),
+        Value::Inline(n) => Some(&n.name),
+        _ => None,
+    }
+}
+
+/// Rejects what the executor cannot run yet, before any work starts.
+pub(super) fn supported(n: &Node) -> Result<(), String> {
+    let no = |what: String| Err(format!("{what} is not implemented by the executor yet"));
+    let need = |param: &str, allowed: &[&str]| -> Result<(), String> {
+        match enum_arg(n, param) {
+            Some(v) if !allowed.contains(&v) => Err(format!("`{param}: {v}` is not implemented by the executor yet (implemented: {})", allowed.join(", "))),
+            _ => Ok(()),
+        }
+    };
+    match (n.kind, n.constructor.as_str()) {
+        (Kind::Model, "gguf" | "hf") => {}
+        (Kind::Dataset, "niah") => {
+            need("depth_mode", &["grid"])?;
+            need("length_mode", &["kamradt", "haystack_exact"])?;
+            need("sentence_end", &["decoded_endswith_period"])?;
+            need("span_locator", &["char_offsets"])?;
+            if n.arg("reencode_quirk") == Some(&Value::Bool(true)) {
+                return no("`reencode_quirk: true`".into());
+            }
+        }
+        (Kind::Dataset, "jsonl") => {}
+        (Kind::Trace, "generate") => {
+            for (func, args) in calls(n, "capture") {
+                match func {
+                    "retrieval" => {
+                        for (p, ok) in [("method", "copy_paste"), ("match", "id"), ("argmax_on", "fp32_logits"), ("keys", "all")] {
+                            if let Some(v) = call_arg(args, p).and_then(Value::as_str) {
+                                if v != ok {
+                                    return no(format!("`retrieval({p}: {v})`"));
+                                }
+                            }
+                        }
+                    }
+                    "hidden" => {
+                        if call_arg(args, "norm").and_then(Value::as_str) == Some("pre_norm") {
+                            return no("`hidden(norm: pre_norm)`".into());
+                        }
+                    }
+                    "top_k" => {}
+                    other => return no(format!("capture `{other}`")),
+                }
+            }
+            for (func, args) in calls(n, "intervene") {
+                if func != "mask_heads" {
+                    return no(format!("intervention `{func}`"));
+                }
+                if let Some(m) = call_arg(args, "mode").and_then(Value::as_str) {
+                    if m == "mean_output" {
+                        return no("`mask_heads(mode: mean_output)`".into());
+                    }
+                }
+                if call_arg(args, "kv").and_then(Value::as_str) == Some("clean") {
+                    return no("`mask_heads(kv: clean)`".into());
+                }
+                if let Some(Value::Inline(h)) = call_arg(args, "heads") {
+                    if h.constructor == "dynamic" || h.constructor == "random" {
+                        return no(format!("masking `{}` heads", h.constructor));
+                    }
+                }
+            }
+        }
+        (Kind::Heads, "static_heads") => need("method", &["wu_mean", "step_frequency"])?,
+        (Kind::Heads, "top" | "explicit" | "from_file") => {}
+        (Kind::Table, "dynamism" | "scores") => {}
+        (Kind::Figure, "heatmap") => {}
+        (Kind::Report, "template") => {
+            if n.arg("compare").and_then(Value::as_list).is_some_and(|l| !l.is_empty()) {
+                return no("`compare: paper.*` (the paper's reference values)".into());
+            }
+        }
+        (k, c) => return no(format!("`{c}` ({k:?})")),
+    }
+    Ok(())
+}
+
+pub(super) fn compute(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, RunError> {
+    let n = &step.node;
+    let err = |m: String| RunError::node(&n.name, m);
+    match (n.kind, n.constructor.as_str()) {
+        (Kind::Model, _) => model_info(ctx, step).map_err(err),
+        (Kind::Dataset, _) => {
+            // Prompts depend on the model's tokenizer, so they are built by the trace; the
+            // dataset's artifact records its resolved parameters.
+            let mut args = serde_json::Map::new();
+            for a in &n.args {
+                if let Some(v) = &a.value {
+                    args.insert(a.name.clone(), json!(v.render()));
+                }
+            }
+            Ok(vec![("dataset.json".into(), serde_json::to_vec_pretty(&json!({"constructor": n.constructor, "args": args})).unwrap())])
+        }
+        (Kind::Trace, _) => trace(ctx, step, inputs).map_err(err),
+        (Kind::Heads, _) => heads(ctx, step, inputs).map_err(err),
+        (Kind::Table, "dynamism") => dynamism_table(ctx, step, inputs).map_err(err),
+        (Kind::Table, _) => scores_table(ctx, step, inputs).map_err(err),
+        (Kind::Figure, _) => heatmap(ctx, step, inputs).map_err(err),
+        (Kind::Report, _) => report_data(ctx, step, inputs).map_err(err),
+    }
+}
+
+fn model_spec(n: &Node) -> Result<String, String> {
+    match n.args.first().and_then(|a| a.value.as_ref()) {
+        Some(Value::ModelName(s)) | Some(Value::Str(s)) => Ok(s.clone()),
+        Some(Value::Path { resolved, .. }) => Ok(resolved.display().to_string()),
+        other => Err(format!("unexpected model source {other:?}")),
+    }
+}
+
+fn model_info(ctx: &Ctx, step: &Step) -> Result<Files, String> {
+    let n = &step.node;
+    let spec = model_spec(n)?;
+    let path = loader::resolve(&spec).map_err(|e| e.to_string())?;
+    let cfg = if path.is_file() {
+        ModelConfig::from_gguf(&GgufFile::open(&path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?
+    } else {
+        ModelConfig::from_hf_json(&path.join("config.json")).map_err(|e| e.to_string())?
+    };
+    let files: Vec<Json> = step
+        .files
+        .values()
+        .map(|p| ctx.cache.file_digest(p).map(|d| json!({"path": p.display().to_string(), "sha256": d.sha256.to_string()})))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let info = json!({
+        "source": spec, "path": path.display().to_string(), "files": files,
+        "arch": cfg.arch, "layers": cfg.num_layers, "heads": cfg.num_heads, "kv_heads": cfg.num_kv_heads,
+        "dtype": enum_arg(n, "dtype").unwrap_or("f32"), "device": enum_arg(n, "device").unwrap_or("auto"),
+    });
+    Ok(vec![("model.json".into(), serde_json::to_vec_pretty(&info).unwrap())])
+}
+
+fn read_json(a: &Artifact, file: &str) -> Result<Json, String> {
+    let bytes = a.read(file).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{file}: {e}"))
+}
+
+fn read_jsonl(a: &Artifact, file: &str) -> Result<Vec<Json>, String> {
+    let bytes = a.read(file).map_err(|e| e.to_string())?;
+    String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).map_err(|e| format!("{file}: {e}"))).collect()
+}
+
+fn heads_of(a: &Artifact) -> Result<Vec<Head>, String> {
+    let v = read_json(a, "heads.json")?;
+    serde_json::from_value(v["heads"].clone()).map_err(|e| e.to_string())
+}
+
+fn node<'a>(ctx: &'a Ctx, name: &str) -> Result<&'a Node, String> {
+    ctx.plan.step(name).map(|s| &s.node).ok_or_else(|| format!("no node `{name}`"))
+}
+
+fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
+    let n = &step.node;
+    let model_name = n.arg("model").and_then(ref_name).ok_or("no model")?.to_string();
+    let dataset_name = n.arg("dataset").and_then(ref_name).ok_or("no dataset")?.to_string();
+    let model_node = node(ctx, &model_name)?.clone();
+    let data_node = node(ctx, &dataset_name)?.clone();
+    if !ctx.models.contains_key(&model_name) {
+        let spec = model_spec(&model_node)?;
+        let dev_req: DeviceRequest = enum_arg(&model_node, "device").unwrap_or("auto").parse().map_err(|e: device::DeviceError| e.to_string())?;
+        let dtype: DType = enum_arg(&model_node, "dtype").unwrap_or("f32").parse().map_err(|e: device::DeviceError| e.to_string())?;
+        let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
+        let lm = loader::load(&spec, dev, dtype.kind()).map_err(|e| format!("{e:#}"))?;
+        ctx.models.insert(model_name.clone(), lm);
+    }
+    let lm = &ctx.models[&model_name];
+    let extra: BTreeMap<String, Json> = [("enable_thinking".to_string(), json!(model_node.arg("enable_thinking") == Some(&Value::Bool(true))))].into();
+
+    // Prompts, with the answer each generation is scored against.
+    struct P {
+        prep: crate::data::prompts::PreparedPrompt,
+        answer: Option<String>,
+        meta: Json,
+    }
+    let mut prompts: Vec<P> = Vec::new();
+    match data_node.constructor.as_str() {
+        "niah" => {
+            let haystack = match data_node.arg("haystack") {
+                Some(Value::Path { resolved, .. }) => Haystack::Dir(resolved.clone()),
+                _ => Haystack::Alice,
+            };
+            let lengths: Vec<usize> = data_node.arg("lengths").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_int).map(|x| x as usize).collect();
+            let depths: Vec<f64> = data_node.arg("depths").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_f64).collect();
+            let runs = int_arg(&data_node, "runs").unwrap_or(1) as usize;
+            let seed = int_arg(&data_node, "seed").map(|s| s as u64).unwrap_or(ctx.plan.seed);
+            let texts = PromptTexts {
+                system: data_node.arg("system").and_then(Value::as_str).unwrap_or(niah::SYSTEM).to_string(),
+                question: data_node.arg("question").and_then(Value::as_str).unwrap_or(niah::QUESTION).to_string(),
+                user_template: data_node.arg("user_template").and_then(Value::as_str).unwrap_or(niah::USER_TEMPLATE).to_string(),
+                needle: data_node.arg("needle").and_then(Value::as_str).unwrap_or(niah::NEEDLE_TEMPLATE).to_string(),
+            };
+            let mode = if enum_arg(&data_node, "length_mode") == Some("haystack_exact") { LengthMode::HaystackExact } else { LengthMode::Kamradt };
+            let cells: Vec<Cell> = niah::grid(&lengths, &depths, runs);
+            let samples = niah::build_with(&lm.tokenizer, &haystack, &cells, seed, &texts, mode).map_err(|e| e.to_string())?;
+            let uuid_span = enum_arg(&data_node, "needle_span") == Some("uuid");
+            for (i, s) in samples.into_iter().enumerate() {
+                let needle = if uuid_span { s.answer.clone() } else { s.needle.clone() };
+                let line = json!({"id": s.id, "messages": s.messages, "needle": needle}).to_string();
+                let prep = prepare_line(&line, i + 1, &lm.tokenizer, &extra).map_err(|e| e.to_string())?;
+                prompts.push(P { prep, answer: Some(s.answer.clone()), meta: json!({"length": s.haystack_tokens, "depth": s.depth, "run": s.run, "insert_token": s.insert_token}) });
+            }
+        }
+        "jsonl" => {
+            let Some(Value::Path { resolved, .. }) = data_node.arg("path") else { return Err("jsonl: no path".into()) };
+            let text = std::fs::read_to_string(resolved).map_err(|e| format!("{}: {e}", resolved.display()))?;
+            let limit = int_arg(&data_node, "limit").map(|l| l as usize).unwrap_or(usize::MAX);
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).take(limit) {
+                let prep = prepare_line(line, i + 1, &lm.tokenizer, &extra).map_err(|e| format!("{}: {e}", resolved.display()))?;
+                let answer = serde_json::from_str::<Json>(line).ok().and_then(|v| v.get("answer").and_then(Json::as_str).map(str::to_string));
+                prompts.push(P { prep, answer, meta: json!({}) });
+            }
+        }
+        other => return Err(format!("dataset `{other}` cannot feed a trace yet")),
+    }
+
+    // Captures and interventions.
+    let mut hidden = Vec::new();
+    let mut top_k = 0;
+    for (func, args) in calls(n, "capture") {
+        match func {
+            "hidden" => hidden.push(match call_arg(args, "layer") {
+                Some(Value::Int(l)) => HiddenSite::Layer(*l as usize),
+                _ => HiddenSite::Final,
+            }),
+            "top_k" => top_k = call_arg(args, "k").and_then(Value::as_int).unwrap_or(5) as usize,
+            _ => {}
+        }
+    }
+    let mut fixed_mask = None;
+    for (_, args) in calls(n, "intervene") {
+        let heads_ref = call_arg(args, "heads").and_then(ref_name).ok_or("mask_heads needs a head set")?;
+        let heads = heads_of(inputs.get(heads_ref).ok_or_else(|| format!("head set `{heads_ref}` not computed"))?)?;
+        let mode = if call_arg(args, "mode").and_then(Value::as_str) == Some("zero_output") { MaskMode::ZeroOutput } else { MaskMode::UniformAttention };
+        let all = call_arg(args, "scope").and_then(Value::as_str) == Some("all_positions") || call_arg(args, "prefill") == Some(&Value::Bool(true));
+        fixed_mask = Some(FixedMask { heads, mode, scope: if all { MaskScope::AllPositions } else { MaskScope::Steps } });
+    }
+    let mut eos: Vec<u32> = lm.tokenizer.eos_ids.iter().chain(lm.model.config.eos_token_ids.iter()).copied().collect();
+    eos.extend(n.arg("stop").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_int).map(|x| x as u32));
+    let opts = GenerateOptions {
+        max_new_tokens: int_arg(n, "max_new_tokens").unwrap_or(50) as usize,
+        eos_ids: eos,
+        argmax: true,
+        top_k,
+        hidden: hidden.clone(),
+        fixed_mask,
+        top_logits: 0,
+    };
+    let batch = int_arg(n, "batch_size").unwrap_or(1).max(1) as usize;
+    let n_heads = lm.model.config.num_heads;
+    let mut out = String::new();
+    let total = prompts.len();
+    for (ci, chunk) in prompts.chunks(batch).enumerate() {
+        if !ctx.opts.quiet {
+            eprintln!("    prompts {}–{} of {total}", ci * batch + 1, (ci * batch + chunk.len()).min(total));
+        }
+        let ps: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.prep.ids.clone(), ..Default::default() }).collect();
+        let gens = generate(&lm.model, &ps, &opts, None, |_| {}).map_err(|e| e.to_string())?;
+        for (p, g) in chunk.iter().zip(gens) {
+            let mut needle = vec![false; p.prep.ids.len()];
+            p.prep.needle_span.iter().for_each(|&i| needle[i] = true);
+            let steps: Vec<Json> = g
+                .steps
+                .iter()
+                .map(|s| {
+                    let heads: Vec<[usize; 2]> = retrieval_heads(s, n_heads, &p.prep.ids, &needle).into_iter().map(|(l, h)| [l, h]).collect();
+                    let mut v = json!({"token": s.token, "heads": heads, "argmax": s.argmax});
+                    if !s.hidden.is_empty() {
+                        v["hidden"] = json!(s.hidden);
+                    }
+                    if !s.top_k.is_empty() {
+                        v["top_k"] = json!(s.top_k);
+                    }
+                    v
+                })
+                .collect();
+            let pieces: Vec<String> = g.tokens.iter().map(|&t| lm.tokenizer.decode_exact(&[t])).collect();
+            let line = json!({
+                "id": p.prep.id, "answer": p.answer, "meta": p.meta, "prompt_tokens": p.prep.ids.len(),
+                "needle_span": p.prep.needle_span, "tokens": g.tokens, "pieces": pieces,
+                "text": lm.tokenizer.decode(&g.tokens, true), "stopped_by_eos": g.stopped_by_eos, "steps": steps,
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+    }
+    let info = json!({"model": model_name, "dataset": dataset_name, "layers": lm.model.config.num_layers, "heads": n_heads,
+        "device": device::describe(lm.model.device), "samples": total});
+    Ok(vec![("trace.jsonl".into(), out.into_bytes()), ("trace_info.json".into(), serde_json::to_vec_pretty(&info).unwrap())])
+}
+
+/// Per-sample head sets of a trace, with Wu's success flag.
+fn samples_of(a: &Artifact, min_recall: f64) -> Result<Vec<(SampleHeads, Json)>, String> {
+    read_jsonl(a, "trace.jsonl")?
+        .into_iter()
+        .map(|line| {
+            let steps: Vec<BTreeSet<Head>> = line["steps"]
+                .as_array()
+                .unwrap_or(&vec![])
+                .iter()
+                .map(|s| serde_json::from_value::<Vec<Head>>(s["heads"].clone()).map(|v| v.into_iter().collect()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            let text = line["text"].as_str().unwrap_or("");
+            let success = line["answer"].as_str().is_some_and(|ans| rouge1(ans, text).recall > min_recall);
+            let needle_len = line["needle_span"].as_array().map_or(1, Vec::len);
+            Ok((SampleHeads { steps, needle_len, success }, line))
+        })
+        .collect()
+}
+
+fn input<'a>(inputs: &'a BTreeMap<String, &Artifact>, n: &Node, param: &str) -> Result<(&'a Artifact, String), String> {
+    let name = n.arg(param).and_then(ref_name).ok_or_else(|| format!("`{param}` is not a reference"))?;
+    Ok((inputs.get(name).ok_or_else(|| format!("`{name}` not computed"))?, name.to_string()))
+}
+
+fn heads(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
+    let n = &step.node;
+    let write = |selected: &[Head], ranked: &[(Head, f64)]| -> Files {
+        let ranked: Vec<Json> = ranked.iter().map(|((l, h), s)| json!([l, h, s])).collect();
+        vec![("heads.json".into(), serde_json::to_vec_pretty(&json!({"heads": selected, "ranked": ranked})).unwrap())]
+    };
+    match n.constructor.as_str() {
+        "static_heads" => {
+            let (a, _) = input(inputs, n, "trace")?;
+            let min = n.arg("min_rouge1_recall").and_then(Value::as_f64).unwrap_or(0.5);
+            let samples: Vec<SampleHeads> = samples_of(a, min)?.into_iter().map(|(s, _)| s).collect();
+            let ranked = if enum_arg(n, "method") == Some("step_frequency") {
+                let mut counts: BTreeMap<Head, f64> = BTreeMap::new();
+                let steps: usize = samples.iter().map(|s| s.steps.len()).sum();
+                for s in &samples {
+                    for h in s.steps.iter().flatten() {
+                        *counts.entry(*h).or_default() += 1.0 / steps.max(1) as f64;
+                    }
+                }
+                let mut r: Vec<(Head, f64)> = counts.into_iter().collect();
+                r.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                r
+            } else {
+                dynamism::static_scores(&samples)
+            };
+            let top = int_arg(n, "top").unwrap_or(20) as usize;
+            let selected: Vec<Head> = ranked.iter().take(top).map(|x| x.0).collect();
+            Ok(write(&selected, &ranked))
+        }
+        "top" => {
+            let (a, _) = input(inputs, n, "heads")?;
+            let v = read_json(a, "heads.json")?;
+            let ranked: Vec<(usize, usize, f64)> = serde_json::from_value(v["ranked"].clone()).unwrap_or_default();
+            let k = n.arg("n").and_then(Value::as_int).unwrap_or(1) as usize;
+            let base: Vec<Head> = if ranked.is_empty() { heads_of(a)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() };
+            let selected: Vec<Head> = base.into_iter().take(k).collect();
+            Ok(write(&selected, &ranked.iter().take(k).map(|r| ((r.0, r.1), r.2)).collect::<Vec<_>>()))
+        }
+        "explicit" => {
+            let heads: Vec<Head> = n.arg("heads").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| if let Value::Head { layer, head, .. } = v { Some((*layer, *head)) } else { None }).collect();
+            Ok(write(&heads, &[]))
+        }
+        "from_file" => {
+            let Some(Value::Path { resolved, .. }) = n.arg("path") else { return Err("no path".into()) };
+            let text = std::fs::read_to_string(resolved).map_err(|e| format!("{}: {e}", resolved.display()))?;
+            let fmt = enum_arg(n, "format").unwrap_or("auto");
+            let is_csv = fmt == "csv" || (fmt == "auto" && resolved.extension().is_some_and(|e| e == "csv"));
+            let (selected, ranked) = if is_csv {
+                let mut v = Vec::new();
+                for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                    let (l, h) = line.split_once(',').ok_or_else(|| format!("{}:{}: expected `layer,head`", resolved.display(), i + 1))?;
+                    v.push((l.trim().parse().map_err(|_| format!("{}:{}: bad layer `{l}`", resolved.display(), i + 1))?, h.trim().parse().map_err(|_| format!("{}:{}: bad head `{h}`", resolved.display(), i + 1))?));
+                }
+                (v, vec![])
+            } else if text.trim_start().starts_with('{') {
+                let r = dynamism::parse_head_score_json(&text).map_err(|e| format!("{}: {e}", resolved.display()))?;
+                (r.iter().map(|x| x.0).collect(), r)
+            } else {
+                let v: Vec<Head> = serde_json::from_str(&text).map_err(|e| format!("{}: expected a JSON list of [layer, head]: {e}", resolved.display()))?;
+                (v, vec![])
+            };
+            let _ = ctx;
+            Ok(write(&selected, &ranked))
+        }
+        other => Err(format!("heads `{other}`")),
+    }
+}
+
+fn dynamism_table(_ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
+    let n = &step.node;
+    let (trace_a, trace_name) = input(inputs, n, "trace")?;
+    let (static_a, _) = input(inputs, n, "static")?;
+    let samples: Vec<SampleHeads> = samples_of(trace_a, 0.5)?.into_iter().map(|(s, _)| s).collect();
+    let stat: BTreeSet<Head> = heads_of(static_a)?.into_iter().collect();
+    let opts = DynamismOptions {
+        empty_static: if enum_arg(n, "empty_static") == Some("skip") { EmptyStep::Skip } else { EmptyStep::Zero },
+        both_empty: match enum_arg(n, "empty_adjacent") {
+            Some("one") => BothEmpty::One,
+            Some("zero") => BothEmpty::Zero,
+            _ => BothEmpty::Skip,
+        },
+        entropy_pool: if enum_arg(n, "entropy_pool") == Some("sample_mean") { EntropyPool::SampleMean } else { EntropyPool::Model },
+    };
+    let d = dynamism::dynamism(&samples, &stat, &opts);
+    let pm = |s: &dynamism::Spread| RCell::num_pm(s.mean, s.std, s.n as u64);
+    let table = Table {
+        id: n.name.clone(),
+        caption: format!("Retrieval-head dynamism of `{trace_name}` (as in the paper's Table 1): {} samples, static set of {} heads", samples.len(), stat.len()),
+        row_header: "Trace".into(),
+        columns: vec![
+            Column::new("Jaccard w/ static").precision(4),
+            Column::new("Adjacent Jaccard").precision(4),
+            Column::new("Entropy (nats)").precision(4),
+            Column::new("Effective heads").precision(1),
+            Column::new("Heads per step").precision(2),
+            Column::new("Distinct heads").precision(0),
+        ],
+        rows: vec![Row::new(
+            trace_name,
+            vec![pm(&d.jaccard_static), pm(&d.jaccard_adjacent), pm(&d.entropy), RCell::num(d.effective_heads), pm(&d.heads_per_step), RCell::num(d.distinct_heads as f64)],
+        )],
+        ..Default::default()
+    };
+    Ok(vec![("table.json".into(), serde_json::to_vec_pretty(&table).unwrap())])
+}
+
+fn scores_table(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
+    let n = &step.node;
+    let traces: Vec<&str> = n.arg("traces").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(ref_name).collect();
+    let by: Vec<&str> = n.arg("by").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_str).collect();
+    let case_insensitive = enum_arg(n, "uuid_match") == Some("case_insensitive");
+    let mut rows = Vec::new();
+    for t in &traces {
+        let a = inputs.get(*t).ok_or_else(|| format!("`{t}` not computed"))?;
+        let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        for line in read_jsonl(a, "trace.jsonl")? {
+            let text = line["text"].as_str().unwrap_or("");
+            let Some(ans) = line["answer"].as_str() else { continue };
+            let acc = if case_insensitive { uuid_accuracy(&text.to_lowercase(), &ans.to_lowercase()) } else { uuid_accuracy(text, ans) };
+            let target = if enum_arg(n, "rouge_target") == Some("needle") { format!("The magic word is {ans}.") } else { ans.to_string() };
+            let rl = rouge_l(&target, text).f;
+            let key = by.iter().map(|b| format!("{b}={}", line["meta"][b])).collect::<Vec<_>>().join(", ");
+            let g = groups.entry(key).or_default();
+            g.0.push(acc);
+            g.1.push(rl);
+        }
+        for (key, (acc, rl)) in groups {
+            let label = if key.is_empty() { t.to_string() } else { format!("{t} ({key})") };
+            let s_acc = dynamism::Spread::of(&acc);
+            let s_rl = dynamism::Spread::of(&rl);
+            rows.push(Row::new(label, vec![RCell::num_pm(s_acc.mean, s_acc.std, s_acc.n as u64), RCell::num_pm(s_rl.mean, s_rl.std, s_rl.n as u64)]));
+        }
+    }
+    let _ = ctx;
+    let table = Table {
+        id: n.name.clone(),
+        caption: "Task scores: UUID accuracy (exact substring) and ROUGE-L F against the answer, mean ± std over samples".into(),
+        row_header: "Trace".into(),
+        columns: vec![Column::new("UUID accuracy").precision(3), Column::new("ROUGE-L").precision(3)],
+        rows,
+        ..Default::default()
+    };
+    Ok(vec![("table.json".into(), serde_json::to_vec_pretty(&table).unwrap())])
+}
+
+fn heatmap(_ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
+    let n = &step.node;
+    let (a, trace_name) = input(inputs, n, "trace")?;
+    let lines = read_jsonl(a, "trace.jsonl")?;
+    let idx = int_arg(n, "sample").unwrap_or(0) as usize;
+    let line = lines.get(idx).ok_or_else(|| format!("sample {idx} does not exist: `{trace_name}` has {} samples", lines.len()))?;
+    let steps: Vec<BTreeSet<Head>> = line["steps"].as_array().unwrap_or(&vec![]).iter().map(|s| serde_json::from_value::<Vec<Head>>(s["heads"].clone()).unwrap_or_default().into_iter().collect()).collect();
+    let t = steps.len().max(1) as f64;
+    let mut count: BTreeMap<Head, f64> = BTreeMap::new();
+    for h in steps.iter().flatten() {
+        *count.entry(*h).or_default() += 1.0;
+    }
+    // Variance of a 0/1 series with mean p is p(1 − p): most varying = closest to half the steps.
+    let mut ranked: Vec<(Head, f64)> = count.iter().map(|(&h, &c)| (h, (c / t) * (1.0 - c / t))).collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(count[&b.0].total_cmp(&count[&a.0])).then(a.0.cmp(&b.0)));
+    let k = int_arg(n, "most_varying").unwrap_or(10) as usize;
+    let mut heads: Vec<Head> = ranked.into_iter().take(k).map(|x| x.0).collect();
+    heads.sort();
+    let values: Vec<f64> = heads.iter().flat_map(|h| steps.iter().map(move |s| if s.contains(h) { 1.0 } else { 0.0 })).collect();
+    let pieces: Vec<String> = line["pieces"].as_array().map(|v| v.iter().map(|p| p.as_str().unwrap_or("").replace('\n', "\\n")).collect()).unwrap_or_default();
+    let fig = Figure::Heatmap(Heatmap {
+        id: n.name.clone(),
+        title: format!("Retrieval heads per step — {}", line["id"].as_str().unwrap_or("")),
+        caption: format!("Eq. 1 score of the {} most varying heads over the generation steps of sample {idx} of `{trace_name}` (dark = retrieval head at that step).", heads.len()),
+        x_label: "generated token".into(),
+        y_label: "head".into(),
+        x_labels: pieces,
+        y_labels: heads.iter().map(|(l, h)| format!("L{l}.H{h}")).collect(),
+        values,
+        color_label: "Eq. 1 score".into(),
+        vmin: Some(0.0),
+        vmax: Some(1.0),
+        colormap: report::Colormap::Blues,
+        annotate: false,
+    });
+    Ok(vec![("figure.json".into(), serde_json::to_vec_pretty(&fig).unwrap())])
+}
+
+fn report_data(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
+    let n = &step.node;
+    let names = |param: &str| -> Vec<String> { n.arg(param).and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(ref_name).map(str::to_string).collect() };
+    let mut tables = Vec::new();
+    for t in names("tables") {
+        let a = inputs.get(&t).ok_or_else(|| format!("`{t}` not computed"))?;
+        tables.push(serde_json::from_value::<Table>(read_json(a, "table.json")?).map_err(|e| e.to_string())?);
+    }
+    let mut figures = Vec::new();
+    for f in names("figures") {
+        let a = inputs.get(&f).ok_or_else(|| format!("`{f}` not computed"))?;
+        figures.push(serde_json::from_value::<Figure>(read_json(a, "figure.json")?).map_err(|e| e.to_string())?);
+    }
+    let mut prov = report::Provenance::current();
+    prov.started = ctx.started_at.clone();
+    prov.wall_time_s = ctx.started.elapsed().as_secs_f64();
+    prov.seeds.insert("experiment".into(), ctx.plan.seed);
+    let mut devices = BTreeSet::new();
+    for s in &ctx.plan.steps {
+        prov.cache_keys.insert(s.node.name.clone(), s.key.as_str().to_string());
+        for a in &s.node.args {
+            if let Some(v) = &a.value {
+                prov.settings.insert(format!("{}.{}", s.node.name, a.name), v.render());
+            }
+        }
+        if s.node.kind == Kind::Model {
+            let files = s
+                .files
+                .iter()
+                .map(|(_, p)| ctx.cache.file_digest(p).map(|d| report::FileDigest { path: p.display().to_string(), sha256: d.sha256.to_string() }))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            prov.models.push(report::ModelProvenance { name: s.node.name.clone(), files });
+        }
+    }
+    for lm in ctx.models.values() {
+        devices.insert(device::describe(lm.model.device));
+    }
+    prov.device = devices.into_iter().collect::<Vec<_>>().join(", ");
+    let title = n.arg("title").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| ctx.program.experiment.name.clone());
+    let report = Report {
+        title,
+        subtitle: Some(format!("experiment `{}`, report `{}`", ctx.program.experiment.name, n.name)),
+        sections: vec![Section { title: "Results".into(), text: String::new(), tables, figures }],
+        provenance: prov,
+    };
+    let mut files = vec![("report.json".to_string(), serde_json::to_vec_pretty(&report).unwrap())];
+    if let Some(Value::Path { resolved, .. }) = n.arg("path") {
+        let tpl = std::fs::read(resolved).map_err(|e| format!("{}: {e}", resolved.display()))?;
+        files.push(("template.md.j2".into(), tpl));
+    }
+    Ok(files)
+}
+
+/// Renders a report artifact into `<reports_dir>/<report name>/`.
+pub(super) fn publish_report(ctx: &Ctx, step: &Step, a: &Artifact) -> Result<PathBuf, RunError> {
+    let err = |m: String| RunError::node(&step.node.name, m);
+    let report: Report = serde_json::from_value(read_json(a, "report.json").map_err(err)?).map_err(|e| err(e.to_string()))?;
+    let templates = report::Templates { markdown: a.file("template.md.j2"), html: None };
+    let dir = ctx.opts.reports_dir.join(&step.node.name);
+    let files = report::write_report_with(&report, &dir, &templates).map_err(|e| err(e.to_string()))?;
+    Ok(files.dir)
+}
