@@ -1,0 +1,113 @@
+//! The executor end to end on the real SmolLM2 model: a rerun computes nothing, `--set`
+//! changes exactly the keys downstream of what it touches, a corrupted artifact is detected and
+//! recomputed, shards split the traces and a final run assembles, results are deterministic.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rhx::cache::Cache;
+use rhx::lang::{self, NoShapes};
+use rhx::run::{self, Outcome, RunOptions};
+
+fn exp() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/run/tiny.rhx")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("run").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn opts(dir: &Path, shard: Option<(usize, usize)>) -> RunOptions {
+    RunOptions { shard, reports_dir: dir.join("reports"), recompute: false, quiet: true, threads: None }
+}
+
+fn outcomes(s: &run::RunSummary) -> BTreeMap<String, Outcome> {
+    s.outcomes.iter().map(|(n, _, o, _)| (n.clone(), o.clone())).collect()
+}
+
+fn installed() -> bool {
+    let ok = rhx::engine::loader::resolve("smollm2-135m-instruct").is_ok();
+    if !ok {
+        eprintln!("SKIPPED: SmolLM2 not installed");
+    }
+    ok
+}
+
+#[test]
+fn rerun_is_cached_and_corruption_is_recomputed() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("rerun");
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let program = lang::check_path(&exp(), &[], &NoShapes).unwrap();
+    let first = run::run(&program, &cache, &opts(&dir, None)).unwrap();
+    assert!(outcomes(&first).values().all(|o| *o == Outcome::Computed), "{:?}", outcomes(&first));
+    let report = std::fs::read_to_string(dir.join("reports/out/report.md")).unwrap();
+    assert!(report.contains("UUID accuracy") && report.contains("Jaccard"));
+    let second = run::run(&program, &cache, &opts(&dir, None)).unwrap();
+    assert!(outcomes(&second).values().all(|o| *o == Outcome::Cached), "{:?}", outcomes(&second));
+
+    // Corrupt the base trace: it is quarantined and recomputed, bit-identical, so nothing
+    // downstream changes key and everything else stays cached.
+    let key = first.outcomes.iter().find(|o| o.0 == "base").unwrap().1.clone();
+    let art = cache.ls().unwrap().into_iter().find(|a| a.key.as_str().starts_with(&key)).unwrap();
+    let trace_file = art.dir.join("trace.jsonl");
+    let original = std::fs::read(&trace_file).unwrap();
+    let mut bad = original.clone();
+    bad[10] ^= 0x20;
+    std::fs::write(&trace_file, &bad).unwrap();
+    let third = run::run(&program, &cache, &opts(&dir, None)).unwrap();
+    let o = outcomes(&third);
+    assert_eq!(o["base"], Outcome::Computed);
+    assert!(o.iter().filter(|(n, _)| n.as_str() != "base").all(|(_, x)| *x == Outcome::Cached), "{o:?}");
+    let recomputed = cache.ls().unwrap().into_iter().find(|a| a.key.as_str().starts_with(&key)).unwrap();
+    assert_eq!(std::fs::read(recomputed.dir.join("trace.jsonl")).unwrap(), original, "CPU results must be bit-identical");
+    assert!(cache.verify().unwrap().is_clean());
+}
+
+#[test]
+fn overrides_change_exactly_the_downstream_keys() {
+    let dir = tmp("keys");
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let keys = |sets: &[&str]| -> BTreeMap<String, String> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let p = lang::check_path(&exp(), &sets, &NoShapes).unwrap();
+        rhx::plan::plan(&p, &cache).unwrap().steps.into_iter().map(|s| (s.node.name, s.key.as_str().to_string())).collect()
+    };
+    let base = keys(&[]);
+    let changed = |other: &BTreeMap<String, String>| -> Vec<String> { base.iter().filter(|(n, k)| other[*n] != **k).map(|(n, _)| n.clone()).collect() };
+    // Everything but the model depends on the dataset.
+    let runs = keys(&["niah.runs=3"]);
+    assert_eq!(changed(&runs), ["base", "dyn", "fig", "masked", "masked.heads", "niah", "out", "scores", "static"]);
+    // The figure's own parameter changes only the figure and the report.
+    assert_eq!(changed(&keys(&["fig.most_varying=3"])), ["fig", "out"]);
+    // The masked trace's setting changes it, the scores table and the report.
+    assert_eq!(changed(&keys(&["masked.max_new_tokens=7"])), ["masked", "out", "scores"]);
+    // The seed is part of every key.
+    assert_eq!(changed(&keys(&["experiment.seed=1"])).len(), base.len());
+}
+
+#[test]
+fn shards_split_the_traces_and_a_final_run_assembles() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("shards");
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let program = lang::check_path(&exp(), &[], &NoShapes).unwrap();
+    let s0 = outcomes(&run::run(&program, &cache, &opts(&dir, Some((0, 2)))).unwrap());
+    let s1 = outcomes(&run::run(&program, &cache, &opts(&dir, Some((1, 2)))).unwrap());
+    // Each trace is computed by exactly one shard.
+    for t in ["base", "masked"] {
+        let n = [&s0, &s1].iter().filter(|o| o[t] == Outcome::Computed).count();
+        assert_eq!(n, 1, "{t}: {s0:?} {s1:?}");
+    }
+    let last = outcomes(&run::run(&program, &cache, &opts(&dir, None)).unwrap());
+    assert!(last.values().all(|o| *o != Outcome::Skipped), "{last:?}");
+    assert_eq!(last["base"], Outcome::Cached);
+    assert_eq!(last["masked"], Outcome::Cached);
+    assert!(dir.join("reports/out/report.html").exists());
+}
