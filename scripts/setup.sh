@@ -35,9 +35,7 @@ say "building rhx (release)"
 cargo build --release --locked ${CI:+--quiet}
 
 if [ "$run_default" = 1 ]; then
-  say "running the default experiment: per-step retrieval heads of SmolLM2-135M-Instruct on 7 NIAH prompts (CPU)"
-  mkdir -p out
-  ./target/release/rhx trace --model smollm2-135m-instruct --device cpu \
-    --prompts experiments/prompts/niah_smoke.jsonl --out out/niah_smoke.jsonl --report out/niah_smoke.md
-  say "done: per-step heads in out/niah_smoke.jsonl, report in out/niah_smoke.md"
+  say "running the default experiment experiments/niah_smoke.rhx: SmolLM2-135M-Instruct on 12 NIAH prompts (CPU, a few minutes)"
+  ./target/release/rhx run experiments/niah_smoke.rhx
+  say "done: reports/niah_smoke/report.md and report.html (rerunning is instant: results are cached in .rhx/cache)"
 fi
