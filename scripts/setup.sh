@@ -27,6 +27,9 @@ fi
 torch_dir=$(ls -d "$PWD"/.venv/lib/python3*/site-packages/torch | head -n 1)
 ln -sfn "$torch_dir" .venv/libtorch
 
+# Headless Chromium renders the HTML reports in the browser test (tests/report.rs).
+bash scripts/install-chromium.sh
+
 if ! command -v cargo >/dev/null; then
   echo "error: cargo is not installed (https://rustup.rs)" >&2
   exit 1
