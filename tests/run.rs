@@ -111,3 +111,40 @@ fn shards_split_the_traces_and_a_final_run_assembles() {
     assert_eq!(last["masked"], Outcome::Cached);
     assert!(dir.join("reports/out/report.html").exists());
 }
+
+#[test]
+fn reproduce_certifies_a_report_and_catches_a_changed_number() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("reproduce");
+    let rhx = env!("CARGO_BIN_EXE_rhx");
+    let cache = dir.join("cache");
+    let reports = dir.join("reports");
+    let st = std::process::Command::new(rhx)
+        .args(["run", "--quiet", "--cache"])
+        .arg(&cache)
+        .arg("--reports")
+        .arg(&reports)
+        .arg(exp())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // From scratch (fresh cache): every number must come back.
+    let out = std::process::Command::new(rhx).arg("reproduce").arg(reports.join("out")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("| pass |") && !stdout.contains("FAIL"), "{stdout}");
+    // A report whose number was changed after the fact fails the certificate.
+    let tampered = dir.join("tampered/out");
+    std::fs::create_dir_all(&tampered).unwrap();
+    let text = std::fs::read_to_string(reports.join("out/report.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cell = &mut v["sections"][0]["tables"][0]["rows"][0]["cells"][1]["value"];
+    *cell = serde_json::json!(cell.as_f64().unwrap() + 0.01);
+    std::fs::write(tampered.join("report.json"), serde_json::to_string(&v).unwrap()).unwrap();
+    let out = std::process::Command::new(rhx).arg("reproduce").arg(&tampered).arg("--use-cache").arg("--cache").arg(&cache).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL"), "{stdout}");
+}

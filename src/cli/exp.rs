@@ -234,3 +234,99 @@ pub fn cache(c: CacheCmd) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+#[command(after_help = "EXAMPLE:\n  rhx reproduce reports/niah_smoke      # re-runs experiments/niah_smoke.rhx from scratch and compares every number")]
+pub struct ReproduceArgs {
+    /// A report folder written by `rhx run` (it holds report.json with the provenance)
+    pub report_dir: PathBuf,
+    /// Allowed |original − rerun| per number, relative to max(1, |original|)
+    #[arg(long, default_value_t = 1e-9)]
+    pub tolerance: f64,
+    /// Reuse cached artifacts instead of recomputing everything
+    #[arg(long)]
+    pub use_cache: bool,
+    #[command(flatten)]
+    pub cache: CacheDir,
+    #[arg(long)]
+    pub threads: Option<i32>,
+}
+
+/// The experiment file and `--set` overrides of the command line recorded in a report.
+fn recorded_invocation(argv: &[String]) -> Result<(PathBuf, Vec<String>)> {
+    let mut file = None;
+    let mut sets = Vec::new();
+    let mut it = argv.iter().skip_while(|a| a.as_str() != "run").skip(1);
+    while let Some(a) = it.next() {
+        if a == "--set" {
+            sets.push(it.next().cloned().context("`--set` without a value in the recorded command line")?);
+        } else if let Some(v) = a.strip_prefix("--set=") {
+            sets.push(v.to_string());
+        } else if a.ends_with(".rhx") && file.is_none() {
+            file = Some(PathBuf::from(a));
+        }
+    }
+    Ok((file.context("the recorded command line names no .rhx file (was the report made by `rhx run`?)")?, sets))
+}
+
+/// Every number of a report's tables and figures, by a readable path.
+fn numbers(r: &crate::report::Report) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for s in &r.sections {
+        for t in &s.tables {
+            for row in &t.rows {
+                for (c, cell) in t.columns.iter().zip(&row.cells) {
+                    if let crate::report::CellValue::Number { value, spread, .. } = &cell.value {
+                        out.push((format!("{} / {} / {}", t.id, row.label, c.name), *value));
+                        if let Some(sp) = spread {
+                            out.push((format!("{} / {} / {} (spread)", t.id, row.label, c.name), *sp));
+                        }
+                    }
+                }
+            }
+        }
+        for f in &s.figures {
+            if let crate::report::Figure::Heatmap(h) = f {
+                for (i, v) in h.values.iter().enumerate() {
+                    out.push((format!("{} / cell {i}", h.id), *v));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
+    let original = crate::report::load_report(&a.report_dir.join("report.json")).with_context(|| format!("cannot read {}/report.json", a.report_dir.display()))?;
+    let (file, sets) = recorded_invocation(&original.provenance.command_line)?;
+    eprintln!("reproducing {} (experiment {}{}), commit {} → now {}", a.report_dir.display(), file.display(), sets.iter().map(|s| format!(" --set {s}")).collect::<String>(), original.provenance.git_commit, env!("RHX_GIT_COMMIT"));
+    let program = load(&ProgramArgs { file: file.clone(), overrides: sets }, true)?;
+    let scratch = std::env::temp_dir().join(format!("rhx-reproduce-{}", std::process::id()));
+    let cache_dir = if a.use_cache { a.cache.cache.clone() } else { scratch.join("cache") };
+    let cache = Cache::open(&cache_dir)?;
+    let opts = RunOptions { shard: None, reports_dir: scratch.join("reports"), recompute: false, quiet: false, threads: a.threads };
+    let summary = run::run(&program, &cache, &opts)?;
+    let name = a.report_dir.file_name().context("report folder has no name")?;
+    let rerun_dir = summary.reports.iter().find(|r| r.file_name() == Some(name)).with_context(|| format!("the experiment has no report named {}", name.to_string_lossy()))?;
+    let rerun = crate::report::load_report(&rerun_dir.join("report.json"))?;
+    let (want, got) = (numbers(&original), numbers(&rerun));
+    let got: std::collections::HashMap<&str, f64> = got.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let mut failures = 0;
+    println!("| number | original | rerun | tolerance | result |\n|---|---:|---:|---:|---|");
+    for (k, v) in &want {
+        let (r, ok) = match got.get(k.as_str()) {
+            Some(r) => {
+                let tol = a.tolerance * v.abs().max(1.0);
+                (format!("{r}"), (v.is_nan() && r.is_nan()) || (v - r).abs() <= tol)
+            }
+            None => ("missing".into(), false),
+        };
+        failures += usize::from(!ok);
+        println!("| {k} | {v} | {r} | {:e} | {} |", a.tolerance, if ok { "pass" } else { "FAIL" });
+    }
+    println!("\n{} of {} numbers reproduced within tolerance; rerun wall time {:.1} s", want.len() - failures, want.len(), summary.wall_time_s);
+    if !a.use_cache {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(if failures > 0 || want.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

@@ -34,6 +34,8 @@ enum Command {
     /// Inspect, verify and clean the content-addressed cache
     #[command(subcommand)]
     Cache(exp::CacheCmd),
+    /// Re-run the experiment behind a report from scratch and certify every number
+    Reproduce(exp::ReproduceArgs),
     Trace(trace::TraceArgs),
 }
 
@@ -46,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => exp::fmt(a),
         Command::Plan(a) => exp::plan(a),
         Command::Cache(c) => exp::cache(c),
+        Command::Reproduce(a) => exp::reproduce(a),
     };
     match result {
         Ok(code) => code,
