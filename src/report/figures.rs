@@ -58,7 +58,10 @@ pub fn figure_svg(figure: &Figure) -> Result<String, ReportError> {
         Figure::Lines(l) => lines_svg(l),
         Figure::Bars(b) => bars_svg(b),
     };
-    r.map_err(|e| ReportError::Plot { figure: figure.id().to_string(), message: e.to_string() })
+    r.map_err(|e| ReportError::Plot {
+        figure: figure.id().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// A font whose SVG `font-size` is `px` (plotters divides the size by 1.24).
@@ -70,7 +73,16 @@ fn text_w(s: &str, px: f64) -> i32 {
     (s.chars().count() as f64 * px * CHAR_EM).ceil() as i32
 }
 
-fn draw_text(area: &Area, s: &str, (x, y): (i32, i32), px: f64, color: &RGBColor, pos: Pos, rotate: bool, bold: bool) -> DrawResult<()> {
+fn draw_text(
+    area: &Area,
+    s: &str,
+    (x, y): (i32, i32),
+    px: f64,
+    color: &RGBColor,
+    pos: Pos,
+    rotate: bool,
+    bold: bool,
+) -> DrawResult<()> {
     let mut f = font(px);
     if bold {
         f = f.style(FontStyle::Bold);
@@ -93,8 +105,28 @@ fn finish(root: Area) -> DrawResult<()> {
 
 fn stops(map: Colormap) -> &'static [(u8, u8, u8)] {
     match map {
-        Colormap::Viridis => &[(68, 1, 84), (71, 44, 122), (59, 81, 139), (44, 113, 142), (33, 144, 141), (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37)],
-        Colormap::Blues => &[(247, 251, 255), (222, 235, 247), (198, 219, 239), (158, 202, 225), (107, 174, 214), (66, 146, 198), (33, 113, 181), (8, 81, 156), (8, 48, 107)],
+        Colormap::Viridis => &[
+            (68, 1, 84),
+            (71, 44, 122),
+            (59, 81, 139),
+            (44, 113, 142),
+            (33, 144, 141),
+            (39, 173, 129),
+            (92, 200, 99),
+            (170, 220, 50),
+            (253, 231, 37),
+        ],
+        Colormap::Blues => &[
+            (247, 251, 255),
+            (222, 235, 247),
+            (198, 219, 239),
+            (158, 202, 225),
+            (107, 174, 214),
+            (66, 146, 198),
+            (33, 113, 181),
+            (8, 81, 156),
+            (8, 48, 107),
+        ],
         Colormap::RedYellowGreen => &[
             (165, 0, 38),
             (215, 48, 39),
@@ -108,19 +140,37 @@ fn stops(map: Colormap) -> &'static [(u8, u8, u8)] {
             (26, 152, 80),
             (0, 104, 55),
         ],
-        Colormap::Greys => &[(255, 255, 255), (240, 240, 240), (217, 217, 217), (189, 189, 189), (150, 150, 150), (115, 115, 115), (82, 82, 82), (37, 37, 37), (0, 0, 0)],
+        Colormap::Greys => &[
+            (255, 255, 255),
+            (240, 240, 240),
+            (217, 217, 217),
+            (189, 189, 189),
+            (150, 150, 150),
+            (115, 115, 115),
+            (82, 82, 82),
+            (37, 37, 37),
+            (0, 0, 0),
+        ],
     }
 }
 
 /// The colour of `t` ∈ [0, 1] (clamped) on `map`.
 pub fn color_at(map: Colormap, t: f64) -> RGBColor {
     let s = stops(map);
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let f = t * (s.len() - 1) as f64;
     let i = (f.floor() as usize).min(s.len() - 2);
     let u = f - i as f64;
     let lerp = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * u).round() as u8;
-    RGBColor(lerp(s[i].0, s[i + 1].0), lerp(s[i].1, s[i + 1].1), lerp(s[i].2, s[i + 1].2))
+    RGBColor(
+        lerp(s[i].0, s[i + 1].0),
+        lerp(s[i].1, s[i + 1].1),
+        lerp(s[i].2, s[i + 1].2),
+    )
 }
 
 fn ink_on(c: &RGBColor) -> RGBColor {
@@ -133,7 +183,11 @@ fn ink_on(c: &RGBColor) -> RGBColor {
 }
 
 /// (lo, hi) of the finite values, widened when they coincide; explicit bounds win.
-fn value_range<'a>(values: impl Iterator<Item = &'a f64>, vmin: Option<f64>, vmax: Option<f64>) -> (f64, f64) {
+fn value_range<'a>(
+    values: impl Iterator<Item = &'a f64>,
+    vmin: Option<f64>,
+    vmax: Option<f64>,
+) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for &v in values.filter(|v| v.is_finite()) {
         lo = lo.min(v);
@@ -202,7 +256,11 @@ fn grid_svg(g: &GridHeatmaps) -> DrawResult<String> {
         y_label: &g.y_label,
         x_labels: &g.x_labels,
         y_labels: &g.y_labels,
-        panels: g.panels.iter().map(|Panel { title, values }| (title.as_str(), values.as_slice())).collect(),
+        panels: g
+            .panels
+            .iter()
+            .map(|Panel { title, values }| (title.as_str(), values.as_slice()))
+            .collect(),
         color_label: &g.color_label,
         vmin: g.vmin,
         vmax: g.vmax,
@@ -220,11 +278,23 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
     let rows = npanels.div_ceil(cols);
     let titled_panels = spec.panels.iter().any(|(t, _)| !t.is_empty());
 
-    let (vlo, vhi) = value_range(spec.panels.iter().flat_map(|(_, v)| v.iter()), spec.vmin, spec.vmax);
+    let (vlo, vhi) = value_range(
+        spec.panels.iter().flat_map(|(_, v)| v.iter()),
+        spec.vmin,
+        spec.vmax,
+    );
     let tick_dec = decimals_for((vhi - vlo) / 4.0);
 
-    let xl: Vec<String> = spec.x_labels.iter().map(|s| figure_label(s, MAX_LABEL_CHARS)).collect();
-    let yl: Vec<String> = spec.y_labels.iter().map(|s| figure_label(s, MAX_LABEL_CHARS)).collect();
+    let xl: Vec<String> = spec
+        .x_labels
+        .iter()
+        .map(|s| figure_label(s, MAX_LABEL_CHARS))
+        .collect();
+    let yl: Vec<String> = spec
+        .y_labels
+        .iter()
+        .map(|s| figure_label(s, MAX_LABEL_CHARS))
+        .collect();
     let max_xl = xl.iter().map(|s| text_w(s, TICK_PX)).max().unwrap_or(0);
     let max_yl = yl.iter().map(|s| text_w(s, TICK_PX)).max().unwrap_or(0);
 
@@ -239,7 +309,11 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
     }
     // Horizontal x labels when they all fit in a cell, else rotated (read bottom to top).
     let rotate_x = max_xl > cell_w - 4;
-    let xlab_h = if rotate_x { max_xl + 8 } else { (TICK_PX * 1.6) as i32 };
+    let xlab_h = if rotate_x {
+        max_xl + 8
+    } else {
+        (TICK_PX * 1.6) as i32
+    };
 
     let pad = 10;
     let gap = 18;
@@ -271,17 +345,45 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
 
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (width as u32, height as u32)).into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (width as u32, height as u32)).into_drawing_area();
         root.fill(&WHITE)?;
         let center = Pos::new(HPos::Center, VPos::Center);
         if !spec.title.is_empty() {
-            draw_text(&root, spec.title, (left + grid_w / 2, pad + 8), TITLE_PX, &INK, center, false, true)?;
+            draw_text(
+                &root,
+                spec.title,
+                (left + grid_w / 2, pad + 8),
+                TITLE_PX,
+                &INK,
+                center,
+                false,
+                true,
+            )?;
         }
         if !spec.y_label.is_empty() {
-            draw_text(&root, spec.y_label, (pad + 8, top + grid_h / 2), AXIS_PX, &INK, center, true, false)?;
+            draw_text(
+                &root,
+                spec.y_label,
+                (pad + 8, top + grid_h / 2),
+                AXIS_PX,
+                &INK,
+                center,
+                true,
+                false,
+            )?;
         }
         if !spec.x_label.is_empty() {
-            draw_text(&root, spec.x_label, (left + grid_w / 2, top + grid_h + xtitle_h / 2 + 2), AXIS_PX, &INK, center, false, false)?;
+            draw_text(
+                &root,
+                spec.x_label,
+                (left + grid_w / 2, top + grid_h + xtitle_h / 2 + 2),
+                AXIS_PX,
+                &INK,
+                center,
+                false,
+                false,
+            )?;
         }
         let span = vhi - vlo;
         for (p, (ptitle, values)) in spec.panels.iter().enumerate() {
@@ -289,7 +391,16 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
             let x0 = left + c * (panel_w + gap);
             let y0 = top + r * (row_h + gap) + ptitle_h;
             if !ptitle.is_empty() {
-                draw_text(&root, ptitle, (x0 + panel_w / 2, y0 - ptitle_h / 2), AXIS_PX, &INK, center, false, true)?;
+                draw_text(
+                    &root,
+                    ptitle,
+                    (x0 + panel_w / 2, y0 - ptitle_h / 2),
+                    AXIS_PX,
+                    &INK,
+                    center,
+                    false,
+                    true,
+                )?;
             }
             let mut cells = Vec::new();
             let mut missing = Vec::new();
@@ -305,33 +416,84 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
                 }
             }
             for &((cx, cy), col, _) in &cells {
-                root.draw(&Rectangle::new([(cx, cy), (cx + cell_w, cy + cell_h)], col.filled()))?;
+                root.draw(&Rectangle::new(
+                    [(cx, cy), (cx + cell_w, cy + cell_h)],
+                    col.filled(),
+                ))?;
             }
             // Missing cells stay blank with a thin diagonal, so they differ from the scale's end.
             for &(cx, cy) in &missing {
-                root.draw(&PathElement::new(vec![(cx + 2, cy + cell_h - 2), (cx + cell_w - 2, cy + 2)], MUTED.stroke_width(1)))?;
+                root.draw(&PathElement::new(
+                    vec![(cx + 2, cy + cell_h - 2), (cx + cell_w - 2, cy + 2)],
+                    MUTED.stroke_width(1),
+                ))?;
             }
             if spec.annotate {
                 for &((cx, cy), col, v) in &cells {
-                    draw_text(&root, &fmt_num(v, tick_dec), (cx + cell_w / 2, cy + cell_h / 2), TICK_PX, &ink_on(&col), center, false, false)?;
+                    draw_text(
+                        &root,
+                        &fmt_num(v, tick_dec),
+                        (cx + cell_w / 2, cy + cell_h / 2),
+                        TICK_PX,
+                        &ink_on(&col),
+                        center,
+                        false,
+                        false,
+                    )?;
                 }
             }
             // Frame.
-            root.draw(&PathElement::new(vec![(x0, y0), (x0 + panel_w, y0), (x0 + panel_w, y0 + panel_h), (x0, y0 + panel_h), (x0, y0)], MUTED.stroke_width(1)))?;
+            root.draw(&PathElement::new(
+                vec![
+                    (x0, y0),
+                    (x0 + panel_w, y0),
+                    (x0 + panel_w, y0 + panel_h),
+                    (x0, y0 + panel_h),
+                    (x0, y0),
+                ],
+                MUTED.stroke_width(1),
+            ))?;
             // y tick labels on the first column only (shared axis).
             if c == 0 {
                 for (iy, s) in yl.iter().enumerate() {
                     let y = y0 + iy as i32 * cell_h + cell_h / 2;
-                    draw_text(&root, s, (x0 - 5, y), TICK_PX, &INK, Pos::new(HPos::Right, VPos::Center), false, false)?;
+                    draw_text(
+                        &root,
+                        s,
+                        (x0 - 5, y),
+                        TICK_PX,
+                        &INK,
+                        Pos::new(HPos::Right, VPos::Center),
+                        false,
+                        false,
+                    )?;
                 }
             }
             // x tick labels under every panel.
             for (ix, s) in xl.iter().enumerate() {
                 let x = x0 + ix as i32 * cell_w + cell_w / 2;
                 if rotate_x {
-                    draw_text(&root, s, (x, y0 + panel_h + 5), TICK_PX, &INK, Pos::new(HPos::Right, VPos::Center), true, false)?;
+                    draw_text(
+                        &root,
+                        s,
+                        (x, y0 + panel_h + 5),
+                        TICK_PX,
+                        &INK,
+                        Pos::new(HPos::Right, VPos::Center),
+                        true,
+                        false,
+                    )?;
                 } else {
-                    draw_text(&root, s, (x, y0 + panel_h + 4), TICK_PX, &INK, Pos::new(HPos::Center, VPos::Top), false, false)?;
+                    draw_text(
+                        &root,
+                        s,
+                        (x, y0 + panel_h + 4),
+                        TICK_PX,
+                        &INK,
+                        Pos::new(HPos::Center, VPos::Top),
+                        false,
+                        false,
+                    )?;
                 }
             }
         }
@@ -341,18 +503,45 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
             let t = (i as f64 + 0.5) / COLORBAR_STEPS as f64;
             let ya = cb_top + cb_h - ((i + 1) as f64 * step_h).round() as i32;
             let yb = cb_top + cb_h - (i as f64 * step_h).round() as i32;
-            root.draw(&Rectangle::new([(cb_x, ya), (cb_x + cb_bar_w, yb)], color_at(spec.colormap, t).filled()))?;
+            root.draw(&Rectangle::new(
+                [(cb_x, ya), (cb_x + cb_bar_w, yb)],
+                color_at(spec.colormap, t).filled(),
+            ))?;
         }
-        root.draw(&Rectangle::new([(cb_x, cb_top), (cb_x + cb_bar_w, cb_top + cb_h)], MUTED.stroke_width(1)))?;
+        root.draw(&Rectangle::new(
+            [(cb_x, cb_top), (cb_x + cb_bar_w, cb_top + cb_h)],
+            MUTED.stroke_width(1),
+        ))?;
         for k in 0..=4 {
             let v = vlo + span * k as f64 / 4.0;
             let y = cb_top + cb_h - (cb_h as f64 * k as f64 / 4.0).round() as i32;
-            root.draw(&PathElement::new(vec![(cb_x + cb_bar_w, y), (cb_x + cb_bar_w + 3, y)], INK.stroke_width(1)))?;
-            draw_text(&root, &fmt_num(v, tick_dec), (cb_x + cb_bar_w + 5, y), TICK_PX, &INK, Pos::new(HPos::Left, VPos::Center), false, false)?;
+            root.draw(&PathElement::new(
+                vec![(cb_x + cb_bar_w, y), (cb_x + cb_bar_w + 3, y)],
+                INK.stroke_width(1),
+            ))?;
+            draw_text(
+                &root,
+                &fmt_num(v, tick_dec),
+                (cb_x + cb_bar_w + 5, y),
+                TICK_PX,
+                &INK,
+                Pos::new(HPos::Left, VPos::Center),
+                false,
+                false,
+            )?;
         }
         if !spec.color_label.is_empty() {
             let x = cb_x + cb_bar_w + cb_tick_w + cb_title_w / 2;
-            draw_text(&root, spec.color_label, (x, cb_top + cb_h / 2), AXIS_PX, &INK, center, true, false)?;
+            draw_text(
+                &root,
+                spec.color_label,
+                (x, cb_top + cb_h / 2),
+                AXIS_PX,
+                &INK,
+                center,
+                true,
+                false,
+            )?;
         }
         finish(root)?;
     }
@@ -371,19 +560,39 @@ fn legend_width(names: &[&str]) -> i32 {
     names.iter().map(|n| text_w(n, TICK_PX)).max().unwrap_or(0) + 44
 }
 
-fn draw_legend(root: &Area, (x, y): (i32, i32), entries: &[(&str, RGBColor)], swatch: Swatch) -> DrawResult<()> {
+fn draw_legend(
+    root: &Area,
+    (x, y): (i32, i32),
+    entries: &[(&str, RGBColor)],
+    swatch: Swatch,
+) -> DrawResult<()> {
     for (i, (name, color)) in entries.iter().enumerate() {
         let yy = y + i as i32 * 18;
         match swatch {
             Swatch::Line => {
-                root.draw(&PathElement::new(vec![(x, yy), (x + 22, yy)], color.stroke_width(2)))?;
+                root.draw(&PathElement::new(
+                    vec![(x, yy), (x + 22, yy)],
+                    color.stroke_width(2),
+                ))?;
                 root.draw(&Circle::new((x + 11, yy), 3, color.filled()))?;
             }
             Swatch::Box => {
-                root.draw(&Rectangle::new([(x + 4, yy - 6), (x + 18, yy + 6)], color.filled()))?;
+                root.draw(&Rectangle::new(
+                    [(x + 4, yy - 6), (x + 18, yy + 6)],
+                    color.filled(),
+                ))?;
             }
         }
-        draw_text(root, name, (x + 28, yy), TICK_PX, &INK, Pos::new(HPos::Left, VPos::Center), false, false)?;
+        draw_text(
+            root,
+            name,
+            (x + 28, yy),
+            TICK_PX,
+            &INK,
+            Pos::new(HPos::Left, VPos::Center),
+            false,
+            false,
+        )?;
     }
     Ok(())
 }
@@ -436,25 +645,46 @@ fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
 }
 
 fn extent<'a>(vals: impl Iterator<Item = &'a f64>) -> (f64, f64) {
-    vals.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)))
+    vals.filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        })
 }
 
 fn lines_svg(l: &LinePlot) -> DrawResult<String> {
     let has_y2 = l.series.iter().any(|s| s.secondary);
-    let legend_names: Vec<String> = l.series.iter().map(|s| if s.secondary && has_y2 { format!("{} (right axis)", s.name) } else { s.name.clone() }).collect();
+    let legend_names: Vec<String> = l
+        .series
+        .iter()
+        .map(|s| {
+            if s.secondary && has_y2 {
+                format!("{} (right axis)", s.name)
+            } else {
+                s.name.clone()
+            }
+        })
+        .collect();
     let legend_w = legend_width(&legend_names.iter().map(String::as_str).collect::<Vec<_>>());
     let plot_w = 640;
     let width = plot_w + legend_w;
     let height = 420;
 
     let (x_lo, x_hi) = extent(l.series.iter().flat_map(|s| s.x.iter()));
-    let (x_lo, x_hi) = if x_hi > x_lo { (x_lo, x_hi) } else { padded(x_lo, x_hi, 0.0) };
+    let (x_lo, x_hi) = if x_hi > x_lo {
+        (x_lo, x_hi)
+    } else {
+        padded(x_lo, x_hi, 0.0)
+    };
     let y_extent = |secondary: bool| {
         extent(
             l.series
                 .iter()
                 .filter(|s| s.secondary == secondary)
-                .flat_map(|s| s.y.iter().chain(s.band_lo.iter().flatten()).chain(s.band_hi.iter().flatten())),
+                .flat_map(|s| {
+                    s.y.iter()
+                        .chain(s.band_lo.iter().flatten())
+                        .chain(s.band_hi.iter().flatten())
+                }),
         )
     };
     let (y_lo, y_hi) = l.y_range.unwrap_or_else(|| {
@@ -468,18 +698,24 @@ fn lines_svg(l: &LinePlot) -> DrawResult<String> {
 
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (width as u32, height as u32)).into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (width as u32, height as u32)).into_drawing_area();
         root.fill(&WHITE)?;
         let (plot_area, _) = root.split_horizontally(plot_w);
         let mut builder = ChartBuilder::on(&plot_area);
-        builder.margin(12).x_label_area_size(44).y_label_area_size(60);
+        builder
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(60);
         if has_y2 {
             builder.right_y_label_area_size(60);
         }
         if !l.title.is_empty() {
             builder.caption(&l.title, font(TITLE_PX).style(FontStyle::Bold));
         }
-        let mut chart = builder.build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?.set_secondary_coord(x_lo..x_hi, y2_lo..y2_hi);
+        let mut chart = builder
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)?
+            .set_secondary_coord(x_lo..x_hi, y2_lo..y2_hi);
         chart
             .configure_mesh()
             .x_desc(l.x_label.as_str())
@@ -524,7 +760,13 @@ fn lines_svg(l: &LinePlot) -> DrawResult<String> {
             let markers = n <= 60;
             for run in finite_runs(n, &[&s.x, &s.y]) {
                 let pts: Vec<(f64, f64)> = run.map(|i| (s.x[i], s.y[i])).collect();
-                let dots: Vec<_> = if markers { pts.iter().map(|&p| Circle::new(p, 3, color.filled())).collect() } else { Vec::new() };
+                let dots: Vec<_> = if markers {
+                    pts.iter()
+                        .map(|&p| Circle::new(p, 3, color.filled()))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 if s.secondary {
                     chart.draw_secondary_series(LineSeries::new(pts, style))?;
                     chart.draw_secondary_series(dots)?;
@@ -552,7 +794,11 @@ fn bars_svg(b: &BarChart) -> DrawResult<String> {
     let plot_w = (120 + nc as i32 * (ns as i32 * 22 + 24)).clamp(360, 760);
     let width = plot_w + legend_w;
 
-    let labels: Vec<String> = b.categories.iter().map(|s| figure_label(s, MAX_LABEL_CHARS)).collect();
+    let labels: Vec<String> = b
+        .categories
+        .iter()
+        .map(|s| figure_label(s, MAX_LABEL_CHARS))
+        .collect();
     let max_lab = labels.iter().map(|s| text_w(s, TICK_PX)).max().unwrap_or(0);
     let approx_cat_w = (plot_w - 90) / nc.max(1) as i32;
     let rotate = max_lab > approx_cat_w - 6;
@@ -568,14 +814,23 @@ fn bars_svg(b: &BarChart) -> DrawResult<String> {
                 if !v.is_finite() {
                     continue;
                 }
-                let e = s.errors.as_ref().map(|e| e[i]).filter(|e| e.is_finite()).unwrap_or(0.0).abs();
+                let e = s
+                    .errors
+                    .as_ref()
+                    .map(|e| e[i])
+                    .filter(|e| e.is_finite())
+                    .unwrap_or(0.0)
+                    .abs();
                 lo = lo.min(v - e);
                 hi = hi.max(v + e);
             }
         }
         if hi > lo {
             let p = (hi - lo) * 0.06;
-            (if lo < 0.0 { lo - p } else { lo }, if hi > 0.0 { hi + p } else { hi })
+            (
+                if lo < 0.0 { lo - p } else { lo },
+                if hi > 0.0 { hi + p } else { hi },
+            )
         } else {
             (0.0, 1.0)
         }
@@ -584,11 +839,15 @@ fn bars_svg(b: &BarChart) -> DrawResult<String> {
 
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (width as u32, height as u32)).into_drawing_area();
+        let root =
+            SVGBackend::with_string(&mut svg, (width as u32, height as u32)).into_drawing_area();
         root.fill(&WHITE)?;
         let (plot_area, _) = root.split_horizontally(plot_w);
         let mut builder = ChartBuilder::on(&plot_area);
-        builder.margin(12).x_label_area_size(x_area).y_label_area_size(60);
+        builder
+            .margin(12)
+            .x_label_area_size(x_area)
+            .y_label_area_size(60);
         if !b.title.is_empty() {
             builder.caption(&b.title, font(TITLE_PX).style(FontStyle::Bold));
         }
@@ -618,24 +877,64 @@ fn bars_svg(b: &BarChart) -> DrawResult<String> {
                     .iter()
                     .enumerate()
                     .filter(|(_, v)| v.is_finite())
-                    .map(|(i, &v)| Rectangle::new([(xs(i) + w * 0.05, base), (xs(i) + w * 0.95, v)], color.filled())),
+                    .map(|(i, &v)| {
+                        Rectangle::new(
+                            [(xs(i) + w * 0.05, base), (xs(i) + w * 0.95, v)],
+                            color.filled(),
+                        )
+                    }),
             )?;
             if let Some(errs) = &s.errors {
                 // Whisker and caps, one polyline per bar.
                 let cap = w * 0.18;
-                chart.draw_series(s.values.iter().zip(errs).enumerate().filter(|(_, (v, e))| v.is_finite() && e.is_finite() && **e != 0.0).map(|(i, (&v, &e))| {
-                    let (x, lo, hi) = (xs(i) + w / 2.0, v - e.abs(), v + e.abs());
-                    PathElement::new(vec![(x - cap, lo), (x + cap, lo), (x, lo), (x, hi), (x - cap, hi), (x + cap, hi)], INK.stroke_width(1))
-                }))?;
+                chart.draw_series(
+                    s.values
+                        .iter()
+                        .zip(errs)
+                        .enumerate()
+                        .filter(|(_, (v, e))| v.is_finite() && e.is_finite() && **e != 0.0)
+                        .map(|(i, (&v, &e))| {
+                            let (x, lo, hi) = (xs(i) + w / 2.0, v - e.abs(), v + e.abs());
+                            PathElement::new(
+                                vec![
+                                    (x - cap, lo),
+                                    (x + cap, lo),
+                                    (x, lo),
+                                    (x, hi),
+                                    (x - cap, hi),
+                                    (x + cap, hi),
+                                ],
+                                INK.stroke_width(1),
+                            )
+                        }),
+                )?;
             }
         }
         // Category labels, centred under each group.
         for (i, s) in labels.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(i as f64 + 0.5, y_lo));
             if rotate {
-                draw_text(&root, s, (x, y + 6), TICK_PX, &INK, Pos::new(HPos::Right, VPos::Center), true, false)?;
+                draw_text(
+                    &root,
+                    s,
+                    (x, y + 6),
+                    TICK_PX,
+                    &INK,
+                    Pos::new(HPos::Right, VPos::Center),
+                    true,
+                    false,
+                )?;
             } else {
-                draw_text(&root, s, (x, y + 5), TICK_PX, &INK, Pos::new(HPos::Center, VPos::Top), false, false)?;
+                draw_text(
+                    &root,
+                    s,
+                    (x, y + 5),
+                    TICK_PX,
+                    &INK,
+                    Pos::new(HPos::Center, VPos::Top),
+                    false,
+                    false,
+                )?;
             }
         }
         let top = if b.title.is_empty() { 20 } else { 46 };

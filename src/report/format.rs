@@ -39,7 +39,9 @@ pub fn fmt_delta(delta: f64, precision: usize) -> String {
 /// `value ± spread` (spread omitted when absent or not finite).
 pub fn fmt_pm(value: f64, spread: Option<f64>, precision: usize) -> String {
     match spread {
-        Some(s) if s.is_finite() && value.is_finite() => format!("{} ± {}", fmt_num(value, precision), fmt_num(s, precision)),
+        Some(s) if s.is_finite() && value.is_finite() => {
+            format!("{} ± {}", fmt_num(value, precision), fmt_num(s, precision))
+        }
         _ => fmt_num(value, precision),
     }
 }
@@ -64,14 +66,20 @@ pub fn csv_field(s: &str) -> String {
 
 /// Text made safe for one Markdown table cell: pipes escaped, line breaks as spaces.
 pub fn md_cell(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace("\r\n", " ").replace(['\n', '\r'], " ")
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace("\r\n", " ")
+        .replace(['\n', '\r'], " ")
 }
 
 /// A command line as one shell-pasteable string (POSIX single quotes where needed).
 pub fn shell_join(args: &[String]) -> String {
     args.iter()
         .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))
@@ -114,7 +122,11 @@ pub fn figure_label(s: &str, max_chars: usize) -> String {
         out = out.replace(' ', "␣");
     }
     if out.chars().count() > max_chars {
-        out = out.chars().take(max_chars.saturating_sub(1)).collect::<String>() + "…";
+        out = out
+            .chars()
+            .take(max_chars.saturating_sub(1))
+            .collect::<String>()
+            + "…";
     }
     out
 }

@@ -42,7 +42,10 @@ use std::path::PathBuf;
 pub use figures::{figure_svg, COLORBAR_STEPS};
 pub use format::{fmt_delta, fmt_num, fmt_pm};
 pub use model::*;
-pub use render::{load_report, render_html, render_markdown, table_csv, write_report, write_report_with, ReportFiles, Templates};
+pub use render::{
+    load_report, render_html, render_markdown, table_csv, write_report, write_report_with,
+    ReportFiles, Templates,
+};
 
 /// What can go wrong while rendering or writing a report.
 #[derive(Debug, thiserror::Error)]
@@ -54,14 +57,20 @@ pub enum ReportError {
     #[error("template `{name}`: {message}")]
     Template { name: String, message: String },
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("report JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
 
 impl ReportError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ReportError::Io { path: path.into(), source }
+        ReportError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -77,7 +77,11 @@ pub const DEFAULT_PRECISION: usize = 4;
 
 impl Column {
     pub fn new(name: impl Into<String>) -> Self {
-        Column { name: name.into(), unit: None, precision: None }
+        Column {
+            name: name.into(),
+            unit: None,
+            precision: None,
+        }
     }
     pub fn unit(mut self, unit: impl Into<String>) -> Self {
         self.unit = Some(unit.into());
@@ -100,7 +104,10 @@ pub struct Row {
 
 impl Row {
     pub fn new(label: impl Into<String>, cells: Vec<Cell>) -> Self {
-        Row { label: label.into(), cells }
+        Row {
+            label: label.into(),
+            cells,
+        }
     }
 }
 
@@ -152,17 +159,38 @@ impl Cell {
         Cell::default()
     }
     pub fn num(value: f64) -> Self {
-        Cell { value: CellValue::Number { value, spread: None, n: None }, reference: None }
+        Cell {
+            value: CellValue::Number {
+                value,
+                spread: None,
+                n: None,
+            },
+            reference: None,
+        }
     }
     pub fn num_pm(value: f64, spread: f64, n: u64) -> Self {
-        Cell { value: CellValue::Number { value, spread: Some(spread), n: Some(n) }, reference: None }
+        Cell {
+            value: CellValue::Number {
+                value,
+                spread: Some(spread),
+                n: Some(n),
+            },
+            reference: None,
+        }
     }
     pub fn text(text: impl Into<String>) -> Self {
-        Cell { value: CellValue::Text { text: text.into() }, reference: None }
+        Cell {
+            value: CellValue::Text { text: text.into() },
+            reference: None,
+        }
     }
     /// Adds a reference value.
     pub fn vs(mut self, value: f64, source: impl Into<String>) -> Self {
-        self.reference = Some(Reference { value, source: source.into(), tolerance: None });
+        self.reference = Some(Reference {
+            value,
+            source: source.into(),
+            tolerance: None,
+        });
         self
     }
     /// Adds a tolerance to the reference (no-op without one).
@@ -187,7 +215,10 @@ impl Cell {
     }
     /// Whether |Δ| exceeds the reference's tolerance.
     pub fn out_of_tolerance(&self) -> bool {
-        match (self.delta(), self.reference.as_ref().and_then(|r| r.tolerance)) {
+        match (
+            self.delta(),
+            self.reference.as_ref().and_then(|r| r.tolerance),
+        ) {
             (Some(d), Some(t)) => d.abs() > t,
             _ => false,
         }
@@ -359,9 +390,17 @@ pub struct Series {
     #[serde(with = "nan_as_null_vec")]
     pub y: Vec<f64>,
     /// Lower and upper edge of the shaded band (same length as `x`).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "nan_as_null_opt_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "nan_as_null_opt_vec"
+    )]
     pub band_lo: Option<Vec<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "nan_as_null_opt_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "nan_as_null_opt_vec"
+    )]
     pub band_hi: Option<Vec<f64>>,
     /// Plot against the right-hand axis.
     #[serde(default)]
@@ -370,7 +409,12 @@ pub struct Series {
 
 impl Series {
     pub fn new(name: impl Into<String>, x: Vec<f64>, y: Vec<f64>) -> Self {
-        Series { name: name.into(), x, y, ..Default::default() }
+        Series {
+            name: name.into(),
+            x,
+            y,
+            ..Default::default()
+        }
     }
     pub fn band(mut self, lo: Vec<f64>, hi: Vec<f64>) -> Self {
         self.band_lo = Some(lo);
@@ -407,7 +451,11 @@ pub struct BarSeries {
     #[serde(with = "nan_as_null_vec")]
     pub values: Vec<f64>,
     /// Half-length of the error bar, one per category.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "nan_as_null_opt_vec")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "nan_as_null_opt_vec"
+    )]
     pub errors: Option<Vec<f64>>,
 }
 
@@ -481,7 +529,11 @@ pub struct DatasetProvenance {
 
 /// Whether `id` is usable as a file name stem.
 pub fn is_safe_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 100 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl Report {
@@ -495,21 +547,30 @@ impl Report {
             for t in &s.tables {
                 let at = format!("table `{}`", t.id);
                 if !is_safe_id(&t.id) {
-                    problems.push(format!("{at}: id must be 1-100 characters of [A-Za-z0-9_-]"));
+                    problems.push(format!(
+                        "{at}: id must be 1-100 characters of [A-Za-z0-9_-]"
+                    ));
                 }
                 if !table_ids.insert(t.id.as_str()) {
                     problems.push(format!("{at}: duplicate table id"));
                 }
                 for r in &t.rows {
                     if r.cells.len() != t.columns.len() {
-                        problems.push(format!("{at}, row `{}`: {} cells for {} columns", r.label, r.cells.len(), t.columns.len()));
+                        problems.push(format!(
+                            "{at}, row `{}`: {} cells for {} columns",
+                            r.label,
+                            r.cells.len(),
+                            t.columns.len()
+                        ));
                     }
                 }
             }
             for f in &s.figures {
                 let at = format!("figure `{}`", f.id());
                 if !is_safe_id(f.id()) {
-                    problems.push(format!("{at}: id must be 1-100 characters of [A-Za-z0-9_-]"));
+                    problems.push(format!(
+                        "{at}: id must be 1-100 characters of [A-Za-z0-9_-]"
+                    ));
                 }
                 if !figure_ids.insert(f.id()) {
                     problems.push(format!("{at}: duplicate figure id"));
@@ -528,7 +589,9 @@ impl Report {
 fn check_range(r: Option<(f64, f64)>, what: &str, at: &str, problems: &mut Vec<String>) {
     if let Some((lo, hi)) = r {
         if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-            problems.push(format!("{at}: {what} must be finite with lo < hi, got ({lo}, {hi})"));
+            problems.push(format!(
+                "{at}: {what} must be finite with lo < hi, got ({lo}, {hi})"
+            ));
         }
     }
 }
@@ -537,7 +600,10 @@ fn check_grid(nx: usize, ny: usize, len: usize, what: &str, at: &str, problems: 
     if nx == 0 || ny == 0 {
         problems.push(format!("{at}: needs at least one x label and one y label"));
     } else if len != nx * ny {
-        problems.push(format!("{at}: {what} has {len} values, expected {ny} rows × {nx} columns = {}", nx * ny));
+        problems.push(format!(
+            "{at}: {what} has {len} values, expected {ny} rows × {nx} columns = {}",
+            nx * ny
+        ));
     }
 }
 
@@ -559,7 +625,14 @@ fn check_vrange(vmin: Option<f64>, vmax: Option<f64>, at: &str, problems: &mut V
 fn validate_figure(f: &Figure, at: &str, problems: &mut Vec<String>) {
     match f {
         Figure::Heatmap(h) => {
-            check_grid(h.x_labels.len(), h.y_labels.len(), h.values.len(), "values", at, problems);
+            check_grid(
+                h.x_labels.len(),
+                h.y_labels.len(),
+                h.values.len(),
+                "values",
+                at,
+                problems,
+            );
             check_vrange(h.vmin, h.vmax, at, problems);
         }
         Figure::GridHeatmaps(g) => {
@@ -567,7 +640,14 @@ fn validate_figure(f: &Figure, at: &str, problems: &mut Vec<String>) {
                 problems.push(format!("{at}: no panels"));
             }
             for p in &g.panels {
-                check_grid(g.x_labels.len(), g.y_labels.len(), p.values.len(), &format!("panel `{}`", p.title), at, problems);
+                check_grid(
+                    g.x_labels.len(),
+                    g.y_labels.len(),
+                    p.values.len(),
+                    &format!("panel `{}`", p.title),
+                    at,
+                    problems,
+                );
             }
             check_vrange(g.vmin, g.vmax, at, problems);
             if g.columns == Some(0) {
@@ -581,20 +661,35 @@ fn validate_figure(f: &Figure, at: &str, problems: &mut Vec<String>) {
             for s in &l.series {
                 let n = s.x.len();
                 if s.y.len() != n {
-                    problems.push(format!("{at}, series `{}`: {} x values but {} y values", s.name, n, s.y.len()));
+                    problems.push(format!(
+                        "{at}, series `{}`: {} x values but {} y values",
+                        s.name,
+                        n,
+                        s.y.len()
+                    ));
                 }
                 if s.band_lo.is_some() != s.band_hi.is_some() {
-                    problems.push(format!("{at}, series `{}`: band_lo and band_hi go together", s.name));
+                    problems.push(format!(
+                        "{at}, series `{}`: band_lo and band_hi go together",
+                        s.name
+                    ));
                 }
                 for (name, b) in [("band_lo", &s.band_lo), ("band_hi", &s.band_hi)] {
                     if let Some(b) = b {
                         if b.len() != n {
-                            problems.push(format!("{at}, series `{}`: {name} has {} values for {n} points", s.name, b.len()));
+                            problems.push(format!(
+                                "{at}, series `{}`: {name} has {} values for {n} points",
+                                s.name,
+                                b.len()
+                            ));
                         }
                     }
                 }
                 if s.secondary && l.y2_label.is_none() {
-                    problems.push(format!("{at}, series `{}`: secondary series need the plot's y2_label", s.name));
+                    problems.push(format!(
+                        "{at}, series `{}`: secondary series need the plot's y2_label",
+                        s.name
+                    ));
                 }
             }
             check_range(l.y_range, "y_range", at, problems);
@@ -606,11 +701,21 @@ fn validate_figure(f: &Figure, at: &str, problems: &mut Vec<String>) {
             }
             for s in &b.series {
                 if s.values.len() != b.categories.len() {
-                    problems.push(format!("{at}, series `{}`: {} values for {} categories", s.name, s.values.len(), b.categories.len()));
+                    problems.push(format!(
+                        "{at}, series `{}`: {} values for {} categories",
+                        s.name,
+                        s.values.len(),
+                        b.categories.len()
+                    ));
                 }
                 if let Some(e) = &s.errors {
                     if e.len() != b.categories.len() {
-                        problems.push(format!("{at}, series `{}`: {} errors for {} categories", s.name, e.len(), b.categories.len()));
+                        problems.push(format!(
+                            "{at}, series `{}`: {} errors for {} categories",
+                            s.name,
+                            e.len(),
+                            b.categories.len()
+                        ));
                     }
                 }
             }
@@ -653,7 +758,10 @@ pub mod nan_as_null_vec {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
-        Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+        Ok(Vec::<Option<f64>>::deserialize(d)?
+            .into_iter()
+            .map(|x| x.unwrap_or(f64::NAN))
+            .collect())
     }
 }
 
@@ -669,6 +777,7 @@ pub mod nan_as_null_opt_vec {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<f64>>, D::Error> {
-        Ok(Option::<Vec<Option<f64>>>::deserialize(d)?.map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()))
+        Ok(Option::<Vec<Option<f64>>>::deserialize(d)?
+            .map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()))
     }
 }

@@ -25,16 +25,33 @@ use minijinja::{Environment, Value};
 use serde::Serialize;
 
 use super::figures::figure_svg;
-use super::format::{csv_field, fmt_delta, fmt_duration, fmt_num, fmt_pm, md_cell, raw_num, shell_join, MISSING};
+use super::format::{
+    csv_field, fmt_delta, fmt_duration, fmt_num, fmt_pm, md_cell, raw_num, shell_join, MISSING,
+};
 use super::model::{Cell, CellValue, Report, Table};
 use super::{ReportError, Result};
 
 const BUILTIN: &[(&str, &str)] = &[
-    ("report.md.j2", include_str!("../../reports/templates/report.md.j2")),
-    ("report.html.j2", include_str!("../../reports/templates/report.html.j2")),
-    ("macros.md.j2", include_str!("../../reports/templates/macros.md.j2")),
-    ("macros.html.j2", include_str!("../../reports/templates/macros.html.j2")),
-    ("report.css", include_str!("../../reports/templates/report.css")),
+    (
+        "report.md.j2",
+        include_str!("../../reports/templates/report.md.j2"),
+    ),
+    (
+        "report.html.j2",
+        include_str!("../../reports/templates/report.html.j2"),
+    ),
+    (
+        "macros.md.j2",
+        include_str!("../../reports/templates/macros.md.j2"),
+    ),
+    (
+        "macros.html.j2",
+        include_str!("../../reports/templates/macros.html.j2"),
+    ),
+    (
+        "report.css",
+        include_str!("../../reports/templates/report.css"),
+    ),
 ];
 
 /// Templates to use instead of the built-in ones (`reports/templates/`). A custom template can
@@ -80,16 +97,36 @@ pub fn write_report(report: &Report, out_dir: &Path) -> Result<ReportFiles> {
 }
 
 /// [`write_report`] with custom templates.
-pub fn write_report_with(report: &Report, out_dir: &Path, templates: &Templates) -> Result<ReportFiles> {
+pub fn write_report_with(
+    report: &Report,
+    out_dir: &Path,
+    templates: &Templates,
+) -> Result<ReportFiles> {
     report.validate()?;
     let svgs = draw_figures(report)?;
-    let md = render(&context(report, None), "report.md.j2", templates.markdown.as_deref())?;
-    let html = render(&context(report, Some(&svgs)), "report.html.j2", templates.html.as_deref())?;
+    let md = render(
+        &context(report, None),
+        "report.md.j2",
+        templates.markdown.as_deref(),
+    )?;
+    let html = render(
+        &context(report, Some(&svgs)),
+        "report.html.j2",
+        templates.html.as_deref(),
+    )?;
     let json = serde_json::to_string_pretty(report)? + "\n";
 
     let name = out_dir
         .file_name()
-        .ok_or_else(|| ReportError::io(out_dir, std::io::Error::new(std::io::ErrorKind::InvalidInput, "output folder has no name")))?
+        .ok_or_else(|| {
+            ReportError::io(
+                out_dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "output folder has no name",
+                ),
+            )
+        })?
         .to_string_lossy()
         .into_owned();
     let parent = match out_dir.parent() {
@@ -98,9 +135,22 @@ pub fn write_report_with(report: &Report, out_dir: &Path, templates: &Templates)
     };
     std::fs::create_dir_all(&parent).map_err(|e| ReportError::io(&parent, e))?;
     if out_dir.exists() && !out_dir.is_dir() {
-        return Err(ReportError::io(out_dir, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists and is not a folder")));
+        return Err(ReportError::io(
+            out_dir,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a folder",
+            ),
+        ));
     }
-    let stamp = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let stamp = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
     let tmp = parent.join(format!(".{name}.tmp-{stamp}"));
 
     let mut rel = Vec::new();
@@ -159,8 +209,16 @@ pub fn write_report_with(report: &Report, out_dir: &Path, templates: &Templates)
         markdown: dir.join("report.md"),
         html: dir.join("report.html"),
         json: dir.join("report.json"),
-        figures: rel.iter().filter(|(f, _)| *f).map(|(_, p)| dir.join(p)).collect(),
-        tables: rel.iter().filter(|(f, _)| !*f).map(|(_, p)| dir.join(p)).collect(),
+        figures: rel
+            .iter()
+            .filter(|(f, _)| *f)
+            .map(|(_, p)| dir.join(p))
+            .collect(),
+        tables: rel
+            .iter()
+            .filter(|(f, _)| !*f)
+            .map(|(_, p)| dir.join(p))
+            .collect(),
         dir,
     })
 }
@@ -174,12 +232,27 @@ pub fn load_report(path: &Path) -> Result<Report> {
 /// One table as CSV, full precision: `label`, then per column its value, and where present
 /// `<name> ±`, `<name> n`, `<name> reference`, `<name> reference source`, `<name> Δ`.
 pub fn table_csv(t: &Table) -> String {
-    let any = |c: usize, f: &dyn Fn(&Cell) -> bool| t.rows.iter().any(|r| r.cells.get(c).is_some_and(f));
-    let mut header = vec![csv_field(if t.row_header.is_empty() { "label" } else { &t.row_header })];
+    let any =
+        |c: usize, f: &dyn Fn(&Cell) -> bool| t.rows.iter().any(|r| r.cells.get(c).is_some_and(f));
+    let mut header = vec![csv_field(if t.row_header.is_empty() {
+        "label"
+    } else {
+        &t.row_header
+    })];
     let mut layout = Vec::new();
     for (c, col) in t.columns.iter().enumerate() {
-        let spread = any(c, &|x| matches!(x.value, CellValue::Number { spread: Some(_), .. }));
-        let n = any(c, &|x| matches!(x.value, CellValue::Number { n: Some(_), .. }));
+        let spread = any(c, &|x| {
+            matches!(
+                x.value,
+                CellValue::Number {
+                    spread: Some(_),
+                    ..
+                }
+            )
+        });
+        let n = any(c, &|x| {
+            matches!(x.value, CellValue::Number { n: Some(_), .. })
+        });
         let reference = any(c, &|x| x.reference.is_some());
         let name = match &col.unit {
             Some(u) => format!("{} ({u})", col.name),
@@ -373,7 +446,11 @@ fn anchor(title: &str, used: &mut Vec<String>) -> String {
         }
     }
     let a = a.trim_end_matches('-').to_string();
-    let a = if a.is_empty() { "section".to_string() } else { a };
+    let a = if a.is_empty() {
+        "section".to_string()
+    } else {
+        a
+    };
     let mut cand = a.clone();
     let mut k = 2;
     while used.contains(&cand) {
@@ -422,7 +499,14 @@ fn context<'a>(report: &'a Report, svgs: Option<&BTreeMap<String, String>>) -> C
         sections.push(sv);
     }
     let p = &report.provenance;
-    let kv = |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| Kv { key: k.clone(), value: v.clone() }).collect::<Vec<_>>();
+    let kv = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| Kv {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect::<Vec<_>>()
+    };
     let provenance = ProvenanceView {
         rhx_version: p.rhx_version.clone(),
         git_commit: p.git_commit.clone(),
@@ -434,17 +518,48 @@ fn context<'a>(report: &'a Report, svgs: Option<&BTreeMap<String, String>>) -> C
         models: p
             .models
             .iter()
-            .map(|m| ModelView { name: m.name.clone(), files: m.files.iter().map(|f| FileView { path: f.path.clone(), sha256: f.sha256.clone() }).collect() })
+            .map(|m| ModelView {
+                name: m.name.clone(),
+                files: m
+                    .files
+                    .iter()
+                    .map(|f| FileView {
+                        path: f.path.clone(),
+                        sha256: f.sha256.clone(),
+                    })
+                    .collect(),
+            })
             .collect(),
-        datasets: p.datasets.iter().map(|d| FileView { path: d.name.clone(), sha256: d.sha256.clone() }).collect(),
-        seeds: p.seeds.iter().map(|(k, v)| Kv { key: k.clone(), value: v.to_string() }).collect(),
+        datasets: p
+            .datasets
+            .iter()
+            .map(|d| FileView {
+                path: d.name.clone(),
+                sha256: d.sha256.clone(),
+            })
+            .collect(),
+        seeds: p
+            .seeds
+            .iter()
+            .map(|(k, v)| Kv {
+                key: k.clone(),
+                value: v.to_string(),
+            })
+            .collect(),
         settings: kv(&p.settings),
         cache_keys: kv(&p.cache_keys),
     };
     Ctx {
         title: &report.title,
         subtitle: report.subtitle.as_deref(),
-        generator: format!("rhx {}", if p.rhx_version.is_empty() { env!("CARGO_PKG_VERSION") } else { &p.rhx_version }),
+        generator: format!(
+            "rhx {}",
+            if p.rhx_version.is_empty() {
+                env!("CARGO_PKG_VERSION")
+            } else {
+                &p.rhx_version
+            }
+        ),
         report,
         sections,
         tables,
@@ -454,7 +569,13 @@ fn context<'a>(report: &'a Report, svgs: Option<&BTreeMap<String, String>>) -> C
 }
 
 fn table_view(t: &Table, number: usize) -> TableView {
-    let compare: Vec<bool> = (0..t.columns.len()).map(|c| t.rows.iter().any(|r| r.cells.get(c).is_some_and(|x| x.reference.is_some()))).collect();
+    let compare: Vec<bool> = (0..t.columns.len())
+        .map(|c| {
+            t.rows
+                .iter()
+                .any(|r| r.cells.get(c).is_some_and(|x| x.reference.is_some()))
+        })
+        .collect();
     let has_reference = compare.iter().any(|&b| b);
 
     // n: shown once under the table when every number cell has the same n, else per cell.
@@ -481,11 +602,23 @@ fn table_view(t: &Table, number: usize) -> TableView {
             let cell = r.cells.get(c).cloned().unwrap_or_default();
             let p = col.decimals();
             let mut ours = match &cell.value {
-                CellValue::Empty => CellView { text: MISSING.into(), main: MISSING.into(), class: "empty".into(), ..Default::default() },
-                CellValue::Text { text } => CellView { text: text.clone(), main: text.clone(), class: "text".into(), ..Default::default() },
+                CellValue::Empty => CellView {
+                    text: MISSING.into(),
+                    main: MISSING.into(),
+                    class: "empty".into(),
+                    ..Default::default()
+                },
+                CellValue::Text { text } => CellView {
+                    text: text.clone(),
+                    main: text.clone(),
+                    class: "text".into(),
+                    ..Default::default()
+                },
                 CellValue::Number { value, spread, n } => {
                     let main = fmt_num(*value, p);
-                    let pm = spread.filter(|s| s.is_finite() && value.is_finite()).map(|s| fmt_num(s, p));
+                    let pm = spread
+                        .filter(|s| s.is_finite() && value.is_finite())
+                        .map(|s| fmt_num(s, p));
                     let mut text = fmt_pm(*value, *spread, p);
                     let mut title = String::new();
                     let mut n_note = None;
@@ -496,7 +629,15 @@ fn table_view(t: &Table, number: usize) -> TableView {
                             n_note = Some(format!("n={n}"));
                         }
                     }
-                    CellView { text, main, pm, class: "num".into(), title, mark: None, n: n_note }
+                    CellView {
+                        text,
+                        main,
+                        pm,
+                        class: "num".into(),
+                        title,
+                        mark: None,
+                        n: n_note,
+                    }
                 }
             };
             if compare[c] {
@@ -508,10 +649,19 @@ fn table_view(t: &Table, number: usize) -> TableView {
                             sources.push(rf.source.clone());
                         }
                         let rv = fmt_num(rf.value, p);
-                        cells.push(CellView { text: rv.clone(), main: rv, class: "num ref".into(), title: rf.source.clone(), ..Default::default() });
+                        cells.push(CellView {
+                            text: rv.clone(),
+                            main: rv,
+                            class: "num ref".into(),
+                            title: rf.source.clone(),
+                            ..Default::default()
+                        });
                         let out = cell.out_of_tolerance();
                         any_out |= out;
-                        let mut d = cell.delta().map(|d| fmt_delta(d, p)).unwrap_or_else(|| MISSING.to_string());
+                        let mut d = cell
+                            .delta()
+                            .map(|d| fmt_delta(d, p))
+                            .unwrap_or_else(|| MISSING.to_string());
                         let mut title = String::new();
                         if let Some(tol) = rf.tolerance {
                             title = format!("tolerance ±{}", fmt_num(tol, p));
@@ -521,11 +671,27 @@ fn table_view(t: &Table, number: usize) -> TableView {
                             d += " †";
                         }
                         let mark = out.then(|| "†".to_string());
-                        cells.push(CellView { text: d, main, class: if out { "num delta out-of-tol".into() } else { "num delta".into() }, title, mark, ..Default::default() });
+                        cells.push(CellView {
+                            text: d,
+                            main,
+                            class: if out {
+                                "num delta out-of-tol".into()
+                            } else {
+                                "num delta".into()
+                            },
+                            title,
+                            mark,
+                            ..Default::default()
+                        });
                     }
                     None => {
                         for class in ["empty ref", "empty delta"] {
-                            cells.push(CellView { text: MISSING.into(), main: MISSING.into(), class: class.into(), ..Default::default() });
+                            cells.push(CellView {
+                                text: MISSING.into(),
+                                main: MISSING.into(),
+                                class: class.into(),
+                                ..Default::default()
+                            });
                         }
                     }
                 }
@@ -533,7 +699,10 @@ fn table_view(t: &Table, number: usize) -> TableView {
                 cells.push(ours);
             }
         }
-        rows.push(RowView { label: r.label.clone(), cells });
+        rows.push(RowView {
+            label: r.label.clone(),
+            cells,
+        });
     }
 
     let mut notes = Vec::new();
@@ -544,7 +713,12 @@ fn table_view(t: &Table, number: usize) -> TableView {
         (None, None) => {}
     }
     if has_reference {
-        notes.push(format!("Reference values ({}): {}; Δ = ours − {}.", t.reference_label, sources.join(", "), t.reference_label));
+        notes.push(format!(
+            "Reference values ({}): {}; Δ = ours − {}.",
+            t.reference_label,
+            sources.join(", "),
+            t.reference_label
+        ));
     }
     if any_out {
         notes.push("† |Δ| above the reference's tolerance.".into());
@@ -557,7 +731,12 @@ fn table_view(t: &Table, number: usize) -> TableView {
         .columns
         .iter()
         .zip(&compare)
-        .map(|(c, &cmp)| GroupView { name: c.name.clone(), unit: c.unit.clone(), span: if cmp { 3 } else { 1 }, compare: cmp })
+        .map(|(c, &cmp)| GroupView {
+            name: c.name.clone(),
+            unit: c.unit.clone(),
+            span: if cmp { 3 } else { 1 },
+            compare: cmp,
+        })
         .collect();
 
     // Markdown: one header row (`name (unit) | paper | Δ`), padded columns.
@@ -569,16 +748,36 @@ fn table_view(t: &Table, number: usize) -> TableView {
             None => g.name.clone(),
         });
         // Right-aligned unless the column holds only text.
-        numeric.push(g.compare || !t.rows.iter().all(|r| r.cells.get(c).is_none_or(|x| !matches!(x.value, CellValue::Number { .. }))));
+        numeric.push(
+            g.compare
+                || !t.rows.iter().all(|r| {
+                    r.cells
+                        .get(c)
+                        .is_none_or(|x| !matches!(x.value, CellValue::Number { .. }))
+                }),
+        );
         if g.compare {
             header.push(t.reference_label.clone());
             header.push("Δ".into());
             numeric.extend([true, true]);
         }
     }
-    let body: Vec<Vec<String>> = rows.iter().map(|r| std::iter::once(md_cell(&r.label)).chain(r.cells.iter().map(|c| md_cell(&c.text))).collect()).collect();
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            std::iter::once(md_cell(&r.label))
+                .chain(r.cells.iter().map(|c| md_cell(&c.text)))
+                .collect()
+        })
+        .collect();
     let header: Vec<String> = header.iter().map(|h| md_cell(h)).collect();
-    let width = |k: usize| body.iter().map(|r| r[k].chars().count()).chain([header[k].chars().count(), 3]).max().unwrap_or(3);
+    let width = |k: usize| {
+        body.iter()
+            .map(|r| r[k].chars().count())
+            .chain([header[k].chars().count(), 3])
+            .max()
+            .unwrap_or(3)
+    };
     let widths: Vec<usize> = (0..header.len()).map(width).collect();
     let pad = |s: &str, w: usize, right: bool| {
         let fill = " ".repeat(w.saturating_sub(s.chars().count()));
@@ -588,9 +787,31 @@ fn table_view(t: &Table, number: usize) -> TableView {
             format!("{s}{fill}")
         }
     };
-    let md_header = header.iter().enumerate().map(|(k, h)| pad(h, widths[k], false)).collect();
-    let md_rule = widths.iter().zip(&numeric).map(|(&w, &num)| if num { format!("{}:", "-".repeat(w - 1)) } else { "-".repeat(w) }).collect();
-    let md_rows = body.iter().map(|r| r.iter().enumerate().map(|(k, s)| pad(s, widths[k], numeric[k])).collect()).collect();
+    let md_header = header
+        .iter()
+        .enumerate()
+        .map(|(k, h)| pad(h, widths[k], false))
+        .collect();
+    let md_rule = widths
+        .iter()
+        .zip(&numeric)
+        .map(|(&w, &num)| {
+            if num {
+                format!("{}:", "-".repeat(w - 1))
+            } else {
+                "-".repeat(w)
+            }
+        })
+        .collect();
+    let md_rows = body
+        .iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(k, s)| pad(s, widths[k], numeric[k]))
+                .collect()
+        })
+        .collect();
 
     TableView {
         number,
@@ -616,17 +837,39 @@ fn table_view(t: &Table, number: usize) -> TableView {
 /// images other than `data:` URLs become links, so the page never fetches anything.
 pub fn markdown_to_html(md: &str) -> String {
     use pulldown_cmark::{Event, LinkType, Options, Parser, Tag, TagEnd};
-    let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_MATH | Options::ENABLE_FOOTNOTES;
+    let opts = Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_MATH
+        | Options::ENABLE_FOOTNOTES;
     let mut in_ext_image = Vec::new();
     let events = Parser::new_ext(md, opts).map(|ev| match ev {
         Event::Html(s) | Event::InlineHtml(s) => Event::Text(s),
-        Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => {
             let external = !dest_url.starts_with("data:");
             in_ext_image.push(external);
             if external {
-                Event::Start(Tag::Link { link_type: if link_type == LinkType::Inline { LinkType::Inline } else { link_type }, dest_url, title, id })
+                Event::Start(Tag::Link {
+                    link_type: if link_type == LinkType::Inline {
+                        LinkType::Inline
+                    } else {
+                        link_type
+                    },
+                    dest_url,
+                    title,
+                    id,
+                })
             } else {
-                Event::Start(Tag::Image { link_type, dest_url, title, id })
+                Event::Start(Tag::Image {
+                    link_type,
+                    dest_url,
+                    title,
+                    id,
+                })
             }
         }
         Event::End(TagEnd::Image) => {
@@ -653,14 +896,28 @@ fn environment() -> Environment<'static> {
     env.set_keep_trailing_newline(true);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     for (name, src) in BUILTIN {
-        env.add_template(name, src).expect("built-in report templates parse");
+        env.add_template(name, src)
+            .expect("built-in report templates parse");
     }
-    env.add_filter("fmt_num", |v: Option<f64>, precision: Option<usize>| fmt_num(v.unwrap_or(f64::NAN), precision.unwrap_or(4)));
-    env.add_filter("fmt_delta", |v: Option<f64>, precision: Option<usize>| fmt_delta(v.unwrap_or(f64::NAN), precision.unwrap_or(4)));
-    env.add_filter("fmt_pm", |v: Option<f64>, spread: Option<f64>, precision: Option<usize>| fmt_pm(v.unwrap_or(f64::NAN), spread, precision.unwrap_or(4)));
-    env.add_filter("fmt_duration", |v: Option<f64>| fmt_duration(v.unwrap_or(f64::NAN)));
+    env.add_filter("fmt_num", |v: Option<f64>, precision: Option<usize>| {
+        fmt_num(v.unwrap_or(f64::NAN), precision.unwrap_or(4))
+    });
+    env.add_filter("fmt_delta", |v: Option<f64>, precision: Option<usize>| {
+        fmt_delta(v.unwrap_or(f64::NAN), precision.unwrap_or(4))
+    });
+    env.add_filter(
+        "fmt_pm",
+        |v: Option<f64>, spread: Option<f64>, precision: Option<usize>| {
+            fmt_pm(v.unwrap_or(f64::NAN), spread, precision.unwrap_or(4))
+        },
+    );
+    env.add_filter("fmt_duration", |v: Option<f64>| {
+        fmt_duration(v.unwrap_or(f64::NAN))
+    });
     env.add_filter("md_cell", |s: String| md_cell(&s));
-    env.add_filter("markdown", |s: String| Value::from_safe_string(markdown_to_html(&s)));
+    env.add_filter("markdown", |s: String| {
+        Value::from_safe_string(markdown_to_html(&s))
+    });
     env
 }
 
@@ -671,10 +928,18 @@ fn template_error(name: &str, e: minijinja::Error) -> ReportError {
         message += &format!(": {s}");
         src = s.source();
     }
-    if let Some(info) = e.display_debug_info().to_string().lines().find(|l| l.contains('>')) {
+    if let Some(info) = e
+        .display_debug_info()
+        .to_string()
+        .lines()
+        .find(|l| l.contains('>'))
+    {
         message += &format!("\n  {}", info.trim());
     }
-    ReportError::Template { name: name.to_string(), message }
+    ReportError::Template {
+        name: name.to_string(),
+        message,
+    }
 }
 
 fn render(ctx: &Ctx, builtin: &str, custom: Option<&Path>) -> Result<String> {
@@ -683,16 +948,26 @@ fn render(ctx: &Ctx, builtin: &str, custom: Option<&Path>) -> Result<String> {
         None => builtin.to_string(),
         Some(path) => {
             let src = std::fs::read_to_string(path).map_err(|e| ReportError::io(path, e))?;
-            let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "custom.j2".into());
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "custom.j2".into());
             let name = format!("custom/{file}");
             if let Some(dir) = path.parent() {
-                let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir.to_path_buf() };
+                let dir = if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    dir.to_path_buf()
+                };
                 env.set_loader(minijinja::path_loader(dir));
             }
-            env.add_template_owned(name.clone(), src).map_err(|e| template_error(&path.display().to_string(), e))?;
+            env.add_template_owned(name.clone(), src)
+                .map_err(|e| template_error(&path.display().to_string(), e))?;
             name
         }
     };
-    let tmpl = env.get_template(&name).map_err(|e| template_error(&name, e))?;
+    let tmpl = env
+        .get_template(&name)
+        .map_err(|e| template_error(&name, e))?;
     tmpl.render(ctx).map_err(|e| template_error(&name, e))
 }
