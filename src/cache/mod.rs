@@ -1051,3 +1051,9 @@ impl fmt::Debug for Cache {
             .finish()
     }
 }
+
+/// The current time as an RFC 3339 UTC timestamp (what manifests record), for other stages'
+/// provenance.
+pub fn rfc3339_now() -> String {
+    sys::rfc3339(std::time::SystemTime::now())
+}

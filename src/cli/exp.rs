@@ -71,6 +71,9 @@ pub struct CheckArgs {
     /// Print the checked program (every parameter, resolved)
     #[arg(long)]
     pub dump: bool,
+    /// Print `{"ok": bool, "declarations": n, "errors": [rendered diagnostics]}` on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -111,7 +114,11 @@ pub enum CacheCmd {
 
 fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
     let res = if shapes { lang::check_path(&p.file, &p.overrides, &EngineShapes::new()) } else { lang::check_path(&p.file, &p.overrides, &NoShapes) };
-    res.map_err(|diags| anyhow::anyhow!("{}", lang::render_diagnostics(&diags)))
+    res.map_err(|diags| {
+        // Diagnostics are already rendered with their source lines; print them as they are.
+        eprint!("{}", lang::render_diagnostics(&diags));
+        anyhow::anyhow!("{} error(s) in {}", diags.len(), p.file.display())
+    })
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
@@ -141,6 +148,18 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
 }
 
 pub fn check(a: CheckArgs) -> Result<ExitCode> {
+    if a.json {
+        let res = if a.no_models { lang::check_path(&a.program.file, &a.program.overrides, &NoShapes) } else { lang::check_path(&a.program.file, &a.program.overrides, &EngineShapes::new()) };
+        let (ok, n, errors) = match res {
+            Ok(p) => match run::check_supported(&p) {
+                Ok(()) => (true, p.nodes.len(), vec![]),
+                Err(e) => (false, p.nodes.len(), vec![e.to_string()]),
+            },
+            Err(d) => (false, 0, d.iter().map(|x| lang::render_diagnostics(std::slice::from_ref(x))).collect()),
+        };
+        println!("{}", json!({"ok": ok, "declarations": n, "errors": errors}));
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
     let program = load(&a.program, !a.no_models)?;
     run::check_supported(&program)?;
     if a.dump {

@@ -50,18 +50,6 @@ impl Plan {
     }
 }
 
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Model => "model",
-        Kind::Dataset => "dataset",
-        Kind::Trace => "trace",
-        Kind::Heads => "heads",
-        Kind::Table => "table",
-        Kind::Figure => "figure",
-        Kind::Report => "report",
-    }
-}
-
 /// Files under a folder, sorted (for digests of haystack folders and model folders).
 fn files_in(dir: &Path, ext: &[&str]) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -153,12 +141,12 @@ pub fn plan(program: &Program, cache: &Cache) -> Result<Plan, PlanError> {
                 args.insert(a.name.clone(), value_json(v, &mut refs, &mut files, &a.name));
             }
         }
-        let mut spec = json!({ "kind": kind_name(node.kind), "constructor": node.constructor, "args": args });
+        let mut spec = json!({ "kind": node.kind.name(), "constructor": node.constructor, "args": args });
         if node.constructor == "niah" {
             // The built-in haystack is part of the binary: hash it as data.
             spec["builtin_haystack_sha256"] = json!(Key::of_bytes(crate::data::niah::ALICE.as_bytes()).as_str());
         }
-        let mut kb = KeyBuilder::new(format!("{}/{}", kind_name(node.kind), node.constructor)).spec(&spec).seed(seed).engine_version(ENGINE_VERSION);
+        let mut kb = KeyBuilder::new(format!("{}/{}", node.kind.name(), node.constructor)).spec(&spec).seed(seed).engine_version(ENGINE_VERSION);
         refs.sort();
         refs.dedup();
         for r in &refs {

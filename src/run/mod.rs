@@ -103,7 +103,7 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
         opts,
         models: HashMap::new(),
         started,
-        started_at: chrono_like_now(),
+        started_at: crate::cache::rfc3339_now(),
     };
     let mut artifacts: HashMap<String, Artifact> = HashMap::new();
     let mut outcomes = Vec::new();
@@ -128,7 +128,7 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
             continue;
         }
         if !opts.quiet {
-            eprintln!("[{}/{}] {} {} = {}(…)  key {}", i + 1, total, kind_label(step), name, step.node.constructor, step.key.short());
+            eprintln!("[{}/{}] {} {} = {}(…)  key {}", i + 1, total, step.node.kind.name(), name, step.node.constructor, step.key.short());
         }
         let _lock = cache.lock(&step.key)?;
         // Another process may have computed it while we waited for the lock.
@@ -138,7 +138,7 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
             None => {
                 let inputs: BTreeMap<String, &Artifact> = step.inputs.iter().map(|r| (r.clone(), artifacts.get(r).unwrap())).collect();
                 let out = ops::compute(&mut ctx, step, &inputs)?;
-                let mut meta = ArtifactMeta::new(format!("{}/{}", kind_label(step), step.node.constructor)).spec(step.spec.clone()).wall_time(t0.elapsed().as_secs_f64());
+                let mut meta = ArtifactMeta::new(format!("{}/{}", step.node.kind.name(), step.node.constructor)).spec(step.spec.clone()).wall_time(t0.elapsed().as_secs_f64());
                 for (r, a) in &inputs {
                     meta = meta.input(r.clone(), &a.manifest.key);
                 }
@@ -164,34 +164,4 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
         eprintln!("warning: {w}");
     }
     Ok(RunSummary { outcomes, reports, wall_time_s: started.elapsed().as_secs_f64() })
-}
-
-fn kind_label(step: &plan::Step) -> &'static str {
-    match step.node.kind {
-        crate::lang::Kind::Model => "model",
-        crate::lang::Kind::Dataset => "dataset",
-        crate::lang::Kind::Trace => "trace",
-        crate::lang::Kind::Heads => "heads",
-        crate::lang::Kind::Table => "table",
-        crate::lang::Kind::Figure => "figure",
-        crate::lang::Kind::Report => "report",
-    }
-}
-
-/// UTC time as RFC 3339 without a date crate.
-fn chrono_like_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
