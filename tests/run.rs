@@ -20,7 +20,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn opts(dir: &Path, shard: Option<(usize, usize)>) -> RunOptions {
-    RunOptions { shard, reports_dir: dir.join("reports"), recompute: false, quiet: true, threads: None }
+    RunOptions { shard, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None }
 }
 
 fn outcomes(s: &run::RunSummary) -> BTreeMap<String, Outcome> {
@@ -147,4 +147,32 @@ fn reproduce_certifies_a_report_and_catches_a_changed_number() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn report_assembles_from_cached_traces_only() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("report_cmd");
+    let rhx = env!("CARGO_BIN_EXE_rhx");
+    let cache = dir.join("cache");
+    let reports = dir.join("reports");
+    let report = |extra: &[&str]| {
+        let mut c = std::process::Command::new(rhx);
+        c.arg("report").arg(exp()).arg("--cache").arg(&cache).arg("--reports").arg(&reports).args(extra);
+        c.output().unwrap()
+    };
+    // Nothing cached: no model runs, the missing traces are named.
+    let out = report(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not in the cache") && err.contains("base") && err.contains("masked"), "{err}");
+    let cache_h = Cache::open(&cache).unwrap();
+    let program = lang::check_path(&exp(), &[], &NoShapes).unwrap();
+    run::run(&program, &cache_h, &opts(&dir, Some((0, 1)))).unwrap();
+    std::fs::remove_dir_all(&reports).unwrap();
+    let out = report(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(reports.join("out/report.html").exists());
 }

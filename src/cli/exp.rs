@@ -124,7 +124,7 @@ fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
 pub fn run(a: RunArgs) -> Result<ExitCode> {
     let program = load(&a.program, true)?;
     let cache = Cache::open(&a.cache.cache).with_context(|| format!("cannot open cache {}", a.cache.cache.display()))?;
-    let opts = RunOptions { shard: a.shard, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, threads: a.threads };
+    let opts = RunOptions { shard: a.shard, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, compute_traces: true, threads: a.threads };
     let summary = run::run(&program, &cache, &opts)?;
     let count = |o: Outcome| summary.outcomes.iter().filter(|x| x.2 == o).count();
     if a.json {
@@ -323,7 +323,7 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     let scratch = std::env::temp_dir().join(format!("rhx-reproduce-{}", std::process::id()));
     let cache_dir = if a.use_cache { a.cache.cache.clone() } else { scratch.join("cache") };
     let cache = Cache::open(&cache_dir)?;
-    let opts = RunOptions { shard: None, reports_dir: scratch.join("reports"), recompute: false, quiet: false, threads: a.threads };
+    let opts = RunOptions { shard: None, reports_dir: scratch.join("reports"), recompute: false, quiet: false, compute_traces: true, threads: a.threads };
     let summary = run::run(&program, &cache, &opts)?;
     let name = a.report_dir.file_name().context("report folder has no name")?;
     let rerun_dir = summary.reports.iter().find(|r| r.file_name() == Some(name)).with_context(|| format!("the experiment has no report named {}", name.to_string_lossy()))?;
@@ -348,4 +348,32 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
         let _ = std::fs::remove_dir_all(&scratch);
     }
     Ok(if failures > 0 || want.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+#[derive(Args)]
+#[command(after_help = "EXAMPLE:\n  rhx run exp.rhx --shard 0/2 & rhx run exp.rhx --shard 1/2; wait; rhx report exp.rhx")]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub program: ProgramArgs,
+    #[command(flatten)]
+    pub cache: CacheDir,
+    /// Where reports are written
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+}
+
+/// Assembles tables, figures and reports from cached traces; never runs a model.
+pub fn report(a: ReportArgs) -> Result<ExitCode> {
+    let program = load(&a.program, false)?;
+    let cache = Cache::open(&a.cache.cache)?;
+    let opts = RunOptions { shard: None, reports_dir: a.reports.clone(), recompute: false, quiet: true, compute_traces: false, threads: None };
+    let summary = run::run(&program, &cache, &opts)?;
+    let missing: Vec<&str> = summary.outcomes.iter().filter(|o| o.2 == Outcome::Skipped).map(|o| o.0.as_str()).collect();
+    for r in &summary.reports {
+        eprintln!("report: {}/report.md, {}/report.html", r.display(), r.display());
+    }
+    if !missing.is_empty() {
+        bail!("not in the cache (run `rhx run {}` first): {}", a.program.file.display(), missing.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
 }

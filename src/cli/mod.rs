@@ -34,6 +34,8 @@ enum Command {
     /// Inspect, verify and clean the content-addressed cache
     #[command(subcommand)]
     Cache(exp::CacheCmd),
+    /// Assemble tables, figures and reports from cached traces (never runs a model)
+    Report(exp::ReportArgs),
     /// Re-run the experiment behind a report from scratch and certify every number
     Reproduce(exp::ReproduceArgs),
     Trace(trace::TraceArgs),
@@ -49,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => exp::plan(a),
         Command::Cache(c) => exp::cache(c),
         Command::Reproduce(a) => exp::reproduce(a),
+        Command::Report(a) => exp::report(a),
     };
     match result {
         Ok(code) => code,

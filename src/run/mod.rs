@@ -38,6 +38,9 @@ pub struct RunOptions {
     /// Recompute even when cached (used by `rhx reproduce`).
     pub recompute: bool,
     pub quiet: bool,
+    /// Compute traces (the expensive nodes); `rhx report` turns this off and assembles the
+    /// reports from cached traces only.
+    pub compute_traces: bool,
     /// CPU threads for libtorch.
     pub threads: Option<i32>,
 }
@@ -123,7 +126,8 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
                 continue;
             }
         }
-        if !have_inputs || !plan::in_shard(&plan, step, opts.shard) {
+        let trace_off = !opts.compute_traces && step.node.kind == crate::lang::Kind::Trace;
+        if !have_inputs || trace_off || !plan::in_shard(&plan, step, opts.shard) {
             outcomes.push((name.clone(), step.key.short().to_string(), Outcome::Skipped, 0.0));
             continue;
         }

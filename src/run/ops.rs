@@ -307,12 +307,13 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
     let n_heads = lm.model.config.num_heads;
     let mut out = String::new();
     let total = prompts.len();
-    for (ci, chunk) in prompts.chunks(batch).enumerate() {
-        if !ctx.opts.quiet {
-            eprintln!("    prompts {}–{} of {total}", ci * batch + 1, (ci * batch + chunk.len()).min(total));
-        }
+    // Progress with ETA on a terminal (indicatif draws nothing when stderr is not one).
+    let bar = if ctx.opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total as u64) };
+    bar.set_style(indicatif::ProgressStyle::with_template("    {bar:30} {pos}/{len} prompts [{elapsed_precise}, ETA {eta}] {msg}").unwrap());
+    for chunk in prompts.chunks(batch) {
         let ps: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.prep.ids.clone(), ..Default::default() }).collect();
-        let gens = generate(&lm.model, &ps, &opts, None, |_| {}).map_err(|e| e.to_string())?;
+        let gens = generate(&lm.model, &ps, &opts, None, |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;
+        bar.inc(chunk.len() as u64);
         for (p, g) in chunk.iter().zip(gens) {
             let mut needle = vec![false; p.prep.ids.len()];
             p.prep.needle_span.iter().for_each(|&i| needle[i] = true);
@@ -341,6 +342,7 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
             out.push('\n');
         }
     }
+    bar.finish_and_clear();
     let info = json!({"model": model_name, "dataset": dataset_name, "layers": lm.model.config.num_layers, "heads": n_heads,
         "device": device::describe(lm.model.device), "samples": total});
     Ok(vec![("trace.jsonl".into(), out.into_bytes()), ("trace_info.json".into(), serde_json::to_vec_pretty(&info).unwrap())])
