@@ -176,3 +176,68 @@ fn report_assembles_from_cached_traces_only() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(reports.join("out/report.html").exists());
 }
+
+/// `rhx run --json` outcomes: node → "computed" | "cached" | "skipped".
+fn json_outcomes(stdout: &[u8]) -> BTreeMap<String, String> {
+    let v: serde_json::Value = serde_json::from_slice(stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(stdout)));
+    v["nodes"].as_array().unwrap().iter().map(|n| (n["node"].as_str().unwrap().to_string(), n["outcome"].as_str().unwrap().to_string())).collect()
+}
+
+#[test]
+fn concurrent_and_killed_runs_leave_a_consistent_cache() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("concurrent");
+    let rhx = env!("CARGO_BIN_EXE_rhx");
+    let cache = dir.join("cache");
+    let spawn = |reports: &str, cache: &Path| {
+        std::process::Command::new(rhx)
+            .args(["run", "--quiet", "--json", "--threads", "1", "--cache"])
+            .arg(cache)
+            .arg("--reports")
+            .arg(dir.join(reports))
+            .arg(exp())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Two runs at once on one cache: every node is computed by exactly one of them.
+    let (a, b) = (spawn("ra", &cache), spawn("rb", &cache));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{}\n{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+    let (oa, ob) = (json_outcomes(&a.stdout), json_outcomes(&b.stdout));
+    for (node, x) in &oa {
+        let computed = usize::from(x == "computed") + usize::from(ob[node] == "computed");
+        assert_eq!(computed, 1, "{node}: {x} / {}", ob[node]);
+    }
+    assert!(Cache::open(&cache).unwrap().verify().unwrap().is_clean());
+    let tables = |r: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(r).join("out/report.json")).unwrap()).unwrap();
+        v["sections"][0]["tables"].clone()
+    };
+    assert_eq!(tables("ra"), tables("rb"));
+
+    // A run killed with SIGKILL part-way leaves no half-written artifact; the rerun resumes and
+    // ends with the same numbers as the undisturbed runs.
+    let cache2 = dir.join("cache2");
+    let mut victim = spawn("rk", &cache2);
+    // Kill once the model and dataset nodes are stored, i.e. while the first trace computes.
+    let stored = || Cache::open(&cache2).map(|c| c.ls().map(|l| l.len()).unwrap_or(0)).unwrap_or(0);
+    let t0 = std::time::Instant::now();
+    while stored() < 2 && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let c2 = Cache::open(&cache2).unwrap();
+    assert!(c2.verify().unwrap().is_clean());
+    let resumed = spawn("rk", &cache2).wait_with_output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let o = json_outcomes(&resumed.stdout);
+    assert_eq!(o["smol"], "cached", "the nodes stored before the kill are reused: {o:?}");
+    assert_eq!(o["out"], "computed", "the run was killed before its end: {o:?}");
+    assert!(Cache::open(&cache2).unwrap().verify().unwrap().is_clean());
+    assert_eq!(tables("rk"), tables("ra"));
+}
