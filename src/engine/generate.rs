@@ -118,7 +118,6 @@ struct Batch {
     b: i64,
     /// Left padding per sequence.
     pad: Vec<i64>,
-    width: i64,
     /// `[B, cap]` bool: position holds a real token.
     valid: Tensor,
     /// `[B, cap]` int64: hidden-span id of each position (0 = visible).
@@ -146,6 +145,21 @@ impl Batch {
         let visible = visible.logical_or(&kpos.eq_tensor(&qpos));
         let zeros = Tensor::zeros([self.b, t, s], (Kind::Float, d));
         Some(zeros.masked_fill(&visible.logical_not(), f64::NEG_INFINITY).unsqueeze(1))
+    }
+
+    /// Sequence `i` alone, without its padding (position 0 = its first token), over the same
+    /// device buffers: used to prefill or recompute one sequence into its row of the cache.
+    fn row(&self, i: usize, plain: bool) -> Batch {
+        let cap = self.valid.size()[1];
+        let pad = self.pad[i];
+        Batch {
+            b: 1,
+            pad: vec![0],
+            valid: self.valid.narrow(0, i as i64, 1).narrow(1, pad, cap - pad),
+            hidden_id: self.hidden_id.narrow(0, i as i64, 1).narrow(1, pad, cap - pad),
+            plain,
+            device: self.device,
+        }
     }
 
     /// RoPE positions `[B, T]` of columns `q0 .. q0+T`, and each row's largest position.
@@ -223,7 +237,6 @@ pub fn generate(
     let batch = Batch {
         b,
         pad: pad.clone(),
-        width,
         valid: Tensor::from_slice(&valid).view([b, cap]).to_device(device),
         hidden_id: Tensor::from_slice(&hidden_id).view([b, cap]).to_device(device),
         plain: pad.iter().all(|&p| p == 0) && prompts.iter().all(|p| p.hidden_spans.is_empty()),
@@ -259,15 +272,7 @@ pub fn generate(
             if n == 0 {
                 continue;
             }
-            let row = Batch {
-                b: 1,
-                pad: vec![0],
-                width: n + 1,
-                valid: batch.valid.narrow(0, i as i64, 1).narrow(1, pad[i], cap - pad[i]),
-                hidden_id: batch.hidden_id.narrow(0, i as i64, 1).narrow(1, pad[i], cap - pad[i]),
-                plain: p.hidden_spans.is_empty(),
-                device,
-            };
+            let row = batch.row(i, p.hidden_spans.is_empty());
             let (pos, max_positions) = row.positions(0, n);
             let bias = row.bias(0, n);
             let mask = prefill_mask.as_ref().map(|m| HeadMask { mode: m.mode, keep: m.keep.narrow(1, i as i64, 1) });
@@ -307,15 +312,7 @@ pub fn generate(
                     let mut cols = vec![ids.narrow(0, i as i64, 1).narrow(1, pad[i], width - 1 - pad[i])];
                     cols.extend(fed.iter().map(|t| t.narrow(0, i as i64, 1)));
                     let all = Tensor::cat(&cols, 1);
-                    let row = Batch {
-                        b: 1,
-                        pad: vec![0],
-                        width: n,
-                        valid: batch.valid.narrow(0, i as i64, 1).narrow(1, pad[i], cap - pad[i]),
-                        hidden_id: batch.hidden_id.narrow(0, i as i64, 1).narrow(1, pad[i], cap - pad[i]),
-                        plain: prompts[i].hidden_spans.is_empty(),
-                        device,
-                    };
+                    let row = batch.row(i, prompts[i].hidden_spans.is_empty());
                     let (p_all, _) = row.positions(0, n);
                     let bias_all = row.bias(0, n);
                     let mask = prefill_mask.as_ref().map(|mk| HeadMask { mode: mk.mode, keep: mk.keep.narrow(1, i as i64, 1) });
@@ -481,6 +478,5 @@ fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, top_
             unmasked: None,
         });
     }
-    let _ = batch.width;
     Ok(recs)
 }
