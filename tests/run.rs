@@ -241,3 +241,38 @@ fn concurrent_and_killed_runs_leave_a_consistent_cache() {
     assert!(Cache::open(&cache2).unwrap().verify().unwrap().is_clean());
     assert_eq!(tables("rk"), tables("ra"));
 }
+
+#[test]
+fn dynamic_ablation_masks_the_k_strongest_heads_of_each_step() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("dynamic");
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/run/dynamic.rhx");
+    let program = lang::check_path(&exp, &[], &NoShapes).unwrap();
+    let s = run::run(&program, &cache, &opts(&dir, None)).unwrap();
+    let lines = |node: &str| -> Vec<serde_json::Value> {
+        let key = s.outcomes.iter().find(|o| o.0 == node).unwrap().1.clone();
+        let a = cache.ls().unwrap().into_iter().find(|a| a.key.as_str().starts_with(&key)).unwrap();
+        std::fs::read_to_string(a.dir.join("trace.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let base = lines("base");
+    let mut masked_steps = 0;
+    for (k, node) in [(Some(2usize), "ablated"), (None, "all")] {
+        for (b, d) in base.iter().zip(lines(node)) {
+            // Step 0's clean pass is the unablated model's step 0.
+            assert_eq!(d["steps"][0]["clean_token"], b["steps"][0]["token"], "{node}");
+            assert_eq!(d["steps"][0]["clean_heads"], b["steps"][0]["heads"], "{node}");
+            for st in d["steps"].as_array().unwrap() {
+                let clean: Vec<(usize, usize)> = serde_json::from_value(st["clean_heads"].clone()).unwrap_or_default();
+                let masked: Vec<(usize, usize)> = serde_json::from_value(st["masked"].clone()).unwrap_or_default();
+                let want = k.map_or(clean.len(), |k| k.min(clean.len()));
+                assert_eq!(masked.len(), want, "{node}: masked {masked:?} of H_t {clean:?}");
+                assert!(masked.iter().all(|h| clean.contains(h)), "{node}: masked heads must come from H_t");
+                masked_steps += usize::from(!masked.is_empty());
+            }
+        }
+    }
+    assert!(masked_steps > 5, "the test must exercise masking ({masked_steps} steps masked)");
+}

@@ -15,7 +15,7 @@ use crate::data::prompts::prepare_line;
 use crate::engine::capture::retrieval_heads;
 use crate::engine::config::ModelConfig;
 use crate::engine::device::{self, DType, DeviceRequest};
-use crate::engine::generate::{generate, FixedMask, GenerateOptions, MaskScope, Prompt};
+use crate::engine::generate::{generate, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy};
 use crate::engine::gguf::GgufFile;
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
@@ -112,7 +112,7 @@ pub(super) fn supported(n: &Node) -> Result<(), String> {
                     return no("`mask_heads(kv: clean)`".into());
                 }
                 if let Some(Value::Inline(h)) = call_arg(args, "heads") {
-                    if h.constructor == "dynamic" || h.constructor == "random" {
+                    if h.constructor == "random" {
                         return no(format!("masking `{}` heads", h.constructor));
                     }
                 }
@@ -120,6 +120,10 @@ pub(super) fn supported(n: &Node) -> Result<(), String> {
         }
         (Kind::Heads, "static_heads") => need("method", &["wu_mean", "step_frequency"])?,
         (Kind::Heads, "top" | "explicit" | "from_file") => {}
+        (Kind::Heads, "dynamic") => {
+            need("order", &["attn_weight", "layer_major", "random"])?;
+            need("post_token", &["masked"])?;
+        }
         (Kind::Table, "dynamism" | "scores") => {}
         (Kind::Figure, "heatmap") => {}
         (Kind::Report, "template") => {
@@ -285,10 +289,18 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
         }
     }
     let mut fixed_mask = None;
+    let mut dynamic: Option<(Option<usize>, String, u64, MaskMode)> = None;
     for (_, args) in calls(n, "intervene") {
         let heads_ref = call_arg(args, "heads").and_then(ref_name).ok_or("mask_heads needs a head set")?;
-        let heads = heads_of(inputs.get(heads_ref).ok_or_else(|| format!("head set `{heads_ref}` not computed"))?)?;
+        let art = inputs.get(heads_ref).ok_or_else(|| format!("head set `{heads_ref}` not computed"))?;
         let mode = if call_arg(args, "mode").and_then(Value::as_str) == Some("zero_output") { MaskMode::ZeroOutput } else { MaskMode::UniformAttention };
+        let spec = read_json(art, "heads.json")?;
+        if spec["dynamic"] == json!(true) {
+            let k = spec["k"].as_u64().map(|k| k as usize);
+            dynamic = Some((k, spec["order"].as_str().unwrap_or("attn_weight").to_string(), spec["seed"].as_u64().unwrap_or(0), mode));
+            continue;
+        }
+        let heads = heads_of(art)?;
         let all = call_arg(args, "scope").and_then(Value::as_str) == Some("all_positions") || call_arg(args, "prefill") == Some(&Value::Bool(true));
         fixed_mask = Some(FixedMask { heads, mode, scope: if all { MaskScope::AllPositions } else { MaskScope::Steps } });
     }
@@ -312,7 +324,19 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
     bar.set_style(indicatif::ProgressStyle::with_template("    {bar:30} {pos}/{len} prompts [{elapsed_precise}, ETA {eta}] {msg}").unwrap());
     for chunk in prompts.chunks(batch) {
         let ps: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.prep.ids.clone(), ..Default::default() }).collect();
-        let gens = generate(&lm.model, &ps, &opts, None, |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;
+        let mut policy = dynamic.as_ref().map(|(k, order, seed, mode)| DynamicPolicy {
+            k: *k,
+            order: order.clone(),
+            mode: *mode,
+            n_heads,
+            needles: chunk.iter().map(|p| {
+                let mut m = vec![false; p.prep.ids.len()];
+                p.prep.needle_span.iter().for_each(|&i| m[i] = true);
+                m
+            }).collect(),
+            rng: niah::PyRandom::new(*seed),
+        });
+        let gens = generate(&lm.model, &ps, &opts, policy.as_mut().map(|p| p as &mut dyn StepPolicy), |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;
         bar.inc(chunk.len() as u64);
         for (p, g) in chunk.iter().zip(gens) {
             let mut needle = vec![false; p.prep.ids.len()];
@@ -323,6 +347,15 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
                 .map(|s| {
                     let heads: Vec<[usize; 2]> = retrieval_heads(s, n_heads, &p.prep.ids, &needle).into_iter().map(|(l, h)| [l, h]).collect();
                     let mut v = json!({"token": s.token, "heads": heads, "argmax": s.argmax});
+                    if dynamic.is_some() {
+                        // Two-pass step: H_t and the token of the clean pass (the committed pass
+                        // itself when nothing was masked), and the heads masked.
+                        let clean = s.unmasked.as_deref().unwrap_or(s);
+                        let h: Vec<[usize; 2]> = retrieval_heads(clean, n_heads, &p.prep.ids, &needle).into_iter().map(|(l, h)| [l, h]).collect();
+                        v["clean_heads"] = json!(h);
+                        v["clean_token"] = json!(clean.token);
+                        v["masked"] = json!(s.masked);
+                    }
                     if !s.hidden.is_empty() {
                         v["hidden"] = json!(s.hidden);
                     }
@@ -346,6 +379,48 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
     let info = json!({"model": model_name, "dataset": dataset_name, "layers": lm.model.config.num_layers, "heads": n_heads,
         "device": device::describe(lm.model.device), "samples": total});
     Ok(vec![("trace.jsonl".into(), out.into_bytes()), ("trace_info.json".into(), serde_json::to_vec_pretty(&info).unwrap())])
+}
+
+/// Per-step dynamic ablation (Section 3.3): the unmasked pass of a step gives H_t (Eq. 1 with
+/// that pass's token); `k` of them (all if fewer or `k` unset), chosen by `order`, are masked in
+/// the committed pass.
+struct DynamicPolicy {
+    k: Option<usize>,
+    order: String,
+    mode: MaskMode,
+    n_heads: usize,
+    /// Needle mask per sequence of the batch.
+    needles: Vec<Vec<bool>>,
+    rng: niah::PyRandom,
+}
+
+impl StepPolicy for DynamicPolicy {
+    fn heads_to_mask(&mut self, seq: usize, _step: usize, unmasked: &crate::engine::generate::StepRecord, prompt: &Prompt) -> Vec<(usize, usize)> {
+        let mut h = retrieval_heads(unmasked, self.n_heads, &prompt.ids, &self.needles[seq]);
+        match self.order.as_str() {
+            // Largest attention weight at the copied position first; ties by (layer, head).
+            "attn_weight" => h.sort_by(|a, b| {
+                let w = |x: &(usize, usize)| unmasked.argmax_weight[x.0 * self.n_heads + x.1];
+                w(b).total_cmp(&w(a)).then(a.cmp(b))
+            }),
+            "random" => {
+                // Fisher–Yates with the seeded stream.
+                for i in (1..h.len()).rev() {
+                    let j = (self.rng.getrandbits_128() % (i as u128 + 1)) as usize;
+                    h.swap(i, j);
+                }
+            }
+            _ => h.sort(),
+        }
+        if let Some(k) = self.k {
+            h.truncate(k);
+        }
+        h
+    }
+
+    fn mode(&self) -> MaskMode {
+        self.mode
+    }
 }
 
 /// Per-sample head sets of a trace, with Wu's success flag.
@@ -436,6 +511,13 @@ fn heads(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result
             };
             let _ = ctx;
             Ok(write(&selected, &ranked))
+        }
+        "dynamic" => {
+            // The per-step sets are found online by the trace that masks them (two passes per
+            // step); this artifact records how.
+            let k = int_arg(n, "k");
+            let v = json!({"dynamic": true, "k": k, "order": enum_arg(n, "order").unwrap_or("attn_weight"), "seed": int_arg(n, "seed").unwrap_or(0)});
+            Ok(vec![("heads.json".into(), serde_json::to_vec_pretty(&v).unwrap())])
         }
         other => Err(format!("heads `{other}`")),
     }
