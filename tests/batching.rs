@@ -55,7 +55,7 @@ fn batched_equals_one_by_one_with_head_masks() {
     for (mode, scope) in [(MaskMode::ZeroOutput, MaskScope::AllPositions), (MaskMode::UniformAttention, MaskScope::Steps)] {
         let opts = GenerateOptions {
             max_new_tokens: 10,
-            fixed_mask: Some(FixedMask { heads: vec![(0, 1), (2, 3)], mode, scope }),
+            fixed_mask: Some(FixedMask { heads: vec![(0, 1), (2, 3)], per_prompt: vec![], mode, scope }),
             ..Default::default()
         };
         check(&model, &opts, &format!("{mode:?}/{scope:?}"));
@@ -75,4 +75,33 @@ fn eos_stops_each_sequence_on_its_own() {
         assert_eq!(s.tokens, f.tokens[..cut], "a sequence must stop right after its own EOS");
         assert_eq!(s.stopped_by_eos, cut < f.tokens.len() || f.tokens.last() == Some(&eos));
     }
+}
+
+/// A per-prompt fixed mask (random baseline redrawn per sample) applied in one batch equals each
+/// prompt generated alone with its own set.
+#[test]
+fn per_prompt_head_masks_equal_one_by_one() {
+    let model = tiny("llama3");
+    let ps = prompts();
+    let sets: Vec<Vec<(usize, usize)>> = (0..ps.len()).map(|i| vec![(i % 2, i % 4), ((i + 1) % 2, (i + 2) % 4)]).collect();
+    let opts = |per_prompt: Vec<Vec<(usize, usize)>>, heads: Vec<(usize, usize)>| GenerateOptions {
+        max_new_tokens: 10,
+        fixed_mask: Some(FixedMask { heads, per_prompt, mode: MaskMode::UniformAttention, scope: MaskScope::Steps }),
+        ..Default::default()
+    };
+    let batched = generate(&model, &ps, &opts(sets.clone(), vec![]), None, |_| {}).unwrap();
+    let mut differs = false;
+    for (i, p) in ps.iter().enumerate() {
+        let alone = generate(&model, std::slice::from_ref(p), &opts(vec![], sets[i].clone()), None, |_| {}).unwrap().remove(0);
+        assert_eq!(batched[i].tokens, alone.tokens, "prompt {i} tokens");
+        for (sb, sa) in batched[i].steps.iter().zip(&alone.steps) {
+            assert_eq!(sb.argmax, sa.argmax, "prompt {i} argmax");
+            assert_eq!(sb.masked, sets[i], "prompt {i} records its own masked set");
+        }
+        let free = generate(&model, std::slice::from_ref(p), &GenerateOptions { max_new_tokens: 10, ..Default::default() }, None, |_| {}).unwrap().remove(0);
+        differs |= free.steps.iter().zip(&alone.steps).any(|(a, b)| a.argmax != b.argmax);
+    }
+    assert!(differs, "the masks must change something, or this test proves nothing");
+    let wrong = generate(&model, &ps, &opts(vec![vec![]], vec![]), None, |_| {});
+    assert!(wrong.is_err(), "one set for five prompts is an error");
 }

@@ -81,7 +81,7 @@ fn per_step_policy_equals_fixed_step_mask_and_keeps_the_unmasked_pass() {
     let heads = vec![(0, 1), (1, 2)];
     let ps = vec![Prompt { ids: prompt(20), ..Default::default() }, Prompt { ids: prompt(13), ..Default::default() }];
     for mode in [MaskMode::ZeroOutput, MaskMode::UniformAttention] {
-        let fixed = GenerateOptions { max_new_tokens: 8, fixed_mask: Some(FixedMask { heads: heads.clone(), mode, scope: MaskScope::Steps }), ..Default::default() };
+        let fixed = GenerateOptions { max_new_tokens: 8, fixed_mask: Some(FixedMask { heads: heads.clone(), per_prompt: vec![], mode, scope: MaskScope::Steps }), ..Default::default() };
         let a = generate(&m, &ps, &fixed, None, |_| {}).unwrap();
         let mut pol = Fixed(heads.clone(), mode);
         let b = generate(&m, &ps, &GenerateOptions { max_new_tokens: 8, ..Default::default() }, Some(&mut pol), |_| {}).unwrap();
@@ -112,7 +112,7 @@ fn per_step_policy_equals_fixed_step_mask_and_keeps_the_unmasked_pass() {
 #[test]
 fn requests_for_missing_heads_or_layers_are_errors() {
     let m = tiny("llama3");
-    let bad = GenerateOptions { fixed_mask: Some(FixedMask { heads: vec![(99, 0)], mode: MaskMode::ZeroOutput, scope: MaskScope::Steps }), ..Default::default() };
+    let bad = GenerateOptions { fixed_mask: Some(FixedMask { heads: vec![(99, 0)], per_prompt: vec![], mode: MaskMode::ZeroOutput, scope: MaskScope::Steps }), ..Default::default() };
     let e = generate(&m, &[Prompt { ids: prompt(5), ..Default::default() }], &bad, None, |_| {}).unwrap_err();
     assert!(e.to_string().contains("head (99, 0) does not exist"), "{e}");
     let e = generate(&m, &[Prompt { ids: vec![], ..Default::default() }], &GenerateOptions::default(), None, |_| {}).unwrap_err();

@@ -16,6 +16,19 @@ fn python_random_uuid4_stream() {
 }
 
 #[test]
+fn python_random_floats() {
+    // python3 -c "import random; r=random.Random(0); print([r.random() for _ in range(3)]); print(random.Random(2**40+7).random())"
+    let mut r = PyRandom::new(0);
+    let got: Vec<f64> = (0..3).map(|_| r.random()).collect();
+    assert_eq!(got, [0.8444218515250481, 0.7579544029403025, 0.420571580830845]);
+    assert_eq!(PyRandom::new((1 << 40) + 7).random(), 0.6137037779936511);
+    let cells = niah::random_depths(&[500, 1000], 3, 0);
+    assert_eq!(cells.len(), 6);
+    assert!(cells.iter().all(|c| (0.0..1.0).contains(&c.depth)));
+    assert_ne!(cells[0].depth, cells[1].depth, "each run draws its own depth");
+}
+
+#[test]
 fn reproduces_the_committed_smoke_prompts() {
     let Ok(gguf) = rhx::engine::loader::resolve("smollm2-135m-instruct") else {
         eprintln!("SKIPPED: SmolLM2 not installed");

@@ -205,7 +205,7 @@ fn head_masking_matches_hf_hooks() {
         let opts = GenerateOptions {
             max_new_tokens: max_new,
             eos_ids: if mk["stop_at_eos"].as_bool().unwrap() { vec![2] } else { vec![] },
-            fixed_mask: mode.map(|(mode, scope)| FixedMask { heads: heads.clone(), mode, scope }),
+            fixed_mask: mode.map(|(mode, scope)| FixedMask { heads: heads.clone(), per_prompt: vec![], mode, scope }),
             top_logits: 5,
             ..Default::default()
         };

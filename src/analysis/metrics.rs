@@ -101,6 +101,81 @@ pub fn rouge_l(target: &str, prediction: &str) -> Prf {
     prf(prev[p.len()], p.len(), t.len())
 }
 
+/// Points of the precision–recall curve as sklearn's `precision_recall_curve` makes them: one
+/// per distinct score, in decreasing score order, as `(threshold, precision, recall)`, where a
+/// pair is predicted positive when its score is ≥ the threshold. Empty when there is no positive.
+pub fn pr_curve(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64, f64)> {
+    let positives = labels.iter().filter(|l| **l).count();
+    if positives == 0 {
+        return vec![];
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut out = Vec::new();
+    for (i, &j) in order.iter().enumerate() {
+        if labels[j] {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        let last_of_tie = i + 1 == order.len() || scores[order[i + 1]] != scores[j];
+        if last_of_tie {
+            out.push((scores[j], tp as f64 / (tp + fp) as f64, tp as f64 / positives as f64));
+            if tp == positives {
+                break; // sklearn stops once full recall is reached
+            }
+        }
+    }
+    out
+}
+
+/// sklearn's `average_precision_score`: Σ (R_n − R_{n−1}) P_n over the curve's thresholds;
+/// `None` without positives.
+pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let curve = pr_curve(scores, labels);
+    if curve.is_empty() {
+        return None;
+    }
+    let mut prev = 0.0;
+    Some(curve.iter().map(|&(_, p, r)| {
+        let a = (r - prev) * p;
+        prev = r;
+        a
+    }).sum())
+}
+
+/// The threshold whose F1 is largest on the curve (ties: the lowest threshold, as `np.argmax`
+/// over sklearn's increasing thresholds picks) and that F1.
+pub fn best_f1_threshold(scores: &[f64], labels: &[bool]) -> Option<(f64, f64)> {
+    let mut best: Option<(f64, f64)> = None;
+    for (t, p, r) in pr_curve(scores, labels) {
+        let f1 = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+        if best.is_none_or(|(_, b)| f1 >= b) {
+            best = Some((t, f1));
+        }
+    }
+    best
+}
+
+/// Precision, recall and F1 when pairs with score ≥ `threshold` are predicted positive
+/// (0 where undefined, sklearn's `zero_division=0`).
+pub fn prf_at(scores: &[f64], labels: &[bool], threshold: f64) -> Prf {
+    let (mut tp, mut fp, mut fneg) = (0usize, 0usize, 0usize);
+    for (s, l) in scores.iter().zip(labels) {
+        match (*s >= threshold, *l) {
+            (true, true) => tp += 1,
+            (true, false) => fp += 1,
+            (false, true) => fneg += 1,
+            _ => {}
+        }
+    }
+    let precision = if tp + fp > 0 { tp as f64 / (tp + fp) as f64 } else { 0.0 };
+    let recall = if tp + fneg > 0 { tp as f64 / (tp + fneg) as f64 } else { 0.0 };
+    let f = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+    Prf { precision, recall, f }
+}
+
 /// Mean and sample standard deviation (n − 1); `(NaN, NaN)` for no values.
 pub fn mean_std(xs: &[f64]) -> (f64, f64) {
     if xs.is_empty() {
@@ -161,5 +236,22 @@ mod tests {
         assert_eq!((m, s), (2.0, 1.0));
         assert!(mean_std(&[]).0.is_nan());
         assert_eq!(mean_std(&[4.0]), (4.0, 0.0));
+    }
+    #[test]
+    fn average_precision_by_hand() {
+        // sklearn: average_precision_score([0,0,1,1], [0.1,0.4,0.35,0.8]) = 0.8333…
+        let s = [0.1, 0.4, 0.35, 0.8];
+        let l = [false, false, true, true];
+        assert!((average_precision(&s, &l).unwrap() - 5.0 / 6.0).abs() < 1e-12);
+        // Thresholds 0.8 (P 1, R .5), 0.4 (P .5, R .5), 0.35 (P 2/3, R 1): best F1 = 0.8 at 0.35.
+        let (t, f1) = best_f1_threshold(&s, &l).unwrap();
+        assert_eq!(t, 0.35);
+        assert!((f1 - 0.8).abs() < 1e-12);
+        let prf = prf_at(&s, &l, 0.35);
+        assert!((prf.precision - 2.0 / 3.0).abs() < 1e-12 && prf.recall == 1.0);
+        // Ties share one threshold: all scores equal → P = positive rate, R = 1.
+        assert_eq!(average_precision(&[0.5; 4], &l), Some(0.5));
+        assert_eq!(average_precision(&s, &[false; 4]), None);
+        assert_eq!(prf_at(&s, &[false; 4], 2.0), Prf::default());
     }
 }

@@ -3,3 +3,5 @@
 //! `docs/FIDELITY.md`.
 pub mod dynamism;
 pub mod metrics;
+pub mod cca;
+pub mod probe;

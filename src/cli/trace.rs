@@ -131,6 +131,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     }
     let fixed_mask = (!mask_heads.is_empty()).then(|| FixedMask {
         heads: mask_heads.clone(),
+        per_prompt: vec![],
         mode: match args.mask_mode {
             CliMaskMode::ZeroOutput => MaskMode::ZeroOutput,
             CliMaskMode::UniformAttention => MaskMode::UniformAttention,

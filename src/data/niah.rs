@@ -99,6 +99,22 @@ pub fn grid(lengths: &[usize], depths: &[f64], runs: usize) -> Vec<Cell> {
     cells
 }
 
+/// `runs` cells per length, each at a depth drawn uniformly from [0, 1) (Fig. 3: "random depth").
+/// The draws use their own stream (`seed` + 1), so the UUID stream of `seed` is the same as a
+/// grid's.
+pub fn random_depths(lengths: &[usize], runs: usize, seed: u64) -> Vec<Cell> {
+    let mut rng = PyRandom::new(seed.wrapping_add(1));
+    let mut cells = Vec::new();
+    for &length in lengths {
+        for run in 0..runs {
+            // Rounded to 4 places so ids and reports stay readable.
+            let depth = (rng.random() * 1e4).round() / 1e4;
+            cells.push(Cell { length, depth, run });
+        }
+    }
+    cells
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NiahSample {
     pub id: String,
@@ -124,6 +140,13 @@ impl PyRandom {
     /// `getrandbits(128)`: 32-bit words from least to most significant.
     pub fn getrandbits_128(&mut self) -> u128 {
         (0..4).fold(0u128, |acc, i| acc | (u128::from(self.0.next_u32()) << (32 * i)))
+    }
+
+    /// `random()`: 53 random bits from two 32-bit outputs, as CPython does.
+    pub fn random(&mut self) -> f64 {
+        let a = self.0.next_u32() >> 5;
+        let b = self.0.next_u32() >> 6;
+        (a as f64 * 67_108_864.0 + b as f64) / 9_007_199_254_740_992.0
     }
 
     /// `str(uuid.UUID(int=getrandbits(128), version=4))`.

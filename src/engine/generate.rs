@@ -38,6 +38,10 @@ pub enum MaskScope {
 pub struct FixedMask {
     /// `(layer, query head)` pairs.
     pub heads: Vec<(usize, usize)>,
+    /// A different set per prompt of the batch (e.g. a random baseline redrawn per sample);
+    /// when non-empty it replaces `heads` and has one entry per prompt.
+    #[serde(default)]
+    pub per_prompt: Vec<Vec<(usize, usize)>>,
     pub mode: MaskMode,
     pub scope: MaskScope,
 }
@@ -110,6 +114,8 @@ pub enum GenerateError {
     NoSuchHead { layer: usize, head: usize, layers: usize, heads: usize },
     #[error("hidden state of layer {layer} requested, but the model has {layers} layers")]
     NoSuchLayer { layer: usize, layers: usize },
+    #[error("{sets} per-prompt head sets for {prompts} prompts")]
+    MaskPerPrompt { sets: usize, prompts: usize },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -195,6 +201,12 @@ pub fn generate(
     }
     if let Some(m) = &opts.fixed_mask {
         check_heads(&m.heads, n_layers, n_heads)?;
+        if !m.per_prompt.is_empty() && m.per_prompt.len() != prompts.len() {
+            return Err(GenerateError::MaskPerPrompt { sets: m.per_prompt.len(), prompts: prompts.len() });
+        }
+        for set in &m.per_prompt {
+            check_heads(set, n_layers, n_heads)?;
+        }
     }
     for site in &opts.hidden {
         if let HiddenSite::Layer(layer) = site {
@@ -247,7 +259,9 @@ pub fn generate(
     let capture = CaptureRequest { argmax: opts.argmax || policy.is_some(), top_k: opts.top_k, spans, hidden: opts.hidden.clone() };
     let no_capture = CaptureRequest::default();
 
-    let fixed_keep = opts.fixed_mask.as_ref().map(|m| keep_tensor(&vec![m.heads.clone(); b as usize], n_layers, n_heads, model));
+    let fixed_sets: Option<Vec<Vec<(usize, usize)>>> =
+        opts.fixed_mask.as_ref().map(|m| if m.per_prompt.is_empty() { vec![m.heads.clone(); b as usize] } else { m.per_prompt.clone() });
+    let fixed_keep = fixed_sets.as_ref().map(|sets| keep_tensor(sets, n_layers, n_heads, model));
     let fixed = |scope_ok: bool| -> Option<HeadMask> {
         match (&opts.fixed_mask, &fixed_keep) {
             (Some(m), Some(k)) if scope_ok => Some(HeadMask { mode: m.mode, keep: k.shallow_clone() }),
@@ -327,7 +341,7 @@ pub fn generate(
             model.forward(&inp, cache)
         };
         let out = run(step_mask.as_ref(), &mut cache);
-        let mut records = to_records(&out, &batch, n_layers, n_heads, opts.top_logits, step_mask.as_ref().map(|_| opts.fixed_mask.as_ref().unwrap().heads.clone()))?;
+        let mut records = to_records(&out, &batch, n_layers, n_heads, opts.top_logits, step_mask.as_ref().and(fixed_sets.as_deref()))?;
         if let Some(pol) = policy.as_deref_mut() {
             let sets: Vec<Vec<(usize, usize)>> =
                 (0..b as usize).map(|i| if done[i] { vec![] } else { pol.heads_to_mask(i, step, &records[i], &prompts[i]) }).collect();
@@ -419,7 +433,7 @@ fn mass_span_tensor(prompts: &[Prompt], pad: &[i64], width: i64, device: Device)
 
 /// Copies one step's device outputs to the host (one transfer per tensor) and splits them per
 /// sequence, converting padded columns to prompt coordinates.
-fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, top_logits: usize, masked: Option<Vec<(usize, usize)>>) -> Result<Vec<StepRecord>, GenerateError> {
+fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, top_logits: usize, masked: Option<&[Vec<(usize, usize)>]>) -> Result<Vec<StepRecord>, GenerateError> {
     let b = batch.b as usize;
     let tokens: Vec<i64> = Vec::<i64>::try_from(out.logits.argmax(-1, false).to_device(Device::Cpu))?;
     let host_i64 = |t: &Option<Tensor>| -> Result<Option<Vec<i64>>, GenerateError> {
@@ -474,7 +488,7 @@ fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, top_
                 .as_ref()
                 .map(|(v, ix)| (0..top_logits).map(|j| (ix[i * top_logits + j] as u32, v[i * top_logits + j])).collect())
                 .unwrap_or_default(),
-            masked: masked.clone().unwrap_or_default(),
+            masked: masked.map(|m| m[i].clone()).unwrap_or_default(),
             unmasked: None,
         });
     }

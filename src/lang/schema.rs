@@ -368,6 +368,14 @@ impl FuncSpec {
         self
     }
 
+    /// An optional positional parameter without a default.
+    fn pos_opt(mut self, name: &'static str, ty: Ty, doc: &'static str) -> Self {
+        assert_eq!(self.positional, self.params.len(), "positional parameters come first");
+        self.params.push(ParamSpec { name, ty, default: Default::Optional, doc });
+        self.positional += 1;
+        self
+    }
+
     /// A required named parameter.
     fn req(mut self, name: &'static str, ty: Ty, doc: &'static str) -> Self {
         self.params.push(ParamSpec {
@@ -808,9 +816,12 @@ fn build() -> Registry {
     );
     add(
         Heads,
-        FuncSpec::new("top", "The first n heads of a ranked head set.")
+        FuncSpec::new("top", "The first n heads of a ranked head set; with `matched: <trace>`, as many as that dynamic-ablation trace masked per step on average (the static baseline of Fig. 2).")
             .pos("heads", decl(Heads), "ranked heads")
-            .pos("n", int_min(1), "how many"),
+            .pos_opt("n", int_min(1), "how many")
+            .opt("matched", decl(Trace), "take as many heads as this dynamic-ablation trace masked per step on average")
+            .def("match_count", enm(&["global_mean", "sample_mean", "per_step"]), "global_mean", "ablation.match_count: the average over all steps, or per sample")
+            .exactly_one(&["n", "matched"]),
     );
     add(
         Heads,
@@ -838,12 +849,12 @@ fn build() -> Registry {
             "per_sample",
             "ablation.random_redraw",
         )
-        .opt("exclude", decl(Heads), "heads never drawn")
+        .opt("exclude", decl(Heads), "a ranked head set (e.g. the static heads) whose first `exclude_top` heads are never drawn")
         .def(
             "exclude_top",
             int_min(0),
             "20",
-            "ablation.random_exclude_top: top static heads never drawn",
+            "ablation.random_exclude_top: how many of `exclude`'s first heads are left out of the pool (Wu leaves out its top 100)",
         )
         .seed("seed of the draw"),
     );
@@ -896,16 +907,20 @@ fn build() -> Registry {
     );
     add(
         Table,
-        FuncSpec::new("probe", "Table 2: an MLP probe from the final hidden state to the step's retrieval heads (A.5).")
-            .pos("trace", decl(Trace), "trace with retrieval(...) and hidden(final)")
-            .def("hidden", enm(&["post_norm", "pre_norm"]), "post_norm", "probe.hidden")
+        FuncSpec::new("probe", "Table 2: an MLP probe from the final hidden state to the step's retrieval heads (A.5), beside a logistic regression per head and the always-the-static-set predictor.")
+            .pos("trace", decl(Trace), "trace with retrieval(copy_paste) and hidden(final)")
+            .pos_opt("static", decl(Heads), "static heads for the always-the-static-set baseline")
+            .opt("layers", list(int_min(1)), "hidden layer widths (default [2d, d, d]: the paper's [8192, 4096, 4096] scaled to the model's hidden size d)")
             .def("activation", enm(&["relu", "gelu"]), "relu", "probe.activation")
-            .def("split_by", enm(&["generation", "row"]), "generation", "probe.split_by")
+            .def("dropout", float_range(0.0, 0.99), "0.1", "dropout after each hidden layer")
+            .def("split_by", enm(&["generation", "row"]), "generation", "probe.split_by: 70/20/10 over generations or over steps")
             .def("average", enm(&["micro", "macro"]), "micro", "probe.average")
             .def("epochs", int_range(1, 100_000), "100", "training epochs")
             .def("lr", float_min(0.0), "0.0003", "Adam learning rate")
             .def("batch_size", int_min(1), "128", "training batch size")
             .def("gamma_pos", int_range(0, 1), "1", "asl.gamma_pos")
+            .def("checkpoint", enm(&["last", "best_val_loss"]), "last", "probe.checkpoint: weights after the last epoch or at the lowest validation loss")
+            .def("device", Ty::Device, "auto", "where to train: auto (CUDA if present), cpu, cuda or \"cuda:N\"")
             .seed("seed of the split and initialisation"),
     );
 
@@ -951,10 +966,12 @@ fn build() -> Registry {
         FuncSpec::new("cca", "Fig. 4: canonical correlation between the hidden state at step n and retrieval scores at step n + k (reference §6).")
             .pos("trace", decl(Trace), "trace with retrieval(...) and hidden(final)")
             .def("offsets", list(int_min(0)), "0..=10", "temporal offsets k")
-            .def("pca_dim", int_min(1), "64", "PCA components before CCA")
-            .def("components", int_min(1), "10", "canonical correlations reported")
+            .def("x_variance", float_range(0.0, 1.0), "0.95", "explained variance the hidden-state PCA keeps (paper: 95%)")
+            .def("y_variance", float_range(0.0, 1.0), "0.99", "explained variance the score PCA keeps (paper: 99%)")
+            .def("components", int_min(1), "50", "canonical components kept (paper: 50)")
             .def("solver", enm(&["svd_exact", "nipals_sklearn"]), "svd_exact", "cca.solver")
             .def("eval", list(enm(&["in_sample", "held_out"])), "[in_sample, held_out]", "cca.eval")
+            .def("held_out_fraction", float_range(0.0, 0.9), "0.2", "share of generations held out")
             .def("topk_mode", enm(&["largest_k", "first_k"]), "largest_k", "cca.topk_mode")
             .def("pca_fit", enm(&["per_offset", "once"]), "per_offset", "cca.pca_fit")
             .seed("seed of the held-out split"),

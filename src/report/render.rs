@@ -918,6 +918,13 @@ fn environment() -> Environment<'static> {
     env.add_filter("markdown", |s: String| {
         Value::from_safe_string(markdown_to_html(&s))
     });
+    // Captions: inline Markdown (`code`, *emphasis*) without the paragraph around it.
+    env.add_filter("markdown_inline", |s: String| {
+        let html = markdown_to_html(&s);
+        let t = html.trim_end();
+        let inner = t.strip_prefix("<p>").and_then(|x| x.strip_suffix("</p>")).filter(|x| !x.contains("<p>")).unwrap_or(t);
+        Value::from_safe_string(inner.to_string())
+    });
     env
 }
 

@@ -2,7 +2,10 @@
 //! content-addressed cache. A node whose key is cached is not recomputed; a node being computed
 //! by another process (same cache) is waited for (per-key lock), so shards of a Slurm array can
 //! share one cache directory.
+mod ablation_ops;
+mod hidden_ops;
 mod ops;
+mod paper;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

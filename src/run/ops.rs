@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value as Json};
 
-use super::{Ctx, RunError};
+use super::{ablation_ops, Ctx, RunError};
 use crate::analysis::dynamism::{self, BothEmpty, DynamismOptions, EmptyStep, EntropyPool, Head, SampleHeads};
 use crate::analysis::metrics::{rouge1, rouge_l, uuid_accuracy};
 use crate::cache::Artifact;
@@ -23,13 +23,13 @@ use crate::lang::{Kind, Node, Value};
 use crate::plan::Step;
 use crate::report::{self, Cell as RCell, Column, Figure, Heatmap, Report, Row, Section, Table};
 
-type Files = Vec<(String, Vec<u8>)>;
+pub(super) type Files = Vec<(String, Vec<u8>)>;
 
-fn enum_arg<'a>(n: &'a Node, name: &str) -> Option<&'a str> {
+pub(super) fn enum_arg<'a>(n: &'a Node, name: &str) -> Option<&'a str> {
     n.arg(name).and_then(Value::as_str)
 }
 
-fn int_arg(n: &Node, name: &str) -> Option<i64> {
+pub(super) fn int_arg(n: &Node, name: &str) -> Option<i64> {
     n.arg(name).and_then(Value::as_int)
 }
 
@@ -49,7 +49,7 @@ fn call_arg<'a>(args: &'a [crate::lang::Arg], name: &str) -> Option<&'a Value> {
     args.iter().find(|a| a.name == name).and_then(|a| a.value.as_ref())
 }
 
-fn ref_name(v: &Value) -> Option<&str> {
+pub(super) fn ref_name(v: &Value) -> Option<&str> {
     match v {
         Value::Ref { name, .. } => Some(name),
         Value::Inline(n) => Some(&n.name),
@@ -69,7 +69,7 @@ pub(super) fn supported(n: &Node) -> Result<(), String> {
     match (n.kind, n.constructor.as_str()) {
         (Kind::Model, "gguf" | "hf") => {}
         (Kind::Dataset, "niah") => {
-            need("depth_mode", &["grid"])?;
+            need("depth_mode", &["grid", "uniform_random"])?;
             need("length_mode", &["kamradt", "haystack_exact"])?;
             need("sentence_end", &["decoded_endswith_period"])?;
             need("span_locator", &["char_offsets"])?;
@@ -111,24 +111,29 @@ pub(super) fn supported(n: &Node) -> Result<(), String> {
                 if call_arg(args, "kv").and_then(Value::as_str) == Some("clean") {
                     return no("`mask_heads(kv: clean)`".into());
                 }
-                if let Some(Value::Inline(h)) = call_arg(args, "heads") {
-                    if h.constructor == "random" {
-                        return no(format!("masking `{}` heads", h.constructor));
-                    }
-                }
             }
         }
         (Kind::Heads, "static_heads") => need("method", &["wu_mean", "step_frequency"])?,
-        (Kind::Heads, "top" | "explicit" | "from_file") => {}
-        (Kind::Heads, "dynamic") => {
-            need("order", &["attn_weight", "layer_major", "random"])?;
-            need("post_token", &["masked"])?;
+        (Kind::Heads, "top") => need("match_count", &["global_mean", "sample_mean"])?,
+        (Kind::Heads, "random") => {
+            need("match_count", &["global_mean", "sample_mean"])?;
+            need("redraw", &["per_sample", "per_cell"])?;
         }
-        (Kind::Table, "dynamism" | "scores") => {}
-        (Kind::Figure, "heatmap") => {}
+        (Kind::Heads, "explicit" | "from_file" | "dynamic") => {}
+        (Kind::Table, "dynamism" | "scores" | "compensated" | "probe") => {}
+        (Kind::Figure, "heatmap" | "ablation_grid" | "progressive") => {}
+        (Kind::Figure, "cca") => {
+            if enum_arg(n, "solver") == Some("nipals_sklearn") {
+                return Err("cca solver `nipals_sklearn` is not implemented yet; use `svd_exact` (the same correlations, computed exactly)".into());
+            }
+        }
         (Kind::Report, "template") => {
-            if n.arg("compare").and_then(Value::as_list).is_some_and(|l| !l.is_empty()) {
-                return no("`compare: paper.*` (the paper's reference values)".into());
+            for v in n.arg("compare").and_then(Value::as_list).unwrap_or(&[]) {
+                if let Value::Builtin { name, .. } = v {
+                    if !super::paper::has(name) {
+                        return no(format!("`paper.{name}` (its values are not transcribed yet: Sections 4–5)"));
+                    }
+                }
             }
         }
         (k, c) => return no(format!("`{c}` ({k:?})")),
@@ -155,7 +160,12 @@ pub(super) fn compute(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Art
         (Kind::Trace, _) => trace(ctx, step, inputs).map_err(err),
         (Kind::Heads, _) => heads(ctx, step, inputs).map_err(err),
         (Kind::Table, "dynamism") => dynamism_table(ctx, step, inputs).map_err(err),
+        (Kind::Table, "compensated") => ablation_ops::compensated_table(step, inputs).map_err(err),
+        (Kind::Table, "probe") => super::hidden_ops::probe_table(step, inputs).map_err(err),
         (Kind::Table, _) => scores_table(ctx, step, inputs).map_err(err),
+        (Kind::Figure, "ablation_grid") => ablation_ops::ablation_grid(step, inputs).map_err(err),
+        (Kind::Figure, "progressive") => ablation_ops::progressive(step, inputs).map_err(err),
+        (Kind::Figure, "cca") => super::hidden_ops::cca_figure(step, inputs).map_err(err),
         (Kind::Figure, _) => heatmap(ctx, step, inputs).map_err(err),
         (Kind::Report, _) => report_data(ctx, step, inputs).map_err(err),
     }
@@ -192,17 +202,17 @@ fn model_info(ctx: &Ctx, step: &Step) -> Result<Files, String> {
     Ok(vec![("model.json".into(), serde_json::to_vec_pretty(&info).unwrap())])
 }
 
-fn read_json(a: &Artifact, file: &str) -> Result<Json, String> {
+pub(super) fn read_json(a: &Artifact, file: &str) -> Result<Json, String> {
     let bytes = a.read(file).map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| format!("{file}: {e}"))
 }
 
-fn read_jsonl(a: &Artifact, file: &str) -> Result<Vec<Json>, String> {
+pub(super) fn read_jsonl(a: &Artifact, file: &str) -> Result<Vec<Json>, String> {
     let bytes = a.read(file).map_err(|e| e.to_string())?;
     String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).map_err(|e| format!("{file}: {e}"))).collect()
 }
 
-fn heads_of(a: &Artifact) -> Result<Vec<Head>, String> {
+pub(super) fn heads_of(a: &Artifact) -> Result<Vec<Head>, String> {
     let v = read_json(a, "heads.json")?;
     serde_json::from_value(v["heads"].clone()).map_err(|e| e.to_string())
 }
@@ -252,7 +262,11 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
                 needle: data_node.arg("needle").and_then(Value::as_str).unwrap_or(niah::NEEDLE_TEMPLATE).to_string(),
             };
             let mode = if enum_arg(&data_node, "length_mode") == Some("haystack_exact") { LengthMode::HaystackExact } else { LengthMode::Kamradt };
-            let cells: Vec<Cell> = niah::grid(&lengths, &depths, runs);
+            let cells: Vec<Cell> = if enum_arg(&data_node, "depth_mode") == Some("uniform_random") {
+                niah::random_depths(&lengths, runs, seed)
+            } else {
+                niah::grid(&lengths, &depths, runs)
+            };
             let samples = niah::build_with(&lm.tokenizer, &haystack, &cells, seed, &texts, mode).map_err(|e| e.to_string())?;
             let uuid_span = enum_arg(&data_node, "needle_span") == Some("uuid");
             for (i, s) in samples.into_iter().enumerate() {
@@ -289,24 +303,30 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
         }
     }
     let mut fixed_mask = None;
-    let mut dynamic: Option<(Option<usize>, String, u64, MaskMode)> = None;
+    let mut prompt_sets: Option<PromptSets> = None;
+    let mut dynamic: Option<DynamicSpec> = None;
+    let mut intervention = Json::Null;
     for (_, args) in calls(n, "intervene") {
         let heads_ref = call_arg(args, "heads").and_then(ref_name).ok_or("mask_heads needs a head set")?;
         let art = inputs.get(heads_ref).ok_or_else(|| format!("head set `{heads_ref}` not computed"))?;
         let mode = if call_arg(args, "mode").and_then(Value::as_str) == Some("zero_output") { MaskMode::ZeroOutput } else { MaskMode::UniformAttention };
         let spec = read_json(art, "heads.json")?;
         if spec["dynamic"] == json!(true) {
-            let k = spec["k"].as_u64().map(|k| k as usize);
-            dynamic = Some((k, spec["order"].as_str().unwrap_or("attn_weight").to_string(), spec["seed"].as_u64().unwrap_or(0), mode));
+            let d: DynamicSpec = serde_json::from_value(spec.clone()).map_err(|e| format!("{heads_ref}: {e}"))?;
+            intervention = json!({"kind": "dynamic", "heads": heads_ref, "k": d.k, "order": d.order, "post_token": d.post_token});
+            dynamic = Some(DynamicSpec { mode: Some(mode), ..d });
             continue;
         }
         let heads = heads_of(art)?;
+        prompt_sets = PromptSets::from_spec(&spec, heads_ref)?;
+        intervention = json!({"kind": if prompt_sets.is_some() { "per_sample" } else { "fixed" }, "heads": heads_ref, "count": heads.len(),
+            "random": spec.get("random").map(|r| json!({"count": r["count"], "redraw": r["redraw"]}))});
         let all = call_arg(args, "scope").and_then(Value::as_str) == Some("all_positions") || call_arg(args, "prefill") == Some(&Value::Bool(true));
-        fixed_mask = Some(FixedMask { heads, mode, scope: if all { MaskScope::AllPositions } else { MaskScope::Steps } });
+        fixed_mask = Some(FixedMask { heads, per_prompt: vec![], mode, scope: if all { MaskScope::AllPositions } else { MaskScope::Steps } });
     }
     let mut eos: Vec<u32> = lm.tokenizer.eos_ids.iter().chain(lm.model.config.eos_token_ids.iter()).copied().collect();
     eos.extend(n.arg("stop").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_int).map(|x| x as u32));
-    let opts = GenerateOptions {
+    let mut opts = GenerateOptions {
         max_new_tokens: int_arg(n, "max_new_tokens").unwrap_or(50) as usize,
         eos_ids: eos,
         argmax: true,
@@ -324,17 +344,21 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
     bar.set_style(indicatif::ProgressStyle::with_template("    {bar:30} {pos}/{len} prompts [{elapsed_precise}, ETA {eta}] {msg}").unwrap());
     for chunk in prompts.chunks(batch) {
         let ps: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.prep.ids.clone(), ..Default::default() }).collect();
-        let mut policy = dynamic.as_ref().map(|(k, order, seed, mode)| DynamicPolicy {
-            k: *k,
-            order: order.clone(),
-            mode: *mode,
+        if let (Some(sets), Some(m)) = (&prompt_sets, opts.fixed_mask.as_mut()) {
+            m.per_prompt = chunk.iter().map(|p| sets.heads_for(&p.prep.id, &p.meta)).collect::<Result<_, _>>()?;
+        }
+        let mut policy = dynamic.as_ref().map(|d| DynamicPolicy {
+            k: d.k,
+            order: d.order.clone(),
+            static_rank: d.static_rank.iter().enumerate().map(|(i, h)| (*h, i)).collect(),
+            mode: d.mode.unwrap_or(MaskMode::UniformAttention),
             n_heads,
             needles: chunk.iter().map(|p| {
                 let mut m = vec![false; p.prep.ids.len()];
                 p.prep.needle_span.iter().for_each(|&i| m[i] = true);
                 m
             }).collect(),
-            rng: niah::PyRandom::new(*seed),
+            rng: niah::PyRandom::new(d.seed),
         });
         let gens = generate(&lm.model, &ps, &opts, policy.as_mut().map(|p| p as &mut dyn StepPolicy), |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;
         bar.inc(chunk.len() as u64);
@@ -354,6 +378,14 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
                         let h: Vec<[usize; 2]> = retrieval_heads(clean, n_heads, &p.prep.ids, &needle).into_iter().map(|(l, h)| [l, h]).collect();
                         v["clean_heads"] = json!(h);
                         v["clean_token"] = json!(clean.token);
+                        v["masked"] = json!(s.masked);
+                        if dynamic.as_ref().is_some_and(|d| d.post_token == "clean") && s.unmasked.is_some() {
+                            // H'_t scored against the clean pass's token ŷ_t (option 13).
+                            let rec = crate::engine::generate::StepRecord { token: clean.token, argmax: s.argmax.clone(), ..Default::default() };
+                            let hp: Vec<[usize; 2]> = retrieval_heads(&rec, n_heads, &p.prep.ids, &needle).into_iter().map(|(l, h)| [l, h]).collect();
+                            v["post_heads"] = json!(hp);
+                        }
+                    } else if !s.masked.is_empty() {
                         v["masked"] = json!(s.masked);
                     }
                     if !s.hidden.is_empty() {
@@ -377,8 +409,83 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
     }
     bar.finish_and_clear();
     let info = json!({"model": model_name, "dataset": dataset_name, "layers": lm.model.config.num_layers, "heads": n_heads,
-        "device": device::describe(lm.model.device), "samples": total});
+        "device": device::describe(lm.model.device), "samples": total, "intervention": intervention});
     Ok(vec![("trace.jsonl".into(), out.into_bytes()), ("trace_info.json".into(), serde_json::to_vec_pretty(&info).unwrap())])
+}
+
+/// The `heads.json` of a `dynamic(...)` head set.
+#[derive(serde::Deserialize)]
+struct DynamicSpec {
+    k: Option<usize>,
+    order: String,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default = "post_masked")]
+    post_token: String,
+    #[serde(default)]
+    static_rank: Vec<Head>,
+    #[serde(skip)]
+    mode: Option<MaskMode>,
+}
+
+fn post_masked() -> String {
+    "masked".into()
+}
+
+/// Fixed head sets that differ per sample: a random baseline (redrawn per sample or per cell) or
+/// a ranking cut at each sample's own matched count.
+enum PromptSets {
+    Random { pool: Vec<Head>, count: usize, per_sample_count: Option<BTreeMap<String, usize>>, per_cell: bool, seed: u64, name: String },
+    PerSample { sets: BTreeMap<String, Vec<Head>>, name: String },
+}
+
+impl PromptSets {
+    fn from_spec(spec: &Json, name: &str) -> Result<Option<Self>, String> {
+        if let Some(r) = spec.get("random") {
+            let pool: Vec<Head> = serde_json::from_value(r["pool"].clone()).map_err(|e| e.to_string())?;
+            let per_sample_count: Option<BTreeMap<String, usize>> = serde_json::from_value(r["per_sample_count"].clone()).map_err(|e| e.to_string())?;
+            return Ok(Some(PromptSets::Random {
+                pool,
+                count: r["count"].as_u64().unwrap_or(0) as usize,
+                per_sample_count,
+                per_cell: r["redraw"] == json!("per_cell"),
+                seed: r["seed"].as_u64().unwrap_or(0),
+                name: name.to_string(),
+            }));
+        }
+        if let Some(p) = spec.get("per_sample") {
+            let sets = serde_json::from_value(p.clone()).map_err(|e| e.to_string())?;
+            return Ok(Some(PromptSets::PerSample { sets, name: name.to_string() }));
+        }
+        Ok(None)
+    }
+
+    fn heads_for(&self, id: &str, meta: &Json) -> Result<Vec<Head>, String> {
+        let missing = |name: &str| format!("sample `{id}` is not in the trace that `{name}` is matched to: match it to a trace of the same dataset");
+        match self {
+            PromptSets::PerSample { sets, name } => sets.get(id).cloned().ok_or_else(|| missing(name)),
+            PromptSets::Random { pool, count, per_sample_count, per_cell, seed, name } => {
+                let count = match per_sample_count {
+                    Some(m) => *m.get(id).ok_or_else(|| missing(name))?,
+                    None => *count,
+                };
+                // One stream per sample (or per (length, depth) cell), derived from the seed, so a
+                // draw does not depend on batch order.
+                let key = if *per_cell { format!("{seed}/{}/{}", meta["length"], meta["depth"]) } else { format!("{seed}/{id}") };
+                use sha2::Digest;
+                let d = sha2::Sha256::digest(key.as_bytes());
+                let mut rng = niah::PyRandom::new(u64::from_le_bytes(d[..8].try_into().unwrap()));
+                let mut p = pool.clone();
+                for i in 0..count.min(p.len()) {
+                    let j = i + (rng.getrandbits_128() % (p.len() - i) as u128) as usize;
+                    p.swap(i, j);
+                }
+                let mut set = p[..count.min(p.len())].to_vec();
+                set.sort();
+                Ok(set)
+            }
+        }
+    }
 }
 
 /// Per-step dynamic ablation (Section 3.3): the unmasked pass of a step gives H_t (Eq. 1 with
@@ -387,6 +494,8 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
 struct DynamicPolicy {
     k: Option<usize>,
     order: String,
+    /// Rank of each head in the static ranking (`order: static_rank`).
+    static_rank: BTreeMap<Head, usize>,
     mode: MaskMode,
     n_heads: usize,
     /// Needle mask per sequence of the batch.
@@ -402,6 +511,12 @@ impl StepPolicy for DynamicPolicy {
             "attn_weight" => h.sort_by(|a, b| {
                 let w = |x: &(usize, usize)| unmasked.argmax_weight[x.0 * self.n_heads + x.1];
                 w(b).total_cmp(&w(a)).then(a.cmp(b))
+            }),
+            // Best static rank first; heads outside the ranking after them, by attention weight.
+            "static_rank" => h.sort_by(|a, b| {
+                let r = |x: &(usize, usize)| self.static_rank.get(x).copied().unwrap_or(usize::MAX);
+                let w = |x: &(usize, usize)| unmasked.argmax_weight[x.0 * self.n_heads + x.1];
+                r(a).cmp(&r(b)).then(w(b).total_cmp(&w(a))).then(a.cmp(b))
             }),
             "random" => {
                 // Fisher–Yates with the seeded stream.
@@ -443,7 +558,7 @@ fn samples_of(a: &Artifact, min_recall: f64) -> Result<Vec<(SampleHeads, Json)>,
         .collect()
 }
 
-fn input<'a>(inputs: &'a BTreeMap<String, &Artifact>, n: &Node, param: &str) -> Result<(&'a Artifact, String), String> {
+pub(super) fn input<'a>(inputs: &'a BTreeMap<String, &Artifact>, n: &Node, param: &str) -> Result<(&'a Artifact, String), String> {
     let name = n.arg(param).and_then(ref_name).ok_or_else(|| format!("`{param}` is not a reference"))?;
     Ok((inputs.get(name).ok_or_else(|| format!("`{name}` not computed"))?, name.to_string()))
 }
@@ -481,10 +596,61 @@ fn heads(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result
             let (a, _) = input(inputs, n, "heads")?;
             let v = read_json(a, "heads.json")?;
             let ranked: Vec<(usize, usize, f64)> = serde_json::from_value(v["ranked"].clone()).unwrap_or_default();
-            let k = n.arg("n").and_then(Value::as_int).unwrap_or(1) as usize;
             let base: Vec<Head> = if ranked.is_empty() { heads_of(a)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() };
-            let selected: Vec<Head> = base.into_iter().take(k).collect();
-            Ok(write(&selected, &ranked.iter().take(k).map(|r| ((r.0, r.1), r.2)).collect::<Vec<_>>()))
+            let (k, per_sample) = match n.arg("n").and_then(Value::as_int) {
+                Some(k) => (k as usize, None),
+                None => {
+                    let (t, t_name) = input(inputs, n, "matched")?;
+                    let m = matched_count(t, &t_name, enum_arg(n, "match_count").unwrap_or("global_mean"))?;
+                    (m.global, m.per_sample)
+                }
+            };
+            // A ranking shorter than k (e.g. a static set from runs that all failed Wu's success
+            // filter) gives what it has; heads.json records both counts.
+            let selected: Vec<Head> = base.iter().copied().take(k).collect();
+            let mut files = write(&selected, &ranked.iter().take(k).map(|r| ((r.0, r.1), r.2)).collect::<Vec<_>>());
+            if let Some(per) = per_sample {
+                // Each sample masks its own count of the ranking's first heads.
+                let mut v: Json = serde_json::from_slice(&files[0].1).unwrap();
+                v["per_sample"] = json!(per.iter().map(|(id, &c)| (id.clone(), json!(base.iter().take(c).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>());
+                files[0].1 = serde_json::to_vec_pretty(&v).unwrap();
+            }
+            Ok(files)
+        }
+        "random" => {
+            let (m, _) = input(inputs, n, "model")?;
+            let info = read_json(m, "model.json")?;
+            let (layers, per_layer) = (info["layers"].as_u64().unwrap_or(0) as usize, info["heads"].as_u64().unwrap_or(0) as usize);
+            let excluded: BTreeSet<Head> = match n.arg("exclude") {
+                Some(_) => {
+                    let (e, _) = input(inputs, n, "exclude")?;
+                    let v = read_json(e, "heads.json")?;
+                    let ranked: Vec<(usize, usize, f64)> = serde_json::from_value(v["ranked"].clone()).unwrap_or_default();
+                    let list: Vec<Head> = if ranked.is_empty() { heads_of(e)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() };
+                    let top = int_arg(n, "exclude_top").unwrap_or(20) as usize;
+                    list.into_iter().take(top).collect()
+                }
+                None => BTreeSet::new(),
+            };
+            let pool: Vec<Head> = (0..layers).flat_map(|l| (0..per_layer).map(move |h| (l, h))).filter(|h| !excluded.contains(h)).collect();
+            let (count, per_sample) = match int_arg(n, "count") {
+                Some(c) => (c as usize, None),
+                None => {
+                    let (t, t_name) = input(inputs, n, "matched")?;
+                    let m = matched_count(t, &t_name, enum_arg(n, "match_count").unwrap_or("global_mean"))?;
+                    (m.global, m.per_sample)
+                }
+            };
+            let most = per_sample.as_ref().and_then(|p| p.values().max().copied()).unwrap_or(0).max(count);
+            if most > pool.len() {
+                return Err(format!("{most} random heads asked of a pool of {} heads ({} left out)", pool.len(), excluded.len()));
+            }
+            let spec = json!({
+                "heads": [], "ranked": [],
+                "random": {"pool": pool, "count": count, "per_sample_count": per_sample, "excluded": excluded.len(),
+                           "redraw": enum_arg(n, "redraw").unwrap_or("per_sample"), "seed": int_arg(n, "seed").unwrap_or(0)},
+            });
+            Ok(vec![("heads.json".into(), serde_json::to_vec_pretty(&spec).unwrap())])
         }
         "explicit" => {
             let heads: Vec<Head> = n.arg("heads").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| if let Value::Head { layer, head, .. } = v { Some((*layer, *head)) } else { None }).collect();
@@ -516,11 +682,49 @@ fn heads(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result
             // The per-step sets are found online by the trace that masks them (two passes per
             // step); this artifact records how.
             let k = int_arg(n, "k");
-            let v = json!({"dynamic": true, "k": k, "order": enum_arg(n, "order").unwrap_or("attn_weight"), "seed": int_arg(n, "seed").unwrap_or(0)});
+            let static_rank: Vec<Head> = match n.arg("static") {
+                Some(_) => {
+                    let (st, _) = input(inputs, n, "static")?;
+                    let v = read_json(st, "heads.json")?;
+                    let ranked: Vec<(usize, usize, f64)> = serde_json::from_value(v["ranked"].clone()).unwrap_or_default();
+                    if ranked.is_empty() { heads_of(st)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() }
+                }
+                None => vec![],
+            };
+            let v = json!({"dynamic": true, "k": k, "order": enum_arg(n, "order").unwrap_or("attn_weight"), "seed": int_arg(n, "seed").unwrap_or(0),
+                "post_token": enum_arg(n, "post_token").unwrap_or("masked"), "static_rank": static_rank});
             Ok(vec![("heads.json".into(), serde_json::to_vec_pretty(&v).unwrap())])
         }
         other => Err(format!("heads `{other}`")),
     }
+}
+
+/// How many heads a baseline masks to match a dynamic-ablation trace (reference §8.4, option 9).
+struct MatchedCount {
+    /// Mean number of masked heads per step over all steps of all samples, rounded.
+    global: usize,
+    /// Per sample id: that sample's mean, rounded (`match_count: sample_mean`).
+    per_sample: Option<BTreeMap<String, usize>>,
+}
+
+fn matched_count(trace: &Artifact, name: &str, mode: &str) -> Result<MatchedCount, String> {
+    let lines = read_jsonl(trace, "trace.jsonl")?;
+    let (mut total, mut steps) = (0usize, 0usize);
+    let mut per = BTreeMap::new();
+    for line in &lines {
+        let st = line["steps"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        if st.iter().any(|s| s.get("clean_heads").is_none()) {
+            return Err(format!("`{name}` is not a dynamic-ablation trace (its steps record no `clean_heads`): match against a trace that masks `dynamic(...)` heads"));
+        }
+        let masked: usize = st.iter().map(|s| s["masked"].as_array().map_or(0, Vec::len)).sum();
+        total += masked;
+        steps += st.len();
+        per.insert(line["id"].as_str().unwrap_or("").to_string(), (masked as f64 / st.len().max(1) as f64).round() as usize);
+    }
+    if steps == 0 {
+        return Err(format!("`{name}` has no generated steps to match"));
+    }
+    Ok(MatchedCount { global: (total as f64 / steps as f64).round() as usize, per_sample: (mode == "sample_mean").then_some(per) })
 }
 
 fn dynamism_table(_ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
@@ -565,17 +769,12 @@ fn scores_table(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) ->
     let n = &step.node;
     let traces: Vec<&str> = n.arg("traces").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(ref_name).collect();
     let by: Vec<&str> = n.arg("by").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_str).collect();
-    let case_insensitive = enum_arg(n, "uuid_match") == Some("case_insensitive");
     let mut rows = Vec::new();
     for t in &traces {
         let a = inputs.get(*t).ok_or_else(|| format!("`{t}` not computed"))?;
         let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
         for line in read_jsonl(a, "trace.jsonl")? {
-            let text = line["text"].as_str().unwrap_or("");
-            let Some(ans) = line["answer"].as_str() else { continue };
-            let acc = if case_insensitive { uuid_accuracy(&text.to_lowercase(), &ans.to_lowercase()) } else { uuid_accuracy(text, ans) };
-            let target = if enum_arg(n, "rouge_target") == Some("needle") { format!("The magic word is {ans}.") } else { ans.to_string() };
-            let rl = rouge_l(&target, text).f;
+            let Some((acc, rl)) = task_scores(n, &line) else { continue };
             let key = by.iter().map(|b| format!("{b}={}", line["meta"][b])).collect::<Vec<_>>().join(", ");
             let g = groups.entry(key).or_default();
             g.0.push(acc);
@@ -598,6 +797,16 @@ fn scores_table(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) ->
         ..Default::default()
     };
     Ok(vec![("table.json".into(), serde_json::to_vec_pretty(&table).unwrap())])
+}
+
+/// UUID accuracy and ROUGE-L of one generation against its answer (`None` without an answer),
+/// with the node's `uuid_match` / `rouge_target` options.
+pub(super) fn task_scores(n: &Node, line: &Json) -> Option<(f64, f64)> {
+    let text = line["text"].as_str().unwrap_or("");
+    let ans = line["answer"].as_str()?;
+    let acc = if enum_arg(n, "uuid_match") == Some("case_insensitive") { uuid_accuracy(&text.to_lowercase(), &ans.to_lowercase()) } else { uuid_accuracy(text, ans) };
+    let target = if enum_arg(n, "rouge_target") == Some("needle") { format!("The magic word is {ans}.") } else { ans.to_string() };
+    Some((acc, rouge_l(&target, text).f))
 }
 
 fn heatmap(_ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
@@ -642,14 +851,31 @@ fn report_data(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> 
     let n = &step.node;
     let names = |param: &str| -> Vec<String> { n.arg(param).and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(ref_name).map(str::to_string).collect() };
     let mut tables = Vec::new();
+    let mut ours = Vec::new();
+    let constructor = |name: &str| ctx.plan.step(name).map(|s| s.node.constructor.clone()).unwrap_or_default();
     for t in names("tables") {
         let a = inputs.get(&t).ok_or_else(|| format!("`{t}` not computed"))?;
-        tables.push(serde_json::from_value::<Table>(read_json(a, "table.json")?).map_err(|e| e.to_string())?);
+        let table = serde_json::from_value::<Table>(read_json(a, "table.json")?).map_err(|e| e.to_string())?;
+        ours.push(super::paper::Ours { constructor: constructor(&t), node: t.clone(), table: Some(table.clone()), compare: read_json(a, "compare.json").ok() });
+        tables.push(table);
     }
     let mut figures = Vec::new();
     for f in names("figures") {
         let a = inputs.get(&f).ok_or_else(|| format!("`{f}` not computed"))?;
         figures.push(serde_json::from_value::<Figure>(read_json(a, "figure.json")?).map_err(|e| e.to_string())?);
+        ours.push(super::paper::Ours { constructor: constructor(&f), node: f.clone(), table: None, compare: read_json(a, "compare.json").ok() });
+    }
+    let mut sections = vec![Section { title: "Results".into(), text: String::new(), tables, figures }];
+    let refs: Vec<&str> = n.arg("compare").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| if let Value::Builtin { name, .. } = v { Some(name.as_str()) } else { None }).collect();
+    if !refs.is_empty() {
+        let mut text = Vec::new();
+        let mut ref_tables = Vec::new();
+        for r in refs {
+            let c = super::paper::compare(r, &ours)?;
+            text.push(c.text);
+            ref_tables.extend(c.table);
+        }
+        sections.push(Section { title: "The paper's values beside ours".into(), text: text.join("\n\n"), tables: ref_tables, figures: vec![] });
     }
     let mut prov = report::Provenance::current();
     prov.started = ctx.started_at.clone();
@@ -681,7 +907,7 @@ fn report_data(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> 
     let report = Report {
         title,
         subtitle: Some(format!("experiment `{}`, report `{}`", ctx.program.experiment.name, n.name)),
-        sections: vec![Section { title: "Results".into(), text: String::new(), tables, figures }],
+        sections,
         provenance: prov,
     };
     let mut files = vec![("report.json".to_string(), serde_json::to_vec_pretty(&report).unwrap())];

@@ -1,0 +1,193 @@
+//! Table 2: an MLP probe from the final hidden state of a step to the set of heads that are
+//! retrieval heads at that step (paper A.5, reference-algorithms §5 and §8.7), trained with
+//! `tch` (on the GPU when the tensors live there), and the two baselines no one reported: a
+//! logistic regression per head and the "always the static set" predictor.
+use tch::nn::{self, ModuleT, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+/// The Asymmetric Loss of Ridnik et al. (ASL's `AsymmetricLoss` class): for p = σ(x),
+/// p_m = max(p − clip, 0),
+/// `L = −Σ [ y (1−p)^γ+ log(max(p, ε)) + (1−y) p_m^γ− log(max(1−p_m, ε)) ]`,
+/// the focusing weight computed without gradient (`disable_torch_grad_focal_loss=True`) and the
+/// sum taken over batch × labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Asl {
+    pub gamma_neg: f64,
+    pub gamma_pos: f64,
+    pub clip: f64,
+    pub eps: f64,
+}
+
+impl Default for Asl {
+    fn default() -> Self {
+        Self { gamma_neg: 4.0, gamma_pos: 1.0, clip: 0.05, eps: 1e-8 }
+    }
+}
+
+impl Asl {
+    pub fn loss(&self, logits: &Tensor, y: &Tensor) -> Tensor {
+        let p = logits.sigmoid();
+        let neg = (p.ones_like() - &p + self.clip).clamp_max(1.0);
+        let los_pos = y * p.clamp_min(self.eps).log();
+        let not_y: Tensor = y.ones_like() - y;
+        let los_neg = &not_y * neg.clamp_min(self.eps).log();
+        let w = tch::no_grad(|| {
+            let pt: Tensor = &p * y + &neg * &not_y;
+            let gamma: Tensor = y * self.gamma_pos + &not_y * self.gamma_neg;
+            (pt.ones_like() - &pt).pow(&gamma)
+        });
+        -((los_pos + los_neg) * w).sum(logits.kind())
+    }
+}
+
+/// Which weights are evaluated after training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// After the last epoch (default: the paper states 100 epochs and no early stopping).
+    Last,
+    /// The epoch with the lowest validation loss.
+    BestValLoss,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// Hidden layer widths; the paper's [8192, 4096, 4096] for d = 4096 is [2d, d, d].
+    pub layers: Vec<usize>,
+    pub gelu: bool,
+    pub dropout: f64,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub clip_grad_norm: f64,
+    /// ReduceLROnPlateau on the validation loss (PyTorch defaults: factor 0.1, threshold 1e-4 rel).
+    pub patience: usize,
+    pub asl: Asl,
+    pub checkpoint: Checkpoint,
+    pub seed: u64,
+    pub device: Device,
+}
+
+/// Rows of one split: hidden states `[N, d]` and 0/1 labels `[N, heads]`, f32.
+pub struct Split {
+    pub x: Tensor,
+    pub y: Tensor,
+}
+
+impl Split {
+    pub fn from_rows(x: &[Vec<f32>], y: &[Vec<f32>]) -> Split {
+        let d = x.first().map_or(0, Vec::len) as i64;
+        let h = y.first().map_or(0, Vec::len) as i64;
+        let xs: Vec<f32> = x.iter().flatten().copied().collect();
+        let ys: Vec<f32> = y.iter().flatten().copied().collect();
+        Split { x: Tensor::from_slice(&xs).view([x.len() as i64, d]), y: Tensor::from_slice(&ys).view([y.len() as i64, h]) }
+    }
+    pub fn rows(&self) -> i64 {
+        self.x.size()[0]
+    }
+}
+
+/// What training did, for the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainLog {
+    pub train_loss: Vec<f64>,
+    pub val_loss: Vec<f64>,
+    pub lr: Vec<f64>,
+    pub best_epoch: usize,
+}
+
+fn mlp(vs: &nn::Path, d_in: i64, layers: &[usize], d_out: i64, dropout: f64, gelu: bool) -> impl nn::ModuleT {
+    let mut seq = nn::seq_t();
+    let mut d = d_in;
+    for (i, &w) in layers.iter().enumerate() {
+        seq = seq.add(nn::linear(vs / format!("hidden{i}"), d, w as i64, Default::default()));
+        seq = if gelu { seq.add_fn(|x| x.gelu("none")) } else { seq.add_fn(|x| x.relu()) };
+        seq = seq.add_fn_t(move |x, train| x.dropout(dropout, train));
+        d = w as i64;
+    }
+    seq.add(nn::linear(vs / "out", d, d_out, Default::default()))
+}
+
+/// Trains the probe and returns the sigmoid scores of `eval` splits (on the CPU, f32) and the log.
+pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -> Result<(Vec<Tensor>, TrainLog), tch::TchError> {
+    tch::manual_seed(opts.seed as i64);
+    let vs = nn::VarStore::new(opts.device);
+    let d_in = train.x.size()[1];
+    let d_out = train.y.size()[1];
+    let net = mlp(&vs.root(), d_in, &opts.layers, d_out, opts.dropout, opts.gelu);
+    let mut opt = nn::Adam::default().build(&vs, opts.lr)?;
+    let (tx, ty) = (train.x.to_device(opts.device), train.y.to_device(opts.device));
+    let (vx, vy) = (val.x.to_device(opts.device), val.y.to_device(opts.device));
+    let n = tx.size()[0];
+    let bs = opts.batch_size as i64;
+    let mut lr = opts.lr;
+    let (mut best, mut bad) = (f64::INFINITY, 0usize);
+    let mut log = TrainLog { train_loss: vec![], val_loss: vec![], lr: vec![], best_epoch: 0 };
+    let mut best_weights: Option<Vec<(String, Tensor)>> = None;
+    let mut best_val = f64::INFINITY;
+    for epoch in 0..opts.epochs {
+        let perm = Tensor::randperm(n, (Kind::Int64, opts.device));
+        let mut total = 0.0;
+        let mut start = 0;
+        while start < n {
+            let len = bs.min(n - start);
+            let idx = perm.narrow(0, start, len);
+            let loss = opts.asl.loss(&net.forward_t(&tx.index_select(0, &idx), true), &ty.index_select(0, &idx));
+            opt.zero_grad();
+            loss.backward();
+            opt.clip_grad_norm(opts.clip_grad_norm);
+            opt.step();
+            total += loss.double_value(&[]);
+            start += len;
+        }
+        let val_loss = tch::no_grad(|| opts.asl.loss(&net.forward_t(&vx, false), &vy).double_value(&[]));
+        log.train_loss.push(total);
+        log.val_loss.push(val_loss);
+        log.lr.push(lr);
+        if val_loss < best_val {
+            best_val = val_loss;
+            log.best_epoch = epoch;
+            if opts.checkpoint == Checkpoint::BestValLoss {
+                best_weights = Some(vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect());
+            }
+        }
+        // ReduceLROnPlateau(mode="min", factor=0.1, patience, threshold=1e-4, "rel").
+        if val_loss < best * (1.0 - 1e-4) {
+            best = val_loss;
+            bad = 0;
+        } else {
+            bad += 1;
+            if bad > opts.patience {
+                lr *= 0.1;
+                opt.set_lr(lr);
+                bad = 0;
+            }
+        }
+    }
+    if let Some(w) = best_weights {
+        let mut vars = vs.variables();
+        tch::no_grad(|| {
+            for (k, v) in w {
+                if let Some(t) = vars.get_mut(&k) {
+                    t.copy_(&v);
+                }
+            }
+        });
+    }
+    let scores = eval
+        .iter()
+        .map(|s| tch::no_grad(|| net.forward_t(&s.x.to_device(opts.device), false).sigmoid().to_device(Device::Cpu)))
+        .collect();
+    Ok((scores, log))
+}
+
+/// Flattened (score, label) pairs of a `[N, heads]` score tensor and its labels.
+pub fn pairs(scores: &Tensor, y: &Tensor) -> (Vec<f64>, Vec<bool>) {
+    let s = Vec::<f64>::try_from(&scores.to_kind(Kind::Double).contiguous().view(-1)).unwrap_or_default();
+    let l = Vec::<f64>::try_from(&y.to_kind(Kind::Double).contiguous().view(-1)).unwrap_or_default();
+    (s, l.into_iter().map(|v| v > 0.5).collect())
+}
+
+/// Columns of a `[N, heads]` tensor as (scores, labels) per head.
+pub fn columns(scores: &Tensor, y: &Tensor) -> Vec<(Vec<f64>, Vec<bool>)> {
+    (0..scores.size()[1]).map(|j| pairs(&scores.select(1, j), &y.select(1, j))).collect()
+}

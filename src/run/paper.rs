@@ -1,0 +1,185 @@
+//! The paper's published values (`compare: [paper.table1, …]` in a report), put beside ours,
+//! with plain statements of where ours fall. The values live in
+//! `reports/paper/retrieval-heads-are-dynamic.json` (compiled in) so a report never depends
+//! on a file outside the project.
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::report::{Cell as RCell, CellValue, Column, Row, Table};
+
+const PAPER_JSON: &str = include_str!("../../reports/paper/retrieval-heads-are-dynamic.json");
+
+#[derive(Debug, Deserialize)]
+struct PaperFile {
+    paper: String,
+    refs: std::collections::BTreeMap<String, PaperRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PaperRef {
+    title: String,
+    /// The constructor whose results this reference is compared with.
+    constructor: String,
+    #[serde(default)]
+    columns: Vec<String>,
+    /// `[label, value or null, …]` per row.
+    #[serde(default)]
+    rows: Vec<Vec<Json>>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// One of our results that a reference can be compared with.
+pub(super) struct Ours {
+    /// Constructor of the node that made it (`dynamism`, `probe`, `progressive`, …).
+    pub constructor: String,
+    pub node: String,
+    /// Its table, when it is one.
+    pub table: Option<Table>,
+    /// Its `compare.json` (`{"columns": [...], "rows": [[label, v, …]]}`), when it wrote one.
+    pub compare: Option<Json>,
+}
+
+/// What a reference turns into in the report.
+pub(super) struct Comparison {
+    pub table: Option<Table>,
+    /// Markdown: what the paper says and where our numbers fall.
+    pub text: String,
+}
+
+/// Whether `paper.<name>` has transcribed values (the executor rejects the others up front).
+pub(super) fn has(name: &str) -> bool {
+    paper().refs.contains_key(name)
+}
+
+fn paper() -> PaperFile {
+    serde_json::from_str(PAPER_JSON).expect("reports/paper/retrieval-heads-are-dynamic.json is valid (checked by a test)")
+}
+
+/// Our rows for a reference's columns: from a `compare.json` (matched by column name), or from a
+/// table (columns matched by header).
+fn our_rows(r: &PaperRef, o: &Ours) -> Vec<(String, Vec<Option<f64>>)> {
+    let pick = |names: &[String], label: String, vals: &dyn Fn(usize) -> Option<f64>| -> Option<(String, Vec<Option<f64>>)> {
+        let idx: Vec<Option<usize>> = r.columns.iter().map(|c| names.iter().position(|n| n.eq_ignore_ascii_case(c))).collect();
+        idx.iter().any(Option::is_some).then(|| (label, idx.iter().map(|i| i.and_then(vals)).collect()))
+    };
+    if let Some(c) = &o.compare {
+        let names: Vec<String> = c["columns"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+        return c["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|row| {
+                        let label = format!("ours: {}", row[0].as_str().unwrap_or(&o.node));
+                        pick(&names, label, &|i| row.get(i + 1).and_then(Json::as_f64))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    if let Some(t) = &o.table {
+        let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+        return t
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let label = format!("ours: {} ({})", row.label, o.node);
+                pick(&names, label, &|i| match row.cells.get(i).map(|c| &c.value) {
+                    Some(CellValue::Number { value, .. }) => Some(*value),
+                    _ => None,
+                })
+            })
+            .collect();
+    }
+    vec![]
+}
+
+fn fmt(v: f64) -> String {
+    format!("{v:.4}")
+}
+
+/// Builds the comparison for `paper.<name>` from the results of this report.
+pub(super) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
+    let p = paper();
+    let r = p.refs.get(name).ok_or_else(|| format!("`paper.{name}` has no values in reports/paper/retrieval-heads-are-dynamic.json"))?;
+    let mine: Vec<&Ours> = ours.iter().filter(|o| o.constructor == r.constructor).collect();
+    let mut text = format!("**{}** — {}.", r.title, p.paper);
+    if let Some(t) = &r.text {
+        text += &format!(" The paper: “{t}”");
+    }
+    if mine.is_empty() {
+        text += &format!(" This report has no `{}` result to compare.", r.constructor);
+        return Ok(Comparison { table: None, text });
+    }
+    if r.columns.is_empty() || r.rows.is_empty() {
+        // Text-only reference: list our numbers.
+        for o in &mine {
+            if let Some(c) = &o.compare {
+                let cols: Vec<&str> = c["columns"].as_array().map(|a| a.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
+                let rows: Vec<String> = c["rows"]
+                    .as_array()
+                    .map(|rows| rows.iter().map(|row| format!("`{}` ({}): {}", row[0].as_str().unwrap_or(""), row[1].as_str().unwrap_or(""), row.get(2).and_then(Json::as_f64).map(fmt).unwrap_or("—".into()))).collect())
+                    .unwrap_or_default();
+                text += &format!(" Ours ({}, `{}`): {}.", cols.last().unwrap_or(&""), o.node, rows.join("; "));
+            }
+        }
+        return Ok(Comparison { table: None, text });
+    }
+    let paper_rows: Vec<(String, Vec<Option<f64>>)> =
+        r.rows.iter().map(|row| (row[0].as_str().unwrap_or("").to_string(), row[1..].iter().map(Json::as_f64).collect())).collect();
+    let our: Vec<(String, Vec<Option<f64>>)> = mine.iter().flat_map(|o| our_rows(r, o)).collect();
+    let cell = |v: Option<f64>| v.map(RCell::num).unwrap_or_else(RCell::empty);
+    let mut rows: Vec<Row> = paper_rows.iter().map(|(l, v)| Row::new(format!("paper: {l}"), v.iter().map(|x| cell(*x)).collect())).collect();
+    rows.extend(our.iter().map(|(l, v)| Row::new(l.clone(), v.iter().map(|x| cell(*x)).collect())));
+    // Where each of our numbers falls relative to the paper's range for that column.
+    let mut notes = Vec::new();
+    for (ci, col) in r.columns.iter().enumerate() {
+        let pv: Vec<f64> = paper_rows.iter().filter_map(|(_, v)| v.get(ci).copied().flatten()).collect();
+        if pv.is_empty() || col == "k" {
+            continue;
+        }
+        let (lo, hi) = pv.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+        for (label, v) in &our {
+            if let Some(x) = v.get(ci).copied().flatten() {
+                let at = if x < lo {
+                    "below the paper's range"
+                } else if x > hi {
+                    "above the paper's range"
+                } else {
+                    "inside the paper's range"
+                };
+                let range = if lo == hi { fmt(lo) } else { format!("{}–{}", fmt(lo), fmt(hi)) };
+                notes.push(format!("{col}: {label} = {} is {at} ({range})", fmt(x)));
+            }
+        }
+    }
+    if !notes.is_empty() {
+        text += &format!(" Where ours fall: {}.", notes.join("; "));
+    }
+    let table = Table {
+        id: format!("paper_{name}"),
+        caption: format!("{} — the paper's values (rows `paper: …`, transcribed from the paper) beside ours (rows `ours: …`, measured by this run).", r.title),
+        row_header: "Model / run".into(),
+        columns: r.columns.iter().map(|c| Column::new(c.clone()).precision(if c == "k" { 0 } else { 4 })).collect(),
+        rows,
+        ..Default::default()
+    };
+    Ok(Comparison { table: Some(table), text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_paper_ref_the_language_accepts_has_values() {
+        let p = paper();
+        for name in crate::lang::schema::PAPER_REFS {
+            if ["table3", "table4"].contains(name) {
+                continue; // Sections 4–5, not transcribed yet.
+            }
+            let r = p.refs.get(*name).unwrap_or_else(|| panic!("paper.{name} missing"));
+            assert!(r.rows.iter().all(|row| row.len() == r.columns.len() + 1), "paper.{name}: row widths");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Section 3.4 analyses against reference implementations, through the committed fixture
+//! `tests/fixtures/analysis/reference.json` made by `scripts/fixtures/analysis_reference.py`
+//! (sklearn PCA + statsmodels CanCorr for CCA, sklearn for AUPRC and the best-F1 threshold, the
+//! ASL formula in numpy).
+use rhx::analysis::cca::{self, CcaOptions, Pca};
+use rhx::analysis::metrics::{average_precision, best_f1_threshold};
+use rhx::analysis::probe::Asl;
+use serde_json::Value;
+use tch::{Kind, Tensor};
+
+fn fixture() -> Value {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/analysis/reference.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn rows(v: &Value) -> Vec<Vec<f64>> {
+    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+#[test]
+fn cca_equals_sklearn_pca_and_statsmodels_cancorr() {
+    for (i, case) in fixture()["cca"].as_array().unwrap().iter().enumerate() {
+        let x = cca::matrix(&rows(&case["x"]));
+        let y = cca::min_max(&cca::matrix(&rows(&case["y"])));
+        let opts = CcaOptions::default();
+        // sklearn's PCA(0.95) / PCA(0.99) component counts.
+        assert_eq!(Pca::fit(&x, 0.95).kept() as u64, case["kx"].as_u64().unwrap(), "case {i}: kx");
+        assert_eq!(Pca::fit(&y, 0.99).kept() as u64, case["ky"].as_u64().unwrap(), "case {i}: ky");
+        let fit = cca::fit(&x, &y, None, None, &opts);
+        let want = floats(&case["rho"]);
+        assert_eq!(fit.in_sample.len(), want.len().min(50), "case {i}: number of correlations");
+        for (j, (a, b)) in fit.in_sample.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() < 1e-9, "case {i} rho[{j}]: ours {a} statsmodels {b}");
+        }
+        // sklearn's NIPALS CCA agrees on the leading correlations (to its convergence tolerance).
+        for (j, b) in floats(&case["sklearn_cca_first2"]).iter().enumerate() {
+            assert!((fit.in_sample[j] - b).abs() < 1e-6, "case {i} sklearn CCA rho[{j}]: ours {} sklearn {b}", fit.in_sample[j]);
+        }
+    }
+}
+
+#[test]
+fn cca_held_out_is_below_in_sample_on_noise() {
+    // Independent X and Y: in-sample correlations are inflated by the fit, held-out ones are not.
+    tch::manual_seed(7);
+    let x = Tensor::randn([200, 30], (Kind::Double, tch::Device::Cpu));
+    let y = Tensor::randn([200, 20], (Kind::Double, tch::Device::Cpu));
+    let (xtr, xte) = (x.narrow(0, 0, 150), x.narrow(0, 150, 50));
+    let (ytr, yte) = (y.narrow(0, 0, 150), y.narrow(0, 150, 50));
+    let fit = cca::fit(&xtr, &ytr, None, Some((&xte, &yte)), &CcaOptions::default());
+    let held = fit.held_out.unwrap();
+    assert!(fit.in_sample[0] > 0.5, "in-sample top-1 on noise is inflated: {}", fit.in_sample[0]);
+    assert!(held[0].abs() < fit.in_sample[0] - 0.2, "held-out {} vs in-sample {}", held[0], fit.in_sample[0]);
+}
+
+#[test]
+fn auprc_and_best_f1_threshold_equal_sklearn() {
+    for case in fixture()["pr"].as_array().unwrap() {
+        let s = floats(&case["scores"]);
+        let l: Vec<bool> = case["labels"].as_array().unwrap().iter().map(|v| v.as_i64() == Some(1)).collect();
+        let ap = average_precision(&s, &l).unwrap();
+        assert!((ap - case["ap"].as_f64().unwrap()).abs() < 1e-12, "AP {ap} vs {}", case["ap"]);
+        let (t, f1) = best_f1_threshold(&s, &l).unwrap();
+        assert_eq!(t, case["best_threshold"].as_f64().unwrap());
+        assert!((f1 - case["best_f1"].as_f64().unwrap()).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn asl_equals_its_formula() {
+    for case in fixture()["asl"].as_array().unwrap() {
+        let x = cca::matrix(&rows(&case["logits"]));
+        let y = cca::matrix(&rows(&case["labels"]));
+        let asl = Asl { gamma_pos: case["gamma_pos"].as_f64().unwrap(), ..Asl::default() };
+        let got = asl.loss(&x, &y).double_value(&[]);
+        let want = case["loss"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-9 * want.abs().max(1.0), "ASL {got} vs {want}");
+    }
+    // The focusing weight carries no gradient: d/dx of the positive term is exactly
+    // −w·(1 − p) with w = (1 − p)^γ+ held constant.
+    let x = Tensor::from_slice(&[0.3f64]).view([1, 1]).set_requires_grad(true);
+    let y = Tensor::from_slice(&[1.0f64]).view([1, 1]);
+    let loss = Asl::default().loss(&x, &y);
+    loss.backward();
+    let p = 1.0 / (1.0 + (-0.3f64).exp());
+    let g = x.grad().double_value(&[0, 0]);
+    assert!((g - (-(1.0 - p) * (1.0 - p))).abs() < 1e-12, "grad {g}");
+}
