@@ -820,7 +820,7 @@ fn build() -> Registry {
         FuncSpec::new("top", "The first n heads of a ranked head set; with `matched: <trace>`, as many as that dynamic-ablation trace masked per step on average (the static baseline of Fig. 2).")
             .pos("heads", decl(Heads), "ranked heads")
             .pos_opt("n", int_min(1), "how many")
-            .opt("matched", decl(Trace), "take as many heads as this dynamic-ablation trace masked per step on average")
+            .opt("matched", decl(Trace), "take as many heads as this trace has per step on average: the heads a dynamic-ablation trace masked, or the Eq. 1 heads of any other trace")
             .def("match_count", enm(&["global_mean", "sample_mean", "per_step"]), "global_mean", "ablation.match_count: the average over all steps, or per sample")
             .exactly_one(&["n", "matched"]),
     );
@@ -835,7 +835,7 @@ fn build() -> Registry {
         .opt(
             "matched",
             decl(Trace),
-            "draw as many heads as the dynamic run masked on average",
+            "draw as many heads as this trace has per step on average: the heads a dynamic-ablation trace masked, or the Eq. 1 heads of any other trace",
         )
         .exactly_one(&["count", "matched"])
         .def(

@@ -210,7 +210,14 @@ pub(super) fn ablation_grid(step: &Step, inputs: &BTreeMap<String, &Artifact>) -
             cells.entry((len, format!("{depth:.4}"))).or_default().push(v);
             all.push(v);
         }
-        let kind = read_json(a, "trace_info.json").ok().and_then(|i| i["intervention"]["kind"].as_str().map(str::to_string)).unwrap_or_else(|| "none".into());
+        // What was masked: "dynamic", or a fixed / per-sample set with its size.
+        let info = read_json(a, "trace_info.json").ok().map(|i| i["intervention"].clone()).unwrap_or(Json::Null);
+        let kind = match (info["kind"].as_str(), info["count"].as_u64(), info["random"]["count"].as_u64()) {
+            (None, ..) => "none".to_string(),
+            (Some("per_sample"), _, Some(c)) => format!("{c} random heads"),
+            (Some("fixed"), Some(c), _) => format!("{c} fixed heads"),
+            (Some(k), ..) => k.to_string(),
+        };
         per_trace.push((name, cells, Spread::of(&all), kind));
     }
     depths.sort_by(f64::total_cmp);
@@ -231,7 +238,8 @@ pub(super) fn ablation_grid(step: &Step, inputs: &BTreeMap<String, &Artifact>) -
         id: n.name.clone(),
         title: format!("{label} by context length and needle depth"),
         caption: format!(
-            "Paper Fig. 2: {label} per (length, depth) cell, mean over {runs} runs, one panel per condition (panel title: its mean over all cells). Red = failure, green = success."
+            "Paper Fig. 2: {label} per (length, depth) cell, mean over {runs} runs, one panel per condition (panel title: its mean over all cells). Red = failure, green = success. Masked: {}.",
+            per_trace.iter().map(|(name, _, _, kind)| format!("`{name}` {kind}")).collect::<Vec<_>>().join(", ")
         ),
         x_label: "context length (tokens)".into(),
         y_label: "needle depth".into(),

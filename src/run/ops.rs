@@ -760,10 +760,11 @@ fn matched_count(trace: &Artifact, name: &str, mode: &str) -> Result<MatchedCoun
     let mut per = BTreeMap::new();
     for line in &lines {
         let st = line["steps"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        if st.iter().any(|s| s.get("clean_heads").is_none()) {
-            return Err(format!("`{name}` is not a dynamic-ablation trace (its steps record no `clean_heads`): match against a trace that masks `dynamic(...)` heads"));
-        }
-        let masked: usize = st.iter().map(|s| s["masked"].as_array().map_or(0, Vec::len)).sum();
+        // A dynamic-ablation trace: the heads it masked per step; any other trace: its Eq. 1
+        // heads per step (e.g. the unablated run's |H_t|).
+        let dynamic = st.iter().any(|s| s.get("clean_heads").is_some());
+        let field = if dynamic { "masked" } else { "heads" };
+        let masked: usize = st.iter().map(|s| s[field].as_array().map_or(0, Vec::len)).sum();
         total += masked;
         steps += st.len();
         per.insert(line["id"].as_str().unwrap_or("").to_string(), (masked as f64 / st.len().max(1) as f64).round() as usize);

@@ -94,6 +94,34 @@ fn our_rows(r: &PaperRef, o: &Ours) -> Vec<(String, Vec<Option<f64>>)> {
     vec![]
 }
 
+/// Figure 2's claim in numbers: how much of the unablated score each masked condition keeps,
+/// and for which conditions "dynamic ≪ static, random" holds (a condition keeps at least half of
+/// the unablated score while dynamic masking keeps less than half).
+fn grid_verdict(c: &Json) -> String {
+    let rows: Vec<(String, String, f64)> = c["rows"]
+        .as_array()
+        .map(|rows| rows.iter().filter_map(|r| Some((r[0].as_str()?.to_string(), r[1].as_str()?.to_string(), r.get(2)?.as_f64()?))).collect())
+        .unwrap_or_default();
+    let Some(base) = rows.iter().find(|r| r.1 == "none").map(|r| r.2).filter(|b| *b > 0.0) else { return String::new() };
+    let Some(dynamic) = rows.iter().find(|r| r.1 == "dynamic").map(|r| r.2) else { return String::new() };
+    let keep = |v: f64| v / base;
+    let others: Vec<&(String, String, f64)> = rows.iter().filter(|r| r.1 != "none" && r.1 != "dynamic").collect();
+    let (holds, fails): (Vec<_>, Vec<_>) = others.iter().partition(|r| keep(r.2) >= 0.5);
+    let list = |v: &[&&(String, String, f64)]| v.iter().map(|r| format!("`{}` ({}, keeps {:.0}%)", r.0, r.1, 100.0 * keep(r.2))).collect::<Vec<_>>().join(", ");
+    let mut t = format!(" Dynamic masking keeps {:.0}% of the unablated score.", 100.0 * keep(dynamic));
+    if keep(dynamic) >= 0.5 {
+        t += " The paper's pattern does not appear here: masking the dynamic heads does not destroy the answer.";
+        return t;
+    }
+    if !holds.is_empty() {
+        t += &format!(" The paper's pattern (dynamic ≪ static, random) holds against {}.", list(&holds));
+    }
+    if !fails.is_empty() {
+        t += &format!(" It does not hold against {}: masking these heads destroys the answer too.", list(&fails));
+    }
+    t
+}
+
 fn fmt(v: f64) -> String {
     format!("{v:.4}")
 }
@@ -121,6 +149,9 @@ pub(super) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
                     .map(|rows| rows.iter().map(|row| format!("`{}` ({}): {}", row[0].as_str().unwrap_or(""), row[1].as_str().unwrap_or(""), row.get(2).and_then(Json::as_f64).map(fmt).unwrap_or("—".into()))).collect())
                     .unwrap_or_default();
                 text += &format!(" Ours ({}, `{}`): {}.", cols.last().unwrap_or(&""), o.node, rows.join("; "));
+                if r.constructor == "ablation_grid" {
+                    text += &grid_verdict(c);
+                }
             }
         }
         return Ok(Comparison { table: None, text });
