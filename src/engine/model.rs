@@ -119,6 +119,27 @@ pub struct StepOutput {
     pub span_mass: Option<Tensor>,
     /// One `[B, D]` f32 tensor per requested site, in request order.
     pub hidden: Vec<Tensor>,
+    /// `[B]` int64 greedy tokens (argmax of `logits`), from `decode_step`.
+    pub tokens: Option<Tensor>,
+}
+
+/// Device-side state of a batch between decoding steps (see [`Model::decode_step`]). Every
+/// tensor keeps its address across steps; the step itself advances `ids`, `pos` and `col`.
+pub struct DecodeState {
+    /// `[B, 1]` int64: the token each sequence feeds at this step.
+    pub ids: Tensor,
+    /// `[B, 1]` int64: its RoPE position.
+    pub pos: Tensor,
+    /// `[1]` int64: the cache column this step writes (the same for every row: left padding).
+    pub col: Tensor,
+    /// `[B, capacity]` bool: the column holds a token that decoding queries may see (not
+    /// padding, not in a hidden span).
+    pub key_ok: Tensor,
+    /// `[1, capacity]` int64 column indices.
+    pub kpos: Tensor,
+    /// `[L, B, Hq]` keep-multipliers (activation dtype) applied at every step, or `None`.
+    pub keep: Option<Tensor>,
+    pub mask_mode: MaskMode,
 }
 
 pub struct Model {
@@ -218,6 +239,127 @@ impl Model {
         w * normed
     }
 
+    /// Input norm, q/k/v projections (+ q/k norm), RoPE: `[B, H, T, head_dim]` each.
+    fn qkv(&self, layer: &Layer, x: &Tensor, rope: &rope::RopeTables, b: i64, t: i64) -> (Tensor, Tensor, Tensor) {
+        let c = &self.config;
+        let (nq, nkv, hd) = (c.num_heads as i64, c.num_kv_heads as i64, c.head_dim as i64);
+        let h = self.rms_norm(x, &layer.input_norm);
+        let (q, k, v) = match &layer.qkv {
+            Qkv::Separate { q, k, v } => (q.forward(&h), k.forward(&h), v.forward(&h)),
+            Qkv::Fused(p) => {
+                let all = p.forward(&h);
+                let parts = all.split_with_sizes([nq * hd, nkv * hd, nkv * hd], -1);
+                (parts[0].shallow_clone(), parts[1].shallow_clone(), parts[2].shallow_clone())
+            }
+        };
+        let mut q = q.view([b, t, nq, hd]);
+        let mut k = k.view([b, t, nkv, hd]);
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = self.rms_norm(&q, qn);
+            k = self.rms_norm(&k, kn);
+        }
+        let q = q.transpose(1, 2);
+        let k = k.transpose(1, 2);
+        let v = v.view([b, t, nkv, hd]).transpose(1, 2);
+        let q = rope::apply(&q, rope, self.rope.rotary_dim);
+        let k = rope::apply(&k, rope, self.rope.rotary_dim);
+        (q, k, v)
+    }
+
+    /// `o_proj` of the heads' outputs `[B, H, T, head_dim]`, residual, post norm, MLP, residual.
+    fn attn_out_mlp(&self, layer: &Layer, x: Tensor, out: &Tensor, b: i64, t: i64) -> Tensor {
+        let c = &self.config;
+        let (nq, hd) = (c.num_heads as i64, c.head_dim as i64);
+        let attn = layer.o.forward(&out.transpose(1, 2).reshape([b, t, nq * hd]));
+        let x = x + attn;
+        let h = self.rms_norm(&x, &layer.post_norm);
+        let mlp_in = match &layer.gate_up {
+            GateUp::Separate { gate, up } => gate.forward(&h).silu() * up.forward(&h),
+            GateUp::Fused(p) => {
+                let gu = p.forward(&h).chunk(2, -1);
+                gu[0].silu() * &gu[1]
+            }
+        };
+        x + layer.down.forward(&mlp_in)
+    }
+
+    /// One decoding step (one new token per sequence) whose every device address is fixed
+    /// across steps, so that it can be captured once as a CUDA graph and replayed: the cache
+    /// column, the RoPE positions and the fed tokens are device tensors in `st`, attention runs
+    /// over the whole cache capacity with unwritten and invisible columns masked, and the step
+    /// ends by writing its greedy tokens into `st.ids` and advancing `st.pos` and `st.col` in
+    /// place. No host synchronisation happens inside. The values equal `forward` with `T = 1`
+    /// (extra masked columns contribute exact zeros).
+    pub fn decode_step(&self, st: &DecodeState, cache: &mut KvCache, cap: &CaptureRequest) -> StepOutput {
+        let _guard = tch::no_grad_guard();
+        let c = &self.config;
+        let b = st.ids.size()[0];
+        let capn = cache.capacity;
+        let (nq, nkv, hd) = (c.num_heads as i64, c.num_kv_heads as i64, c.head_dim as i64);
+        let group = nq / nkv;
+        let scale = (hd as f64).powf(-0.5);
+        assert!(self.rope.long_switch().is_none(), "decode_step does not switch LongRoPE regimes");
+        let rope = self.rope.tables(&st.pos, &vec![0; b as usize], self.kind);
+        let visible = st.kpos.le_tensor(&st.col).logical_and(&st.key_ok); // [B, cap]
+        let bias = Tensor::full([b, capn], f64::NEG_INFINITY, (Kind::Float, self.device)).masked_fill(&visible, 0.0).view([b, 1, 1, capn]);
+        let mut x = self.embed.embedding_like(&st.ids);
+        let (mut argmax, mut argmax_w, mut topk, mut mass) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let (mut q, k, v) = self.qkv(layer, &x, &rope, b, 1);
+            let mask = st.keep.as_ref().map(|k| k.get(li as i64).view([b, nq, 1, 1]));
+            if let Some(m) = &mask {
+                if st.mask_mode == MaskMode::UniformAttention {
+                    q = &q * m;
+                }
+            }
+            cache.write_at(li, &st.col, &k, &v);
+            let (keys, values) = cache.full(li);
+            let q_last = q.reshape([b, nkv, group, hd]);
+            let scores = (q_last.matmul(&keys.transpose(-1, -2)) * scale).to_kind(Kind::Float).view([b, nq, 1, capn]) + &bias;
+            let probs = scores.softmax(-1, Kind::Float);
+            let out = probs.to_kind(self.kind).reshape([b, nkv, group, capn]).matmul(&values).reshape([b, nq, 1, hd]);
+            let out = match &mask {
+                Some(m) if st.mask_mode == MaskMode::ZeroOutput => out * m,
+                _ => out,
+            };
+            x = self.attn_out_mlp(layer, x, &out, b, 1);
+            if cap.argmax {
+                let am = scores.view([b, nq, capn]).argmax(-1, false);
+                argmax_w.push(probs.view([b, nq, capn]).gather(-1, &am.unsqueeze(-1), false).squeeze_dim(-1));
+                argmax.push(am);
+            }
+            if cap.top_k > 0 {
+                topk.push(scores.view([b, nq, capn]).topk(cap.top_k as i64, -1, true, true).1);
+            }
+            if let Some(spans) = &cap.spans {
+                let p_len = spans.size()[1].min(capn);
+                let row = probs.view([b, nq, capn]).narrow(-1, 0, p_len);
+                mass.push(row.matmul(&spans.narrow(1, 0, p_len).to_kind(Kind::Float)));
+            }
+            if cap.hidden.contains(&HiddenSite::Layer(li)) {
+                hidden_layers.push((li, x.select(1, 0).to_kind(Kind::Float)));
+            }
+        }
+        let normed = self.rms_norm(&x, &self.norm);
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        let logits = normed.select(1, 0).linear::<Tensor>(head, None).to_kind(Kind::Float);
+        let hidden = cap
+            .hidden
+            .iter()
+            .map(|site| match site {
+                HiddenSite::Final => normed.select(1, 0).to_kind(Kind::Float),
+                HiddenSite::Layer(l) => hidden_layers.iter().find(|(li, _)| li == l).map(|(_, t)| t.shallow_clone()).expect("layer index checked by caller"),
+            })
+            .collect();
+        let tokens = logits.argmax(-1, false);
+        st.ids.shallow_clone().copy_(&tokens.view([b, 1]));
+        let _ = st.pos.shallow_clone().g_add_scalar_(1);
+        let _ = st.col.shallow_clone().g_add_scalar_(1);
+        let stack = |v: Vec<Tensor>| if v.is_empty() { None } else { Some(Tensor::stack(&v, 0)) };
+        StepOutput { logits, argmax: stack(argmax), argmax_weight: stack(argmax_w), top_k: stack(topk), span_mass: stack(mass), hidden, tokens: Some(tokens) }
+    }
+
     /// Runs the new tokens through the model, writing their K/V at `cache.len ..` (the caller
     /// commits them with `cache.advance`, or overwrites them with a second pass).
     pub fn forward(&self, inp: &StepInput, cache: &mut KvCache) -> StepOutput {
@@ -246,26 +388,7 @@ impl Model {
         let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
 
         for (li, layer) in self.layers.iter().enumerate() {
-            let h = self.rms_norm(&x, &layer.input_norm);
-            let (q, k, v) = match &layer.qkv {
-                Qkv::Separate { q, k, v } => (q.forward(&h), k.forward(&h), v.forward(&h)),
-                Qkv::Fused(p) => {
-                    let all = p.forward(&h);
-                    let parts = all.split_with_sizes([nq * hd, nkv * hd, nkv * hd], -1);
-                    (parts[0].shallow_clone(), parts[1].shallow_clone(), parts[2].shallow_clone())
-                }
-            };
-            let mut q = q.view([b, t, nq, hd]);
-            let mut k = k.view([b, t, nkv, hd]);
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                q = self.rms_norm(&q, qn);
-                k = self.rms_norm(&k, kn);
-            }
-            let q = q.transpose(1, 2);
-            let k = k.transpose(1, 2);
-            let v = v.view([b, t, nkv, hd]).transpose(1, 2);
-            let mut q = rope::apply(&q, &rope, self.rope.rotary_dim);
-            let k = rope::apply(&k, &rope, self.rope.rotary_dim);
+            let (mut q, k, v) = self.qkv(layer, &x, &rope, b, t);
             let mask = inp.head_mask.map(|m| m.keep.get(li as i64).view([b, nq, 1, 1]));
             if let (Some(m), Some(hm)) = (&mask, inp.head_mask) {
                 if hm.mode == MaskMode::UniformAttention {
@@ -298,17 +421,7 @@ impl Model {
                 (Some(m), Some(hm)) if hm.mode == MaskMode::ZeroOutput => out * m,
                 _ => out,
             };
-            let attn = layer.o.forward(&out.transpose(1, 2).reshape([b, t, nq * hd]));
-            x = x + attn;
-            let h = self.rms_norm(&x, &layer.post_norm);
-            let mlp_in = match &layer.gate_up {
-                GateUp::Separate { gate, up } => gate.forward(&h).silu() * up.forward(&h),
-                GateUp::Fused(p) => {
-                    let gu = p.forward(&h).chunk(2, -1);
-                    gu[0].silu() * &gu[1]
-                }
-            };
-            x = x + layer.down.forward(&mlp_in);
+            x = self.attn_out_mlp(layer, x, &out, b, t);
 
             if cap.argmax {
                 let row = probs_last.view([b, nq, s]);
@@ -349,6 +462,7 @@ impl Model {
             top_k: stack(topk),
             span_mass: stack(mass),
             hidden,
+            tokens: None,
         }
     }
 }
