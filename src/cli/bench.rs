@@ -46,7 +46,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     new_tokens: usize,
     /// Decode loops compared at batch 1 (eager = the reference loop; static; graph = CUDA graph)
-    #[arg(long, value_delimiter = ',', default_value = "eager,graph")]
+    #[arg(long, value_delimiter = ',', default_value = "eager,static,graph")]
     modes: Vec<String>,
     /// Prompt length of the batch sweep
     #[arg(long, default_value_t = 4096)]
@@ -62,9 +62,10 @@ pub struct BenchArgs {
     niah_context: usize,
     #[arg(long, default_value_t = 32)]
     niah_new_tokens: usize,
-    /// Long-context attempt (batch 1, per-step capture); 0 skips it
-    #[arg(long, default_value_t = 131072)]
-    long_context: usize,
+    /// Long-context attempt (batch 1, per-step capture); 0 skips it; default: the shape's
+    /// largest position minus the new tokens (131056 for Llama-3.1-8B)
+    #[arg(long)]
+    long_context: Option<usize>,
     #[arg(long, default_value_t = 16)]
     long_new_tokens: usize,
     /// Skip the HF transformers reference
@@ -108,11 +109,19 @@ struct Measured {
     stats: GenStats,
     total_s: f64,
     peak_gib: Option<f64>,
+    /// Kept for batch-1 runs (agreement between decode loops).
+    gens: Vec<crate::engine::generate::Generation>,
 }
 
 impl Measured {
+    /// Tokens after the first, over their time (the HF script counts the same way); the
+    /// graph capture at step 1 is included.
     fn decode_tok_s(&self) -> f64 {
-        self.stats.row_steps as f64 / self.stats.decode_s
+        self.stats.decode_tok_s()
+    }
+    /// Without the capture: the steady state of a long generation.
+    fn steady_tok_s(&self) -> f64 {
+        (self.stats.row_steps - self.stats.first_step_rows) as f64 / (self.stats.decode_s - self.stats.first_step_s - self.stats.capture_s)
     }
     fn prefill_tok_s(&self, context: usize, batch: usize) -> f64 {
         (batch * context.saturating_sub(1)) as f64 / self.stats.prefill_s
@@ -198,7 +207,7 @@ fn measure(model: &Model, prompts: &[Prompt], new_tokens: usize, mode: DecodeMod
     let peak_gib = cuda::memory_stats(dev).ok().map(|s| gib(s.peak_allocated));
     let _ = cuda::empty_cache();
     match r {
-        Ok(Ok((_, stats))) => Ok(Measured { stats, total_s, peak_gib }),
+        Ok(Ok((gens, stats))) => Ok(Measured { stats, total_s, peak_gib, gens: if prompts.len() == 1 { gens } else { vec![] } }),
         Ok(Err(e)) => Err(short_error(&e.to_string())),
         Err(p) => {
             let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
@@ -343,8 +352,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let _ = measure(&model, &p, 4, m);
     }
     for &ctx in &args.contexts {
+        // The same prompt for every loop, so their outputs can be compared.
+        let p = random_prompts(&mut rng, 1, ctx, vocab);
         for &m in &modes {
-            let p = random_prompts(&mut rng, 1, ctx, vocab);
             record("batch 1", ctx, 1, m, measure(&model, &p, args.new_tokens, m));
         }
     }
@@ -376,9 +386,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let p = random_prompts(&mut rng, 1, args.niah_context, vocab);
     record("niah sample", args.niah_context, 1, best_mode, measure(&model, &p, args.niah_new_tokens, best_mode));
     // Long context.
-    if args.long_context > 0 {
-        let p = random_prompts(&mut rng, 1, args.long_context, vocab);
-        record("long context", args.long_context, 1, best_mode, measure(&model, &p, args.long_new_tokens, best_mode));
+    let long_context = args.long_context.unwrap_or(cfg.max_position_embeddings.saturating_sub(args.long_new_tokens));
+    if long_context > 0 {
+        let p = random_prompts(&mut rng, 1, long_context, vocab);
+        record("long context", long_context, 1, best_mode, measure(&model, &p, args.long_new_tokens, best_mode));
     }
 
     // 3. Tables.
@@ -467,13 +478,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         if hf_fail.is_empty() { String::new() } else { format!(" ({})", hf_fail.join("; ")) },
         ratio(rhx_max.map(|c| c as f64), hf_max.map(|c| c as f64))
     );
-    if args.long_context > 0 {
+    if long_context > 0 {
         match runs.iter().find(|r| r.label == "long context").map(|r| &r.result) {
             Some(Ok(m)) => {
-                let l = limit(1, args.long_context);
+                let l = limit(1, long_context);
                 md += &format!(
                     "| decode tok/s, batch 1, {} ctx (prefill {:.1}s, peak {} GiB) | {} | — | — | {} | {} |\n",
-                    args.long_context,
+                    long_context,
                     m.stats.prefill_s,
                     m.peak_gib.map(|g| format!("{g:.1}")).unwrap_or("?".into()),
                     fmt_rate(m.decode_tok_s()),
@@ -481,31 +492,58 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     ratio(Some(m.decode_tok_s()), l)
                 );
             }
-            Some(Err(e)) => md += &format!("| batch 1, {} ctx | {e} | — | — | — | — |\n", args.long_context),
+            Some(Err(e)) => md += &format!("| batch 1, {} ctx | {e} | — | — | — | — |\n", long_context),
             None => {}
         }
     }
-    md += "\nAll rhx runs:\n\n| run | context | batch | loop | decode tok/s | prefill tok/s | prefill s | decode s | total s | peak GiB | graph captures | limit tok/s |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    // Agreement of each decode loop with the first (same prompt, same device and dtype).
+    let mut agree = String::new();
+    for &ctx in &args.contexts {
+        let base = runs.iter().find(|r| r.label == "batch 1" && r.context == ctx).and_then(|r| r.result.as_ref().ok().map(|m| (r.mode.clone(), m)));
+        let Some((base_mode, base)) = base else { continue };
+        for r in runs.iter().filter(|r| r.label == "batch 1" && r.context == ctx && r.mode != base_mode) {
+            let Ok(m) = &r.result else { continue };
+            let (Some(a), Some(b)) = (base.gens.first(), m.gens.first()) else { continue };
+            let shared = a.tokens.iter().zip(&b.tokens).take_while(|(x, y)| x == y).count();
+            let (mut heads, mut same) = (0usize, 0usize);
+            for (sa, sb) in a.steps.iter().zip(&b.steps).take(shared) {
+                heads += sa.argmax.len();
+                same += sa.argmax.iter().zip(&sb.argmax).filter(|(x, y)| x == y).count();
+            }
+            agree += &format!(
+                "| {ctx} | {} vs {base_mode} | {shared}/{} | {same}/{heads} ({:.2}%) |\n",
+                r.mode,
+                a.tokens.len().max(b.tokens.len()),
+                100.0 * same as f64 / heads.max(1) as f64
+            );
+        }
+    }
+    if !agree.is_empty() {
+        md += &format!("\nAgreement between decode loops at batch 1 ({}, same prompt): greedy tokens equal before the first difference, and per-step per-head argmax positions equal over those steps:\n\n| context | loops | tokens | argmax positions |\n|---:|---|---:|---:|\n{agree}", args.dtype);
+    }
+    md += "\nAll rhx runs:\n\n| run | context | batch | loop | decode tok/s | steady tok/s (no capture) | prefill tok/s | prefill s | decode s | total s | peak GiB | graph captures (s) | limit tok/s |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in &runs {
         match &r.result {
             Ok(m) => {
                 md += &format!(
-                    "| {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} | {} ({:.3}) | {} |\n",
                     r.label,
                     r.context,
                     r.batch,
                     m.stats.decode_mode,
                     fmt_rate(m.decode_tok_s()),
+                    fmt_rate(m.steady_tok_s()),
                     fmt_rate(m.prefill_tok_s(r.context, r.batch)),
                     m.stats.prefill_s,
                     m.stats.decode_s,
                     m.total_s,
                     m.peak_gib.map(|g| format!("{g:.1}")).unwrap_or("—".into()),
                     m.stats.graph_captures,
+                    m.stats.capture_s,
                     limit(r.batch, r.context).map(fmt_rate).unwrap_or("—".into())
                 )
             }
-            Err(e) => md += &format!("| {} | {} | {} | {} | {e} | | | | | | | |\n", r.label, r.context, r.batch, r.mode),
+            Err(e) => md += &format!("| {} | {} | {} | {} | {e} | | | | | | | | |\n", r.label, r.context, r.batch, r.mode),
         }
     }
     if !hf_runs.is_empty() {

@@ -232,6 +232,18 @@ pub struct GenStats {
     pub tokens: usize,
     pub graph_captures: usize,
     pub capture_s: f64,
+    /// Time from the start of decoding to the end of step 0 (which turns the last prompt
+    /// token into the first new one: HF's prefill produces that token), and its rows.
+    pub first_step_s: f64,
+    pub first_step_rows: usize,
+}
+
+impl GenStats {
+    /// Rows decoded per second after the first step (the first new token), as HF-style
+    /// decode throughput is counted.
+    pub fn decode_tok_s(&self) -> f64 {
+        (self.row_steps - self.first_step_rows) as f64 / (self.decode_s - self.first_step_s)
+    }
 }
 
 /// Greedy generation with capture for a batch of prompts (one prompt = a batch of one).
@@ -423,7 +435,7 @@ pub fn generate_with(
         let key_ok = batch.valid.logical_and(&batch.hidden_id.eq(0));
         let cap_req = CaptureRequest { argmax: capture.argmax, top_k: capture.top_k, spans: capture.spans.as_ref().map(|t| t.shallow_clone()), hidden: capture.hidden.clone() };
         let st = StaticSetup { ids: &ids, width, cap, key_ok, keep: fixed_keep.as_ref().map(|k| k.shallow_clone()), mask_mode: fixed_mode, fixed_sets: fixed_sets.as_deref(), capture: cap_req };
-        decode_static(model, opts, eng, &batch, st, cache, mode == DecodeMode::Graph, &mut gens, &mut stats, &mut on_step)?;
+        decode_static(model, opts, eng, &batch, st, cache, mode == DecodeMode::Graph, &mut gens, &mut stats, &mut on_step, t_decode)?;
         sync(device);
         stats.decode_s = t_decode.elapsed().as_secs_f64();
         stats.tokens = gens.iter().map(|g| g.tokens.len()).sum();
@@ -509,6 +521,10 @@ pub fn generate_with(
         on_step(step);
         stats.steps += 1;
         stats.row_steps += b as usize;
+        if step == 0 {
+            stats.first_step_s = t_decode.elapsed().as_secs_f64();
+            stats.first_step_rows = b as usize;
+        }
         if done.iter().all(|&d| d) {
             break;
         }
@@ -621,6 +637,7 @@ fn decode_static(
     gens: &mut [Generation],
     stats: &mut GenStats,
     on_step: &mut dyn FnMut(usize),
+    t_decode: std::time::Instant,
 ) -> Result<(), GenerateError> {
     let device = model.device;
     let c = &model.config;
@@ -690,6 +707,10 @@ fn decode_static(
             let recs = unpack(&host, &layout, &pad, &masked);
             stats.steps += 1;
             stats.row_steps += b;
+            if step == 0 {
+                stats.first_step_s = t_decode.elapsed().as_secs_f64();
+                stats.first_step_rows = b;
+            }
             for (r, rec) in recs.into_iter().enumerate() {
                 let i = rows[r];
                 if done[i] {
