@@ -291,6 +291,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(l) = args.layers {
         cfg.num_layers = l.clamp(1, cfg.num_layers);
     }
+    // Contexts beyond the shape's positions (Llama-2-13B: 4096) are cut so that the generated
+    // tokens fit; the tables show the lengths actually run.
+    let mut args = args;
+    let fit = |c: usize, new: usize| c.min(cfg.max_position_embeddings.saturating_sub(new));
+    args.contexts = args.contexts.iter().map(|&c| fit(c, args.new_tokens)).collect();
+    args.batch_context = fit(args.batch_context, args.new_tokens);
+    args.niah_context = fit(args.niah_context, args.niah_new_tokens);
+    args.hf_contexts = args.hf_contexts.iter().map(|&c| fit(c, args.hf_new_tokens)).collect();
     let kind = args.dtype.kind();
     let elt = kind.elt_size_in_bytes();
     let modes: Vec<DecodeMode> = args.modes.iter().map(|m| parse_mode(m)).collect::<Result<_>>()?;

@@ -309,6 +309,12 @@ pub fn generate_with(
     let b = prompts.len() as i64;
     let width = prompts.iter().map(|p| p.ids.len()).max().unwrap() as i64;
     let cap = width + opts.max_new_tokens as i64;
+    // On CUDA the capacity is a multiple of the split-K chunk of the decode step's P·V
+    // (`Model::pv_chunk`): at most a chunk of extra, masked columns.
+    let cap = match model.pv_chunk(cap) {
+        Some(r) if device.is_cuda() => (cap + r - 1) / r * r,
+        _ => cap,
+    };
     let pad: Vec<i64> = prompts.iter().map(|p| width - p.ids.len() as i64).collect();
 
     // Host-side layout of the padded batch.
@@ -624,6 +630,11 @@ fn unpack(h: &[f32], l: &Layout, pad: &[i64], masked: &[Vec<(usize, usize)>]) ->
         .collect()
 }
 
+/// Set once a decode step has run eagerly on the capture side stream in this process: lazy
+/// initialisation (cuBLAS handles and workspaces for that stream) is done, so later batches
+/// capture their graph at step 0 without an eager warm-up step.
+static SIDE_STREAM_WARM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The decoding loop on `Model::decode_step` (see `DecodeMode::Static` / `Graph`).
 #[allow(clippy::too_many_arguments)]
 fn decode_static(
@@ -671,11 +682,13 @@ fn decode_static(
             } else if let Some((g, out)) = &graph {
                 g.replay().map_err(GenerateError::Cuda)?;
                 out.shallow_clone()
-            } else if !warmed {
+            } else if !warmed && !SIDE_STREAM_WARM.load(std::sync::atomic::Ordering::Relaxed) {
                 // First step at this batch size: run eagerly on the side stream (lazy
                 // initialisation — cuBLAS handles and workspaces — must not happen during capture).
                 warmed = true;
-                pack(&model.decode_step(&st, &mut cache, &capture), opts.top_logits)
+                let out = pack(&model.decode_step(&st, &mut cache, &capture), opts.top_logits);
+                SIDE_STREAM_WARM.store(true, std::sync::atomic::Ordering::Relaxed);
+                out
             } else {
                 let t0 = std::time::Instant::now();
                 let mut g = super::cuda::CudaGraph::new().map_err(GenerateError::Cuda)?;

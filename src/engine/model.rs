@@ -253,6 +253,15 @@ impl Model {
         w * normed
     }
 
+    /// Keys per chunk of the decode step's split-K `P·V` for a cache of `capacity` columns
+    /// (64 up to 16k columns, then 512), or `None` on the CPU (one GEMM, bit-stable numbers).
+    pub fn pv_chunk(&self, capacity: i64) -> Option<i64> {
+        if !self.device.is_cuda() {
+            return None;
+        }
+        Some(if capacity <= 16384 { 64 } else { 512 })
+    }
+
     /// Input norm, q/k/v projections (+ q/k norm), RoPE: `[B, H, T, head_dim]` each.
     fn qkv(&self, layer: &Layer, x: &Tensor, rope: &rope::RopeTables, b: i64, t: i64) -> (Tensor, Tensor, Tensor) {
         let c = &self.config;
@@ -341,7 +350,22 @@ impl Model {
             // upcast-then-add of the eager path, one launch fewer.
             let scores = &bias + (q_last.matmul(&keys.transpose(-1, -2)) * scale).view([b, nq, 1, capn]);
             let probs = scores.softmax(-1, Kind::Float);
-            let out = probs.to_kind(self.kind).reshape([b, nkv, group, capn]).matmul(&values).reshape([b, nq, 1, hd]);
+            let p = probs.to_kind(self.kind).reshape([b, nkv, group, capn]);
+            let out = match self.pv_chunk(capn) {
+                // Split-K on the GPU: one (group × R)·(R × hd) product per chunk of R keys, f32
+                // partial sums added in f32 and rounded once (as a single f32-accumulating GEMM
+                // does). A plain batched GEMM here has only nkv·⌈hd/tile⌉ blocks, each walking
+                // the whole context, and leaves most of the GPU idle at long contexts.
+                Some(r) if self.device.is_cuda() && capn % r == 0 && capn > r => {
+                    let chunks = capn / r;
+                    let pc = p.view([b, nkv, group, chunks, r]).permute([0, 1, 3, 2, 4]).contiguous().view([b * nkv * chunks, group, r]);
+                    let vc = values.view([b * nkv * chunks, r, hd]);
+                    let part = if self.kind == Kind::Float { pc.bmm(&vc) } else { pc.bmm_dtype(&vc, Kind::Float) };
+                    part.view([b, nkv, chunks, group, hd]).sum_dim_intlist(2, false, Kind::Float).to_kind(self.kind)
+                }
+                _ => p.matmul(&values),
+            }
+            .reshape([b, nq, 1, hd]);
             let out = match &mask {
                 Some(m) if st.mask_mode == MaskMode::ZeroOutput => out * m,
                 _ => out,
