@@ -155,4 +155,13 @@ fn graph_decode_equals_eager_on_cuda() {
         same(&eager, &run(&m, &ps, &opts, DecodeMode::Graph, true), &format!("{arch} cuda graph vs eager"));
         same(&eager, &run(&m, &ps, &opts, DecodeMode::Graph, false), &format!("{arch} cuda graph (no drop) vs eager"));
     }
+    // Long prompts: the decode step's split-K P·V (CUDA, ≥ 8192 columns, small batch) against
+    // the eager loop's single GEMM.
+    let (mut cfg, w) = weights::load_hf_dir(&fixture_dir("llama3")).unwrap();
+    cfg.max_position_embeddings = 16384;
+    let m = Model::new(cfg, w, device, Kind::Float).unwrap();
+    assert!(m.pv_chunk(9000, 2).is_some(), "this case must take the split path");
+    let long: Vec<Prompt> = (0..2).map(|k| Prompt { ids: (0..9000 - 500 * k).map(|i| ((i * 7 + k * 3 + 1) % 250) as u32).collect(), ..Default::default() }).collect();
+    let opts = GenerateOptions { max_new_tokens: 6, ..Default::default() };
+    same(&run(&m, &long, &opts, DecodeMode::Eager, true), &run(&m, &long, &opts, DecodeMode::Graph, true), "long prompts: split-K graph vs eager");
 }

@@ -309,11 +309,12 @@ pub fn generate_with(
     let b = prompts.len() as i64;
     let width = prompts.iter().map(|p| p.ids.len()).max().unwrap() as i64;
     let cap = width + opts.max_new_tokens as i64;
-    // On CUDA the capacity is a multiple of the split-K chunk of the decode step's P·V
-    // (`Model::pv_chunk`): at most a chunk of extra, masked columns.
-    let cap = match model.pv_chunk(cap) {
-        Some(r) if device.is_cuda() => (cap + r - 1) / r * r,
-        _ => cap,
+    // With a split-K P·V in the decode step (`Model::pv_chunk`: CUDA, long contexts, small
+    // batches) the capacity is a multiple of the chunk: at most a chunk of extra, masked columns.
+    let pv_chunk = model.pv_chunk(cap, prompts.len() as i64);
+    let cap = match pv_chunk {
+        Some(r) => (cap + r - 1) / r * r,
+        None => cap,
     };
     let pad: Vec<i64> = prompts.iter().map(|p| width - p.ids.len() as i64).collect();
 
@@ -440,7 +441,7 @@ pub fn generate_with(
         let fixed_mode = opts.fixed_mask.as_ref().map(|m| m.mode).unwrap_or(MaskMode::ZeroOutput);
         let key_ok = batch.valid.logical_and(&batch.hidden_id.eq(0));
         let cap_req = CaptureRequest { argmax: capture.argmax, top_k: capture.top_k, spans: capture.spans.as_ref().map(|t| t.shallow_clone()), hidden: capture.hidden.clone() };
-        let st = StaticSetup { ids: &ids, width, cap, key_ok, keep: fixed_keep.as_ref().map(|k| k.shallow_clone()), mask_mode: fixed_mode, fixed_sets: fixed_sets.as_deref(), capture: cap_req };
+        let st = StaticSetup { ids: &ids, width, cap, pv_chunk, key_ok, keep: fixed_keep.as_ref().map(|k| k.shallow_clone()), mask_mode: fixed_mode, fixed_sets: fixed_sets.as_deref(), capture: cap_req };
         decode_static(model, opts, eng, &batch, st, cache, mode == DecodeMode::Graph, &mut gens, &mut stats, &mut on_step, t_decode)?;
         sync(device);
         stats.decode_s = t_decode.elapsed().as_secs_f64();
@@ -547,6 +548,7 @@ struct StaticSetup<'a> {
     ids: &'a Tensor,
     width: i64,
     cap: i64,
+    pv_chunk: Option<i64>,
     key_ok: Tensor,
     keep: Option<Tensor>,
     mask_mode: MaskMode,
@@ -666,6 +668,7 @@ fn decode_static(
         kpos: Tensor::arange(setup.cap, (Kind::Int64, device)).view([1, setup.cap]),
         keep: setup.keep,
         mask_mode: setup.mask_mode,
+        pv_chunk: setup.pv_chunk,
     };
     let mut capture = setup.capture;
     let mut done = vec![false; gens.len()];
