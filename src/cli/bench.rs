@@ -121,7 +121,7 @@ impl Measured {
     }
     /// Without the capture: the steady state of a long generation.
     fn steady_tok_s(&self) -> f64 {
-        (self.stats.row_steps - self.stats.first_step_rows) as f64 / (self.stats.decode_s - self.stats.first_step_s - self.stats.capture_s)
+        (self.stats.row_steps - self.stats.first_step_rows) as f64 / (self.stats.decode_s - self.stats.first_step_s - self.stats.capture_after_first_s)
     }
     fn prefill_tok_s(&self, context: usize, batch: usize) -> f64 {
         (batch * context.saturating_sub(1)) as f64 / self.stats.prefill_s

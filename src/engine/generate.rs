@@ -232,6 +232,8 @@ pub struct GenStats {
     pub tokens: usize,
     pub graph_captures: usize,
     pub capture_s: f64,
+    /// Capture time spent after step 0 (inside the decode rate's window).
+    pub capture_after_first_s: f64,
     /// Time from the start of decoding to the end of step 0 (which turns the last prompt
     /// token into the first new one: HF's prefill produces that token), and its rows.
     pub first_step_s: f64,
@@ -700,6 +702,9 @@ fn decode_static(
                 g.capture_end().map_err(GenerateError::Cuda)?;
                 stats.graph_captures += 1;
                 stats.capture_s += t0.elapsed().as_secs_f64();
+                if step > 0 {
+                    stats.capture_after_first_s += t0.elapsed().as_secs_f64();
+                }
                 g.replay().map_err(GenerateError::Cuda)?;
                 graph = Some((g, out.shallow_clone()));
                 out

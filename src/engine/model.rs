@@ -344,6 +344,12 @@ impl Model {
         let mut x = self.embed.embedding_like(&st.ids);
         let (mut argmax, mut argmax_w, mut topk, mut mass) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
+        // Every layer's f32 scores and probabilities written into one `[L, B, Hq, cap]` buffer
+        // each, so that the argmax capture is one reduction and one gather for all layers
+        // instead of two kernels per layer (while the two buffers stay under 1 GiB).
+        let n_layers = self.layers.len() as i64;
+        let whole = cap.argmax && 2 * n_layers * b * nq * capn * 4 <= 1 << 30;
+        let bufs = whole.then(|| (Tensor::empty([n_layers, b, nq, 1, capn], (Kind::Float, self.device)), Tensor::empty([n_layers, b, nq, 1, capn], (Kind::Float, self.device))));
         for (li, layer) in self.layers.iter().enumerate() {
             let (mut q, k, v) = self.qkv(layer, &x, &rope, b, 1);
             let mask = st.keep.as_ref().map(|k| k.get(li as i64).view([b, nq, 1, 1]));
@@ -357,8 +363,20 @@ impl Model {
             let q_last = q.reshape([b, nkv, group, hd]);
             // bias (f32) + scores (model dtype) promotes to f32 in the same kernel: the exact
             // upcast-then-add of the eager path, one launch fewer.
-            let scores = &bias + (q_last.matmul(&keys.transpose(-1, -2)) * scale).view([b, nq, 1, capn]);
-            let probs = scores.softmax(-1, Kind::Float);
+            let qk = (q_last.matmul(&keys.transpose(-1, -2)) * scale).view([b, nq, 1, capn]);
+            let (scores, probs) = match &bufs {
+                Some((sb, pb)) => {
+                    let (so, po) = (sb.get(li as i64), pb.get(li as i64));
+                    let _ = bias.add_out(&so, &qk);
+                    let _ = so.softmax_int_out(&po, -1, Kind::Float);
+                    (so, po)
+                }
+                None => {
+                    let scores = &bias + qk;
+                    let probs = scores.softmax(-1, Kind::Float);
+                    (scores, probs)
+                }
+            };
             let p = probs.to_kind(self.kind).reshape([b, nkv, group, capn]);
             let out = match st.pv_chunk {
                 // Split-K on the GPU: one (group × R)·(R × hd) product per chunk of R keys, f32
@@ -380,7 +398,7 @@ impl Model {
                 _ => out,
             };
             x = self.attn_out_mlp(layer, x, &out, b, 1);
-            if cap.argmax {
+            if cap.argmax && bufs.is_none() {
                 let am = scores.view([b, nq, capn]).argmax(-1, false);
                 argmax_w.push(probs.view([b, nq, capn]).gather(-1, &am.unsqueeze(-1), false).squeeze_dim(-1));
                 argmax.push(am);
@@ -397,6 +415,14 @@ impl Model {
                 hidden_layers.push((li, x.select(1, 0).to_kind(Kind::Float)));
             }
         }
+        let (argmax_all, weight_all) = match &bufs {
+            Some((sb, pb)) => {
+                let am = sb.view([n_layers, b, nq, capn]).argmax(-1, false);
+                let w = pb.view([n_layers, b, nq, capn]).gather(-1, &am.unsqueeze(-1), false).squeeze_dim(-1);
+                (Some(am), Some(w))
+            }
+            None => (None, None),
+        };
         let normed = self.rms_norm(&x, &self.norm);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         let logits = normed.select(1, 0).linear::<Tensor>(head, None).to_kind(Kind::Float);
@@ -413,7 +439,15 @@ impl Model {
         let _ = st.pos.shallow_clone().g_add_scalar_(1);
         let _ = st.col.shallow_clone().g_add_scalar_(1);
         let stack = |v: Vec<Tensor>| if v.is_empty() { None } else { Some(Tensor::stack(&v, 0)) };
-        StepOutput { logits, argmax: stack(argmax), argmax_weight: stack(argmax_w), top_k: stack(topk), span_mass: stack(mass), hidden, tokens: Some(tokens) }
+        StepOutput {
+            logits,
+            argmax: argmax_all.or_else(|| stack(argmax)),
+            argmax_weight: weight_all.or_else(|| stack(argmax_w)),
+            top_k: stack(topk),
+            span_mass: stack(mass),
+            hidden,
+            tokens: Some(tokens),
+        }
     }
 
     /// Runs the new tokens through the model, writing their K/V at `cache.len ..` (the caller
