@@ -1,7 +1,7 @@
-//! Section 3.4 analyses against reference implementations, through the committed fixture
+//! Section 3 analyses against reference implementations, through the committed fixture
 //! `tests/fixtures/analysis/reference.json` made by `scripts/fixtures/analysis_reference.py`
 //! (sklearn PCA + statsmodels CanCorr for CCA, sklearn for AUPRC and the best-F1 threshold, the
-//! ASL formula in numpy).
+//! ASL formula in numpy, the rouge-score package for ROUGE-1 / ROUGE-L).
 use rhx::analysis::cca::{self, CcaOptions, Pca};
 use rhx::analysis::metrics::{average_precision, best_f1_threshold};
 use rhx::analysis::probe::Asl;
@@ -89,4 +89,19 @@ fn asl_equals_its_formula() {
     let p = 1.0 / (1.0 + (-0.3f64).exp());
     let g = x.grad().double_value(&[0, 0]);
     assert!((g - (-(1.0 - p) * (1.0 - p))).abs() < 1e-12, "grad {g}");
+}
+
+#[test]
+fn rouge_equals_the_rouge_score_package() {
+    use rhx::analysis::metrics::{rouge1, rouge_l};
+    for case in fixture()["rouge"].as_array().unwrap() {
+        let (t, p) = (case["target"].as_str().unwrap(), case["prediction"].as_str().unwrap());
+        for (name, got) in [("rouge1", rouge1(t, p)), ("rougeL", rouge_l(t, p))] {
+            let want = floats(&case[name]);
+            let got = [got.precision, got.recall, got.f];
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-12, "{name}({t:?}, {p:?}): ours {got:?}, rouge-score {want:?}");
+            }
+        }
+    }
 }

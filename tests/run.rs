@@ -275,4 +275,28 @@ fn dynamic_ablation_masks_the_k_strongest_heads_of_each_step() {
         }
     }
     assert!(masked_steps > 5, "the test must exercise masking ({masked_steps} steps masked)");
+    // `source: trace`: the masked set of step t is the 2 heaviest heads of base's H_t, and the
+    // step ran once (no clean pass recorded).
+    let ablated = lines("ablated");
+    let mut cheap_masked = 0;
+    for ((b, c), a) in base.iter().zip(lines("cheap")).zip(&ablated) {
+        // Step 0 sees the same context in both variants, so the same heads are masked.
+        assert_eq!(c["steps"][0]["masked"], a["steps"][0]["masked"]);
+        for (t, st) in c["steps"].as_array().unwrap().iter().enumerate() {
+            assert!(st.get("clean_token").is_none(), "one pass per step");
+            let Some(bs) = b["steps"].get(t) else { continue };
+            let mut hw: Vec<((usize, usize), f64)> = serde_json::from_value::<Vec<(usize, usize)>>(bs["heads"].clone())
+                .unwrap()
+                .into_iter()
+                .zip(bs["head_weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()))
+                .collect();
+            hw.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            let want: Vec<(usize, usize)> = hw.into_iter().take(2).map(|x| x.0).collect();
+            let got: Vec<(usize, usize)> = serde_json::from_value(st["masked"].clone()).unwrap_or_default();
+            assert_eq!(got, want, "step {t}");
+            assert_eq!(st["clean_heads"], bs["heads"]);
+            cheap_masked += usize::from(!got.is_empty());
+        }
+    }
+    assert!(cheap_masked > 5, "the cheap variant must mask ({cheap_masked} steps)");
 }

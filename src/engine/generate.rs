@@ -51,6 +51,11 @@ pub trait StepPolicy {
     /// Heads to mask for sequence `seq` at `step`, given its unmasked record; empty = none.
     fn heads_to_mask(&mut self, seq: usize, step: usize, unmasked: &StepRecord, prompt: &Prompt) -> Vec<(usize, usize)>;
     fn mode(&self) -> MaskMode;
+    /// `false` when the sets are known before the step (e.g. read from an earlier trace): the
+    /// step then runs once, masked, and `heads_to_mask` gets an empty record.
+    fn needs_unmasked_pass(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -484,9 +489,30 @@ pub fn generate_with(
             let inp = StepInput { ids: &next, positions: &pos, max_positions: &max_positions, bias: bias.as_ref(), head_mask: mask, capture: &capture, all_logits: false };
             model.forward(&inp, cache)
         };
-        let out = run(step_mask.as_ref(), &mut cache);
+        // A policy whose sets are known in advance masks the step's only pass.
+        let planned: Option<Vec<Vec<(usize, usize)>>> = match policy.as_deref_mut() {
+            Some(pol) if !pol.needs_unmasked_pass() => {
+                let empty = StepRecord::default();
+                let sets: Vec<Vec<(usize, usize)>> =
+                    (0..b as usize).map(|i| if done[i] { vec![] } else { pol.heads_to_mask(i, step, &empty, &prompts[i]) }).collect();
+                for s in &sets {
+                    check_heads(s, n_layers, n_heads)?;
+                }
+                Some(sets)
+            }
+            _ => None,
+        };
+        let planned_mask = planned.as_ref().filter(|s| s.iter().any(|x| !x.is_empty())).map(|sets| HeadMask {
+            mode: policy.as_deref().map_or(MaskMode::UniformAttention, |p| p.mode()),
+            keep: keep_tensor(sets, n_layers, n_heads, model),
+        });
+        let out = run(planned_mask.as_ref().or(step_mask.as_ref()), &mut cache);
         let mut records = to_records(&out, &batch, n_layers, n_heads, opts.top_logits, step_mask.as_ref().and(fixed_sets.as_deref()))?;
-        if let Some(pol) = policy.as_deref_mut() {
+        if let Some(sets) = planned {
+            for (r, set) in records.iter_mut().zip(sets) {
+                r.masked = set;
+            }
+        } else if let Some(pol) = policy.as_deref_mut() {
             let sets: Vec<Vec<(usize, usize)>> =
                 (0..b as usize).map(|i| if done[i] { vec![] } else { pol.heads_to_mask(i, step, &records[i], &prompts[i]) }).collect();
             for s in &sets {

@@ -810,6 +810,7 @@ fn build() -> Registry {
             .opt("k", int_min(0), "mask only k heads of H_t per step (all of H_t if fewer; default: all)")
             .def("order", enm(&["attn_weight", "static_rank", "layer_major", "random"]), "attn_weight", "progressive.order: which k heads")
             .def("post_token", enm(&["masked", "clean"]), "masked", "progressive.post_token: token used for H'_t")
+            .def("source", enm(&["online", "trace"]), "online", "progressive.source: H_t from each step's clean pass (two passes), or read from the unablated `trace` at the same step (one pass, cheaper; drifts once the ablated text departs from it)")
             .opt("static", decl(Heads), "static ranking for order: static_rank")
             .requires("order", "static_rank", "static")
             .seed("seed for order: random"),

@@ -307,6 +307,9 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
         cell_w = cell_w.max(widest);
         cell_h = cell_h.max(18);
     }
+    // Wide enough that panel titles do not run into each other.
+    let widest_title = spec.panels.iter().map(|(t, _)| text_w(t, AXIS_PX)).max().unwrap_or(0);
+    cell_w = cell_w.max((widest_title + 6 + nx as i32 - 1) / (nx as i32).max(1));
     // Horizontal x labels when they all fit in a cell, else rotated (read bottom to top).
     let rotate_x = max_xl > cell_w - 4;
     let xlab_h = if rotate_x {

@@ -313,7 +313,8 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
         let spec = read_json(art, "heads.json")?;
         if spec["dynamic"] == json!(true) {
             let d: DynamicSpec = serde_json::from_value(spec.clone()).map_err(|e| format!("{heads_ref}: {e}"))?;
-            intervention = json!({"kind": "dynamic", "heads": heads_ref, "k": d.k, "order": d.order, "post_token": d.post_token});
+            intervention = json!({"kind": "dynamic", "heads": heads_ref, "k": d.k, "order": d.order, "post_token": d.post_token,
+                "source": if d.recorded.is_some() { "trace" } else { "online" }});
             dynamic = Some(DynamicSpec { mode: Some(mode), ..d });
             continue;
         }
@@ -359,6 +360,7 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
                 m
             }).collect(),
             rng: niah::PyRandom::new(d.seed),
+            recorded: d.recorded.as_ref().map(|r| chunk.iter().map(|p| r.get(&p.prep.id).cloned().unwrap_or_default()).collect()),
         });
         let gens = generate(&lm.model, &ps, &opts, policy.as_mut().map(|p| p as &mut dyn StepPolicy), |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;
         bar.inc(chunk.len() as u64);
@@ -368,10 +370,17 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
             let steps: Vec<Json> = g
                 .steps
                 .iter()
-                .map(|s| {
+                .enumerate()
+                .map(|(step_i, s)| {
                     let heads: Vec<[usize; 2]> = retrieval_heads(s, n_heads, &p.prep.ids, &needle).into_iter().map(|(l, h)| [l, h]).collect();
-                    let mut v = json!({"token": s.token, "heads": heads, "argmax": s.argmax});
-                    if dynamic.is_some() {
+                    let weights: Vec<f32> = heads.iter().map(|[l, h]| s.argmax_weight.get(l * n_heads + h).copied().unwrap_or(0.0)).collect();
+                    let mut v = json!({"token": s.token, "heads": heads, "head_weights": weights, "argmax": s.argmax});
+                    if let Some(rec) = dynamic.as_ref().and_then(|d| d.recorded.as_ref()) {
+                        // One-pass step with H_t read from the unablated trace (`source: trace`).
+                        let h: Vec<Head> = rec.get(&p.prep.id).and_then(|r| r.get(step_i)).map(|r| r.iter().map(|x| x.0).collect()).unwrap_or_default();
+                        v["clean_heads"] = json!(h);
+                        v["masked"] = json!(s.masked);
+                    } else if dynamic.is_some() {
                         // Two-pass step: H_t and the token of the clean pass (the committed pass
                         // itself when nothing was masked), and the heads masked.
                         let clean = s.unmasked.as_deref().unwrap_or(s);
@@ -424,6 +433,10 @@ struct DynamicSpec {
     post_token: String,
     #[serde(default)]
     static_rank: Vec<Head>,
+    /// `source: trace`: per sample id, per step, H_t of the unablated trace with each head's
+    /// attention weight (the cheaper one-pass variant).
+    #[serde(default)]
+    recorded: Option<BTreeMap<String, Vec<Vec<(Head, f32)>>>>,
     #[serde(skip)]
     mode: Option<MaskMode>,
 }
@@ -501,21 +514,30 @@ struct DynamicPolicy {
     /// Needle mask per sequence of the batch.
     needles: Vec<Vec<bool>>,
     rng: niah::PyRandom,
+    /// `source: trace`: per sequence of the batch, per step, the recorded H_t with weights.
+    recorded: Option<Vec<Vec<Vec<(Head, f32)>>>>,
 }
 
 impl StepPolicy for DynamicPolicy {
-    fn heads_to_mask(&mut self, seq: usize, _step: usize, unmasked: &crate::engine::generate::StepRecord, prompt: &Prompt) -> Vec<(usize, usize)> {
-        let mut h = retrieval_heads(unmasked, self.n_heads, &prompt.ids, &self.needles[seq]);
+    fn heads_to_mask(&mut self, seq: usize, step: usize, unmasked: &crate::engine::generate::StepRecord, prompt: &Prompt) -> Vec<(usize, usize)> {
+        let (mut h, weights): (Vec<Head>, BTreeMap<Head, f32>) = match &self.recorded {
+            Some(r) => {
+                let at: Vec<(Head, f32)> = r[seq].get(step).cloned().unwrap_or_default();
+                (at.iter().map(|x| x.0).collect(), at.into_iter().collect())
+            }
+            None => {
+                let h = retrieval_heads(unmasked, self.n_heads, &prompt.ids, &self.needles[seq]);
+                let w = h.iter().map(|x| (*x, unmasked.argmax_weight[x.0 * self.n_heads + x.1])).collect();
+                (h, w)
+            }
+        };
+        let w = |x: &Head| weights.get(x).copied().unwrap_or(0.0);
         match self.order.as_str() {
             // Largest attention weight at the copied position first; ties by (layer, head).
-            "attn_weight" => h.sort_by(|a, b| {
-                let w = |x: &(usize, usize)| unmasked.argmax_weight[x.0 * self.n_heads + x.1];
-                w(b).total_cmp(&w(a)).then(a.cmp(b))
-            }),
+            "attn_weight" => h.sort_by(|a, b| w(b).total_cmp(&w(a)).then(a.cmp(b))),
             // Best static rank first; heads outside the ranking after them, by attention weight.
             "static_rank" => h.sort_by(|a, b| {
                 let r = |x: &(usize, usize)| self.static_rank.get(x).copied().unwrap_or(usize::MAX);
-                let w = |x: &(usize, usize)| unmasked.argmax_weight[x.0 * self.n_heads + x.1];
                 r(a).cmp(&r(b)).then(w(b).total_cmp(&w(a))).then(a.cmp(b))
             }),
             "random" => {
@@ -535,6 +557,10 @@ impl StepPolicy for DynamicPolicy {
 
     fn mode(&self) -> MaskMode {
         self.mode
+    }
+
+    fn needs_unmasked_pass(&self) -> bool {
+        self.recorded.is_none()
     }
 }
 
@@ -691,8 +717,29 @@ fn heads(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result
                 }
                 None => vec![],
             };
-            let v = json!({"dynamic": true, "k": k, "order": enum_arg(n, "order").unwrap_or("attn_weight"), "seed": int_arg(n, "seed").unwrap_or(0),
-                "post_token": enum_arg(n, "post_token").unwrap_or("masked"), "static_rank": static_rank});
+            let mut v = json!({"dynamic": true, "k": k, "order": enum_arg(n, "order").unwrap_or("attn_weight"), "seed": int_arg(n, "seed").unwrap_or(0),
+                "post_token": enum_arg(n, "post_token").unwrap_or("masked"), "static_rank": static_rank, "source": enum_arg(n, "source").unwrap_or("online")});
+            if enum_arg(n, "source") == Some("trace") {
+                // The cheaper variant: H_t read from the unablated trace at the same step.
+                let (t, t_name) = input(inputs, n, "trace")?;
+                let mut rec = serde_json::Map::new();
+                for line in read_jsonl(t, "trace.jsonl")? {
+                    let steps: Vec<Json> = line["steps"].as_array().cloned().unwrap_or_default();
+                    let per_step: Vec<Json> = steps
+                        .iter()
+                        .map(|st| {
+                            let hs = st["heads"].as_array().cloned().unwrap_or_default();
+                            let ws = st["head_weights"].as_array().cloned().unwrap_or_default();
+                            json!(hs.iter().enumerate().map(|(i, h)| json!([h, ws.get(i).cloned().unwrap_or(json!(0.0))])).collect::<Vec<_>>())
+                        })
+                        .collect();
+                    if steps.iter().any(|st| st.get("head_weights").is_none()) && v["order"] == json!("attn_weight") {
+                        return Err(format!("trace `{t_name}` records no per-head attention weights (made by an older rhx): recompute it (`rhx run --recompute`)"));
+                    }
+                    rec.insert(line["id"].as_str().unwrap_or("").to_string(), json!(per_step));
+                }
+                v["recorded"] = Json::Object(rec);
+            }
             Ok(vec![("heads.json".into(), serde_json::to_vec_pretty(&v).unwrap())])
         }
         other => Err(format!("heads `{other}`")),
