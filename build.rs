@@ -28,4 +28,57 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     println!("cargo:rustc-env=RHX_GIT_COMMIT={commit}");
+    build_cuda_shim();
+}
+
+/// Compiles `csrc/cuda_shim.cpp` (CUDA graphs and allocator statistics through libtorch's C++
+/// API, which `tch` does not expose) into a shared library that the binary embeds and loads at
+/// run time, only after `libtorch_cuda.so`. It needs libtorch's headers and the CUDA runtime
+/// headers (`cuda_runtime_api.h` and `crt/host_defines.h`: the `nvidia-cuda-runtime` and
+/// `nvidia-cuda-crt` wheels, a CUDA toolkit, or directories named in `RHX_CUDA_INCLUDE`). When
+/// any is missing the binary is built without it: CPU runs are unaffected and CUDA runs decode
+/// without graphs.
+fn build_cuda_shim() {
+    println!("cargo::rustc-check-cfg=cfg(rhx_cuda_shim)");
+    println!("cargo:rerun-if-changed=csrc/cuda_shim.cpp");
+    println!("cargo:rerun-if-env-changed=RHX_CUDA_INCLUDE");
+    println!("cargo:rerun-if-env-changed=RHX_NO_CUDA_SHIM");
+    if std::env::var_os("RHX_NO_CUDA_SHIM").is_some() {
+        return;
+    }
+    let Ok(libtorch) = std::env::var("LIBTORCH") else { return };
+    let torch = PathBuf::from(libtorch);
+    let torch = torch.canonicalize().unwrap_or(torch);
+    if !torch.join("include/ATen/cuda/CUDAGraph.h").exists() {
+        println!("cargo:warning=no CUDA graph header in libtorch: building without the CUDA shim");
+        return;
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var("RHX_CUDA_INCLUDE").map(|v| v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()).unwrap_or_default();
+    if let Some(site) = torch.parent() {
+        dirs.push(site.join("nvidia/cu13/include"));
+        dirs.push(site.join("nvidia/cuda_runtime/include"));
+    }
+    dirs.push(PathBuf::from("/usr/local/cuda/include"));
+    let has = |f: &str| dirs.iter().any(|d| d.join(f).exists());
+    if !has("cuda_runtime_api.h") || !has("crt/host_defines.h") {
+        println!("cargo:warning=CUDA runtime headers (cuda_runtime_api.h, crt/host_defines.h) not found: building without the CUDA shim (no CUDA graphs); set RHX_CUDA_INCLUDE");
+        return;
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("librhx_cuda_shim.so");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let mut cmd = std::process::Command::new(&cxx);
+    cmd.args(["-shared", "-fPIC", "-O2", "-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=1", "-w"]);
+    cmd.arg(format!("-I{}", torch.join("include").display()));
+    cmd.arg(format!("-I{}", torch.join("include/torch/csrc/api/include").display()));
+    for d in dirs.iter().filter(|d| d.exists()) {
+        cmd.arg(format!("-I{}", d.display()));
+    }
+    cmd.arg("csrc/cuda_shim.cpp").arg("-o").arg(&out);
+    match cmd.status() {
+        Ok(s) if s.success() => {
+            println!("cargo:rustc-cfg=rhx_cuda_shim");
+            println!("cargo:rustc-env=RHX_CUDA_SHIM_PATH={}", out.display());
+        }
+        other => println!("cargo:warning=compiling csrc/cuda_shim.cpp with {cxx} failed ({other:?}): building without the CUDA shim"),
+    }
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod exp;
 pub(crate) mod trace;
 
@@ -39,12 +40,15 @@ enum Command {
     /// Re-run the experiment behind a report from scratch and certify every number
     Reproduce(exp::ReproduceArgs),
     Trace(trace::TraceArgs),
+    /// Benchmark capture-enabled generation on a random model of a published shape against HF transformers eager
+    Bench(bench::BenchArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
+        Command::Bench(a) => bench::run(a),
         Command::Run(a) => exp::run(a),
         Command::Check(a) => exp::check(a),
         Command::Fmt(a) => exp::fmt(a),

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::data::prompts::{prepare_line, PreparedPrompt};
 use crate::engine::capture::retrieval_heads;
 use crate::engine::device::{self, DType, DeviceRequest};
-use crate::engine::generate::{generate, FixedMask, GenerateOptions, MaskScope, Prompt};
+use crate::engine::generate::{auto_batch_size, generate, EngineOptions, FixedMask, GenerateOptions, MaskScope, Prompt};
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
 
@@ -54,9 +54,10 @@ pub struct TraceArgs {
     dtype: DType,
     /// Prompts decoded together: each prompt is prefilled alone, decoding steps are batched
     /// (left padding). Results equal one-by-one generation; per-sample time drops because the
-    /// weights are read once per step for the whole batch.
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
+    /// weights are read once per step for the whole batch. Default: on CUDA the largest batch
+    /// whose KV cache fits in free GPU memory (longest prompt + max new tokens), else 8.
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// CPU threads for libtorch (default: libtorch's choice). Use 1 on a busy shared machine.
     #[arg(long)]
     threads: Option<i32>,
@@ -101,7 +102,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }
-    if args.batch_size == 0 {
+    if args.batch_size == Some(0) {
         bail!("--batch-size must be at least 1");
     }
     let mask_heads = args.mask_heads.iter().map(|s| parse_head(s)).collect::<Result<Vec<_>>>()?;
@@ -157,7 +158,19 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     let mut results: BTreeMap<usize, serde_json::Value> = BTreeMap::new();
     let mut summary = Vec::new();
     let mut gen_s = 0.0;
-    for chunk in ok.chunks(args.batch_size) {
+    let longest = ok.iter().map(|p| p.ids.len()).max().unwrap_or(1);
+    let batch_size = match (args.batch_size, dev) {
+        (Some(b), _) => b,
+        (None, tch::Device::Cuda(_)) => match crate::engine::cuda::device_info(dev) {
+            Ok((free, _, _)) => auto_batch_size(&lm.model, longest, args.max_new_tokens, free, EngineOptions::default().prefill_chunk_tokens),
+            Err(_) => 8,
+        },
+        (None, _) => 8,
+    };
+    if !args.quiet && args.batch_size.is_none() {
+        eprintln!("note: batch size {batch_size} (automatic; --batch-size overrides)");
+    }
+    for chunk in ok.chunks(batch_size) {
         let prompts: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.ids.clone(), ..Default::default() }).collect();
         let t = Instant::now();
         let gens = generate(&lm.model, &prompts, &opts, None, |s| bar.set_message(format!("step {}", s + 1)))?;

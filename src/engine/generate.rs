@@ -12,7 +12,7 @@ use std::ops::Range;
 use tch::{Device, Kind, Tensor};
 
 use super::kv_cache::KvCache;
-use super::model::{CaptureRequest, HeadMask, HiddenSite, MaskMode, Model, StepInput, StepOutput};
+use super::model::{CaptureRequest, DecodeState, HeadMask, HiddenSite, MaskMode, Model, StepInput, StepOutput};
 
 /// One prompt: token ids plus spans (prompt positions) used by masks and captures.
 #[derive(Debug, Clone, Default)]
@@ -123,6 +123,8 @@ pub enum GenerateError {
     MaskPerPrompt { sets: usize, prompts: usize },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error("CUDA: {0}")]
+    Cuda(String),
 }
 
 struct Batch {
@@ -183,14 +185,101 @@ impl Batch {
     }
 }
 
+/// How decoding steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecodeMode {
+    /// `Graph` on CUDA when the binary has the CUDA shim and the run is eligible (no step
+    /// policy, no LongRoPE, top-k within the shortest prompt, no hidden span over a prompt's
+    /// last token), `Static` on CUDA otherwise when eligible, else `Eager`. The environment
+    /// variable `RHX_DECODE=eager|static|graph` overrides `Auto`.
+    #[default]
+    Auto,
+    /// `Model::forward` per step over the written cache columns (the reference path; CPU default).
+    Eager,
+    /// `Model::decode_step`: fixed addresses, device-side position and token, finished
+    /// sequences dropped from the batch.
+    Static,
+    /// `Static`, with the step captured once as a CUDA graph and replayed.
+    Graph,
+}
+
+/// Engine knobs that do not change results (apart from float rounding between decode modes).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub decode: DecodeMode,
+    /// Static/graph decoding: remove sequences that emitted EOS from the batch, so they stop
+    /// costing compute (with graphs, once a quarter of the rows are finished: each change of
+    /// batch size costs a new capture).
+    pub drop_finished: bool,
+    /// Unpadded batches are prefilled in slices of rows of at most this many tokens (bounds
+    /// the activation memory of a large batch).
+    pub prefill_chunk_tokens: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { decode: DecodeMode::Auto, drop_finished: true, prefill_chunk_tokens: 1 << 16 }
+    }
+}
+
+/// Where the time of one `generate_with` call went (device work included: each phase ends
+/// with a synchronisation on CUDA).
+#[derive(Debug, Clone, Default)]
+pub struct GenStats {
+    pub decode_mode: String,
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    /// Decoding steps run.
+    pub steps: usize,
+    /// Sum over steps of the rows in the batch (what was computed).
+    pub row_steps: usize,
+    /// Tokens kept in the outputs.
+    pub tokens: usize,
+    pub graph_captures: usize,
+    pub capture_s: f64,
+    /// Capture time spent after step 0 (inside the decode rate's window).
+    pub capture_after_first_s: f64,
+    /// Time from the start of decoding to the end of step 0 (which turns the last prompt
+    /// token into the first new one: HF's prefill produces that token), and its rows.
+    pub first_step_s: f64,
+    pub first_step_rows: usize,
+}
+
+impl GenStats {
+    /// Rows decoded per second after the first step (the first new token), as HF-style
+    /// decode throughput is counted.
+    pub fn decode_tok_s(&self) -> f64 {
+        (self.row_steps - self.first_step_rows) as f64 / (self.decode_s - self.first_step_s)
+    }
+}
+
 /// Greedy generation with capture for a batch of prompts (one prompt = a batch of one).
 pub fn generate(
     model: &Model,
     prompts: &[Prompt],
     opts: &GenerateOptions,
+    policy: Option<&mut dyn StepPolicy>,
+    on_step: impl FnMut(usize),
+) -> Result<Vec<Generation>, GenerateError> {
+    generate_with(model, prompts, opts, &EngineOptions::default(), policy, on_step).map(|(g, _)| g)
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// [`generate`] with engine options; also returns where the time went.
+pub fn generate_with(
+    model: &Model,
+    prompts: &[Prompt],
+    opts: &GenerateOptions,
+    eng: &EngineOptions,
     mut policy: Option<&mut dyn StepPolicy>,
     mut on_step: impl FnMut(usize),
-) -> Result<Vec<Generation>, GenerateError> {
+) -> Result<(Vec<Generation>, GenStats), GenerateError> {
+    let mut stats = GenStats::default();
     let c = &model.config;
     let (n_layers, n_heads) = (c.num_layers, c.num_heads);
     for (index, p) in prompts.iter().enumerate() {
@@ -221,12 +310,19 @@ pub fn generate(
         }
     }
     if prompts.is_empty() {
-        return Ok(vec![]);
+        return Ok((vec![], stats));
     }
     let device = model.device;
     let b = prompts.len() as i64;
     let width = prompts.iter().map(|p| p.ids.len()).max().unwrap() as i64;
     let cap = width + opts.max_new_tokens as i64;
+    // With a split-K P·V in the decode step (`Model::pv_chunk`: CUDA, long contexts, small
+    // batches) the capacity is a multiple of the chunk: at most a chunk of extra, masked columns.
+    let pv_chunk = model.pv_chunk(cap, prompts.len() as i64);
+    let cap = match pv_chunk {
+        Some(r) => (cap + r - 1) / r * r,
+        None => cap,
+    };
     let pad: Vec<i64> = prompts.iter().map(|p| width - p.ids.len() as i64).collect();
 
     // Host-side layout of the padded batch.
@@ -280,11 +376,27 @@ pub fn generate(
     // own into its row of the cache (no padded rows: the fused kernel's causal mode, and no
     // compute spent on padding), and only decoding is batched.
     let prefill_mask = fixed(opts.fixed_mask.as_ref().is_some_and(|m| m.scope == MaskScope::AllPositions));
+    let t_prefill = std::time::Instant::now();
     if width > 1 && batch.plain {
         let t = width - 1;
         let (pos, max_positions) = batch.positions(0, t);
-        let inp = StepInput { ids: &ids.narrow(1, 0, t), positions: &pos, max_positions: &max_positions, bias: None, head_mask: prefill_mask.as_ref(), capture: &no_capture, all_logits: false };
-        model.forward(&inp, &mut cache);
+        let rows = (eng.prefill_chunk_tokens / t).clamp(1, b);
+        let mut r0 = 0;
+        while r0 < b {
+            let n = rows.min(b - r0);
+            let mask = prefill_mask.as_ref().map(|m| HeadMask { mode: m.mode, keep: m.keep.narrow(1, r0, n) });
+            let inp = StepInput {
+                ids: &ids.narrow(0, r0, n).narrow(1, 0, t),
+                positions: &pos.narrow(0, r0, n),
+                max_positions: &max_positions[r0 as usize..(r0 + n) as usize],
+                bias: None,
+                head_mask: mask.as_ref(),
+                capture: &no_capture,
+                all_logits: false,
+            };
+            model.forward(&inp, &mut cache.rows_view(r0, n));
+            r0 += n;
+        }
     } else if width > 1 {
         for (i, p) in prompts.iter().enumerate() {
             let n = p.ids.len() as i64 - 1;
@@ -310,8 +422,40 @@ pub fn generate(
     if width > 1 {
         cache.advance(width - 1);
     }
+    sync(device);
+    stats.prefill_s = t_prefill.elapsed().as_secs_f64();
 
     let mut gens: Vec<Generation> = prompts.iter().map(|p| Generation { prompt_len: p.ids.len(), ..Default::default() }).collect();
+    let eligible = policy.is_none()
+        && model.rope_long_switch().is_none()
+        && prompts.iter().all(|p| opts.top_k <= p.ids.len() && !p.hidden_spans.iter().any(|s| s.contains(&(p.ids.len() - 1))));
+    let requested = match (eng.decode, std::env::var("RHX_DECODE").ok().as_deref()) {
+        (DecodeMode::Auto, Some("eager")) => DecodeMode::Eager,
+        (DecodeMode::Auto, Some("static")) => DecodeMode::Static,
+        (DecodeMode::Auto, Some("graph")) => DecodeMode::Graph,
+        (m, _) => m,
+    };
+    let mode = match requested {
+        _ if !eligible => DecodeMode::Eager,
+        DecodeMode::Auto if device == Device::Cpu => DecodeMode::Eager,
+        DecodeMode::Auto | DecodeMode::Graph if device != Device::Cpu && super::cuda::shim().is_ok() => DecodeMode::Graph,
+        DecodeMode::Auto | DecodeMode::Graph => DecodeMode::Static,
+        m => m,
+    };
+    stats.decode_mode = format!("{mode:?}").to_lowercase();
+    if mode != DecodeMode::Eager {
+        let t_decode = std::time::Instant::now();
+        let fixed_mode = opts.fixed_mask.as_ref().map(|m| m.mode).unwrap_or(MaskMode::ZeroOutput);
+        let key_ok = batch.valid.logical_and(&batch.hidden_id.eq(0));
+        let cap_req = CaptureRequest { argmax: capture.argmax, top_k: capture.top_k, spans: capture.spans.as_ref().map(|t| t.shallow_clone()), hidden: capture.hidden.clone() };
+        let st = StaticSetup { ids: &ids, width, cap, pv_chunk, key_ok, keep: fixed_keep.as_ref().map(|k| k.shallow_clone()), mask_mode: fixed_mode, fixed_sets: fixed_sets.as_deref(), capture: cap_req };
+        decode_static(model, opts, eng, &batch, st, cache, mode == DecodeMode::Graph, &mut gens, &mut stats, &mut on_step, t_decode)?;
+        sync(device);
+        stats.decode_s = t_decode.elapsed().as_secs_f64();
+        stats.tokens = gens.iter().map(|g| g.tokens.len()).sum();
+        return Ok((gens, stats));
+    }
+    let t_decode = std::time::Instant::now();
     let mut done = vec![false; b as usize];
     let mut next = ids.narrow(1, width - 1, 1);
     let step_mask = fixed(opts.fixed_mask.is_some());
@@ -410,13 +554,250 @@ pub fn generate(
             }
         }
         on_step(step);
+        stats.steps += 1;
+        stats.row_steps += b as usize;
+        if step == 0 {
+            stats.first_step_s = t_decode.elapsed().as_secs_f64();
+            stats.first_step_rows = b as usize;
+        }
         if done.iter().all(|&d| d) {
             break;
         }
         fed.push(next.shallow_clone());
         next = Tensor::from_slice(&tokens).view([b, 1]).to_device(device);
     }
-    Ok(gens)
+    sync(device);
+    stats.decode_s = t_decode.elapsed().as_secs_f64();
+    stats.tokens = gens.iter().map(|g| g.tokens.len()).sum();
+    Ok((gens, stats))
+}
+
+struct StaticSetup<'a> {
+    ids: &'a Tensor,
+    width: i64,
+    cap: i64,
+    pv_chunk: Option<i64>,
+    key_ok: Tensor,
+    keep: Option<Tensor>,
+    mask_mode: MaskMode,
+    fixed_sets: Option<&'a [Vec<(usize, usize)>]>,
+    capture: CaptureRequest,
+}
+
+/// Sizes of the pieces of one step's packed output (see `pack`).
+struct Layout {
+    b: usize,
+    layers: usize,
+    heads: usize,
+    argmax: bool,
+    k: usize,
+    n_spans: usize,
+    hidden: usize,
+    d: usize,
+    top_logits: usize,
+}
+
+/// Everything one step returns, flattened into a single f32 device tensor so that it reaches
+/// the host in one copy: tokens, argmax positions, their weights, top-k positions, span masses,
+/// hidden states, top logits (values, ids). Integers are exact in f32 below 2^24 (positions,
+/// vocabulary ids).
+fn pack(out: &StepOutput, top_logits: usize) -> Tensor {
+    let f = |t: &Tensor| t.to_kind(Kind::Float).flatten(0, -1);
+    let mut parts = vec![f(out.tokens.as_ref().expect("decode_step returns tokens"))];
+    parts.extend(out.argmax.iter().map(f));
+    parts.extend(out.argmax_weight.iter().map(f));
+    parts.extend(out.top_k.iter().map(f));
+    parts.extend(out.span_mass.iter().map(f));
+    parts.extend(out.hidden.iter().map(f));
+    if top_logits > 0 {
+        let (v, i) = out.logits.topk(top_logits as i64, -1, true, true);
+        parts.push(f(&v));
+        parts.push(f(&i));
+    }
+    Tensor::cat(&parts, 0)
+}
+
+/// Splits one step's packed host copy into per-row records (positions in prompt coordinates).
+fn unpack(h: &[f32], l: &Layout, pad: &[i64], masked: &[Vec<(usize, usize)>]) -> Vec<StepRecord> {
+    let (b, lh) = (l.b, l.layers * l.heads);
+    let mut off = 0;
+    let mut take = |n: usize| {
+        let s = &h[off..off + n];
+        off += n;
+        s
+    };
+    let tokens = take(b);
+    let argmax = if l.argmax { take(lh * b) } else { &[] };
+    let weight = if l.argmax { take(lh * b) } else { &[] };
+    let topk = take(lh * b * l.k);
+    let mass = take(lh * b * l.n_spans);
+    let hidden = take(l.hidden * b * l.d);
+    let top_v = take(b * l.top_logits);
+    let top_i = take(b * l.top_logits);
+    (0..b)
+        .map(|i| {
+            let per_head = |v: &[f32], w: usize| -> Vec<f32> {
+                let mut r = Vec::with_capacity(lh * w);
+                for layer in 0..l.layers {
+                    let base = (layer * b + i) * l.heads * w;
+                    r.extend_from_slice(&v[base..base + l.heads * w]);
+                }
+                r
+            };
+            let pos = |v: &[f32], w: usize| -> Vec<i64> { if v.is_empty() { vec![] } else { per_head(v, w).into_iter().map(|p| p as i64 - pad[i]).collect() } };
+            StepRecord {
+                token: tokens[i] as u32,
+                argmax: pos(argmax, 1),
+                argmax_weight: if weight.is_empty() { vec![] } else { per_head(weight, 1) },
+                top_k: pos(topk, l.k),
+                span_mass: if mass.is_empty() { vec![] } else { per_head(mass, l.n_spans) },
+                hidden: (0..l.hidden).map(|s| hidden[(s * b + i) * l.d..(s * b + i + 1) * l.d].to_vec()).collect(),
+                top_logits: (0..l.top_logits).map(|j| (top_i[i * l.top_logits + j] as u32, top_v[i * l.top_logits + j])).collect(),
+                masked: masked.get(i).cloned().unwrap_or_default(),
+                unmasked: None,
+            }
+        })
+        .collect()
+}
+
+/// Set once a decode step has run eagerly on the capture side stream in this process: lazy
+/// initialisation (cuBLAS handles and workspaces for that stream) is done, so later batches
+/// capture their graph at step 0 without an eager warm-up step.
+static SIDE_STREAM_WARM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The decoding loop on `Model::decode_step` (see `DecodeMode::Static` / `Graph`).
+#[allow(clippy::too_many_arguments)]
+fn decode_static(
+    model: &Model,
+    opts: &GenerateOptions,
+    eng: &EngineOptions,
+    batch: &Batch,
+    setup: StaticSetup,
+    mut cache: KvCache,
+    use_graph: bool,
+    gens: &mut [Generation],
+    stats: &mut GenStats,
+    on_step: &mut dyn FnMut(usize),
+    t_decode: std::time::Instant,
+) -> Result<(), GenerateError> {
+    let device = model.device;
+    let c = &model.config;
+    let b0 = batch.b;
+    // Batch row → prompt index, and each row's left padding.
+    let mut rows: Vec<usize> = (0..b0 as usize).collect();
+    let mut pad: Vec<i64> = batch.pad.clone();
+    let last = setup.width - 1;
+    let pos0: Vec<i64> = pad.iter().map(|p| last - p).collect();
+    let mut st = DecodeState {
+        ids: setup.ids.narrow(1, last, 1).copy(),
+        pos: Tensor::from_slice(&pos0).view([b0, 1]).to_device(device),
+        col: Tensor::from_slice(&[last]).to_device(device),
+        key_ok: setup.key_ok,
+        kpos: Tensor::arange(setup.cap, (Kind::Int64, device)).view([1, setup.cap]),
+        keep: setup.keep,
+        mask_mode: setup.mask_mode,
+        pv_chunk: setup.pv_chunk,
+    };
+    let mut capture = setup.capture;
+    let mut done = vec![false; gens.len()];
+    let mut graph: Option<(super::cuda::CudaGraph, Tensor)> = None;
+    let mut warmed = false;
+    if use_graph {
+        super::cuda::side_stream_enter(device).map_err(GenerateError::Cuda)?;
+    }
+    let result = (|| -> Result<(), GenerateError> {
+        for step in 0..opts.max_new_tokens {
+            let b = rows.len();
+            let packed = if !use_graph {
+                pack(&model.decode_step(&st, &mut cache, &capture), opts.top_logits)
+            } else if let Some((g, out)) = &graph {
+                g.replay().map_err(GenerateError::Cuda)?;
+                out.shallow_clone()
+            } else if !warmed && !SIDE_STREAM_WARM.load(std::sync::atomic::Ordering::Relaxed) {
+                // First step at this batch size: run eagerly on the side stream (lazy
+                // initialisation — cuBLAS handles and workspaces — must not happen during capture).
+                warmed = true;
+                let out = pack(&model.decode_step(&st, &mut cache, &capture), opts.top_logits);
+                SIDE_STREAM_WARM.store(true, std::sync::atomic::Ordering::Relaxed);
+                out
+            } else {
+                let t0 = std::time::Instant::now();
+                let mut g = super::cuda::CudaGraph::new().map_err(GenerateError::Cuda)?;
+                g.capture_begin().map_err(GenerateError::Cuda)?;
+                let out = pack(&model.decode_step(&st, &mut cache, &capture), opts.top_logits);
+                g.capture_end().map_err(GenerateError::Cuda)?;
+                stats.graph_captures += 1;
+                stats.capture_s += t0.elapsed().as_secs_f64();
+                if step > 0 {
+                    stats.capture_after_first_s += t0.elapsed().as_secs_f64();
+                }
+                g.replay().map_err(GenerateError::Cuda)?;
+                graph = Some((g, out.shallow_clone()));
+                out
+            };
+            let host = Vec::<f32>::try_from(packed.to_device(Device::Cpu))?;
+            let layout = Layout {
+                b,
+                layers: c.num_layers,
+                heads: c.num_heads,
+                argmax: capture.argmax,
+                k: capture.top_k,
+                n_spans: capture.spans.as_ref().map(|s| s.size()[2] as usize).unwrap_or(0),
+                hidden: capture.hidden.len(),
+                d: c.hidden_size,
+                top_logits: opts.top_logits,
+            };
+            let masked: Vec<Vec<(usize, usize)>> = match setup.fixed_sets {
+                Some(sets) => rows.iter().map(|&r| sets[r].clone()).collect(),
+                None => vec![],
+            };
+            let recs = unpack(&host, &layout, &pad, &masked);
+            stats.steps += 1;
+            stats.row_steps += b;
+            if step == 0 {
+                stats.first_step_s = t_decode.elapsed().as_secs_f64();
+                stats.first_step_rows = b;
+            }
+            for (r, rec) in recs.into_iter().enumerate() {
+                let i = rows[r];
+                if done[i] {
+                    continue;
+                }
+                let tok = rec.token;
+                gens[i].tokens.push(tok);
+                gens[i].steps.push(rec);
+                if opts.eos_ids.contains(&tok) {
+                    done[i] = true;
+                    gens[i].stopped_by_eos = true;
+                }
+            }
+            on_step(step);
+            let alive: Vec<usize> = (0..b).filter(|&r| !done[rows[r]]).collect();
+            if alive.is_empty() {
+                break;
+            }
+            let shrink = if use_graph { alive.len() * 4 <= b * 3 } else { alive.len() < b };
+            if eng.drop_finished && shrink && step + 1 < opts.max_new_tokens {
+                let idx = Tensor::from_slice(&alive.iter().map(|&r| r as i64).collect::<Vec<_>>()).to_device(device);
+                graph = None;
+                warmed = false;
+                cache.select_rows(&idx);
+                st.ids = st.ids.index_select(0, &idx);
+                st.pos = st.pos.index_select(0, &idx);
+                st.key_ok = st.key_ok.index_select(0, &idx);
+                st.keep = st.keep.as_ref().map(|k| k.index_select(1, &idx));
+                capture.spans = capture.spans.as_ref().map(|s| s.index_select(0, &idx));
+                rows = alive.iter().map(|&r| rows[r]).collect();
+                pad = alive.iter().map(|&r| pad[r]).collect();
+            }
+        }
+        Ok(())
+    })();
+    drop(graph);
+    if use_graph {
+        super::cuda::side_stream_exit().map_err(GenerateError::Cuda)?;
+    }
+    result
 }
 
 fn check_heads(heads: &[(usize, usize)], layers: usize, n_heads: usize) -> Result<(), GenerateError> {
@@ -519,4 +900,32 @@ fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: usize, top_
         });
     }
     Ok(recs)
+}
+
+/// Bytes one sequence of `cap` positions needs during batched decoding: its KV cache plus the
+/// step's working set (f32 scores, probabilities and bias over the capacity for one layer at a
+/// time, logits, MLP activations, the packed capture).
+pub fn bytes_per_sequence(model: &Model, cap: usize) -> i64 {
+    let c = &model.config;
+    let elt = model.kind.elt_size_in_bytes() as i64;
+    let cap = cap as i64;
+    let kv = c.num_layers as i64 * 2 * c.num_kv_heads as i64 * c.head_dim as i64 * cap * elt;
+    let scores = 4 * c.num_heads as i64 * cap * 4;
+    let logits = 3 * c.vocab_size as i64 * 4;
+    let mlp = 4 * c.intermediate_size as i64 * elt + 8 * c.hidden_size as i64 * 4;
+    let capture = 4 * c.num_layers as i64 * c.num_heads as i64 * 4;
+    kv + scores + logits + mlp + capture
+}
+
+/// The largest batch of sequences of `prompt_len + new_tokens` positions whose decoding fits in
+/// `free_bytes` of device memory, keeping 8% and the activations of one prefill slice of
+/// `prefill_chunk_tokens` tokens in reserve (at least 1, at most 1024).
+pub fn auto_batch_size(model: &Model, prompt_len: usize, new_tokens: usize, free_bytes: i64, prefill_chunk_tokens: i64) -> usize {
+    let c = &model.config;
+    let elt = model.kind.elt_size_in_bytes() as i64;
+    let chunk = prefill_chunk_tokens.min((prompt_len as i64).max(1) * 1024);
+    let prefill = chunk * (4 * c.intermediate_size as i64 + 8 * c.hidden_size as i64) * elt;
+    let usable = (free_bytes as f64 * 0.92) as i64 - prefill;
+    let per = bytes_per_sequence(model, prompt_len + new_tokens).max(1);
+    (usable / per).clamp(1, 1024) as usize
 }

@@ -38,6 +38,38 @@ impl KvCache {
         KvCache { k: self.k.iter().map(view).collect(), v: self.v.iter().map(view).collect(), len: 0, capacity: self.capacity - offset }
     }
 
+    /// Writes one position per sequence, `[B, H_kv, 1, D]`, at the column held by the device
+    /// tensor `col` (`[1]` int64): no host value, so a CUDA graph of the step can be replayed at
+    /// every position.
+    pub fn write_at(&mut self, layer: usize, col: &Tensor, k: &Tensor, v: &Tensor) {
+        let _ = self.k[layer].index_copy_(2, col, k);
+        let _ = self.v[layer].index_copy_(2, col, v);
+    }
+
+    /// Keys and values over the whole capacity (decode steps mask the unwritten columns).
+    pub fn full(&self, layer: usize) -> (Tensor, Tensor) {
+        (self.k[layer].shallow_clone(), self.v[layer].shallow_clone())
+    }
+
+    /// Batch rows `start .. start + n` over the same storage (prefill a large batch in slices).
+    pub fn rows_view(&self, start: i64, n: i64) -> KvCache {
+        let view = |t: &Tensor| t.narrow(0, start, n);
+        KvCache { k: self.k.iter().map(view).collect(), v: self.v.iter().map(view).collect(), len: self.len, capacity: self.capacity }
+    }
+
+    /// Keeps only the batch rows `rows` (`[n]` int64 on the cache's device), in that order: the
+    /// sequences still generating. Layer by layer, so the extra memory is one layer's worth.
+    pub fn select_rows(&mut self, rows: &Tensor) {
+        for t in self.k.iter_mut().chain(self.v.iter_mut()) {
+            *t = t.index_select(0, rows);
+        }
+    }
+
+    /// Batch size.
+    pub fn batch(&self) -> i64 {
+        self.k.first().map(|t| t.size()[0]).unwrap_or(0)
+    }
+
     pub fn advance(&mut self, t: i64) {
         self.len += t;
     }

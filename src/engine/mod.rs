@@ -2,6 +2,7 @@
 //! per-step, per-head reductions of the attention of the last query row.
 pub mod config;
 pub mod device;
+pub mod cuda;
 pub mod gguf;
 pub mod kv_cache;
 pub mod model;

@@ -119,6 +119,29 @@ pub struct StepOutput {
     pub span_mass: Option<Tensor>,
     /// One `[B, D]` f32 tensor per requested site, in request order.
     pub hidden: Vec<Tensor>,
+    /// `[B]` int64 greedy tokens (argmax of `logits`), from `decode_step`.
+    pub tokens: Option<Tensor>,
+}
+
+/// Device-side state of a batch between decoding steps (see [`Model::decode_step`]). Every
+/// tensor keeps its address across steps; the step itself advances `ids`, `pos` and `col`.
+pub struct DecodeState {
+    /// `[B, 1]` int64: the token each sequence feeds at this step.
+    pub ids: Tensor,
+    /// `[B, 1]` int64: its RoPE position.
+    pub pos: Tensor,
+    /// `[1]` int64: the cache column this step writes (the same for every row: left padding).
+    pub col: Tensor,
+    /// `[B, capacity]` bool: the column holds a token that decoding queries may see (not
+    /// padding, not in a hidden span).
+    pub key_ok: Tensor,
+    /// `[1, capacity]` int64 column indices.
+    pub kpos: Tensor,
+    /// `[L, B, Hq]` keep-multipliers (activation dtype) applied at every step, or `None`.
+    pub keep: Option<Tensor>,
+    pub mask_mode: MaskMode,
+    /// Split-K chunk of `P·V` (see [`Model::pv_chunk`]); the capacity is a multiple of it.
+    pub pv_chunk: Option<i64>,
 }
 
 pub struct Model {
@@ -146,7 +169,7 @@ impl Model {
             Ok(Linear { w: weight, b: b.map(mv) })
         };
         let embed = mv(w.take("model.embed_tokens.weight", &[v, d])?);
-        let mut layers = Vec::with_capacity(c.num_layers);
+        let mut layers: Vec<Layer> = Vec::with_capacity(c.num_layers);
         for l in 0..c.num_layers {
             let p = format!("model.layers.{l}");
             let qkv = if c.arch == Arch::Phi3 {
@@ -185,6 +208,14 @@ impl Model {
         let norm = mv(w.take("model.norm.weight", &[d])?);
         let lm_head = if c.tie_word_embeddings { None } else { Some(mv(w.take("lm_head.weight", &[v, d])?)) };
         let rope = Rope::new(c, device);
+        if device.is_cuda() {
+            // On the GPU a decoding step is bound by kernel launches as much as by bytes: one
+            // projection for q|k|v and one for gate|up (as Phi-3 ships them) instead of five.
+            // Same dot products; the CPU keeps separate matrices (its numbers stay bit-stable).
+            for layer in &mut layers {
+                fuse_projections(layer);
+            }
+        }
         Ok(Self { config, device, kind, embed, layers, norm, lm_head, rope })
     }
 
@@ -210,12 +241,213 @@ impl Model {
         self.forward(&inp, &mut cache).logits.squeeze_dim(0)
     }
 
-    /// HF's RMSNorm: normalise in f32, cast back, then scale.
+    /// HF's RMSNorm: normalise in f32, cast back, then scale. On CUDA libtorch's fused
+    /// `rms_norm` (one kernel; it upcasts to f32 internally and casts the normalised value back,
+    /// as HF does) replaces the six-kernel chain; only the order of the f32 sum differs.
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Tensor {
+        if self.device.is_cuda() {
+            let d = *x.size().last().unwrap();
+            return w * x.rms_norm([d], None::<Tensor>, self.config.rms_norm_eps);
+        }
         let xf = x.to_kind(Kind::Float);
         let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
         let normed = (xf * (var + self.config.rms_norm_eps).rsqrt()).to_kind(self.kind);
         w * normed
+    }
+
+    /// Keys per chunk of the decode step's split-K `P·V` for `batch` sequences over a cache of
+    /// `capacity` columns, or `None` for one batched GEMM. The plain GEMM has only
+    /// `batch · kv_heads · ⌈head_dim / tile⌉` blocks, each walking the whole context: enough at
+    /// large batches or short contexts (measured on an H200: splitting made batch 64–199 at 4k
+    /// 15–20% slower and batch 1 at 4k no faster), too few at long contexts with a small batch
+    /// (batch 1 at 128k: 60 → 74 tok/s). Chunks aim at ~2048 products in all; CPU: never.
+    pub fn pv_chunk(&self, capacity: i64, batch: i64) -> Option<i64> {
+        let heads = batch * self.config.num_kv_heads as i64;
+        if !self.device.is_cuda() || heads >= 64 || capacity < 8192 {
+            return None;
+        }
+        let chunks = (2048 / heads).max(2);
+        let r = (capacity + chunks - 1) / chunks;
+        Some(((r + 63) / 64 * 64).max(64))
+    }
+
+    /// Input norm, q/k/v projections (+ q/k norm), RoPE: `[B, H, T, head_dim]` each.
+    fn qkv(&self, layer: &Layer, x: &Tensor, rope: &rope::RopeTables, b: i64, t: i64) -> (Tensor, Tensor, Tensor) {
+        let c = &self.config;
+        let (nq, nkv, hd) = (c.num_heads as i64, c.num_kv_heads as i64, c.head_dim as i64);
+        let h = self.rms_norm(x, &layer.input_norm);
+        if let (Qkv::Fused(p), None) = (&layer.qkv, &layer.q_norm) {
+            // q and k are adjacent in the fused output: rotate them with one set of kernels.
+            let all = p.forward(&h).view([b, t, nq + 2 * nkv, hd]);
+            let qk = rope::apply(&all.narrow(2, 0, nq + nkv).transpose(1, 2), rope, self.rope.rotary_dim);
+            let v = all.narrow(2, nq + nkv, nkv).transpose(1, 2);
+            return (qk.narrow(1, 0, nq), qk.narrow(1, nq, nkv), v);
+        }
+        let (q, k, v) = match &layer.qkv {
+            Qkv::Separate { q, k, v } => (q.forward(&h), k.forward(&h), v.forward(&h)),
+            Qkv::Fused(p) => {
+                let all = p.forward(&h);
+                let parts = all.split_with_sizes([nq * hd, nkv * hd, nkv * hd], -1);
+                (parts[0].shallow_clone(), parts[1].shallow_clone(), parts[2].shallow_clone())
+            }
+        };
+        let mut q = q.view([b, t, nq, hd]);
+        let mut k = k.view([b, t, nkv, hd]);
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = self.rms_norm(&q, qn);
+            k = self.rms_norm(&k, kn);
+        }
+        let q = q.transpose(1, 2);
+        let k = k.transpose(1, 2);
+        let v = v.view([b, t, nkv, hd]).transpose(1, 2);
+        let q = rope::apply(&q, rope, self.rope.rotary_dim);
+        let k = rope::apply(&k, rope, self.rope.rotary_dim);
+        (q, k, v)
+    }
+
+    /// `o_proj` of the heads' outputs `[B, H, T, head_dim]`, residual, post norm, MLP, residual.
+    fn attn_out_mlp(&self, layer: &Layer, x: Tensor, out: &Tensor, b: i64, t: i64) -> Tensor {
+        let c = &self.config;
+        let (nq, hd) = (c.num_heads as i64, c.head_dim as i64);
+        let attn = layer.o.forward(&out.transpose(1, 2).reshape([b, t, nq * hd]));
+        let x = x + attn;
+        let h = self.rms_norm(&x, &layer.post_norm);
+        let mlp_in = match &layer.gate_up {
+            GateUp::Separate { gate, up } => gate.forward(&h).silu() * up.forward(&h),
+            GateUp::Fused(p) => {
+                let gu = p.forward(&h).chunk(2, -1);
+                gu[0].silu() * &gu[1]
+            }
+        };
+        x + layer.down.forward(&mlp_in)
+    }
+
+    /// One decoding step (one new token per sequence) whose every device address is fixed
+    /// across steps, so that it can be captured once as a CUDA graph and replayed: the cache
+    /// column, the RoPE positions and the fed tokens are device tensors in `st`, attention runs
+    /// over the whole cache capacity with unwritten and invisible columns masked, and the step
+    /// ends by writing its greedy tokens into `st.ids` and advancing `st.pos` and `st.col` in
+    /// place. No host synchronisation happens inside. The values equal `forward` with `T = 1`
+    /// (extra masked columns contribute exact zeros).
+    pub fn decode_step(&self, st: &DecodeState, cache: &mut KvCache, cap: &CaptureRequest) -> StepOutput {
+        let _guard = tch::no_grad_guard();
+        let c = &self.config;
+        let b = st.ids.size()[0];
+        let capn = cache.capacity;
+        let (nq, nkv, hd) = (c.num_heads as i64, c.num_kv_heads as i64, c.head_dim as i64);
+        let group = nq / nkv;
+        let scale = (hd as f64).powf(-0.5);
+        assert!(self.rope.long_switch().is_none(), "decode_step does not switch LongRoPE regimes");
+        let rope = self.rope.tables(&st.pos, &vec![0; b as usize], self.kind);
+        let visible = st.kpos.le_tensor(&st.col).logical_and(&st.key_ok); // [B, cap]
+        let bias = Tensor::full([b, capn], f64::NEG_INFINITY, (Kind::Float, self.device)).masked_fill(&visible, 0.0).view([b, 1, 1, capn]);
+        let mut x = self.embed.embedding_like(&st.ids);
+        let (mut argmax, mut argmax_w, mut topk, mut mass) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
+        // Every layer's f32 scores and probabilities written into one `[L, B, Hq, cap]` buffer
+        // each, so that the argmax capture is one reduction and one gather for all layers
+        // instead of two kernels per layer (while the two buffers stay under 1 GiB).
+        let n_layers = self.layers.len() as i64;
+        let whole = cap.argmax && 2 * n_layers * b * nq * capn * 4 <= 1 << 30;
+        let bufs = whole.then(|| (Tensor::empty([n_layers, b, nq, 1, capn], (Kind::Float, self.device)), Tensor::empty([n_layers, b, nq, 1, capn], (Kind::Float, self.device))));
+        for (li, layer) in self.layers.iter().enumerate() {
+            let (mut q, k, v) = self.qkv(layer, &x, &rope, b, 1);
+            let mask = st.keep.as_ref().map(|k| k.get(li as i64).view([b, nq, 1, 1]));
+            if let Some(m) = &mask {
+                if st.mask_mode == MaskMode::UniformAttention {
+                    q = &q * m;
+                }
+            }
+            cache.write_at(li, &st.col, &k, &v);
+            let (keys, values) = cache.full(li);
+            let q_last = q.reshape([b, nkv, group, hd]);
+            // bias (f32) + scores (model dtype) promotes to f32 in the same kernel: the exact
+            // upcast-then-add of the eager path, one launch fewer.
+            let qk = (q_last.matmul(&keys.transpose(-1, -2)) * scale).view([b, nq, 1, capn]);
+            let (scores, probs) = match &bufs {
+                Some((sb, pb)) => {
+                    let (so, po) = (sb.get(li as i64), pb.get(li as i64));
+                    let _ = bias.add_out(&so, &qk);
+                    let _ = so.softmax_int_out(&po, -1, Kind::Float);
+                    (so, po)
+                }
+                None => {
+                    let scores = &bias + qk;
+                    let probs = scores.softmax(-1, Kind::Float);
+                    (scores, probs)
+                }
+            };
+            let p = probs.to_kind(self.kind).reshape([b, nkv, group, capn]);
+            let out = match st.pv_chunk {
+                // Split-K on the GPU: one (group × R)·(R × hd) product per chunk of R keys, f32
+                // partial sums added in f32 and rounded once (as a single f32-accumulating GEMM
+                // does). A plain batched GEMM here has only nkv·⌈hd/tile⌉ blocks, each walking
+                // the whole context, and leaves most of the GPU idle at long contexts.
+                Some(r) if self.device.is_cuda() && capn % r == 0 && capn > r => {
+                    let chunks = capn / r;
+                    let pc = p.view([b, nkv, group, chunks, r]).permute([0, 1, 3, 2, 4]).contiguous().view([b * nkv * chunks, group, r]);
+                    let vc = values.view([b * nkv * chunks, r, hd]);
+                    let part = if self.kind == Kind::Float { pc.bmm(&vc) } else { pc.bmm_dtype(&vc, Kind::Float) };
+                    part.view([b, nkv, chunks, group, hd]).sum_dim_intlist(2, false, Kind::Float).to_kind(self.kind)
+                }
+                _ => p.matmul(&values),
+            }
+            .reshape([b, nq, 1, hd]);
+            let out = match &mask {
+                Some(m) if st.mask_mode == MaskMode::ZeroOutput => out * m,
+                _ => out,
+            };
+            x = self.attn_out_mlp(layer, x, &out, b, 1);
+            if cap.argmax && bufs.is_none() {
+                let am = scores.view([b, nq, capn]).argmax(-1, false);
+                argmax_w.push(probs.view([b, nq, capn]).gather(-1, &am.unsqueeze(-1), false).squeeze_dim(-1));
+                argmax.push(am);
+            }
+            if cap.top_k > 0 {
+                topk.push(scores.view([b, nq, capn]).topk(cap.top_k as i64, -1, true, true).1);
+            }
+            if let Some(spans) = &cap.spans {
+                let p_len = spans.size()[1].min(capn);
+                let row = probs.view([b, nq, capn]).narrow(-1, 0, p_len);
+                mass.push(row.matmul(&spans.narrow(1, 0, p_len).to_kind(Kind::Float)));
+            }
+            if cap.hidden.contains(&HiddenSite::Layer(li)) {
+                hidden_layers.push((li, x.select(1, 0).to_kind(Kind::Float)));
+            }
+        }
+        let (argmax_all, weight_all) = match &bufs {
+            Some((sb, pb)) => {
+                let am = sb.view([n_layers, b, nq, capn]).argmax(-1, false);
+                let w = pb.view([n_layers, b, nq, capn]).gather(-1, &am.unsqueeze(-1), false).squeeze_dim(-1);
+                (Some(am), Some(w))
+            }
+            None => (None, None),
+        };
+        let normed = self.rms_norm(&x, &self.norm);
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        let logits = normed.select(1, 0).linear::<Tensor>(head, None).to_kind(Kind::Float);
+        let hidden = cap
+            .hidden
+            .iter()
+            .map(|site| match site {
+                HiddenSite::Final => normed.select(1, 0).to_kind(Kind::Float),
+                HiddenSite::Layer(l) => hidden_layers.iter().find(|(li, _)| li == l).map(|(_, t)| t.shallow_clone()).expect("layer index checked by caller"),
+            })
+            .collect();
+        let tokens = greedy_tokens(&logits);
+        st.ids.shallow_clone().copy_(&tokens.view([b, 1]));
+        let _ = st.pos.shallow_clone().g_add_scalar_(1);
+        let _ = st.col.shallow_clone().g_add_scalar_(1);
+        let stack = |v: Vec<Tensor>| if v.is_empty() { None } else { Some(Tensor::stack(&v, 0)) };
+        StepOutput {
+            logits,
+            argmax: argmax_all.or_else(|| stack(argmax)),
+            argmax_weight: weight_all.or_else(|| stack(argmax_w)),
+            top_k: stack(topk),
+            span_mass: stack(mass),
+            hidden,
+            tokens: Some(tokens),
+        }
     }
 
     /// Runs the new tokens through the model, writing their K/V at `cache.len ..` (the caller
@@ -246,26 +478,7 @@ impl Model {
         let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
 
         for (li, layer) in self.layers.iter().enumerate() {
-            let h = self.rms_norm(&x, &layer.input_norm);
-            let (q, k, v) = match &layer.qkv {
-                Qkv::Separate { q, k, v } => (q.forward(&h), k.forward(&h), v.forward(&h)),
-                Qkv::Fused(p) => {
-                    let all = p.forward(&h);
-                    let parts = all.split_with_sizes([nq * hd, nkv * hd, nkv * hd], -1);
-                    (parts[0].shallow_clone(), parts[1].shallow_clone(), parts[2].shallow_clone())
-                }
-            };
-            let mut q = q.view([b, t, nq, hd]);
-            let mut k = k.view([b, t, nkv, hd]);
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                q = self.rms_norm(&q, qn);
-                k = self.rms_norm(&k, kn);
-            }
-            let q = q.transpose(1, 2);
-            let k = k.transpose(1, 2);
-            let v = v.view([b, t, nkv, hd]).transpose(1, 2);
-            let mut q = rope::apply(&q, &rope, self.rope.rotary_dim);
-            let k = rope::apply(&k, &rope, self.rope.rotary_dim);
+            let (mut q, k, v) = self.qkv(layer, &x, &rope, b, t);
             let mask = inp.head_mask.map(|m| m.keep.get(li as i64).view([b, nq, 1, 1]));
             if let (Some(m), Some(hm)) = (&mask, inp.head_mask) {
                 if hm.mode == MaskMode::UniformAttention {
@@ -298,17 +511,7 @@ impl Model {
                 (Some(m), Some(hm)) if hm.mode == MaskMode::ZeroOutput => out * m,
                 _ => out,
             };
-            let attn = layer.o.forward(&out.transpose(1, 2).reshape([b, t, nq * hd]));
-            x = x + attn;
-            let h = self.rms_norm(&x, &layer.post_norm);
-            let mlp_in = match &layer.gate_up {
-                GateUp::Separate { gate, up } => gate.forward(&h).silu() * up.forward(&h),
-                GateUp::Fused(p) => {
-                    let gu = p.forward(&h).chunk(2, -1);
-                    gu[0].silu() * &gu[1]
-                }
-            };
-            x = x + layer.down.forward(&mlp_in);
+            x = self.attn_out_mlp(layer, x, &out, b, t);
 
             if cap.argmax {
                 let row = probs_last.view([b, nq, s]);
@@ -349,7 +552,43 @@ impl Model {
             top_k: stack(topk),
             span_mass: stack(mass),
             hidden,
+            tokens: None,
         }
+    }
+}
+
+/// Argmax over the vocabulary (lowest index among equal maxima). On the GPU in two stages,
+/// maxima of chunks then the best chunk: one block walking 128k logits took 38 µs of a 7 ms
+/// step (H200); the result is the same index.
+fn greedy_tokens(logits: &Tensor) -> Tensor {
+    let size = logits.size();
+    let (b, v) = (size[0], size[1]);
+    match [256i64, 128, 64].into_iter().find(|c| v % c == 0 && v / c >= 16) {
+        Some(c) if logits.device().is_cuda() => {
+            let (vals, idx) = logits.view([b, v / c, c]).max_dim(-1, false);
+            let best = vals.argmax(-1, true); // [b, 1], lowest chunk among equal maxima
+            best.squeeze_dim(-1) * c + idx.gather(-1, &best, false).squeeze_dim(-1)
+        }
+        _ => logits.argmax(-1, false),
+    }
+}
+
+/// Replaces separate q/k/v and gate/up projections by one concatenated matrix each.
+fn fuse_projections(layer: &mut Layer) {
+    let cat_bias = |ls: &[&Linear]| -> Option<Tensor> {
+        if ls.iter().all(|l| l.b.is_none()) {
+            return None;
+        }
+        let parts: Vec<Tensor> = ls.iter().map(|l| l.b.as_ref().map(|b| b.shallow_clone()).unwrap_or_else(|| l.w.zeros_like().select(1, 0))).collect();
+        Some(Tensor::cat(&parts, 0))
+    };
+    if let Qkv::Separate { q, k, v } = &layer.qkv {
+        let fused = Linear { w: Tensor::cat(&[&q.w, &k.w, &v.w], 0), b: cat_bias(&[q, k, v]) };
+        layer.qkv = Qkv::Fused(fused);
+    }
+    if let GateUp::Separate { gate, up } = &layer.gate_up {
+        let fused = Linear { w: Tensor::cat(&[&gate.w, &up.w], 0), b: cat_bias(&[gate, up]) };
+        layer.gate_up = GateUp::Fused(fused);
     }
 }
 

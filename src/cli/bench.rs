@@ -1,0 +1,582 @@
+//! `rhx bench`: decode and prefill speed, memory and context reach of the capture engine on a
+//! randomly initialised model of a published shape, against HF transformers (eager attention,
+//! `output_attentions=True`, the reference the paper used) run on the same shape and the same
+//! device in the same command, and against the memory-bandwidth limit.
+use std::io::{BufRead, BufReader, Write};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use rand_mt::Mt64;
+use tch::Device;
+
+use crate::engine::config::{self, ModelConfig};
+use crate::engine::cuda;
+use crate::engine::device::{self, DType, DeviceRequest};
+use crate::engine::generate::{auto_batch_size, generate_with, DecodeMode, EngineOptions, GenStats, GenerateOptions, Prompt};
+use crate::engine::model::Model;
+use crate::engine::weights;
+
+#[derive(Args)]
+#[command(
+    about = "Benchmark capture-enabled generation on a random model of a published shape, against HF transformers eager",
+    after_help = "Every rhx number is greedy generation with per-step Eq. 1 capture on (each head's argmax position and \
+weight, reduced on the device), EOS ignored, random token prompts. The HF reference runs first, in a child Python \
+process (transformers, eager attention, generate(output_attentions=True) + the same per-step argmax), so both use \
+the whole GPU in turn.\n\nEXAMPLE (one H200):\n  rhx bench --shape llama-3.1-8b --dtype bf16 --out benchmarks/gpu.md"
+)]
+pub struct BenchArgs {
+    /// Model shape: llama-3.1-8b, llama-3.2-3b, qwen3-8b, llama-2-13b, phi-4-mini, smollm2-135m
+    #[arg(long, default_value = "llama-3.1-8b")]
+    shape: String,
+    /// Keep only the first N layers (quick checks; the table then says so)
+    #[arg(long)]
+    layers: Option<usize>,
+    #[arg(long, default_value = "cuda")]
+    device: DeviceRequest,
+    #[arg(long, default_value = "bf16")]
+    dtype: DType,
+    /// Prompt lengths for batch-1 decoding
+    #[arg(long, value_delimiter = ',', default_value = "1024,4096")]
+    contexts: Vec<usize>,
+    /// Tokens generated per decode measurement
+    #[arg(long, default_value_t = 64)]
+    new_tokens: usize,
+    /// Decode loops compared at batch 1 (eager = the reference loop; static; graph = CUDA graph)
+    #[arg(long, value_delimiter = ',', default_value = "eager,static,graph")]
+    modes: Vec<String>,
+    /// Prompt length of the batch sweep
+    #[arg(long, default_value_t = 4096)]
+    batch_context: usize,
+    /// Batch sizes of the sweep; `auto` = the largest that fits in free memory
+    #[arg(long, value_delimiter = ',', default_value = "16,64,auto")]
+    batch_sizes: Vec<String>,
+    /// Use this instead of the automatic batch size
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// NIAH-sized sample: prompt length and generated tokens, batch 1, timed end to end
+    #[arg(long, default_value_t = 4096)]
+    niah_context: usize,
+    #[arg(long, default_value_t = 32)]
+    niah_new_tokens: usize,
+    /// Long-context attempt (batch 1, per-step capture); 0 skips it; default: the shape's
+    /// largest position minus the new tokens (131056 for Llama-3.1-8B)
+    #[arg(long)]
+    long_context: Option<usize>,
+    #[arg(long, default_value_t = 16)]
+    long_new_tokens: usize,
+    /// Skip the HF transformers reference
+    #[arg(long)]
+    no_hf: bool,
+    /// HF prompt lengths at batch 1 (the last ones are expected to run out of memory)
+    #[arg(long, value_delimiter = ',', default_value = "1024,4096,8192")]
+    hf_contexts: Vec<usize>,
+    /// HF batch sizes tried at --batch-context
+    #[arg(long, value_delimiter = ',', default_value = "2,4")]
+    hf_batch_sizes: Vec<usize>,
+    #[arg(long, default_value_t = 32)]
+    hf_new_tokens: usize,
+    /// Python with torch + transformers (default /opt/torch/.venv/bin/python if present, else .venv/bin/python)
+    #[arg(long)]
+    python: Option<PathBuf>,
+    #[arg(long, default_value = "scripts/bench/hf_reference_gpu.py")]
+    hf_script: PathBuf,
+    /// Device memory bandwidth in GB/s for the limit (default from the device name: H200 4800, H100 3350)
+    #[arg(long)]
+    bandwidth_gbs: Option<f64>,
+    /// Write the tables as Markdown here
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    label: String,
+    context: usize,
+    batch: usize,
+    mode: String,
+    /// Err: out of memory or another failure, as a short sentence.
+    result: std::result::Result<Measured, String>,
+}
+
+#[derive(Debug, Clone)]
+struct Measured {
+    stats: GenStats,
+    total_s: f64,
+    peak_gib: Option<f64>,
+    /// Kept for batch-1 runs (agreement between decode loops).
+    gens: Vec<crate::engine::generate::Generation>,
+}
+
+impl Measured {
+    /// Tokens after the first, over their time (the HF script counts the same way); the
+    /// graph capture at step 1 is included.
+    fn decode_tok_s(&self) -> f64 {
+        self.stats.decode_tok_s()
+    }
+    /// Without the capture: the steady state of a long generation.
+    fn steady_tok_s(&self) -> f64 {
+        (self.stats.row_steps - self.stats.first_step_rows) as f64 / (self.stats.decode_s - self.stats.first_step_s - self.stats.capture_after_first_s)
+    }
+    fn prefill_tok_s(&self, context: usize, batch: usize) -> f64 {
+        (batch * context.saturating_sub(1)) as f64 / self.stats.prefill_s
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct HfRun {
+    name: String,
+    context: usize,
+    batch: usize,
+    status: String,
+    prefill_s: Option<f64>,
+    decode_tok_s: Option<f64>,
+    total_s: Option<f64>,
+    peak_gib: f64,
+}
+
+fn default_python() -> PathBuf {
+    let opt = PathBuf::from("/opt/torch/.venv/bin/python");
+    if opt.exists() {
+        opt
+    } else {
+        PathBuf::from(".venv/bin/python")
+    }
+}
+
+fn gib(b: i64) -> f64 {
+    b as f64 / (1u64 << 30) as f64
+}
+
+/// Bytes read from device memory per decoding step at batch 1, context 0: every weight except
+/// the embedding table (one row per token), the LM head included.
+fn weight_bytes(c: &ModelConfig, elt: usize) -> f64 {
+    let (d, hd, nq, nkv, ff, v) = (c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads, c.intermediate_size, c.vocab_size);
+    let per_layer = d * nq * hd * 2 + 2 * d * nkv * hd + 3 * d * ff + 2 * d;
+    ((c.num_layers * per_layer + d + v * d) * elt) as f64
+}
+
+fn kv_bytes_per_token(c: &ModelConfig, elt: usize) -> f64 {
+    (c.num_layers * 2 * c.num_kv_heads * c.head_dim * elt) as f64
+}
+
+/// Civil date (UTC) of a Unix time, for the report header.
+fn utc_date(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let (z, tod) = (days + 719468, secs % 86400);
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", tod / 3600, (tod % 3600) / 60)
+}
+
+fn random_prompts(rng: &mut Mt64, n: usize, len: usize, vocab: usize) -> Vec<Prompt> {
+    (0..n).map(|_| Prompt { ids: (0..len).map(|_| (rng.next_u64() % vocab as u64) as u32).collect(), ..Default::default() }).collect()
+}
+
+fn parse_mode(s: &str) -> Result<DecodeMode> {
+    Ok(match s {
+        "eager" => DecodeMode::Eager,
+        "static" => DecodeMode::Static,
+        "graph" => DecodeMode::Graph,
+        "auto" => DecodeMode::Auto,
+        _ => bail!("unknown decode mode `{s}` (eager, static, graph, auto)"),
+    })
+}
+
+/// One timed generation; an out-of-memory error (a libtorch panic) becomes `Err`.
+fn measure(model: &Model, prompts: &[Prompt], new_tokens: usize, mode: DecodeMode) -> std::result::Result<Measured, String> {
+    let dev = model.device;
+    let _ = cuda::empty_cache();
+    let _ = cuda::reset_peak(dev);
+    let opts = GenerateOptions { max_new_tokens: new_tokens, eos_ids: vec![], argmax: true, ..Default::default() };
+    let eng = EngineOptions { decode: mode, ..Default::default() };
+    let t0 = Instant::now();
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| generate_with(model, prompts, &opts, &eng, None, |_| {})));
+    let total_s = t0.elapsed().as_secs_f64();
+    let peak_gib = cuda::memory_stats(dev).ok().map(|s| gib(s.peak_allocated));
+    let _ = cuda::empty_cache();
+    match r {
+        Ok(Ok((gens, stats))) => Ok(Measured { stats, total_s, peak_gib, gens: if prompts.len() == 1 { gens } else { vec![] } }),
+        Ok(Err(e)) => Err(short_error(&e.to_string())),
+        Err(p) => {
+            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            Err(short_error(&msg))
+        }
+    }
+}
+
+fn short_error(msg: &str) -> String {
+    if msg.contains("out of memory") {
+        "out of memory".into()
+    } else {
+        msg.lines().next().unwrap_or("failed").chars().take(160).collect()
+    }
+}
+
+fn run_hf(args: &BenchArgs, cfg: &ModelConfig) -> Result<(Vec<HfRun>, String)> {
+    let python = args.python.clone().unwrap_or_else(default_python);
+    let mut runs = Vec::new();
+    for &c in &args.hf_contexts {
+        runs.push(serde_json::json!({"name": format!("b1-{c}"), "context": c, "batch": 1, "new_tokens": args.hf_new_tokens}));
+    }
+    for &b in &args.hf_batch_sizes {
+        runs.push(serde_json::json!({"name": format!("b{b}-{}", args.batch_context), "context": args.batch_context, "batch": b, "new_tokens": args.hf_new_tokens}));
+    }
+    runs.push(serde_json::json!({"name": "niah", "context": args.niah_context, "batch": 1, "new_tokens": args.niah_new_tokens}));
+    let spec = serde_json::json!({"shape": cfg, "dtype": args.dtype.to_string(), "runs": runs, "seed": args.seed});
+    let spec_path = std::env::temp_dir().join(format!("rhx-bench-hf-{}.json", std::process::id()));
+    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+    eprintln!("bench: HF reference: {} {} ({} runs)", python.display(), args.hf_script.display(), runs.len());
+    let mut child = Command::new(&python)
+        .arg(&args.hf_script)
+        .arg(&spec_path)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {} (use --python, or --no-hf)", python.display()))?;
+    let mut results = Vec::new();
+    let mut info = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        if let Some(j) = line.strip_prefix("HFRESULT ") {
+            let r: HfRun = serde_json::from_str(j).with_context(|| format!("bad HF result line: {j}"))?;
+            eprintln!("bench: HF {} ctx {} batch {}: {} decode {:?} tok/s, peak {:.1} GiB", r.name, r.context, r.batch, r.status, r.decode_tok_s.map(|x| (x * 10.0).round() / 10.0), r.peak_gib);
+            results.push(r);
+        } else if let Some(i) = line.strip_prefix("HFINFO ") {
+            eprintln!("bench: HF {i}");
+            info = i.to_string();
+        } else {
+            eprintln!("bench: HF: {line}");
+        }
+    }
+    let status = child.wait()?;
+    let _ = std::fs::remove_file(&spec_path);
+    if !status.success() && results.is_empty() {
+        bail!("the HF reference script failed ({status})");
+    }
+    Ok((results, info))
+}
+
+fn fmt_rate(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "—".into(),
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let dev = device::resolve(args.device)?;
+    let mut cfg = config::preset(&args.shape).with_context(|| format!("unknown shape `{}` (known: {})", args.shape, config::PRESETS.join(", ")))?;
+    if let Some(l) = args.layers {
+        cfg.num_layers = l.clamp(1, cfg.num_layers);
+    }
+    // Contexts beyond the shape's positions (Llama-2-13B: 4096) are cut so that the generated
+    // tokens fit; the tables show the lengths actually run.
+    let mut args = args;
+    let fit = |c: usize, new: usize| c.min(cfg.max_position_embeddings.saturating_sub(new));
+    args.contexts = args.contexts.iter().map(|&c| fit(c, args.new_tokens)).collect();
+    args.batch_context = fit(args.batch_context, args.new_tokens);
+    args.niah_context = fit(args.niah_context, args.niah_new_tokens);
+    args.hf_contexts = args.hf_contexts.iter().map(|&c| fit(c, args.hf_new_tokens)).collect();
+    let kind = args.dtype.kind();
+    let elt = kind.elt_size_in_bytes();
+    let modes: Vec<DecodeMode> = args.modes.iter().map(|m| parse_mode(m)).collect::<Result<_>>()?;
+    let (dev_name, total_mem) = match dev {
+        Device::Cuda(_) => match cuda::device_info(dev) {
+            Ok((_, total, name)) => (name, Some(total)),
+            Err(e) => {
+                eprintln!("bench: no device properties ({e})");
+                (device::describe(dev), None)
+            }
+        },
+        _ => (device::describe(dev), None),
+    };
+    let bandwidth = args.bandwidth_gbs.or_else(|| {
+        if dev_name.contains("H200") {
+            Some(4800.0)
+        } else if dev_name.contains("H100") && dev_name.contains("PCIe") {
+            Some(2000.0)
+        } else if dev_name.contains("H100") {
+            Some(3350.0)
+        } else {
+            None
+        }
+    });
+    eprintln!("bench: {} ({}), shape {} ({} layers), {}, bandwidth {:?} GB/s", dev_name, device::describe(dev), args.shape, cfg.num_layers, args.dtype, bandwidth);
+
+    // 1. HF reference first, in its own process, while this one holds no GPU memory.
+    let hf = if args.no_hf || dev == Device::Cpu { None } else { Some(run_hf(&args, &cfg)?) };
+
+    // 2. rhx.
+    let t_build = Instant::now();
+    let w = weights::random_weights_on(&cfg, args.seed as i64, dev, kind);
+    let model = Model::new(cfg.clone(), w, dev, kind)?;
+    if let Device::Cuda(_) = dev {
+        cuda::synchronize(dev);
+    }
+    eprintln!("bench: rhx model built in {:.1}s", t_build.elapsed().as_secs_f64());
+    let mut rng = Mt64::new(args.seed);
+    let vocab = cfg.vocab_size;
+    let mut runs: Vec<Run> = Vec::new();
+    let mut record = |label: &str, context: usize, batch: usize, mode: DecodeMode, r: std::result::Result<Measured, String>| {
+        match &r {
+            Ok(m) => eprintln!(
+                "bench: {label}: ctx {context} batch {batch} {}: decode {:.1} tok/s, prefill {:.0} tok/s, total {:.2}s, peak {:?} GiB, {} graph capture(s)",
+                m.stats.decode_mode,
+                m.decode_tok_s(),
+                m.prefill_tok_s(context, batch),
+                m.total_s,
+                m.peak_gib.map(|g| (g * 10.0).round() / 10.0),
+                m.stats.graph_captures
+            ),
+            Err(e) => eprintln!("bench: {label}: ctx {context} batch {batch} {mode:?}: {e}"),
+        }
+        runs.push(Run { label: label.to_string(), context, batch, mode: format!("{mode:?}").to_lowercase(), result: r });
+    };
+    // Warm-up: libraries, cuBLAS handles, the shim.
+    for &m in &modes {
+        let p = random_prompts(&mut rng, 1, 128, vocab);
+        let _ = measure(&model, &p, 4, m);
+    }
+    for &ctx in &args.contexts {
+        // The same prompt for every loop, so their outputs can be compared.
+        let p = random_prompts(&mut rng, 1, ctx, vocab);
+        for &m in &modes {
+            record("batch 1", ctx, 1, m, measure(&model, &p, args.new_tokens, m));
+        }
+    }
+    let best_mode = *modes.last().unwrap();
+    // Batch sweep.
+    let auto = match dev {
+        Device::Cuda(_) => cuda::device_info(dev).ok().map(|(free, _, _)| auto_batch_size(&model, args.batch_context, args.new_tokens, free, EngineOptions::default().prefill_chunk_tokens)),
+        _ => None,
+    };
+    let mut sizes: Vec<usize> = Vec::new();
+    for s in &args.batch_sizes {
+        if s == "auto" {
+            match args.batch_size.or(auto) {
+                Some(b) => sizes.push(b),
+                None => eprintln!("bench: no automatic batch size on {}", device::describe(dev)),
+            }
+        } else {
+            sizes.push(s.parse().with_context(|| format!("--batch-sizes: `{s}` is not a number or `auto`"))?);
+        }
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    eprintln!("bench: batch sweep at {} tokens: {:?} (automatic: {:?})", args.batch_context, sizes, auto);
+    for &b in &sizes {
+        let p = random_prompts(&mut rng, b, args.batch_context, vocab);
+        record("batch sweep", args.batch_context, b, best_mode, measure(&model, &p, args.new_tokens, best_mode));
+    }
+    // NIAH-sized sample, end to end.
+    let p = random_prompts(&mut rng, 1, args.niah_context, vocab);
+    record("niah sample", args.niah_context, 1, best_mode, measure(&model, &p, args.niah_new_tokens, best_mode));
+    // Long context.
+    let long_context = args.long_context.unwrap_or(cfg.max_position_embeddings.saturating_sub(args.long_new_tokens));
+    if long_context > 0 {
+        let p = random_prompts(&mut rng, 1, long_context, vocab);
+        record("long context", long_context, 1, best_mode, measure(&model, &p, args.long_new_tokens, best_mode));
+    }
+
+    // 3. Tables.
+    let wb = weight_bytes(&cfg, elt);
+    let kvb = kv_bytes_per_token(&cfg, elt);
+    let limit = |batch: usize, ctx: usize| bandwidth.map(|bw| batch as f64 / ((wb + batch as f64 * ctx as f64 * kvb) / (bw * 1e9)));
+    let ok = |label: &str, ctx: usize, batch: usize, mode: &str| {
+        runs.iter().find(|r| r.label == label && r.context == ctx && r.batch == batch && r.mode == mode).and_then(|r| r.result.as_ref().ok())
+    };
+    let best_mode_s = format!("{best_mode:?}").to_lowercase();
+    let hf_runs: &[HfRun] = hf.as_ref().map(|(r, _)| r.as_slice()).unwrap_or(&[]);
+    let hf_ok = |ctx: usize, batch: usize| hf_runs.iter().find(|r| r.context == ctx && r.batch == batch && r.status == "ok" && r.name != "niah");
+    let mut md = String::new();
+    let commit = env!("RHX_GIT_COMMIT");
+    let cmd = std::env::args().collect::<Vec<_>>().join(" ");
+    md += &format!("Device: {dev_name}{}; rhx {commit}; {}; shape `{}`{} in {}, random weights (seed {}).\n\n", total_mem.map(|t| format!(" ({:.0} GiB)", gib(t))).unwrap_or_default(), utc_date(started), args.shape, args.layers.map(|l| format!(" cut to {l} layers")).unwrap_or_default(), args.dtype, args.seed);
+    if let Some((_, info)) = &hf {
+        md += &format!("HF reference: {info}.\n\n");
+    }
+    md += &format!("Command: `{cmd}`\n\n");
+    md += &format!(
+        "Bandwidth limit: {} GB/s; a decoding step must read {:.2} GB of weights (all but the embedding table) plus {:.0} KiB of KV cache per token of context per sequence, so limit tok/s = B / ((weights + B·context·KV) / bandwidth).\n\n",
+        bandwidth.map(|b| format!("{b:.0}")).unwrap_or("unknown".into()),
+        wb / 1e9,
+        kvb / 1024.0
+    );
+    md += "| metric | rhx | HF eager | rhx ÷ HF | limit | rhx ÷ limit |\n|---|---:|---:|---:|---:|---:|\n";
+    for &ctx in &args.contexts {
+        for &m in &modes {
+            let ms = format!("{m:?}").to_lowercase();
+            let r = ok("batch 1", ctx, 1, &ms).map(|m| m.decode_tok_s());
+            let h = hf_ok(ctx, 1).and_then(|h| h.decode_tok_s);
+            let l = limit(1, ctx);
+            md += &format!("| decode tok/s, batch 1, {ctx} ctx ({ms} loop) | {} | {} | {} | {} | {} |\n", r.map(fmt_rate).unwrap_or("failed".into()), h.map(fmt_rate).unwrap_or("—".into()), ratio(r, h), l.map(fmt_rate).unwrap_or("—".into()), ratio(r, l));
+        }
+    }
+    // Best batch at batch_context.
+    let best = runs.iter().filter(|r| r.label == "batch sweep").filter_map(|r| r.result.as_ref().ok().map(|m| (r.batch, m))).max_by(|a, b| a.1.decode_tok_s().total_cmp(&b.1.decode_tok_s()));
+    let hf_best = hf_runs.iter().filter(|h| h.context == args.batch_context && h.status == "ok" && h.name != "niah").max_by(|a, b| a.decode_tok_s.unwrap_or(0.0).total_cmp(&b.decode_tok_s.unwrap_or(0.0)));
+    if let Some((b, m)) = best {
+        let r = Some(m.decode_tok_s());
+        let h = hf_best.and_then(|h| h.decode_tok_s);
+        let l = limit(b, args.batch_context);
+        md += &format!(
+            "| decode tok/s, best batch, {} ctx (rhx B={b}{}) | {} | {} | {} | {} | {} |\n",
+            args.batch_context,
+            hf_best.map(|h| format!(", HF B={}", h.batch)).unwrap_or_default(),
+            fmt_rate(r.unwrap()),
+            h.map(fmt_rate).unwrap_or("—".into()),
+            ratio(r, h),
+            l.map(fmt_rate).unwrap_or("—".into()),
+            ratio(r, l)
+        );
+        let pr = Some(m.prefill_tok_s(args.batch_context, b));
+        md += &format!("| prefill tok/s, {} ctx, batch {b} (HF: batch 1) | {} | {} | {} | — | — |\n", args.batch_context, fmt_rate(pr.unwrap()), hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| fmt_rate((args.batch_context - 1) as f64 / s)).unwrap_or("—".into()), ratio(pr, hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| (args.batch_context - 1) as f64 / s)));
+    }
+    let last_ctx = *args.contexts.last().unwrap_or(&args.batch_context);
+    if let Some(m) = ok("batch 1", last_ctx, 1, &best_mode_s) {
+        let pr = Some(m.prefill_tok_s(last_ctx, 1));
+        let h = hf_ok(last_ctx, 1).and_then(|h| h.prefill_s).map(|s| (last_ctx - 1) as f64 / s);
+        md += &format!("| prefill tok/s, {last_ctx} ctx, batch 1 | {} | {} | {} | — | — |\n", fmt_rate(pr.unwrap()), h.map(fmt_rate).unwrap_or("—".into()), ratio(pr, h));
+        let hp = hf_ok(last_ctx, 1).map(|h| h.peak_gib);
+        md += &format!("| peak GPU memory, {last_ctx} ctx, batch 1 (GiB) | {} | {} | {} | — | — |\n", m.peak_gib.map(|g| format!("{g:.1}")).unwrap_or("—".into()), hp.map(|g| format!("{g:.1}")).unwrap_or("—".into()), ratio(m.peak_gib, hp));
+    }
+    if let Some(m) = ok("niah sample", args.niah_context, 1, &best_mode_s) {
+        let h = hf_runs.iter().find(|h| h.name == "niah" && h.status == "ok").and_then(|h| h.total_s);
+        let l = limit(1, args.niah_context).map(|l| args.niah_new_tokens as f64 / l);
+        md += &format!(
+            "| NIAH sample: {} ctx + {} tokens with capture, batch 1 (s) | {:.3} | {} | {} | {} | {} |\n",
+            args.niah_context,
+            args.niah_new_tokens,
+            m.total_s,
+            h.map(|s| format!("{s:.3}")).unwrap_or("—".into()),
+            ratio(h, Some(m.total_s)).replace('×', "× faster"),
+            l.map(|s| format!("{s:.3} (decode only)")).unwrap_or("—".into()),
+            ratio(l, Some(m.total_s))
+        );
+    }
+    let rhx_max = runs.iter().filter(|r| r.result.is_ok() && r.batch == 1).map(|r| r.context).max();
+    let hf_max = hf_runs.iter().filter(|h| h.status == "ok" && h.batch == 1).map(|h| h.context).max();
+    let hf_fail = hf_runs.iter().filter(|h| h.status != "ok").map(|h| format!("{} at {}×{}", h.status, h.batch, h.context)).collect::<Vec<_>>();
+    md += &format!(
+        "| max context reached with per-step capture, batch 1 | {} | {}{} | {} | — | — |\n",
+        rhx_max.map(|c| c.to_string()).unwrap_or("—".into()),
+        hf_max.map(|c| c.to_string()).unwrap_or("—".into()),
+        if hf_fail.is_empty() { String::new() } else { format!(" ({})", hf_fail.join("; ")) },
+        ratio(rhx_max.map(|c| c as f64), hf_max.map(|c| c as f64))
+    );
+    if long_context > 0 {
+        match runs.iter().find(|r| r.label == "long context").map(|r| &r.result) {
+            Some(Ok(m)) => {
+                let l = limit(1, long_context);
+                md += &format!(
+                    "| decode tok/s, batch 1, {} ctx (prefill {:.1}s, peak {} GiB) | {} | — | — | {} | {} |\n",
+                    long_context,
+                    m.stats.prefill_s,
+                    m.peak_gib.map(|g| format!("{g:.1}")).unwrap_or("?".into()),
+                    fmt_rate(m.decode_tok_s()),
+                    l.map(fmt_rate).unwrap_or("—".into()),
+                    ratio(Some(m.decode_tok_s()), l)
+                );
+            }
+            Some(Err(e)) => md += &format!("| batch 1, {} ctx | {e} | — | — | — | — |\n", long_context),
+            None => {}
+        }
+    }
+    // Agreement of each decode loop with the first (same prompt, same device and dtype).
+    let mut agree = String::new();
+    for &ctx in &args.contexts {
+        let base = runs.iter().find(|r| r.label == "batch 1" && r.context == ctx).and_then(|r| r.result.as_ref().ok().map(|m| (r.mode.clone(), m)));
+        let Some((base_mode, base)) = base else { continue };
+        for r in runs.iter().filter(|r| r.label == "batch 1" && r.context == ctx && r.mode != base_mode) {
+            let Ok(m) = &r.result else { continue };
+            let (Some(a), Some(b)) = (base.gens.first(), m.gens.first()) else { continue };
+            let shared = a.tokens.iter().zip(&b.tokens).take_while(|(x, y)| x == y).count();
+            let (mut heads, mut same) = (0usize, 0usize);
+            for (sa, sb) in a.steps.iter().zip(&b.steps).take(shared) {
+                heads += sa.argmax.len();
+                same += sa.argmax.iter().zip(&sb.argmax).filter(|(x, y)| x == y).count();
+            }
+            agree += &format!(
+                "| {ctx} | {} vs {base_mode} | {shared}/{} | {same}/{heads} ({:.2}%) |\n",
+                r.mode,
+                a.tokens.len().max(b.tokens.len()),
+                100.0 * same as f64 / heads.max(1) as f64
+            );
+        }
+    }
+    if !agree.is_empty() {
+        md += &format!("\nAgreement between decode loops at batch 1 ({}, same prompt): greedy tokens equal before the first difference, and per-step per-head argmax positions equal over those steps:\n\n| context | loops | tokens | argmax positions |\n|---:|---|---:|---:|\n{agree}", args.dtype);
+    }
+    md += "\nAll rhx runs:\n\n| run | context | batch | loop | decode tok/s | steady tok/s (no capture) | prefill tok/s | prefill s | decode s | total s | peak GiB | graph captures (s) | limit tok/s |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for r in &runs {
+        match &r.result {
+            Ok(m) => {
+                md += &format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {} | {} ({:.3}) | {} |\n",
+                    r.label,
+                    r.context,
+                    r.batch,
+                    m.stats.decode_mode,
+                    fmt_rate(m.decode_tok_s()),
+                    fmt_rate(m.steady_tok_s()),
+                    fmt_rate(m.prefill_tok_s(r.context, r.batch)),
+                    m.stats.prefill_s,
+                    m.stats.decode_s,
+                    m.total_s,
+                    m.peak_gib.map(|g| format!("{g:.1}")).unwrap_or("—".into()),
+                    m.stats.graph_captures,
+                    m.stats.capture_s,
+                    limit(r.batch, r.context).map(fmt_rate).unwrap_or("—".into())
+                )
+            }
+            Err(e) => md += &format!("| {} | {} | {} | {} | {e} | | | | | | | | |\n", r.label, r.context, r.batch, r.mode),
+        }
+    }
+    if !hf_runs.is_empty() {
+        md += "\nAll HF runs (transformers eager, `generate(output_attentions=True)` + per-step argmax on the GPU):\n\n| run | context | batch | status | decode tok/s | prefill s | total s | peak GiB |\n|---|---:|---:|---|---:|---:|---:|---:|\n";
+        for h in hf_runs {
+            md += &format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {:.1} |\n",
+                h.name,
+                h.context,
+                h.batch,
+                h.status,
+                h.decode_tok_s.map(fmt_rate).unwrap_or("—".into()),
+                h.prefill_s.map(|s| format!("{s:.3}")).unwrap_or("—".into()),
+                h.total_s.map(|s| format!("{s:.3}")).unwrap_or("—".into()),
+                h.peak_gib
+            );
+        }
+    }
+    md += "\nPeak GPU memory of rhx: libtorch's CUDA caching allocator (`max_memory_allocated`, reset before each run, read through rhx's C++ shim); HF: `torch.cuda.max_memory_allocated()`.\n";
+    println!("{md}");
+    if let Some(out) = &args.out {
+        let tmp = out.with_extension("md.tmp");
+        std::fs::File::create(&tmp).and_then(|mut f| f.write_all(md.as_bytes())).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, out)?;
+        eprintln!("bench: wrote {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,167 @@
+//! The GPU fast path's decoding loop (`DecodeMode::Static`: fixed addresses, device-side
+//! positions, full-capacity masked attention, finished sequences dropped from the batch) gives
+//! the same greedy tokens and per-step captures as the reference loop (`Eager`), batched as
+//! one by one, with and without dropping finished sequences (CPU, f32). The CUDA-graph mode
+//! replays exactly these steps, so on the GPU it differs from `Static` only in launch overhead.
+use std::path::{Path, PathBuf};
+
+use rhx::engine::generate::{generate_with, DecodeMode, EngineOptions, FixedMask, GenerateOptions, Generation, MaskScope, Prompt};
+use rhx::engine::model::{HiddenSite, MaskMode, Model};
+use rhx::engine::weights;
+use tch::{Device, Kind};
+
+/// Fixture root: `RHX_TEST_ROOT` (a copied test binary on a GPU machine) or this checkout.
+fn fixture_dir(arch: &str) -> PathBuf {
+    let root = std::env::var_os("RHX_TEST_ROOT").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
+    root.join("tests/fixtures/tiny").join(arch)
+}
+
+fn tiny(arch: &str) -> Model {
+    let dir = fixture_dir(arch);
+    let (cfg, w) = weights::load_hf_dir(&dir).unwrap();
+    Model::new(cfg, w, Device::Cpu, Kind::Float).unwrap()
+}
+
+fn prompts() -> Vec<Prompt> {
+    let lens = [23usize, 7, 40, 1, 16];
+    lens.iter()
+        .enumerate()
+        .map(|(k, &n)| Prompt { ids: (0..n).map(|i| ((i * 37 + k * 11 + 5) % 250) as u32).collect(), ..Default::default() })
+        .collect()
+}
+
+fn run(model: &Model, ps: &[Prompt], opts: &GenerateOptions, decode: DecodeMode, drop_finished: bool) -> Vec<Generation> {
+    let eng = EngineOptions { decode, drop_finished, ..Default::default() };
+    let (g, stats) = generate_with(model, ps, opts, &eng, None, |_| {}).unwrap();
+    assert_eq!(stats.decode_mode, format!("{decode:?}").to_lowercase(), "the requested mode must run");
+    g
+}
+
+fn same(a: &[Generation], b: &[Generation], label: &str) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert_eq!(x.tokens, y.tokens, "{label}: prompt {i} tokens");
+        assert_eq!(x.stopped_by_eos, y.stopped_by_eos, "{label}: prompt {i} EOS");
+        for (t, (sx, sy)) in x.steps.iter().zip(&y.steps).enumerate() {
+            assert_eq!(sx.argmax, sy.argmax, "{label}: prompt {i} step {t} argmax positions");
+            assert_eq!(sx.top_k, sy.top_k, "{label}: prompt {i} step {t} top-k positions");
+            assert_eq!(sx.masked, sy.masked, "{label}: prompt {i} step {t} masked set");
+            let close = |u: &[f32], v: &[f32], what: &str| {
+                assert_eq!(u.len(), v.len(), "{label}: {what} length");
+                let d = u.iter().zip(v).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+                assert!(d < 1e-4, "{label}: prompt {i} step {t} {what} differs by {d}");
+            };
+            close(&sx.argmax_weight, &sy.argmax_weight, "argmax weight");
+            close(&sx.span_mass, &sy.span_mass, "span mass");
+            for (hx, hy) in sx.hidden.iter().zip(&sy.hidden) {
+                close(hx, hy, "hidden state");
+            }
+        }
+    }
+}
+
+#[test]
+fn static_decode_equals_eager_decode() {
+    let opts = GenerateOptions { max_new_tokens: 12, top_k: 1, hidden: vec![HiddenSite::Final, HiddenSite::Layer(1)], ..Default::default() };
+    for arch in ["llama3", "llama2", "qwen3"] {
+        let m = tiny(arch);
+        let ps = prompts();
+        let eager = run(&m, &ps, &opts, DecodeMode::Eager, true);
+        let fast = run(&m, &ps, &opts, DecodeMode::Static, true);
+        same(&eager, &fast, &format!("{arch} static vs eager"));
+        // One by one on the fast path equals the batch on the fast path.
+        for (i, p) in ps.iter().enumerate() {
+            let alone = run(&m, std::slice::from_ref(p), &opts, DecodeMode::Static, true);
+            same(&fast[i..i + 1], &alone, &format!("{arch} prompt {i} batched vs alone"));
+        }
+    }
+}
+
+#[test]
+fn static_decode_with_head_masks_and_spans_equals_eager() {
+    let m = tiny("llama3");
+    let mut ps = prompts();
+    for p in &mut ps {
+        let n = p.ids.len();
+        p.mass_spans = vec![0..n / 2, n / 2..n];
+        if n > 10 {
+            p.hidden_spans = vec![2..5];
+        }
+    }
+    let sets: Vec<Vec<(usize, usize)>> = (0..ps.len()).map(|i| vec![(i % 2, i % 4), ((i + 1) % 2, (i + 2) % 4)]).collect();
+    for (mode, scope) in [(MaskMode::ZeroOutput, MaskScope::AllPositions), (MaskMode::UniformAttention, MaskScope::Steps)] {
+        let opts = GenerateOptions {
+            max_new_tokens: 10,
+            fixed_mask: Some(FixedMask { heads: vec![], per_prompt: sets.clone(), mode, scope }),
+            ..Default::default()
+        };
+        let eager = run(&m, &ps, &opts, DecodeMode::Eager, true);
+        let fast = run(&m, &ps, &opts, DecodeMode::Static, true);
+        same(&eager, &fast, &format!("{mode:?}/{scope:?}"));
+        assert!(fast.iter().all(|g| g.steps.iter().all(|s| s.span_mass.len() == 3 * 4 * 2)), "span mass captured per head (3 layers × 4 heads × 2 spans)");
+    }
+}
+
+#[test]
+fn dropping_finished_sequences_changes_nothing_but_the_work() {
+    let m = tiny("llama2");
+    let ps = prompts();
+    let free = run(&m, &ps, &GenerateOptions { max_new_tokens: 12, ..Default::default() }, DecodeMode::Eager, true);
+    // Two EOS ids taken from different sequences' free generations, so sequences stop at
+    // different steps and the batch shrinks more than once.
+    let eos = vec![free[0].tokens[2], free[2].tokens[6]];
+    let opts = GenerateOptions { max_new_tokens: 12, eos_ids: eos.clone(), top_k: 1, ..Default::default() };
+    let eager = run(&m, &ps, &opts, DecodeMode::Eager, true);
+    let kept = run(&m, &ps, &opts, DecodeMode::Static, false);
+    let dropped = run(&m, &ps, &opts, DecodeMode::Static, true);
+    same(&eager, &kept, "eager vs static without dropping");
+    same(&kept, &dropped, "static: dropping finished rows vs keeping them");
+    let stopped = dropped.iter().filter(|g| g.stopped_by_eos).count();
+    assert!(stopped >= 2, "the test needs sequences that stop early ({stopped} did)");
+    // The work really shrinks: fewer row-steps than batch × steps.
+    let eng = EngineOptions { decode: DecodeMode::Static, drop_finished: true, ..Default::default() };
+    let (_, st) = generate_with(&m, &ps, &opts, &eng, None, |_| {}).unwrap();
+    assert!(st.row_steps < ps.len() * st.steps, "row-steps {} vs {} × {}", st.row_steps, ps.len(), st.steps);
+}
+
+#[test]
+fn prefill_in_row_slices_equals_one_call() {
+    // Unpadded batch: prefilled in one call, or one row at a time; decoding identical.
+    let m = tiny("llama3");
+    let ps: Vec<Prompt> = (0..4).map(|k| Prompt { ids: (0..17).map(|i| ((i * 13 + k * 7 + 3) % 250) as u32).collect(), ..Default::default() }).collect();
+    let opts = GenerateOptions { max_new_tokens: 8, ..Default::default() };
+    let whole = generate_with(&m, &ps, &opts, &EngineOptions { decode: DecodeMode::Static, ..Default::default() }, None, |_| {}).unwrap().0;
+    let sliced = generate_with(&m, &ps, &opts, &EngineOptions { decode: DecodeMode::Static, prefill_chunk_tokens: 16, ..Default::default() }, None, |_| {}).unwrap().0;
+    same(&whole, &sliced, "prefill slices");
+}
+
+/// `RHX_TEST_DEVICE=cuda`: on the GPU in f32, the CUDA-graph loop (and the static loop) give the
+/// eager loop's tokens and captures, with and without early stops. Skipped on the CPU.
+#[test]
+fn graph_decode_equals_eager_on_cuda() {
+    if std::env::var("RHX_TEST_DEVICE").as_deref() != Ok("cuda") {
+        eprintln!("skipped: set RHX_TEST_DEVICE=cuda");
+        return;
+    }
+    let device = rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA");
+    for arch in ["llama3", "qwen3"] {
+        let (cfg, w) = weights::load_hf_dir(&fixture_dir(arch)).unwrap();
+        let m = Model::new(cfg, w, device, Kind::Float).unwrap();
+        let ps = prompts();
+        let free = run(&m, &ps, &GenerateOptions { max_new_tokens: 12, ..Default::default() }, DecodeMode::Eager, true);
+        let opts = GenerateOptions { max_new_tokens: 12, eos_ids: vec![free[0].tokens[2], free[2].tokens[6]], top_k: 1, hidden: vec![HiddenSite::Final], ..Default::default() };
+        let eager = run(&m, &ps, &opts, DecodeMode::Eager, true);
+        same(&eager, &run(&m, &ps, &opts, DecodeMode::Static, true), &format!("{arch} cuda static vs eager"));
+        same(&eager, &run(&m, &ps, &opts, DecodeMode::Graph, true), &format!("{arch} cuda graph vs eager"));
+        same(&eager, &run(&m, &ps, &opts, DecodeMode::Graph, false), &format!("{arch} cuda graph (no drop) vs eager"));
+    }
+    // Long prompts: the decode step's split-K P·V (CUDA, ≥ 8192 columns, small batch) against
+    // the eager loop's single GEMM.
+    let (mut cfg, w) = weights::load_hf_dir(&fixture_dir("llama3")).unwrap();
+    cfg.max_position_embeddings = 16384;
+    let m = Model::new(cfg, w, device, Kind::Float).unwrap();
+    assert!(m.pv_chunk(9000, 2).is_some(), "this case must take the split path");
+    let long: Vec<Prompt> = (0..2).map(|k| Prompt { ids: (0..9000 - 500 * k).map(|i| ((i * 7 + k * 3 + 1) % 250) as u32).collect(), ..Default::default() }).collect();
+    let opts = GenerateOptions { max_new_tokens: 6, ..Default::default() };
+    same(&run(&m, &long, &opts, DecodeMode::Eager, true), &run(&m, &long, &opts, DecodeMode::Graph, true), "long prompts: split-K graph vs eager");
+}
