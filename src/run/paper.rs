@@ -117,7 +117,7 @@ fn grid_verdict(c: &Json) -> String {
         t += &format!(" The paper's pattern (dynamic ≪ static, random) holds against {}.", list(&holds));
     }
     if !fails.is_empty() {
-        t += &format!(" It does not hold against {}: masking these heads destroys the answer too.", list(&fails));
+        t += &format!(" It does not hold against {}: these keep less than half of the unablated score too.", list(&fails));
     }
     t
 }
