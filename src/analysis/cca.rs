@@ -93,14 +93,30 @@ impl Pca {
     }
 }
 
-/// Min–max scales each column to [0, 1] using the ranges of `fit_rows`; constant columns → 0
-/// (sklearn's `MinMaxScaler`).
+/// sklearn's `MinMaxScaler`: per-column ranges fitted on some rows, applied to any rows;
+/// constant columns map to 0.
+pub struct MinMax {
+    lo: Tensor,
+    range: Tensor,
+}
+
+impl MinMax {
+    pub fn fit(y: &Tensor) -> MinMax {
+        let lo = y.amin(&[0i64][..], true);
+        let range = y.amax(&[0i64][..], true) - &lo;
+        MinMax { lo, range }
+    }
+
+    pub fn apply(&self, y: &Tensor) -> Tensor {
+        let varies = self.range.gt(0.0);
+        let safe = self.range.where_self(&varies, &self.range.ones_like());
+        ((y - &self.lo) / safe).where_self(&varies.expand_as(y), &y.zeros_like())
+    }
+}
+
+/// Min–max scales each column of `y` to [0, 1] with its own ranges.
 pub fn min_max(y: &Tensor) -> Tensor {
-    let lo = y.amin(&[0i64][..], true);
-    let hi = y.amax(&[0i64][..], true);
-    let range = &hi - &lo;
-    let safe = range.where_self(&range.gt(0.0), &range.ones_like());
-    ((y - &lo) / safe).where_self(&range.gt(0.0).expand_as(y), &y.zeros_like())
+    MinMax::fit(y).apply(y)
 }
 
 /// An orthonormal basis of the centred columns of `z`, with the map from `z` to it:

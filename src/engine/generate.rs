@@ -542,16 +542,7 @@ pub fn generate_with(
         cache.advance(1);
         let tokens: Vec<i64> = records.iter().map(|r| r.token as i64).collect();
         for (i, rec) in records.into_iter().enumerate() {
-            if done[i] {
-                continue;
-            }
-            let tok = rec.token;
-            gens[i].tokens.push(tok);
-            gens[i].steps.push(rec);
-            if opts.eos_ids.contains(&tok) {
-                done[i] = true;
-                gens[i].stopped_by_eos = true;
-            }
+            commit_step(&mut gens[i], &mut done[i], rec, &opts.eos_ids);
         }
         on_step(step);
         stats.steps += 1;
@@ -760,16 +751,7 @@ fn decode_static(
             }
             for (r, rec) in recs.into_iter().enumerate() {
                 let i = rows[r];
-                if done[i] {
-                    continue;
-                }
-                let tok = rec.token;
-                gens[i].tokens.push(tok);
-                gens[i].steps.push(rec);
-                if opts.eos_ids.contains(&tok) {
-                    done[i] = true;
-                    gens[i].stopped_by_eos = true;
-                }
+                commit_step(&mut gens[i], &mut done[i], rec, &opts.eos_ids);
             }
             on_step(step);
             let alive: Vec<usize> = (0..b).filter(|&r| !done[rows[r]]).collect();
@@ -798,6 +780,20 @@ fn decode_static(
         super::cuda::side_stream_exit().map_err(GenerateError::Cuda)?;
     }
     result
+}
+
+/// Appends a step to a still-running generation; an EOS token (kept) finishes it.
+fn commit_step(gen: &mut Generation, done: &mut bool, rec: StepRecord, eos_ids: &[u32]) {
+    if *done {
+        return;
+    }
+    let tok = rec.token;
+    gen.tokens.push(tok);
+    gen.steps.push(rec);
+    if eos_ids.contains(&tok) {
+        *done = true;
+        gen.stopped_by_eos = true;
+    }
 }
 
 fn check_heads(heads: &[(usize, usize)], layers: usize, n_heads: usize) -> Result<(), GenerateError> {

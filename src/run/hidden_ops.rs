@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::ops::{enum_arg, heads_of, input, int_arg, read_json, read_jsonl, Files};
 use crate::analysis::cca::{self, CcaOptions, Pca, PcaFit, TopK};
@@ -77,10 +77,6 @@ fn offset_rows(gens: &[Generation], which: &[usize], k: usize) -> (Vec<Vec<f64>>
     (xs, ys)
 }
 
-fn all_rows(gens: &[Generation], which: &[usize]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
-    offset_rows(gens, which, 0)
-}
-
 /// `figure cca(trace)`: canonical correlations for every offset k, in-sample (as the paper) and
 /// on held-out generations.
 pub(super) fn cca_figure(step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
@@ -109,7 +105,7 @@ pub(super) fn cca_figure(step: &Step, inputs: &BTreeMap<String, &Artifact>) -> R
     // Scores are min–max scaled on the rows a fit sees (0/1 Eq. 1 vectors stay 0/1; constant
     // columns become 0).
     let once = |which: &[usize]| {
-        let (x, y) = tensors(all_rows(&gens, which));
+        let (x, y) = tensors(offset_rows(&gens, which, 0));
         (Pca::fit(&x, opts.x_variance), Pca::fit(&cca::min_max(&y), opts.y_variance))
     };
     let once_all = (opts.pca_fit == PcaFit::Once).then(|| once(&everyone));
@@ -129,10 +125,8 @@ pub(super) fn cca_figure(step: &Step, inputs: &BTreeMap<String, &Artifact>) -> R
             let (xte, yte) = tensors(offset_rows(&gens, test, k));
             if xtr.size()[0] >= 3 && xte.size()[0] >= 3 {
                 // Scale test scores with the training rows' ranges.
-                let lo = ytr.amin(&[0i64][..], true);
-                let range = ytr.amax(&[0i64][..], true) - &lo;
-                let scale = |t: &Tensor| ((t - &lo) / range.where_self(&range.gt(0.0), &range.ones_like())).where_self(&range.gt(0.0).expand_as(t), &t.zeros_like());
-                let f = cca::fit(&xtr, &scale(&ytr), once_train.as_ref().map(|(a, b)| (a, b)), Some((&xte, &scale(&yte))), &opts);
+                let scale = cca::MinMax::fit(&ytr);
+                let f = cca::fit(&xtr, &scale.apply(&ytr), once_train.as_ref().map(|(a, b)| (a, b)), Some((&xte, &scale.apply(&yte))), &opts);
                 let h = f.held_out.unwrap_or_default();
                 entry["held_out"] = json!({"train_rows": f.rows, "test_rows": xte.size()[0], "kx": f.kx, "ky": f.ky, "correlations": h,
                     "top1": cca::top_mean(&h, 1, opts.topk), "top10": cca::top_mean(&h, 10, opts.topk), "top50": cca::top_mean(&h, 50, opts.topk)});
@@ -293,7 +287,7 @@ pub(super) fn probe_table(step: &Step, inputs: &BTreeMap<String, &Artifact>) -> 
         rows.push((format!("always the static set `{sname}` ({} heads)", stat.len()), p, ap, 1.0));
     }
     // Baseline: a logistic regression per head (a linear probe), threshold chosen the same way.
-    let lin = logistic(&train, &[&val, &test], seed, dev)?;
+    let lin = logistic(&train, &[&val, &test])?;
     let lthr = threshold(&lin[0], &val.y);
     let (lp, lap) = scores(&lin[1], &test.y, lthr, macro_avg);
     rows.push(("logistic regression per head".to_string(), lp, lap, lthr));
@@ -336,7 +330,7 @@ pub(super) fn probe_table(step: &Step, inputs: &BTreeMap<String, &Artifact>) -> 
 /// One L2-regularised logistic regression per head on standardised features (sklearn's
 /// `LogisticRegression` defaults: C = 1, L-BFGS), fitted with smartcore. A head never active in
 /// training scores 0.
-fn logistic(train: &Split, eval: &[&Split], _seed: u64, _dev: Device) -> Result<Vec<Tensor>, String> {
+fn logistic(train: &Split, eval: &[&Split]) -> Result<Vec<Tensor>, String> {
     use smartcore::linalg::basic::arrays::Array;
     use smartcore::linalg::basic::matrix::DenseMatrix;
     use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
