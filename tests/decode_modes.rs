@@ -5,7 +5,7 @@
 //! replays exactly these steps, so on the GPU it differs from `Static` only in launch overhead.
 use std::path::{Path, PathBuf};
 
-use rhx::engine::generate::{generate_with, DecodeMode, EngineOptions, FixedMask, GenerateOptions, Generation, MaskScope, Prompt};
+use rhx::engine::generate::{generate_with, DecodeMode, EngineOptions, FixedMask, GenerateOptions, Generation, MaskScope, Prompt, StepPolicy, StepRecord};
 use rhx::engine::model::{HiddenSite, MaskMode, Model};
 use rhx::engine::weights;
 use tch::{Device, Kind};
@@ -31,8 +31,12 @@ fn prompts() -> Vec<Prompt> {
 }
 
 fn run(model: &Model, ps: &[Prompt], opts: &GenerateOptions, decode: DecodeMode, drop_finished: bool) -> Vec<Generation> {
+    run_policy(model, ps, opts, decode, drop_finished, None)
+}
+
+fn run_policy(model: &Model, ps: &[Prompt], opts: &GenerateOptions, decode: DecodeMode, drop_finished: bool, policy: Option<&mut dyn StepPolicy>) -> Vec<Generation> {
     let eng = EngineOptions { decode, drop_finished, ..Default::default() };
-    let (g, stats) = generate_with(model, ps, opts, &eng, None, |_| {}).unwrap();
+    let (g, stats) = generate_with(model, ps, opts, &eng, policy, |_| {}).unwrap();
     assert_eq!(stats.decode_mode, format!("{decode:?}").to_lowercase(), "the requested mode must run");
     g
 }
@@ -46,6 +50,10 @@ fn same(a: &[Generation], b: &[Generation], label: &str) {
             assert_eq!(sx.argmax, sy.argmax, "{label}: prompt {i} step {t} argmax positions");
             assert_eq!(sx.top_k, sy.top_k, "{label}: prompt {i} step {t} top-k positions");
             assert_eq!(sx.masked, sy.masked, "{label}: prompt {i} step {t} masked set");
+            assert_eq!(sx.unmasked.is_some(), sy.unmasked.is_some(), "{label}: prompt {i} step {t} unmasked pass kept");
+            if let (Some(ux), Some(uy)) = (&sx.unmasked, &sy.unmasked) {
+                assert_eq!((ux.token, &ux.argmax), (uy.token, &uy.argmax), "{label}: prompt {i} step {t} unmasked pass");
+            }
             let close = |u: &[f32], v: &[f32], what: &str| {
                 assert_eq!(u.len(), v.len(), "{label}: {what} length");
                 let d = u.iter().zip(v).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
@@ -102,6 +110,63 @@ fn static_decode_with_head_masks_and_spans_equals_eager() {
     }
 }
 
+/// Dynamic-ablation-like policy: from the unmasked pass, mask the two heads with the largest
+/// attention weight at their argmax (ties by index), except on every third step and for prompt 1
+/// at even steps — so a step mixes rows with and without masks. `planned` instead picks a set
+/// from (prompt, step) alone and runs one pass per step.
+struct Strongest {
+    mode: MaskMode,
+    layers: usize,
+    heads: usize,
+    planned: bool,
+}
+
+impl StepPolicy for Strongest {
+    fn heads_to_mask(&mut self, seq: usize, step: usize, unmasked: &StepRecord, _prompt: &Prompt) -> Vec<(usize, usize)> {
+        if step % 3 == 2 || (seq == 1 && step % 2 == 0) {
+            return vec![];
+        }
+        if self.planned {
+            return vec![((seq + step) % self.layers, step % self.heads)];
+        }
+        let mut idx: Vec<usize> = (0..unmasked.argmax_weight.len()).collect();
+        idx.sort_by(|&a, &b| unmasked.argmax_weight[b].total_cmp(&unmasked.argmax_weight[a]).then(a.cmp(&b)));
+        let mut set: Vec<(usize, usize)> = idx[..2].iter().map(|&j| (j / self.heads, j % self.heads)).collect();
+        set.sort();
+        set
+    }
+    fn mode(&self) -> MaskMode {
+        self.mode
+    }
+    fn needs_unmasked_pass(&self) -> bool {
+        !self.planned
+    }
+}
+
+/// Per-step policies (two passes per step, or one planned pass) on the fast path equal the
+/// eager loop: same tokens, masked sets, unmasked records — with early stops and dropped rows.
+#[test]
+fn static_decode_with_step_policies_equals_eager() {
+    for arch in ["llama3", "qwen3"] {
+        let m = tiny(arch);
+        let ps = prompts();
+        let free = run(&m, &ps, &GenerateOptions { max_new_tokens: 12, ..Default::default() }, DecodeMode::Eager, true);
+        let opts = GenerateOptions { max_new_tokens: 12, eos_ids: vec![free[0].tokens[3]], hidden: vec![HiddenSite::Final], ..Default::default() };
+        for (mode, planned) in [(MaskMode::UniformAttention, false), (MaskMode::ZeroOutput, false), (MaskMode::UniformAttention, true)] {
+            let (layers, heads) = (m.config.num_layers, m.config.num_heads);
+            let eager = run_policy(&m, &ps, &opts, DecodeMode::Eager, true, Some(&mut Strongest { mode, layers, heads, planned }));
+            let fast = run_policy(&m, &ps, &opts, DecodeMode::Static, true, Some(&mut Strongest { mode, layers, heads, planned }));
+            same(&eager, &fast, &format!("{arch} {mode:?} planned={planned}: static vs eager"));
+            let masked_steps = fast.iter().flat_map(|g| &g.steps).filter(|s| !s.masked.is_empty()).count();
+            let clean_steps = fast.iter().flat_map(|g| &g.steps).filter(|s| s.masked.is_empty()).count();
+            assert!(masked_steps > 10 && clean_steps > 5, "{arch}: the policy must mask some steps and not others ({masked_steps}/{clean_steps})");
+            if !planned {
+                assert!(fast.iter().flat_map(|g| &g.steps).all(|s| s.masked.is_empty() == s.unmasked.is_none()), "masked steps keep their unmasked pass");
+            }
+        }
+    }
+}
+
 #[test]
 fn dropping_finished_sequences_changes_nothing_but_the_work() {
     let m = tiny("llama2");
@@ -154,6 +219,12 @@ fn graph_decode_equals_eager_on_cuda() {
         same(&eager, &run(&m, &ps, &opts, DecodeMode::Static, true), &format!("{arch} cuda static vs eager"));
         same(&eager, &run(&m, &ps, &opts, DecodeMode::Graph, true), &format!("{arch} cuda graph vs eager"));
         same(&eager, &run(&m, &ps, &opts, DecodeMode::Graph, false), &format!("{arch} cuda graph (no drop) vs eager"));
+        for planned in [false, true] {
+            let (layers, heads) = (m.config.num_layers, m.config.num_heads);
+            let mut pol = || Strongest { mode: MaskMode::UniformAttention, layers, heads, planned };
+            let eager = run_policy(&m, &ps, &opts, DecodeMode::Eager, true, Some(&mut pol()));
+            same(&eager, &run_policy(&m, &ps, &opts, DecodeMode::Graph, true, Some(&mut pol())), &format!("{arch} cuda graph vs eager, step policy planned={planned}"));
+        }
     }
     // Long prompts: the decode step's split-K P·V (CUDA, ≥ 8192 columns, small batch) against
     // the eager loop's single GEMM.

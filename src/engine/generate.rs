@@ -188,8 +188,8 @@ impl Batch {
 /// How decoding steps run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DecodeMode {
-    /// `Graph` on CUDA when the binary has the CUDA shim and the run is eligible (no step
-    /// policy, no LongRoPE, top-k within the shortest prompt, no hidden span over a prompt's
+    /// `Graph` on CUDA when the binary has the CUDA shim and the run is eligible (not a step
+    /// policy together with a fixed mask, no LongRoPE, top-k within the shortest prompt, no hidden span over a prompt's
     /// last token), `Static` on CUDA otherwise when eligible, else `Eager`. The environment
     /// variable `RHX_DECODE=eager|static|graph` overrides `Auto`.
     #[default]
@@ -426,7 +426,9 @@ pub fn generate_with(
     stats.prefill_s = t_prefill.elapsed().as_secs_f64();
 
     let mut gens: Vec<Generation> = prompts.iter().map(|p| Generation { prompt_len: p.ids.len(), ..Default::default() }).collect();
-    let eligible = policy.is_none()
+    // A step policy runs on the fast path too (its host-side choice between two replays of the
+    // step), unless a fixed mask is also set: the eager loop combines the two.
+    let eligible = (policy.is_none() || opts.fixed_mask.is_none())
         && model.rope_long_switch().is_none()
         && prompts.iter().all(|p| opts.top_k <= p.ids.len() && !p.hidden_spans.iter().any(|s| s.contains(&(p.ids.len() - 1))));
     let requested = match (eng.decode, std::env::var("RHX_DECODE").ok().as_deref()) {
@@ -445,11 +447,17 @@ pub fn generate_with(
     stats.decode_mode = format!("{mode:?}").to_lowercase();
     if mode != DecodeMode::Eager {
         let t_decode = std::time::Instant::now();
-        let fixed_mode = opts.fixed_mask.as_ref().map(|m| m.mode).unwrap_or(MaskMode::ZeroOutput);
         let key_ok = batch.valid.logical_and(&batch.hidden_id.eq(0));
         let cap_req = CaptureRequest { argmax: capture.argmax, top_k: capture.top_k, spans: capture.spans.as_ref().map(|t| t.shallow_clone()), hidden: capture.hidden.clone() };
-        let st = StaticSetup { ids: &ids, width, cap, pv_chunk, key_ok, keep: fixed_keep.as_ref().map(|k| k.shallow_clone()), mask_mode: fixed_mode, fixed_sets: fixed_sets.as_deref(), capture: cap_req };
-        decode_static(model, opts, eng, &batch, st, cache, mode == DecodeMode::Graph, &mut gens, &mut stats, &mut on_step, t_decode)?;
+        // A step policy writes its sets into a keep buffer at a fixed address (all ones = the
+        // unmasked pass; multiplying by 1 is exact, so that pass equals the unmasked model).
+        let (keep, mask_mode) = match (&policy, &opts.fixed_mask) {
+            (Some(pol), _) => (Some(Tensor::ones([n_layers as i64, b, n_heads as i64], (model.kind, device))), pol.mode()),
+            (None, Some(m)) => (fixed_keep.as_ref().map(|k| k.shallow_clone()), m.mode),
+            (None, None) => (None, MaskMode::ZeroOutput),
+        };
+        let st = StaticSetup { ids: &ids, width, cap, pv_chunk, key_ok, keep, mask_mode, fixed_sets: fixed_sets.as_deref(), capture: cap_req };
+        decode_static(model, prompts, opts, eng, &batch, st, cache, mode == DecodeMode::Graph, policy, &mut gens, &mut stats, &mut on_step, t_decode)?;
         sync(device);
         stats.decode_s = t_decode.elapsed().as_secs_f64();
         stats.tokens = gens.iter().map(|g| g.tokens.len()).sum();
@@ -523,20 +531,7 @@ pub fn generate_with(
                 let mask = HeadMask { mode: pol.mode(), keep };
                 let out2 = run(Some(&mask), &mut cache);
                 let second = to_records(&out2, &batch, n_layers, n_heads, opts.top_logits, None)?;
-                records = second
-                    .into_iter()
-                    .zip(records)
-                    .zip(sets)
-                    .map(|((mut r2, r1), set)| {
-                        if !set.is_empty() {
-                            r2.masked = set;
-                            r2.unmasked = Some(Box::new(r1));
-                            r2
-                        } else {
-                            r1
-                        }
-                    })
-                    .collect();
+                records = merge_passes(records, second, sets);
             }
         }
         cache.advance(1);
@@ -660,12 +655,14 @@ static SIDE_STREAM_WARM: std::sync::atomic::AtomicBool = std::sync::atomic::Atom
 #[allow(clippy::too_many_arguments)]
 fn decode_static(
     model: &Model,
+    prompts: &[Prompt],
     opts: &GenerateOptions,
     eng: &EngineOptions,
     batch: &Batch,
     setup: StaticSetup,
     mut cache: KvCache,
     use_graph: bool,
+    mut policy: Option<&mut dyn StepPolicy>,
     gens: &mut [Generation],
     stats: &mut GenStats,
     on_step: &mut dyn FnMut(usize),
@@ -699,34 +696,6 @@ fn decode_static(
     let result = (|| -> Result<(), GenerateError> {
         for step in 0..opts.max_new_tokens {
             let b = rows.len();
-            let packed = if !use_graph {
-                pack(&model.decode_step(&st, &mut cache, &capture), opts.top_logits)
-            } else if let Some((g, out)) = &graph {
-                g.replay().map_err(GenerateError::Cuda)?;
-                out.shallow_clone()
-            } else if !warmed && !SIDE_STREAM_WARM.load(std::sync::atomic::Ordering::Relaxed) {
-                // First step at this batch size: run eagerly on the side stream (lazy
-                // initialisation — cuBLAS handles and workspaces — must not happen during capture).
-                warmed = true;
-                let out = pack(&model.decode_step(&st, &mut cache, &capture), opts.top_logits);
-                SIDE_STREAM_WARM.store(true, std::sync::atomic::Ordering::Relaxed);
-                out
-            } else {
-                let t0 = std::time::Instant::now();
-                let mut g = super::cuda::CudaGraph::new().map_err(GenerateError::Cuda)?;
-                g.capture_begin().map_err(GenerateError::Cuda)?;
-                let out = pack(&model.decode_step(&st, &mut cache, &capture), opts.top_logits);
-                g.capture_end().map_err(GenerateError::Cuda)?;
-                stats.graph_captures += 1;
-                stats.capture_s += t0.elapsed().as_secs_f64();
-                if step > 0 {
-                    stats.capture_after_first_s += t0.elapsed().as_secs_f64();
-                }
-                g.replay().map_err(GenerateError::Cuda)?;
-                graph = Some((g, out.shallow_clone()));
-                out
-            };
-            let host = Vec::<f32>::try_from(packed.to_device(Device::Cpu))?;
             let layout = Layout {
                 b,
                 layers: c.num_layers,
@@ -738,11 +707,57 @@ fn decode_static(
                 d: c.hidden_size,
                 top_logits: opts.top_logits,
             };
-            let masked: Vec<Vec<(usize, usize)>> = match setup.fixed_sets {
-                Some(sets) => rows.iter().map(|&r| sets[r].clone()).collect(),
-                None => vec![],
+            let mut pass = |st: &DecodeState, cache: &mut KvCache, stats: &mut GenStats| -> Result<Vec<f32>, GenerateError> {
+                let packed = run_static_pass(model, st, cache, &capture, opts.top_logits, use_graph, &mut graph, &mut warmed, stats, step)?;
+                Ok(Vec::<f32>::try_from(packed.to_device(Device::Cpu))?)
             };
-            let recs = unpack(&host, &layout, &pad, &masked);
+            let recs = match policy.as_deref_mut() {
+                None => {
+                    let masked: Vec<Vec<(usize, usize)>> = match setup.fixed_sets {
+                        Some(sets) => rows.iter().map(|&r| sets[r].clone()).collect(),
+                        None => vec![],
+                    };
+                    unpack(&pass(&st, &mut cache, stats)?, &layout, &pad, &masked)
+                }
+                Some(pol) => {
+                    let keep = st.keep.as_ref().expect("a step policy has a keep buffer").shallow_clone();
+                    let choose = |pol: &mut dyn StepPolicy, recs: &[StepRecord]| -> Result<Vec<Vec<(usize, usize)>>, GenerateError> {
+                        let empty = StepRecord::default();
+                        let sets: Vec<Vec<(usize, usize)>> = rows
+                            .iter()
+                            .enumerate()
+                            .map(|(r, &i)| if done[i] { vec![] } else { pol.heads_to_mask(i, step, recs.get(r).unwrap_or(&empty), &prompts[i]) })
+                            .collect();
+                        for s in &sets {
+                            check_heads(s, c.num_layers, c.num_heads)?;
+                        }
+                        Ok(sets)
+                    };
+                    if !pol.needs_unmasked_pass() {
+                        // Sets known before the step: its only pass is masked.
+                        let sets = choose(pol, &[])?;
+                        keep.shallow_clone().copy_(&keep_tensor(&sets, c.num_layers, c.num_heads, model));
+                        unpack(&pass(&st, &mut cache, stats)?, &layout, &pad, &sets)
+                    } else {
+                        // Unmasked pass, the policy's choice on the host, then the masked pass at
+                        // the same cache column (its K/V overwrite the first pass's).
+                        let saved = (st.ids.copy(), st.pos.copy(), st.col.copy());
+                        let _ = keep.shallow_clone().fill_(1.0);
+                        let first = unpack(&pass(&st, &mut cache, stats)?, &layout, &pad, &[]);
+                        let sets = choose(pol, &first)?;
+                        if sets.iter().all(|s| s.is_empty()) {
+                            first
+                        } else {
+                            keep.shallow_clone().copy_(&keep_tensor(&sets, c.num_layers, c.num_heads, model));
+                            st.ids.shallow_clone().copy_(&saved.0);
+                            st.pos.shallow_clone().copy_(&saved.1);
+                            st.col.shallow_clone().copy_(&saved.2);
+                            let second = unpack(&pass(&st, &mut cache, stats)?, &layout, &pad, &[]);
+                            merge_passes(first, second, sets)
+                        }
+                    }
+                }
+            };
             stats.steps += 1;
             stats.row_steps += b;
             if step == 0 {
@@ -780,6 +795,70 @@ fn decode_static(
         super::cuda::side_stream_exit().map_err(GenerateError::Cuda)?;
     }
     result
+}
+
+/// One decoding step on the static path — eager, or replayed from the CUDA graph captured at
+/// the first step of this batch size — returning the packed device output (see `pack`).
+#[allow(clippy::too_many_arguments)]
+fn run_static_pass(
+    model: &Model,
+    st: &DecodeState,
+    cache: &mut KvCache,
+    capture: &CaptureRequest,
+    top_logits: usize,
+    use_graph: bool,
+    graph: &mut Option<(super::cuda::CudaGraph, Tensor)>,
+    warmed: &mut bool,
+    stats: &mut GenStats,
+    step: usize,
+) -> Result<Tensor, GenerateError> {
+    if !use_graph {
+        return Ok(pack(&model.decode_step(st, cache, capture), top_logits));
+    }
+    if let Some((g, out)) = graph {
+        g.replay().map_err(GenerateError::Cuda)?;
+        return Ok(out.shallow_clone());
+    }
+    if !*warmed && !SIDE_STREAM_WARM.load(std::sync::atomic::Ordering::Relaxed) {
+        // First step at this batch size: run eagerly on the side stream (lazy initialisation —
+        // cuBLAS handles and workspaces — must not happen during capture).
+        *warmed = true;
+        let out = pack(&model.decode_step(st, cache, capture), top_logits);
+        SIDE_STREAM_WARM.store(true, std::sync::atomic::Ordering::Relaxed);
+        return Ok(out);
+    }
+    let t0 = std::time::Instant::now();
+    let mut g = super::cuda::CudaGraph::new().map_err(GenerateError::Cuda)?;
+    g.capture_begin().map_err(GenerateError::Cuda)?;
+    let out = pack(&model.decode_step(st, cache, capture), top_logits);
+    g.capture_end().map_err(GenerateError::Cuda)?;
+    stats.graph_captures += 1;
+    stats.capture_s += t0.elapsed().as_secs_f64();
+    if step > 0 {
+        stats.capture_after_first_s += t0.elapsed().as_secs_f64();
+    }
+    g.replay().map_err(GenerateError::Cuda)?;
+    *graph = Some((g, out.shallow_clone()));
+    Ok(out)
+}
+
+/// A two-pass step's records: the masked pass where a row had heads masked (with its unmasked
+/// record kept inside), the unmasked pass where its set was empty.
+fn merge_passes(first: Vec<StepRecord>, second: Vec<StepRecord>, sets: Vec<Vec<(usize, usize)>>) -> Vec<StepRecord> {
+    second
+        .into_iter()
+        .zip(first)
+        .zip(sets)
+        .map(|((mut r2, r1), set)| {
+            if set.is_empty() {
+                r1
+            } else {
+                r2.masked = set;
+                r2.unmasked = Some(Box::new(r1));
+                r2
+            }
+        })
+        .collect()
 }
 
 /// Appends a step to a still-running generation; an EOS token (kept) finishes it.
