@@ -790,7 +790,7 @@ fn build() -> Registry {
             .def("capture", list(Ty::Func(Family::Capture)), "[retrieval(copy_paste)]", "what to record per step, layer and head")
             .def("intervene", list(Ty::Func(Family::Intervention)), "[]", "what to change in the forward pass")
             .opt("stop", list(int_min(0)), "gen.stop: extra stop token ids (EOS/eot always stop)")
-            .def("batch_size", int_range(1, 4096), "1", "prompts per batch (goldens use 1)")
+            .opt("batch_size", int_range(1, 4096), "prompts per batch (default: as many as fit in free GPU memory on CUDA, 1 on the CPU; batched results equal one-by-one results in f32)")
             .seed("seed of any sampling inside interventions"),
     );
 
