@@ -348,30 +348,42 @@ fn logistic(train: &Split, eval: &[&Split]) -> Result<Vec<Tensor>, String> {
     let h = train.y.size()[1];
     let mut out: Vec<Vec<f32>> = eval.iter().map(|s| vec![0f32; (s.rows() * h) as usize]).collect();
     let ycols = Vec::<f32>::try_from(&train.y.contiguous().view(-1)).unwrap_or_default();
-    for j in 0..h as usize {
-        let y: Vec<i32> = (0..xtr.len()).map(|i| (ycols[i * h as usize + j] > 0.5) as i32).collect();
+    // One independent fit per head (smartcore is single-threaded): spread the heads over the
+    // available cores, each thread taking every n-th head.
+    let h = h as usize;
+    type Fit = (usize, Option<(Vec<f64>, f64)>, f32);
+    let fit_head = |j: usize| -> Result<Fit, String> {
+        let y: Vec<i32> = (0..xtr.len()).map(|i| (ycols[i * h + j] > 0.5) as i32).collect();
         let pos = y.iter().filter(|v| **v == 1).count();
         if pos == 0 || pos == y.len() {
-            let v = if pos == 0 { 0.0 } else { 1.0 };
-            for o in out.iter_mut() {
-                for (i, x) in o.iter_mut().enumerate() {
-                    if i % h as usize == j {
-                        *x = v;
-                    }
-                }
-            }
-            continue;
+            // One class only: predict it.
+            return Ok((j, None, if pos == 0 { 0.0 } else { 1.0 }));
         }
         let params = LogisticRegressionParameters::default().with_alpha(1.0);
         let lr = LogisticRegression::fit(&xm, &y, params).map_err(|e| e.to_string())?;
         let w: Vec<f64> = (0..xtr[0].len()).map(|c| *lr.coefficients().get((0, c))).collect();
-        let b: f64 = *lr.intercept().get((0, 0));
+        Ok((j, Some((w, *lr.intercept().get((0, 0)))), 0.0))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(h.max(1));
+    let fits: Vec<Fit> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads).map(|t| sc.spawn(move || (t..h).step_by(threads).map(fit_head).collect::<Result<Vec<_>, _>>())).collect();
+        handles.into_iter().map(|hd| hd.join().map_err(|_| "a logistic-regression thread panicked".to_string())?).collect::<Result<Vec<Vec<Fit>>, String>>()
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    for (j, fit, constant) in fits {
         for (e, o) in evals.iter().zip(out.iter_mut()) {
             for (i, x) in e.iter().enumerate() {
-                let z: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() + b;
-                o[i * h as usize + j] = (1.0 / (1.0 + (-z).exp())) as f32;
+                o[i * h + j] = match &fit {
+                    Some((w, b)) => {
+                        let z: f64 = x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() + b;
+                        (1.0 / (1.0 + (-z).exp())) as f32
+                    }
+                    None => constant,
+                };
             }
         }
     }
-    Ok(out.into_iter().zip(eval).map(|(o, s)| Tensor::from_slice(&o).view([s.rows(), h])).collect())
+    Ok(out.into_iter().zip(eval).map(|(o, s)| Tensor::from_slice(&o).view([s.rows(), h as i64])).collect())
 }
