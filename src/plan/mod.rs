@@ -14,8 +14,23 @@ use crate::cache::{Cache, CacheError, Key, KeyBuilder};
 use crate::engine::loader;
 use crate::lang::{Kind, Node, Program, Value};
 
-/// Bumped whenever a change of the engine or the analyses changes any artifact's bytes.
+/// Bumped whenever a change of the engine (or of anything shared by every node) changes
+/// artifacts' bytes: every key changes, so everything is recomputed.
 pub const ENGINE_VERSION: &str = "rhx-engine/1";
+
+/// Per-constructor versions, `("kind/constructor", n)`: when a change of one analysis changes
+/// the bytes of its artifact, add or bump its entry here, so that cached results of the old
+/// code are not reused (and nothing else is recomputed). A constructor without an entry is at
+/// version 0, which adds nothing to its key (so introducing this table changed no key).
+pub const OP_VERSIONS: &[(&str, u32)] = &[];
+
+/// `spec` with the constructor's version from `versions` (see [`OP_VERSIONS`]), if it has one.
+fn versioned(mut spec: Json, op: &str, versions: &[(&str, u32)]) -> Json {
+    if let Some((_, v)) = versions.iter().find(|(name, v)| *name == op && *v > 0) {
+        spec["op_version"] = json!(v);
+    }
+    spec
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -146,7 +161,9 @@ pub fn plan(program: &Program, cache: &Cache) -> Result<Plan, PlanError> {
             // The built-in haystack is part of the binary: hash it as data.
             spec["builtin_haystack_sha256"] = json!(Key::of_bytes(crate::data::niah::ALICE.as_bytes()).as_str());
         }
-        let mut kb = KeyBuilder::new(format!("{}/{}", node.kind.name(), node.constructor)).spec(&spec).seed(seed).engine_version(ENGINE_VERSION);
+        let op = format!("{}/{}", node.kind.name(), node.constructor);
+        let spec = versioned(spec, &op, OP_VERSIONS);
+        let mut kb = KeyBuilder::new(op).spec(&spec).seed(seed).engine_version(ENGINE_VERSION);
         refs.sort();
         refs.dedup();
         for r in &refs {
@@ -190,4 +207,21 @@ pub fn in_shard(plan: &Plan, step: &Step, shard: Option<(usize, usize)>) -> bool
     }
     let idx = plan.steps.iter().filter(|s| s.node.kind == Kind::Trace).position(|s| s.node.name == step.node.name).unwrap_or(0);
     idx % n == i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_op_version_changes_only_that_ops_spec() {
+        let spec = json!({"kind": "table", "constructor": "probe", "args": {}});
+        let table = [("table/probe", 2), ("figure/cca", 0)];
+        assert_eq!(versioned(spec.clone(), "table/probe", &table)["op_version"], json!(2));
+        // Version 0 or no entry: the spec (hence the key) is what it was before versions existed.
+        assert_eq!(versioned(spec.clone(), "figure/cca", &table), spec);
+        assert_eq!(versioned(spec.clone(), "table/dynamism", &table), spec);
+        let k = |s: &Json| KeyBuilder::new("table/probe").spec(s).build();
+        assert_ne!(k(&versioned(spec.clone(), "table/probe", &table)), k(&spec));
+    }
 }
