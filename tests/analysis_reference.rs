@@ -44,6 +44,31 @@ fn cca_equals_sklearn_pca_and_statsmodels_cancorr() {
 }
 
 #[test]
+fn nipals_solver_equals_sklearn_cca() {
+    // sklearn `CCA(n_components=5)` with its defaults (max_iter 500, tol 1e-6) on PCA scores
+    // fitted on the first 80 % of the rows; correlations of the transformed columns, in
+    // component order, on those rows and on the rest.
+    for (i, case) in fixture()["cca"].as_array().unwrap().iter().enumerate() {
+        let nip = &case["nipals"];
+        let n_tr = nip["train_rows"].as_i64().unwrap();
+        let x = cca::matrix(&rows(&case["x"]));
+        let y = cca::matrix(&rows(&case["y"]));
+        let n = x.size()[0];
+        let (xtr, xte) = (x.narrow(0, 0, n_tr), x.narrow(0, n_tr, n - n_tr));
+        let mm = cca::MinMax::fit(&y.narrow(0, 0, n_tr));
+        let (ytr, yte) = (mm.apply(&y.narrow(0, 0, n_tr)), mm.apply(&y.narrow(0, n_tr, n - n_tr)));
+        let opts = CcaOptions { components: nip["components"].as_u64().unwrap() as usize, solver: cca::Solver::NipalsSklearn { max_iter: 500, tol: 1e-6 }, ..CcaOptions::default() };
+        let fit = cca::fit(&xtr, &ytr, None, Some((&xte, &yte)), &opts);
+        for (what, got, want) in [("in-sample", fit.in_sample.clone(), floats(&nip["in_sample"])), ("held-out", fit.held_out.clone().unwrap(), floats(&nip["held_out"]))] {
+            assert_eq!(got.len(), want.len(), "case {i} {what}: components");
+            for (j, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() < 1e-6, "case {i} {what} rho[{j}]: ours {a} sklearn {b}");
+            }
+        }
+    }
+}
+
+#[test]
 fn cca_held_out_is_below_in_sample_on_noise() {
     // Independent X and Y: in-sample correlations are inflated by the fit, held-out ones are not.
     tch::manual_seed(7);

@@ -7,7 +7,8 @@
 //! scores, and read the canonical correlations off the singular values of `Q_xᵀ Q_y`. All in f64
 //! on libtorch's LAPACK. sklearn's iterative `CCA` (NIPALS) is what the paper most likely ran; in
 //! exact arithmetic it gives the same correlations but converges badly for close ones, so it is
-//! not the default (`docs/FIDELITY.md`, `cca.solver`).
+//! an option (`Solver::NipalsSklearn`, a step-for-step port) and not the default
+//! (`docs/FIDELITY.md`, `cca.solver`).
 use tch::{Device, Kind, Tensor};
 
 /// Which correlations "top-k" averages (reference §6 (d)).
@@ -28,6 +29,17 @@ pub enum PcaFit {
     Once,
 }
 
+/// How the canonical correlations are computed (reference §6, `cca.solver`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Solver {
+    /// Singular values of `Q_xᵀ Q_y`: exact, descending (default).
+    SvdExact,
+    /// sklearn's `CCA` (PLS mode B, canonical deflation, NIPALS power iterations on
+    /// standardised blocks), correlations of the transformed columns in component order: what
+    /// the paper most likely ran, later components inaccurate when correlations are close.
+    NipalsSklearn { max_iter: usize, tol: f64 },
+}
+
 #[derive(Debug, Clone)]
 pub struct CcaOptions {
     /// Explained variance kept by the hidden-state PCA (paper: 0.95).
@@ -38,11 +50,12 @@ pub struct CcaOptions {
     pub components: usize,
     pub topk: TopK,
     pub pca_fit: PcaFit,
+    pub solver: Solver,
 }
 
 impl Default for CcaOptions {
     fn default() -> Self {
-        Self { x_variance: 0.95, y_variance: 0.99, components: 50, topk: TopK::LargestK, pca_fit: PcaFit::PerOffset }
+        Self { x_variance: 0.95, y_variance: 0.99, components: 50, topk: TopK::LargestK, pca_fit: PcaFit::PerOffset, solver: Solver::SvdExact }
     }
 }
 
@@ -147,7 +160,8 @@ pub struct CcaFit {
     /// PCA components kept for the hidden states and for the scores.
     pub kx: usize,
     pub ky: usize,
-    /// Canonical correlations on the fitted rows, descending.
+    /// Canonical correlations on the fitted rows: descending (`SvdExact`), or in the order of
+    /// the components (`NipalsSklearn`).
     pub in_sample: Vec<f64>,
     /// Correlations of the same canonical variates on held-out rows (order of the fit), when
     /// held-out rows were given.
@@ -180,6 +194,15 @@ pub fn fit(x: &Tensor, y: &Tensor, pcas: Option<(&Pca, &Pca)>, held_out: Option<
             (&own.0, &own.1)
         }
     };
+    if let Solver::NipalsSklearn { max_iter, tol } = opts.solver {
+        let (zx, zy) = (px.transform(x), py.transform(y));
+        let rows = x.size()[0] as usize;
+        let m = opts.components.min(px.kept()).min(py.kept()).min(rows).max(1);
+        let model = Nipals::fit(&zx, &zy, m, max_iter, tol);
+        let in_sample = column_corr(&model.transform_x(&zx), &model.transform_y(&zy));
+        let held_out = held_out.map(|(xt, yt)| column_corr(&model.transform_x(&px.transform(xt)), &model.transform_y(&py.transform(yt))));
+        return CcaFit { rows, kx: px.kept(), ky: py.kept(), in_sample, held_out };
+    }
     let bx = basis(&px.transform(x));
     let by = basis(&py.transform(y));
     let (p, s, qh) = thin_svd(&bx.q.transpose(0, 1).matmul(&by.q));
@@ -194,6 +217,136 @@ pub fn fit(x: &Tensor, y: &Tensor, pcas: Option<(&Pca, &Pca)>, held_out: Option<
         column_corr(&u, &v)
     });
     CcaFit { rows, kx: px.kept(), ky: py.kept(), in_sample, held_out }
+}
+
+/// sklearn's `_pinv2_old`: pseudo-inverse through the SVD, dropping singular values below
+/// `s_max · 1e6 · eps` (the cut its NIPALS uses).
+fn pinv_nipals(a: &Tensor) -> Tensor {
+    let (u, s, vh) = thin_svd(a);
+    let sv = to_f64(&s);
+    let cut = sv.iter().copied().fold(0.0, f64::max) * 1e6 * f64::EPSILON;
+    let rank = sv.iter().filter(|v| **v > cut).count() as i64;
+    if rank == 0 {
+        return a.transpose(0, 1).zeros_like();
+    }
+    (u.narrow(1, 0, rank) / s.narrow(0, 0, rank).unsqueeze(0)).matmul(&vh.narrow(0, 0, rank)).transpose(0, 1)
+}
+
+/// scipy's `pinv` (relative cut `max(M, N) · eps`), for the small `Pᵀ W` of the rotations.
+fn pinv(a: &Tensor) -> Tensor {
+    let (u, s, vh) = thin_svd(a);
+    let sv = to_f64(&s);
+    let n = a.size().iter().copied().max().unwrap_or(1) as f64;
+    let cut = sv.iter().copied().fold(0.0, f64::max) * n * f64::EPSILON;
+    let rank = sv.iter().filter(|v| **v > cut).count() as i64;
+    if rank == 0 {
+        return a.transpose(0, 1).zeros_like();
+    }
+    (u.narrow(1, 0, rank) / s.narrow(0, 0, rank).unsqueeze(0)).matmul(&vh.narrow(0, 0, rank)).transpose(0, 1)
+}
+
+fn dot(a: &Tensor, b: &Tensor) -> f64 {
+    a.dot(b).double_value(&[])
+}
+
+/// sklearn's `CCA(n_components, scale=True, max_iter, tol)` fitted by NIPALS, step for step
+/// (`sklearn.cross_decomposition._pls`, reference §6): centre and scale both blocks (ddof 1),
+/// then per component the power method for the first pair of singular vectors in mode B
+/// (x-weights = pinv(X_k)·y-score, y-weights = pinv(Y_k)·x-score, both normalised, until the
+/// squared change of the x-weights is below `tol`), a sign flip, and deflation of each block by
+/// its own scores. Transforms with `W (PᵀW)⁺`.
+struct Nipals {
+    x_mean: Tensor,
+    x_std: Tensor,
+    y_mean: Tensor,
+    y_std: Tensor,
+    x_rot: Tensor,
+    y_rot: Tensor,
+}
+
+impl Nipals {
+    fn center_scale(z: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let mean = z.mean_dim(0, true, Kind::Double);
+        let std = z.std_dim(0, true, true);
+        let std = std.where_self(&std.ne(0.0), &std.ones_like());
+        ((z - &mean) / &std, mean, std)
+    }
+
+    fn fit(x: &Tensor, y: &Tensor, components: usize, max_iter: usize, tol: f64) -> Nipals {
+        let eps = f64::EPSILON;
+        let (mut xk, x_mean, x_std) = Self::center_scale(x);
+        let (mut yk, y_mean, y_std) = Self::center_scale(y);
+        let (mut xw_all, mut yw_all, mut xl_all, mut yl_all) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..components {
+            // Columns of Y_k that deflation has emptied are set to exactly 0.
+            let dead = yk.abs().lt(10.0 * eps).all_dim(0, true);
+            yk = yk.masked_fill(&dead, 0.0);
+            let Some((xw, yw)) = Self::first_singular_vectors(&xk, &yk, max_iter, tol) else {
+                break; // sklearn: "y residual is constant" — no further component
+            };
+            let xs = xk.matmul(&xw);
+            let ys = yk.matmul(&yw);
+            let xl = xk.transpose(0, 1).matmul(&xs) / dot(&xs, &xs);
+            xk = &xk - xs.unsqueeze(1).matmul(&xl.unsqueeze(0));
+            let yl = yk.transpose(0, 1).matmul(&ys) / dot(&ys, &ys);
+            yk = &yk - ys.unsqueeze(1).matmul(&yl.unsqueeze(0));
+            xw_all.push(xw);
+            yw_all.push(yw);
+            xl_all.push(xl);
+            yl_all.push(yl);
+        }
+        let rot = |w: &[Tensor], l: &[Tensor], cols: i64| -> Tensor {
+            if w.is_empty() {
+                return Tensor::zeros([cols, 0], (Kind::Double, Device::Cpu));
+            }
+            let w = Tensor::stack(w, 1);
+            let l = Tensor::stack(l, 1);
+            w.matmul(&pinv(&l.transpose(0, 1).matmul(&w)))
+        };
+        let x_rot = rot(&xw_all, &xl_all, x.size()[1]);
+        let y_rot = rot(&yw_all, &yl_all, y.size()[1]);
+        Nipals { x_mean, x_std, y_mean, y_std, x_rot, y_rot }
+    }
+
+    /// `_get_first_singular_vectors_power_method` (mode B, normalised y-weights) followed by
+    /// `_svd_flip_1d`; `None` when every column of `y` is (numerically) zero.
+    fn first_singular_vectors(x: &Tensor, y: &Tensor, max_iter: usize, tol: f64) -> Option<(Tensor, Tensor)> {
+        let eps = f64::EPSILON;
+        let cols = y.size()[1];
+        let mut y_score = (0..cols).map(|j| y.select(1, j)).find(|c| c.abs().max().double_value(&[]) > eps)?.copy();
+        let (x_pinv, y_pinv) = (pinv_nipals(x), pinv_nipals(y));
+        let mut x_old: Option<Tensor> = None;
+        let (mut xw, mut yw) = (Tensor::zeros([x.size()[1]], (Kind::Double, Device::Cpu)), Tensor::zeros([cols], (Kind::Double, Device::Cpu)));
+        for _ in 0..max_iter.max(1) {
+            xw = x_pinv.matmul(&y_score);
+            xw = &xw / (dot(&xw, &xw).sqrt() + eps);
+            let x_score = x.matmul(&xw);
+            yw = y_pinv.matmul(&x_score);
+            yw = &yw / (dot(&yw, &yw).sqrt() + eps);
+            y_score = y.matmul(&yw) / (dot(&yw, &yw) + eps);
+            // sklearn starts from x_weights_old = 100 (a scalar broadcast over the vector).
+            let diff = match &x_old {
+                Some(o) => &xw - o,
+                None => &xw - 100.0,
+            };
+            if dot(&diff, &diff) < tol || cols == 1 {
+                break;
+            }
+            x_old = Some(xw.shallow_clone());
+        }
+        let big = xw.abs().argmax(0, false).int64_value(&[]);
+        let sign = xw.double_value(&[big]).signum();
+        let sign = if sign == 0.0 { 1.0 } else { sign };
+        Some((xw * sign, yw * sign))
+    }
+
+    fn transform_x(&self, x: &Tensor) -> Tensor {
+        ((x - &self.x_mean) / &self.x_std).matmul(&self.x_rot)
+    }
+
+    fn transform_y(&self, y: &Tensor) -> Tensor {
+        ((y - &self.y_mean) / &self.y_std).matmul(&self.y_rot)
+    }
 }
 
 /// Mean of the top `k` of `rhos` (the k largest, or the first k), over as many as there are.

@@ -90,6 +90,7 @@ pub(super) fn cca_figure(step: &Step, inputs: &BTreeMap<String, &Artifact>) -> R
         components: int_arg(n, "components").unwrap_or(50) as usize,
         topk: if enum_arg(n, "topk_mode") == Some("first_k") { TopK::FirstK } else { TopK::LargestK },
         pca_fit: if enum_arg(n, "pca_fit") == Some("once") { PcaFit::Once } else { PcaFit::PerOffset },
+        solver: if enum_arg(n, "solver") == Some("nipals_sklearn") { cca::Solver::NipalsSklearn { max_iter: 500, tol: 1e-6 } } else { cca::Solver::SvdExact },
     };
     let evals: Vec<&str> = n.arg("eval").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_str).collect();
     let held_out = evals.contains(&"held_out");

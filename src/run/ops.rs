@@ -121,12 +121,7 @@ pub(super) fn supported(n: &Node) -> Result<(), String> {
         }
         (Kind::Heads, "explicit" | "from_file" | "dynamic") => {}
         (Kind::Table, "dynamism" | "scores" | "compensated" | "probe") => {}
-        (Kind::Figure, "heatmap" | "ablation_grid" | "progressive") => {}
-        (Kind::Figure, "cca") => {
-            if enum_arg(n, "solver") == Some("nipals_sklearn") {
-                return Err("cca solver `nipals_sklearn` is not implemented yet; use `svd_exact` (the same correlations, computed exactly)".into());
-            }
-        }
+        (Kind::Figure, "heatmap" | "ablation_grid" | "progressive" | "cca") => {}
         (Kind::Report, "template") => {
             for v in n.arg("compare").and_then(Value::as_list).unwrap_or(&[]) {
                 if let Value::Builtin { name, .. } = v {
