@@ -3,15 +3,17 @@
 //! * `fmt__<file>`: the formatter's output for the same files;
 //! * `broken__<file>`: the rendered diagnostic of every `tests/lang/broken/*.rhx`, each of which
 //!   holds exactly one mistake and names its error kind on its first line (`# error: <kind>`);
-//! * overrides, the schema's defaults and the real model-shape reader.
+//!   a second line `# profile: <name>` selects that profile, else every profile is checked (as
+//!   `rhx check` does);
+//! * overrides, profiles, the schema's defaults and the real model-shape reader.
 #[path = "lang/support.rs"]
 mod support;
 
 use std::path::Path;
 
 use rhx::lang::{
-    self, apply_override, check, check_path, format_source, load_path, render_diagnostics, Code,
-    EngineShapes, ModelDecl, ModelShapes, NoShapes, Origin,
+    self, apply_override, check, check_path, check_path_with, format_source, load_path,
+    render_diagnostics, CheckOptions, Code, EngineShapes, ModelDecl, ModelShapes, NoShapes, Origin,
 };
 use support::{rhx_files, stem, FakeShapes};
 
@@ -72,7 +74,17 @@ fn broken_files_report_one_precise_error() {
             .unwrap_or_else(|| panic!("{}: first line must be `# error: <kind>`", f.display()))
             .trim()
             .to_string();
-        let diags = match check_path(&f, &[], &FakeShapes) {
+        let profile = text
+            .lines()
+            .nth(1)
+            .and_then(|l| l.strip_prefix("# profile: "))
+            .map(str::trim);
+        let opts = CheckOptions {
+            profile,
+            all_profiles: true,
+            ..CheckOptions::default()
+        };
+        let diags = match check_path_with(&f, &opts, &FakeShapes) {
             Ok(_) => panic!("{} should not check", f.display()),
             Err(d) => d,
         };
@@ -118,6 +130,7 @@ fn broken_files_report_one_precise_error() {
         Code::HeadOutOfRange,
         Code::ModelUnavailable,
         Code::Sweep,
+        Code::Profile,
     ];
     for k in all {
         assert!(kinds.contains(&k), "no broken file covers {k:?}");
@@ -187,6 +200,156 @@ fn override_errors() {
         ));
     }
     golden!("overrides__errors", out);
+}
+
+/// A program's dump without node locations, with profile values marked like `--set` ones, so
+/// that a profile and the equivalent flags can be compared.
+fn comparable(p: &lang::Program) -> String {
+    p.dump()
+        .lines()
+        .map(|l| {
+            let l = l.replace("    = --profile", "    = --set");
+            match l.find("    # ") {
+                Some(i) => l[..i].to_string(),
+                None => l,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `--set` flags that `experiments/section3.rhx` documented before it had `profile full`.
+const SECTION3_FULL_FLAGS: &[&str] = &[
+    "experiment.profile=\"full\"",
+    "niah.lengths=[1000, 2000, 4000, 8000]",
+    "niah.depths=linspace(0.0, 1.0, 11)",
+    "niah.runs=5",
+    "long.lengths=[5000]",
+    "long.runs=20",
+    "k=0..=20 step 5",
+];
+
+fn section3_experiment(profile: Option<&str>, sets: &[&str]) -> lang::Program {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let opts = CheckOptions {
+        profile,
+        overrides: &sets,
+        all_profiles: true,
+    };
+    check_path_with(Path::new("experiments/section3.rhx"), &opts, &FakeShapes)
+        .unwrap_or_else(|d| panic!("{}", render_diagnostics(&d)))
+}
+
+#[test]
+fn profile_is_its_set_flags() {
+    let by_profile = section3_experiment(Some("full"), &[]);
+    let by_flags = section3_experiment(None, SECTION3_FULL_FLAGS);
+    assert_eq!(comparable(&by_profile), comparable(&by_flags));
+    assert_eq!(by_profile.experiment.profile, "full");
+    assert_eq!(by_profile.profiles, ["full"]);
+    let niah = by_profile.node("niah").unwrap();
+    assert_eq!(niah.arg("runs").and_then(|v| v.as_int()), Some(5));
+    assert_eq!(niah.arg_entry("runs").unwrap().origin, Origin::Profile);
+    assert_eq!(niah.arg_entry("haystack").unwrap().origin, Origin::Default);
+    assert_eq!(
+        by_profile.families["fig3"],
+        ["fig3_k0", "fig3_k5", "fig3_k10", "fig3_k15", "fig3_k20"]
+    );
+    // Not selected, the profile changes nothing: the same file without it checks the same.
+    let text = std::fs::read_to_string("experiments/section3.rhx").unwrap();
+    let start = text.find("\nprofile full {").unwrap();
+    let end = start + text[start..].find("\n}\n").unwrap() + 2;
+    let stripped = format!("{}{}", &text[..start], &text[end..]);
+    assert!(!stripped.contains("profile full {"));
+    let without = lang::check_str(
+        "experiments/section3.rhx",
+        Path::new("experiments/section3.rhx"),
+        &stripped,
+        &[],
+        &FakeShapes,
+    )
+    .unwrap_or_else(|d| panic!("{}", render_diagnostics(&d)));
+    let default = section3_experiment(None, &[]);
+    assert_eq!(comparable(&default), comparable(&without));
+    assert_eq!(default.experiment.profile, "default");
+}
+
+#[test]
+fn set_flags_win_over_the_profile() {
+    let p = section3_experiment(
+        Some("full"),
+        &["niah.runs=2", "experiment.profile=\"full-2runs\""],
+    );
+    let niah = p.node("niah").unwrap();
+    assert_eq!(niah.arg("runs").and_then(|v| v.as_int()), Some(2));
+    assert_eq!(niah.arg_entry("runs").unwrap().origin, Origin::Override);
+    // The profile's other entries still apply.
+    assert_eq!(
+        niah.arg("lengths").map(|v| v.render()),
+        Some("[1000, 2000, 4000, 8000]".into())
+    );
+    assert_eq!(niah.arg_entry("lengths").unwrap().origin, Origin::Profile);
+    assert_eq!(p.experiment.profile, "full-2runs");
+    assert!(p.dump().contains("runs: 2    = --set"), "{}", p.dump());
+    assert!(p
+        .dump()
+        .contains("lengths: [1000, 2000, 4000, 8000]    = --profile"));
+}
+
+#[test]
+fn unselected_profiles_are_checked_only_on_request() {
+    // `rhx run` without `--profile` is not held up by a mistake in a profile it does not use;
+    // `rhx check` (every profile) finds it.
+    let f = Path::new("tests/lang/broken/profile_unknown_decl.rhx");
+    assert!(check_path(f, &[], &FakeShapes).is_ok());
+    let all = CheckOptions {
+        all_profiles: true,
+        ..CheckOptions::default()
+    };
+    let err = check_path_with(f, &all, &FakeShapes).unwrap_err();
+    assert_eq!(err.len(), 1);
+    assert_eq!(err[0].code, Code::Profile);
+    assert_eq!(
+        err[0].location.as_ref().map(|l| (l.line, l.col)),
+        Some((4, 3)),
+        "points at the entry: {}",
+        render_diagnostics(&err)
+    );
+    // Profiles are checked with the `--set` flags applied after them, like a real selection.
+    let sets = vec!["niah.runs=0".to_string()];
+    let file = Path::new("tests/lang/valid/profiles.rhx");
+    let opts = CheckOptions {
+        overrides: &sets,
+        all_profiles: true,
+        ..CheckOptions::default()
+    };
+    let err = check_path_with(file, &opts, &FakeShapes).unwrap_err();
+    assert_eq!(err.len(), 1, "reported once, not once per profile");
+    assert_eq!(err[0].code, Code::OutOfRange);
+}
+
+#[test]
+fn profile_applies_step_by_step() {
+    let mut set = load_path(Path::new("tests/lang/valid/profiles.rhx")).unwrap();
+    assert_eq!(
+        set.profiles()
+            .map(|p| p.name.name.as_str())
+            .collect::<Vec<_>>(),
+        ["full", "smoke", "other_model"]
+    );
+    lang::apply_profile(&mut set, "smoke").unwrap();
+    apply_override(&mut set, "niah.lengths=[300]").unwrap();
+    let p = check(&set, &FakeShapes).unwrap();
+    let niah = p.node("niah").unwrap();
+    assert_eq!(niah.arg("runs").and_then(|v| v.as_int()), Some(1));
+    assert_eq!(
+        niah.arg("lengths").map(|v| v.render()),
+        Some("[300]".into())
+    );
+    assert_eq!(p.experiment.profile, "smoke");
+    let err = lang::apply_profile(&mut set, "smok").unwrap_err();
+    assert_eq!(err[0].code, Code::Profile);
+    assert_eq!(err[0].help.as_deref(), Some("did you mean `smoke`? (`tests/lang/valid/profiles.rhx` declares `full`, `smoke`, `other_model`)"));
 }
 
 #[test]

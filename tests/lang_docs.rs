@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 
-use rhx::lang::{check_str, format_source, registry, render_diagnostics};
+use rhx::lang::{check_str_with, format_source, registry, render_diagnostics, CheckOptions};
 use support::FakeShapes;
 
 const DOC: &str = "docs/LANGUAGE.md";
@@ -44,10 +44,15 @@ fn rhx_blocks_check() {
     for (line, info, code) in blocks(&text) {
         let name = format!("{DOC}:{line}");
         let virtual_path = Path::new("tests/lang/docs/example.rhx");
+        // Every profile of an example is checked too, as `rhx check` does.
+        let opts = CheckOptions {
+            all_profiles: true,
+            ..CheckOptions::default()
+        };
         match info.as_str() {
             "rhx" => {
                 n += 1;
-                if let Err(d) = check_str(&name, virtual_path, &code, &[], &FakeShapes) {
+                if let Err(d) = check_str_with(&name, virtual_path, &code, &opts, &FakeShapes) {
                     panic!(
                         "example at {name} should check:\n{}",
                         render_diagnostics(&d)
@@ -58,7 +63,7 @@ fn rhx_blocks_check() {
             "rhx,error" => {
                 n += 1;
                 assert!(
-                    check_str(&name, virtual_path, &code, &[], &FakeShapes).is_err(),
+                    check_str_with(&name, virtual_path, &code, &opts, &FakeShapes).is_err(),
                     "example at {name} should be rejected"
                 );
             }

@@ -15,9 +15,11 @@ use proptest::sample::select;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rhx::lang::ast::{
     fmt_float, quote_str, Arg, Block, Call, Decl, Experiment, Expr, ExprKind, File, Ident, Import,
-    Item, Param, StrLit, Sweep, SweepVar,
+    Item, Param, Profile, ProfileEntry, StrLit, Sweep, SweepVar,
 };
-use rhx::lang::{check_str, format_source, lexer, parse_str, FileId, Span};
+use rhx::lang::{
+    check_str, check_str_with, format_source, lexer, parse_str, CheckOptions, FileId, Span,
+};
 use support::{rhx_files, FakeShapes};
 
 fn runner(cases: u32, seed: u8) -> TestRunner {
@@ -69,6 +71,8 @@ const NAMES: &[&str] = &[
     "model",
     "trace",
     "lengths",
+    // A keyword only at the start of an item: elsewhere an ordinary name.
+    "profile",
 ];
 
 fn ident() -> impl Strategy<Value = String> {
@@ -206,6 +210,15 @@ fn item() -> impl Strategy<Value = Item> {
         1 => (vec((ident(), expr()), 1..3), vec(decl(), 0..3)).prop_map(|(vars, body)| Item::Sweep(Sweep {
             vars: vars.into_iter().map(|(n, v)| SweepVar { name: id(&n), values: v, span: SP }).collect(),
             body,
+            body_span: SP,
+            span: SP,
+        })),
+        1 => (ident(), vec((vec(ident(), 1..3), expr()), 0..4)).prop_map(|(name, entries)| Item::Profile(Profile {
+            name: id(&name),
+            entries: entries
+                .into_iter()
+                .map(|(path, value)| ProfileEntry { path: path.iter().map(|s| id(s)).collect(), value, span: SP })
+                .collect(),
             body_span: SP,
             span: SP,
         })),
@@ -433,6 +446,33 @@ impl Ugly<'_> {
                     self.ws(true);
                     self.push("}");
                 }
+                Item::Profile(p) => {
+                    self.push("profile");
+                    self.ws(false);
+                    self.push(&p.name.name);
+                    self.ws(true);
+                    self.push("{");
+                    for (k, e) in p.entries.iter().enumerate() {
+                        self.ws(true);
+                        let path = e
+                            .path
+                            .iter()
+                            .map(|i| i.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(".");
+                        self.push(&path);
+                        self.ws(true);
+                        self.push(":");
+                        self.ws(true);
+                        self.expr(&e.value);
+                        self.ws(true);
+                        if k + 1 < p.entries.len() || self.next() % 2 == 0 {
+                            self.push(",");
+                        }
+                    }
+                    self.ws(true);
+                    self.push("}");
+                }
             }
             self.ws(false);
         }
@@ -528,11 +568,26 @@ fn format_valid_files() {
 fn run_all(text: &str) {
     let _ = parse_str("fuzz.rhx", text);
     let _ = format_source(text);
-    let _ = check_str(
+    let every = CheckOptions {
+        all_profiles: true,
+        ..CheckOptions::default()
+    };
+    let _ = check_str_with(
         "fuzz.rhx",
         Path::new("tests/lang/valid/fuzz.rhx"),
         text,
-        &[],
+        &every,
+        &FakeShapes,
+    );
+    let full = CheckOptions {
+        profile: Some("full"),
+        ..CheckOptions::default()
+    };
+    let _ = check_str_with(
+        "fuzz.rhx",
+        Path::new("tests/lang/valid/fuzz.rhx"),
+        text,
+        &full,
         &FakeShapes,
     );
     let _ = check_str(
@@ -579,6 +634,8 @@ const SNIPPETS: &[&str] = &[
     "top(",
     "L99H99",
     "experiment \"x\"",
+    "profile p {",
+    "niah.runs: 5,",
     "}}}",
     "0..=100000000 step 1",
 ];

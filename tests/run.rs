@@ -88,6 +88,15 @@ fn overrides_change_exactly_the_downstream_keys() {
     assert_eq!(changed(&keys(&["masked.max_new_tokens=7"])), ["masked", "out", "scores"]);
     // The seed is part of every key.
     assert_eq!(changed(&keys(&["experiment.seed=1"])).len(), base.len());
+    // A profile gives the keys of its entries as `--set` flags; `experiment.profile` is in none.
+    let profile = |name: &str| -> BTreeMap<String, String> {
+        let opts = lang::CheckOptions { profile: Some(name), ..Default::default() };
+        let p = lang::check_path_with(&exp(), &opts, &NoShapes).unwrap();
+        assert_eq!(p.experiment.profile, name);
+        rhx::plan::plan(&p, &cache).unwrap().steps.into_iter().map(|s| (s.node.name, s.key.as_str().to_string())).collect()
+    };
+    assert_eq!(profile("short"), keys(&["niah.runs=1", "base.max_new_tokens=4"]));
+    assert_eq!(keys(&["experiment.profile=\"other\""]), base);
 }
 
 #[test]
@@ -121,8 +130,9 @@ fn reproduce_certifies_a_report_and_catches_a_changed_number() {
     let rhx = env!("CARGO_BIN_EXE_rhx");
     let cache = dir.join("cache");
     let reports = dir.join("reports");
+    // With a profile and a `--set` after it: reproduce must replay both.
     let st = std::process::Command::new(rhx)
-        .args(["run", "--quiet", "--cache"])
+        .args(["run", "--quiet", "--profile", "short", "--set", "masked.max_new_tokens=5", "--cache"])
         .arg(&cache)
         .arg("--reports")
         .arg(&reports)
@@ -133,7 +143,9 @@ fn reproduce_certifies_a_report_and_catches_a_changed_number() {
     // From scratch (fresh cache): every number must come back.
     let out = std::process::Command::new(rhx).arg("reproduce").arg(reports.join("out")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains(" --profile short --set masked.max_new_tokens=5)"), "{stderr}");
     assert!(stdout.contains("| pass |") && !stdout.contains("FAIL"), "{stdout}");
     // A report whose number was changed after the fact fails the certificate.
     let tampered = dir.join("tampered/out");

@@ -19,6 +19,22 @@ pub struct ProgramArgs {
     /// Override a parameter, e.g. `--set niah.runs=20` or `--set experiment.seed=3` (repeatable)
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
+    /// Apply the file's `profile NAME { ... }` before any `--set`; sets `experiment.profile` to NAME
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+impl ProgramArgs {
+    /// What `--profile` and `--set` ask for; `all_profiles` also checks every declared profile
+    /// when none is selected.
+    fn options(&self, all_profiles: bool) -> lang::CheckOptions<'_> {
+        lang::CheckOptions { profile: self.profile.as_deref(), overrides: &self.overrides, all_profiles }
+    }
+
+    fn check(&self, shapes: bool, all_profiles: bool) -> Result<Program, Vec<lang::Diagnostic>> {
+        let opts = self.options(all_profiles);
+        if shapes { lang::check_path_with(&self.file, &opts, &EngineShapes::new()) } else { lang::check_path_with(&self.file, &opts, &NoShapes) }
+    }
 }
 
 #[derive(Args)]
@@ -29,7 +45,7 @@ pub struct CacheDir {
 }
 
 #[derive(Args)]
-#[command(after_help = "EXAMPLES:\n  rhx run experiments/niah_smoke.rhx\n  rhx run experiments/niah_smoke.rhx --set niah.runs=5 --set base.max_new_tokens=60\n  \
+#[command(after_help = "EXAMPLES:\n  rhx run experiments/niah_smoke.rhx\n  rhx run experiments/niah_smoke.rhx --set niah.runs=5 --set base.max_new_tokens=60\n  rhx run experiments/section3.rhx --profile full --set lm.device=cuda\n  \
 sbatch --array=0-63 --wrap 'rhx run exp.rhx --shard $SLURM_ARRAY_TASK_ID/64'   # then: rhx run exp.rhx")]
 pub struct RunArgs {
     #[command(flatten)]
@@ -101,7 +117,7 @@ pub enum CacheCmd {
     Ls(CacheDir),
     /// Rehash every artifact; damaged ones are quarantined (and recomputed by the next run)
     Verify(CacheDir),
-    /// Remove artifacts not used by the given experiments (all of them if none is given)
+    /// Remove artifacts not used by the given experiments, default run and every profile (all of them if none is given)
     Gc {
         #[command(flatten)]
         cache: CacheDir,
@@ -113,8 +129,12 @@ pub enum CacheCmd {
 }
 
 fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
-    let res = if shapes { lang::check_path(&p.file, &p.overrides, &EngineShapes::new()) } else { lang::check_path(&p.file, &p.overrides, &NoShapes) };
-    res.map_err(|diags| {
+    load_checked(p, shapes, false)
+}
+
+/// Checks the program; with `all_profiles` and no `--profile`, every declared profile too.
+fn load_checked(p: &ProgramArgs, shapes: bool, all_profiles: bool) -> Result<Program> {
+    p.check(shapes, all_profiles).map_err(|diags| {
         // Diagnostics are already rendered with their source lines; print them as they are.
         eprint!("{}", lang::render_diagnostics(&diags));
         anyhow::anyhow!("{} error(s) in {}", diags.len(), p.file.display())
@@ -149,8 +169,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
 
 pub fn check(a: CheckArgs) -> Result<ExitCode> {
     if a.json {
-        let res = if a.no_models { lang::check_path(&a.program.file, &a.program.overrides, &NoShapes) } else { lang::check_path(&a.program.file, &a.program.overrides, &EngineShapes::new()) };
-        let (ok, n, errors) = match res {
+        let (ok, n, errors) = match a.program.check(!a.no_models, true) {
             Ok(p) => match run::check_supported(&p) {
                 Ok(()) => (true, p.nodes.len(), vec![]),
                 Err(e) => (false, p.nodes.len(), vec![e.to_string()]),
@@ -160,12 +179,18 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
         println!("{}", json!({"ok": ok, "declarations": n, "errors": errors}));
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
-    let program = load(&a.program, !a.no_models)?;
+    let program = load_checked(&a.program, !a.no_models, true)?;
     run::check_supported(&program)?;
     if a.dump {
         print!("{}", program.dump());
     }
-    eprintln!("{}: ok ({} declarations)", a.program.file.display(), program.nodes.len());
+    let profiles = match (&a.program.profile, program.profiles.as_slice()) {
+        (Some(p), _) => format!("; profile `{p}`"),
+        (None, []) => String::new(),
+        (None, [one]) => format!("; profile `{one}` also checks"),
+        (None, names) => format!("; profiles {} also check", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+    };
+    eprintln!("{}: ok ({} declarations{profiles})", a.program.file.display(), program.nodes.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -240,10 +265,22 @@ pub fn cache(c: CacheCmd) -> Result<ExitCode> {
         CacheCmd::Gc { cache, keep, dry_run } => {
             let c = Cache::open(&cache.cache)?;
             let mut keys = HashSet::new();
+            // An experiment uses the artifacts of its default run and of each of its profiles.
             for f in &keep {
-                let program = lang::check_path(Path::new(f), &[], &NoShapes).map_err(|d| anyhow::anyhow!("{}", lang::render_diagnostics(&d)))?;
-                for s in plan::plan(&program, &c)?.steps {
-                    keys.insert(s.key);
+                let check = |profile: Option<&str>| {
+                    let opts = lang::CheckOptions { profile, ..Default::default() };
+                    lang::check_path_with(Path::new(f), &opts, &NoShapes).map_err(|d| anyhow::anyhow!("{}", lang::render_diagnostics(&d)))
+                };
+                let program = check(None)?;
+                let mut programs = vec![];
+                for name in &program.profiles {
+                    programs.push(check(Some(name))?);
+                }
+                programs.push(program);
+                for p in &programs {
+                    for s in plan::plan(p, &c)?.steps {
+                        keys.insert(s.key);
+                    }
                 }
             }
             let r = c.gc(&keys, GcOptions { dry_run, ..Default::default() })?;
@@ -271,21 +308,28 @@ pub struct ReproduceArgs {
     pub threads: Option<i32>,
 }
 
-/// The experiment file and `--set` overrides of the command line recorded in a report.
-fn recorded_invocation(argv: &[String]) -> Result<(PathBuf, Vec<String>)> {
+/// The experiment file, `--profile` and `--set` overrides of the command line recorded in a
+/// report, as the [`ProgramArgs`] that re-check it.
+fn recorded_invocation(argv: &[String]) -> Result<ProgramArgs> {
     let mut file = None;
     let mut sets = Vec::new();
+    let mut profile = None;
     let mut it = argv.iter().skip_while(|a| a.as_str() != "run").skip(1);
     while let Some(a) = it.next() {
         if a == "--set" {
             sets.push(it.next().cloned().context("`--set` without a value in the recorded command line")?);
         } else if let Some(v) = a.strip_prefix("--set=") {
             sets.push(v.to_string());
+        } else if a == "--profile" {
+            profile = Some(it.next().cloned().context("`--profile` without a name in the recorded command line")?);
+        } else if let Some(v) = a.strip_prefix("--profile=") {
+            profile = Some(v.to_string());
         } else if a.ends_with(".rhx") && file.is_none() {
             file = Some(PathBuf::from(a));
         }
     }
-    Ok((file.context("the recorded command line names no .rhx file (was the report made by `rhx run`?)")?, sets))
+    let file = file.context("the recorded command line names no .rhx file (was the report made by `rhx run`?)")?;
+    Ok(ProgramArgs { file, overrides: sets, profile })
 }
 
 /// Every number of a report's tables and figures, by a readable path.
@@ -317,9 +361,10 @@ fn numbers(r: &crate::report::Report) -> Vec<(String, f64)> {
 
 pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     let original = crate::report::load_report(&a.report_dir.join("report.json")).with_context(|| format!("cannot read {}/report.json", a.report_dir.display()))?;
-    let (file, sets) = recorded_invocation(&original.provenance.command_line)?;
-    eprintln!("reproducing {} (experiment {}{}), commit {} → now {}", a.report_dir.display(), file.display(), sets.iter().map(|s| format!(" --set {s}")).collect::<String>(), original.provenance.git_commit, env!("RHX_GIT_COMMIT"));
-    let program = load(&ProgramArgs { file: file.clone(), overrides: sets }, true)?;
+    let args = recorded_invocation(&original.provenance.command_line)?;
+    let profile = args.profile.as_ref().map(|p| format!(" --profile {p}")).unwrap_or_default();
+    eprintln!("reproducing {} (experiment {}{profile}{}), commit {} → now {}", a.report_dir.display(), args.file.display(), args.overrides.iter().map(|s| format!(" --set {s}")).collect::<String>(), original.provenance.git_commit, env!("RHX_GIT_COMMIT"));
+    let program = load(&args, true)?;
     let scratch = std::env::temp_dir().join(format!("rhx-reproduce-{}", std::process::id()));
     let cache_dir = if a.use_cache { a.cache.cache.clone() } else { scratch.join("cache") };
     let cache = Cache::open(&cache_dir)?;

@@ -23,6 +23,7 @@ pub enum Item {
     Import(Import),
     Decl(Decl),
     Sweep(Sweep),
+    Profile(Profile),
 }
 
 impl Item {
@@ -32,6 +33,7 @@ impl Item {
             Item::Import(x) => x.span,
             Item::Decl(x) => x.span,
             Item::Sweep(x) => x.span,
+            Item::Profile(x) => x.span,
         }
     }
 }
@@ -88,6 +90,36 @@ pub struct SweepVar {
     pub name: Ident,
     pub values: Expr,
     pub span: Span,
+}
+
+/// `profile full { niah.runs: 5, k: 0..=20 step 5 }`: named overrides, applied only when
+/// selected (`--profile full`), so an unselected profile never changes the program.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: Ident,
+    pub entries: Vec<ProfileEntry>,
+    /// From `{` to `}` inclusive.
+    pub body_span: Span,
+    pub span: Span,
+}
+
+/// `niah.runs: 5` in a profile: the key is what `--set` takes left of `=`
+/// (`decl.param`, `experiment.param` or a sweep variable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileEntry {
+    pub path: Vec<Ident>,
+    pub value: Expr,
+    pub span: Span,
+}
+
+impl ProfileEntry {
+    /// The key's span (`niah.runs`).
+    pub fn path_span(&self) -> Span {
+        match (self.path.first(), self.path.last()) {
+            (Some(a), Some(b)) => a.span.to(b.span),
+            _ => self.span,
+        }
+    }
 }
 
 /// `{ name: value, ... }`
@@ -257,6 +289,15 @@ impl File {
                     for d in &s.body {
                         out.push(' ');
                         decl_shape(d, &mut out);
+                    }
+                    out.push_str(")\n");
+                }
+                Item::Profile(p) => {
+                    let _ = write!(out, "(profile {}", p.name.name);
+                    for e in &p.entries {
+                        let _ = write!(out, " ({} ", path_string(&e.path));
+                        expr_shape(&e.value, &mut out);
+                        out.push(')');
                     }
                     out.push_str(")\n");
                 }

@@ -97,6 +97,8 @@ struct Checker<'a> {
     defaults: HashMap<&'static str, Option<Expr>>,
     seed: i64,
     override_files: HashSet<FileId>,
+    /// The selected profile's item: values written inside it are [`Origin::Profile`].
+    profile_span: Option<Span>,
 }
 
 impl<'a> Checker<'a> {
@@ -114,11 +116,26 @@ impl<'a> Checker<'a> {
             defaults: HashMap::new(),
             seed: 0,
             override_files: set.override_files.iter().copied().collect(),
+            profile_span: set.profile.as_ref().map(|p| p.span),
         }
     }
 
     fn err(&mut self, d: Diagnostic) {
         self.diags.push(d);
+    }
+
+    /// Where a given value came from: a `--set` pseudo-file, the selected profile, or the text.
+    fn origin(&self, span: Span) -> Origin {
+        if self.override_files.contains(&span.file) {
+            Origin::Override
+        } else if self
+            .profile_span
+            .is_some_and(|p| p.file == span.file && p.start <= span.start && span.end <= p.end)
+        {
+            Origin::Profile
+        } else {
+            Origin::Written
+        }
     }
 
     fn run(&mut self) -> Program {
@@ -154,6 +171,7 @@ impl<'a> Checker<'a> {
             experiment,
             nodes,
             families: self.families.clone(),
+            profiles: self.set.profiles().map(|p| p.name.name.clone()).collect(),
             files,
             sources: self.sources.clone(),
         }
@@ -276,7 +294,7 @@ impl<'a> Checker<'a> {
                 .label("not a kind of declaration");
                 diag = match suggest(&d.kind.name, kinds.iter().copied()) {
                     Some(s) => diag.help(format!("did you mean `{s}`?")),
-                    None => diag.help(format!("declarations are: {}, and the `experiment`, `import` and `sweep` statements", kinds.join(", "))),
+                    None => diag.help(format!("declarations are: {}, and the `experiment`, `import`, `sweep` and `profile` statements", kinds.join(", "))),
                 };
                 self.err(diag);
                 None
@@ -286,9 +304,40 @@ impl<'a> Checker<'a> {
 
     fn collect(&mut self) {
         let set = self.set;
+        let mut profiles: HashMap<&str, Span> = HashMap::new();
         for file in &set.files {
             for item in &file.ast.items {
                 match item {
+                    Item::Profile(p) if file.id != set.root => {
+                        let root = &self.sources.get(set.root).name;
+                        let mut d = Diagnostic::new(
+                            Code::Profile,
+                            p.name.span,
+                            format!("profile `{}` is declared in an imported file", p.name.name),
+                        )
+                        .label("profiles of imported files are not used")
+                        .help(format!(
+                            "declare profiles in the file given to `rhx` (`{root}`); `--profile` selects among them, and their entries can set anything imported"
+                        ));
+                        if let Some(at) = file.imported_at {
+                            d = d.note(at, "imported here");
+                        }
+                        self.err(d);
+                    }
+                    Item::Profile(p) => {
+                        if let Some(first) = profiles.insert(&p.name.name, p.name.span) {
+                            self.err(
+                                Diagnostic::new(
+                                    Code::Profile,
+                                    p.name.span,
+                                    format!("profile `{}` is declared twice", p.name.name),
+                                )
+                                .label("second profile")
+                                .note(first, "first declared here")
+                                .help("rename one of them, or merge their entries"),
+                            );
+                        }
+                    }
                     Item::Decl(d) => {
                         let kind = self.decl_kind(d);
                         let idx = self.syms.len();
@@ -800,11 +849,7 @@ impl<'a> Checker<'a> {
             };
             let arg = match given[i] {
                 Some((e, _)) => {
-                    let origin = if self.override_files.contains(&e.span.file) {
-                        Origin::Override
-                    } else {
-                        Origin::Written
-                    };
+                    let origin = self.origin(e.span);
                     let value = self.check_value(&ps.ty, e, what, sc);
                     Arg {
                         name: ps.name.into(),

@@ -53,6 +53,9 @@ pub enum Code {
     Sweep,
     /// A `--set path=value` override that does not apply.
     Override,
+    /// A `profile` that cannot be selected or applied: unknown or declared twice, declared in
+    /// an imported file, or an entry that names no declaration, parameter or sweep variable.
+    Profile,
 }
 
 impl Code {
@@ -78,6 +81,7 @@ impl Code {
             Code::ModelUnavailable => "model-unavailable",
             Code::Sweep => "sweep",
             Code::Override => "override",
+            Code::Profile => "profile",
         }
     }
 }

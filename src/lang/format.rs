@@ -93,6 +93,12 @@ impl<'t> Formatter<'t> {
                         decl_containers(d, &mut containers);
                     }
                 }
+                Item::Profile(p) => {
+                    containers.push(interior(p.body_span));
+                    for e in &p.entries {
+                        expr_containers(&e.value, &mut containers);
+                    }
+                }
             }
         }
         for (i, c) in self.comments.iter().enumerate() {
@@ -240,7 +246,45 @@ impl<'t> Formatter<'t> {
                 });
                 format!("{head} {{\n{body}{}}}", INDENT.repeat(indent))
             }
+            Item::Profile(p) => self.profile(p, indent),
         }
+    }
+
+    /// `profile name { path: value, ... }`: laid out like a declaration's block.
+    fn profile(&self, p: &Profile, indent: usize) -> String {
+        let head = format!("profile {}", p.name.name);
+        let body_int = interior(p.body_span);
+        if !self.has_comments(body_int) {
+            let flat: Option<Vec<String>> = p
+                .entries
+                .iter()
+                .map(|e| {
+                    self.flat(&e.value)
+                        .map(|v| format!("{}: {v}", path_string(&e.path)))
+                })
+                .collect();
+            if let Some(parts) = flat {
+                if parts.is_empty() {
+                    return format!("{head} {{}}");
+                }
+                let line = format!("{head} {{ {} }}", parts.join(", "));
+                if indent * 2 + line.chars().count() <= WIDTH {
+                    return line;
+                }
+            }
+        }
+        let spans: Vec<(usize, usize)> = p
+            .entries
+            .iter()
+            .map(|e| (e.span.start, e.span.end))
+            .collect();
+        let body = self.lines(body_int, &spans, indent + 1, true, true, &mut |k, ind| {
+            let e = &p.entries[k];
+            let prefix = format!("{}: ", path_string(&e.path));
+            let v = self.expr(&e.value, ind, ind * 2 + prefix.len());
+            format!("{prefix}{v}")
+        });
+        format!("{head} {{\n{body}{}}}", INDENT.repeat(indent))
     }
 
     fn decl(&self, d: &Decl, indent: usize) -> String {

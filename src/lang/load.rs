@@ -30,6 +30,17 @@ pub struct SourceSet {
     pub root: FileId,
     /// Pseudo-files holding `--set` overrides.
     pub override_files: Vec<FileId>,
+    /// The profile applied with `--profile` ([`super::apply_profile`]), if any.
+    pub profile: Option<SelectedProfile>,
+}
+
+/// A profile applied to a [`SourceSet`]; the checker marks the values it wrote as
+/// [`super::Origin::Profile`].
+#[derive(Debug, Clone)]
+pub struct SelectedProfile {
+    pub name: String,
+    /// The whole `profile <name> { ... }` item.
+    pub span: Span,
 }
 
 impl SourceSet {
@@ -42,6 +53,14 @@ impl SourceSet {
             .iter()
             .find(|f| f.id == self.root)
             .expect("root file is loaded")
+    }
+
+    /// The `profile` blocks of the root file (the only file whose profiles count), in order.
+    pub fn profiles(&self) -> impl Iterator<Item = &ast::Profile> {
+        self.root_file().ast.items.iter().filter_map(|i| match i {
+            Item::Profile(p) => Some(p),
+            _ => None,
+        })
     }
 }
 
@@ -83,6 +102,7 @@ pub fn load_str(name: &str, path: &Path, text: &str) -> Result<SourceSet, Vec<Di
         files,
         root,
         override_files: vec![],
+        profile: None,
     })
 }
 

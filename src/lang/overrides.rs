@@ -1,13 +1,49 @@
-//! Command-line overrides: `--set niah.runs=20`, `--set experiment.seed=3`,
-//! `--set k=[0, 10]` (a sweep variable). The value is parsed as an `.rhx` expression held in a
-//! pseudo-file named `--set`, so a bad value is reported there with a caret, and the checker
-//! validates it like any written value.
-use super::ast::{Arg, Block, Decl, Experiment, Expr, ExprKind, Ident, Item, Param, StrLit};
+//! Overrides: `--set niah.runs=20`, `--set experiment.seed=3`, `--set k=[0, 10]` (a sweep
+//! variable), and the entries of a selected `profile` block, which are the same thing written
+//! in the file. A `--set` value is parsed as an `.rhx` expression held in a pseudo-file named
+//! `--set`, so a bad value is reported there with a caret; a profile entry is reported where it
+//! is written. The checker then validates the value like any written value.
+use std::collections::HashMap;
+
+use super::ast::{self, Arg, Block, Decl, Experiment, Expr, ExprKind, Ident, Item, Param, StrLit};
 use super::diagnostics::{did_you_mean, Code, Diagnostic};
-use super::load::SourceSet;
+use super::load::{SelectedProfile, SourceSet};
 use super::parser::parse_expr_at;
 use super::schema::{registry, Kind};
 use super::source::Span;
+
+/// Where an override comes from; decides the wording and the error kind of its diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `--set path=value` on the command line.
+    Set,
+    /// An entry `path: value` of a `profile` block.
+    Profile,
+}
+
+impl Via {
+    fn code(self) -> Code {
+        match self {
+            Via::Set => Code::Override,
+            Via::Profile => Code::Profile,
+        }
+    }
+
+    /// `path=value` or `path: value`, as this kind of override is written.
+    fn show(self, path: &str, value: &str) -> String {
+        match self {
+            Via::Set => format!("{path}={value}"),
+            Via::Profile => format!("{path}: {value}"),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Via::Set => "an override",
+            Via::Profile => "a profile entry",
+        }
+    }
+}
 
 /// Applies one `path=value` override to the parsed program.
 pub fn apply_override(set: &mut SourceSet, text: &str) -> Result<(), Diagnostic> {
@@ -67,19 +103,146 @@ pub fn apply_override(set: &mut SourceSet, text: &str) -> Result<(), Diagnostic>
         pos += part.len() + 1;
     }
     let value = parse_expr_at(file, text, eq + 1).map_err(|e| d(e, set))?;
-    let path_span = segs[0].span.to(segs[segs.len() - 1].span);
-    match segs.as_slice() {
-        [var] => set_sweep_var(set, var, value).map_err(|e| d(e, set)),
+    apply_path(set, &segs, value, Via::Set)
+}
+
+/// Applies `path` ← `value` to the parsed program: `[decl, param]`, `[experiment, param]` or
+/// `[sweep_variable]`, exactly the paths `--set` accepts. Diagnostics point at the path and
+/// come back attached to their source.
+pub fn apply_path(
+    set: &mut SourceSet,
+    path: &[Ident],
+    value: Expr,
+    via: Via,
+) -> Result<(), Diagnostic> {
+    let res = match path {
+        [] => Err(Diagnostic::new(
+            via.code(),
+            value.span,
+            format!("{} needs a path", via.what()),
+        )
+        .label("no path for this value")),
+        [var] => set_sweep_var(set, var, value, via),
         [decl, param] if decl.name == "experiment" => {
-            set_experiment(set, param, value, path_span).map_err(|e| d(e, set))
+            set_experiment(set, param, value, decl.span.to(param.span), via)
         }
-        [decl, param] => set_param(set, decl, param, value).map_err(|e| d(e, set)),
-        _ => Err(d(
-            Diagnostic::new(Code::Override, path_span, "an override path is `declaration.parameter`")
-                .label("too many parts")
-                .help("nested values cannot be overridden one by one; set the whole parameter, e.g. `base.capture=[retrieval(copy_paste)]`"),
-            set,
-        )),
+        [decl, param] => set_param(set, decl, param, value, via),
+        [first, .., last] => Err(Diagnostic::new(
+            via.code(),
+            first.span.to(last.span),
+            match via {
+                Via::Set => "an override path is `declaration.parameter`",
+                Via::Profile => "a profile entry's path is `declaration.parameter`",
+            },
+        )
+        .label("too many parts")
+        .help(format!(
+            "nested values cannot be overridden one by one; set the whole parameter, e.g. `{}`",
+            via.show("base.capture", "[retrieval(copy_paste)]")
+        ))),
+    };
+    res.map_err(|mut d| {
+        d.attach(&set.sources);
+        d
+    })
+}
+
+/// Applies the profile `name` of the root file (what `--profile name` selects): first
+/// `experiment.profile` becomes `name`, then the entries in the order written. Every bad
+/// entry is reported, at the entry.
+pub fn apply_profile(set: &mut SourceSet, name: &str) -> Result<(), Vec<Diagnostic>> {
+    let root_name = set.sources.get(set.root).name.clone();
+    let profiles: Vec<ast::Profile> = set.profiles().cloned().collect();
+    let Some(profile) = profiles.iter().find(|p| p.name.name == name) else {
+        let file = set.sources.add("--profile", None, name);
+        let names: Vec<&str> = profiles.iter().map(|p| p.name.name.as_str()).collect();
+        let help = if names.is_empty() {
+            format!("no `profile <name> {{ ... }}` is declared in `{root_name}`")
+        } else {
+            let listed = names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            match did_you_mean(name, names.iter().copied()) {
+                Some(dym) => format!("{dym} (`{root_name}` declares {listed})"),
+                None => format!("`{root_name}` declares {listed}"),
+            }
+        };
+        let mut d = Diagnostic::new(
+            Code::Profile,
+            Span::new(file, 0, name.len()),
+            format!("no profile named `{name}`"),
+        )
+        .label("unknown profile")
+        .help(help);
+        d.attach(&set.sources);
+        return Err(vec![d]);
+    };
+    set.profile = Some(SelectedProfile {
+        name: name.to_string(),
+        span: profile.span,
+    });
+    let at = profile.name.span;
+    let header = |n: &str| Ident {
+        name: n.into(),
+        span: at,
+    };
+    let own_name = Expr {
+        kind: ExprKind::Str(name.to_string()),
+        span: at,
+    };
+    let mut errs = vec![];
+    if let Err(d) = apply_path(
+        set,
+        &[header("experiment"), header("profile")],
+        own_name,
+        Via::Profile,
+    ) {
+        errs.push(d);
+    }
+    let mut seen: HashMap<String, Span> = HashMap::new();
+    for e in &profile.entries {
+        let key = ast::path_string(&e.path);
+        let mut d = if key == "experiment.profile" {
+            Some(
+                Diagnostic::new(
+                    Code::Profile,
+                    e.path_span(),
+                    "a profile cannot set `experiment.profile`",
+                )
+                .label("set by the profile itself")
+                .note(
+                    profile.name.span,
+                    "selecting this profile sets it to this name",
+                )
+                .help(format!(
+                    "remove this entry; `--profile {name}` sets `experiment.profile` to \"{name}\""
+                )),
+            )
+        } else if let Some(first) = seen.insert(key.clone(), e.path_span()) {
+            Some(
+                Diagnostic::new(
+                    Code::DuplicateParam,
+                    e.path_span(),
+                    format!("`{key}` is given twice in profile `{name}`"),
+                )
+                .label("second value")
+                .note(first, "first value here")
+                .help("keep one of them"),
+            )
+        } else {
+            apply_path(set, &e.path, e.value.clone(), Via::Profile).err()
+        };
+        if let Some(d) = d.as_mut() {
+            d.attach(&set.sources);
+        }
+        errs.extend(d);
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
     }
 }
 
@@ -88,27 +251,23 @@ fn set_experiment(
     param: &Ident,
     value: Expr,
     path_span: Span,
+    via: Via,
 ) -> Result<(), Diagnostic> {
     let spec = &registry().experiment;
     if spec.param(&param.name).is_none() {
+        let names = spec.params.iter().map(|p| p.name);
         return Err(Diagnostic::new(
-            Code::Override,
+            via.code(),
             param.span,
             format!("the experiment header has no parameter `{}`", param.name),
         )
         .label("unknown parameter")
-        .maybe_help(did_you_mean(
-            &param.name,
-            spec.params.iter().map(|p| p.name),
-        ))
-        .help(format!(
-            "experiment parameters: {}",
-            spec.params
-                .iter()
-                .map(|p| p.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        .help(did_you_mean(&param.name, names.clone()).unwrap_or_else(|| {
+            format!(
+                "experiment parameters: {}",
+                names.collect::<Vec<_>>().join(", ")
+            )
+        })));
     }
     let root = set.root;
     let stem = set
@@ -170,6 +329,7 @@ fn set_param(
     decl_name: &Ident,
     param: &Ident,
     value: Expr,
+    via: Via,
 ) -> Result<(), Diagnostic> {
     let mut names = vec![];
     let mut target: Option<&mut Decl> = None;
@@ -189,7 +349,7 @@ fn set_param(
         }
     }
     let Some(decl) = target else {
-        return Err(Diagnostic::new(Code::Override, decl_name.span, format!("no declaration named `{}`", decl_name.name))
+        return Err(Diagnostic::new(via.code(), decl_name.span, format!("no declaration named `{}`", decl_name.name))
             .label("unknown declaration")
             .maybe_help(
                 names
@@ -206,25 +366,20 @@ fn set_param(
     if let Some(spec) = spec {
         match spec.params.iter().position(|p| p.name == param.name) {
             None => {
+                let names = spec.params.iter().map(|p| p.name);
                 return Err(Diagnostic::new(
-                    Code::Override,
+                    via.code(),
                     param.span,
                     format!("`{}` has no parameter `{}`", decl_name.name, param.name),
                 )
                 .label("unknown parameter")
-                .maybe_help(did_you_mean(
-                    &param.name,
-                    spec.params.iter().map(|p| p.name),
-                ))
-                .help(format!(
-                    "`{}` accepts: {}",
-                    spec.name,
-                    spec.params
-                        .iter()
-                        .map(|p| p.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                .help(did_you_mean(&param.name, names.clone()).unwrap_or_else(|| {
+                    format!(
+                        "`{}` accepts: {}",
+                        spec.name,
+                        names.collect::<Vec<_>>().join(", ")
+                    )
+                })));
             }
             Some(i) if i < spec.positional => positional_index = Some(i),
             Some(_) => {}
@@ -261,7 +416,12 @@ fn set_param(
     Ok(())
 }
 
-fn set_sweep_var(set: &mut SourceSet, var: &Ident, value: Expr) -> Result<(), Diagnostic> {
+fn set_sweep_var(
+    set: &mut SourceSet,
+    var: &Ident,
+    value: Expr,
+    via: Via,
+) -> Result<(), Diagnostic> {
     let mut found = vec![];
     let mut decls = vec![];
     for f in &mut set.files {
@@ -285,22 +445,27 @@ fn set_sweep_var(set: &mut SourceSet, var: &Ident, value: Expr) -> Result<(), Di
             Ok(())
         }
         0 => Err(Diagnostic::new(
-            Code::Override,
+            via.code(),
             var.span,
             format!("no sweep variable named `{}`", var.name),
         )
         .label("not a sweep variable")
         .help(if decls.contains(&var.name) {
             format!(
-                "to change a parameter of `{}`, write `{}.<parameter>=value`",
-                var.name, var.name
+                "to change a parameter of `{}`, write `{}`",
+                var.name,
+                via.show(&format!("{}.<parameter>", var.name), "value")
             )
         } else {
-            "an override reads `declaration.parameter=value` or `sweep_variable=[values]`"
-                .to_string()
+            format!(
+                "{} reads `{}` or `{}`",
+                via.what(),
+                via.show("declaration.parameter", "value"),
+                via.show("sweep_variable", "[values]")
+            )
         })),
         n => Err(Diagnostic::new(
-            Code::Override,
+            via.code(),
             var.span,
             format!("{n} sweeps have a variable named `{}`", var.name),
         )

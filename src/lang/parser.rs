@@ -36,6 +36,7 @@ pub fn parse_source(file: FileId, text: &str) -> Result<Parsed, Diagnostic> {
             Rule::import => items.push(Item::Import(b.import(p)?)),
             Rule::decl => items.push(Item::Decl(b.decl(p)?)),
             Rule::sweep => items.push(Item::Sweep(b.sweep(p)?)),
+            Rule::profile => items.push(Item::Profile(b.profile(p)?)),
             _ => {}
         }
     }
@@ -201,6 +202,44 @@ impl Builder {
         })
     }
 
+    fn profile(&self, p: Pair<Rule>) -> R<Profile> {
+        let span = self.span(&p);
+        let mut name = None;
+        let mut entries = vec![];
+        let mut open = None;
+        let mut close = span;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::ident => name = Some(self.ident(c)),
+                Rule::profile_entry => {
+                    let espan = self.span(&c);
+                    let mut inner = c.into_inner().filter(|x| x.as_rule() != Rule::colon);
+                    let path = inner
+                        .next()
+                        .expect("entry path")
+                        .into_inner()
+                        .map(|i| self.ident(i))
+                        .collect();
+                    let value = self.expr(inner.next().expect("entry value"))?;
+                    entries.push(ProfileEntry {
+                        path,
+                        value,
+                        span: espan,
+                    });
+                }
+                Rule::lbrace => open = Some(self.span(&c)),
+                Rule::rbrace => close = self.span(&c),
+                _ => {}
+            }
+        }
+        Ok(Profile {
+            name: name.expect("profile name"),
+            entries,
+            body_span: open.unwrap_or(span).to(close),
+            span,
+        })
+    }
+
     fn block(&self, p: Pair<Rule>) -> R<Block> {
         let span = self.span(&p);
         let params = p
@@ -333,12 +372,16 @@ fn describe_rule(r: Rule) -> &'static str {
         Rule::kw_experiment => "`experiment`",
         Rule::kw_import => "`import`",
         Rule::kw_sweep => "`sweep`",
+        Rule::kw_profile => "`profile`",
         Rule::kw_in => "`in`",
         Rule::kw_step => "`step`",
         Rule::ident | Rule::path => "a name",
         Rule::string => "a string",
         Rule::int | Rule::float | Rule::bool | Rule::list | Rule::call | Rule::range => "a value",
-        Rule::decl | Rule::experiment | Rule::import | Rule::sweep => "a declaration",
+        Rule::decl | Rule::experiment | Rule::import | Rule::sweep | Rule::profile => {
+            "a declaration"
+        }
+        Rule::profile_entry => "a profile entry (`declaration.parameter: value`)",
         Rule::param | Rule::named_arg => "a parameter (`name: value`)",
         Rule::sweep_var => "a sweep variable (`name in [...]`)",
         Rule::EOI => "end of file",
@@ -350,6 +393,7 @@ const ORDER: &[&str] = &[
     "a declaration",
     "a parameter (`name: value`)",
     "a sweep variable (`name in [...]`)",
+    "a profile entry (`declaration.parameter: value`)",
     "a name",
     "a value",
     "a string",
@@ -462,6 +506,25 @@ fn syntax_hint(text: &str, pos: usize, wanted: &[&str]) -> Option<String> {
         }
     }
 
+    if wanted.contains(&"`=`") && next == Some('{') && !prev_word.is_empty() {
+        // `profle full {`: a misspelt `profile` parses as a declaration missing its `=`.
+        let kind = before[..before.len() - prev_word.len()]
+            .split_whitespace()
+            .next_back()
+            .unwrap_or("");
+        if let Some(k) = suggest(kind, ["profile"]) {
+            return Some(format!("did you mean `{k}`?"));
+        }
+    }
+    if in_profile(text, pos)
+        && (wanted.contains(&"`:`")
+            || wanted.contains(&"a profile entry (`declaration.parameter: value`)"))
+    {
+        return Some(
+            "profile entries are written `declaration.parameter: value` (what `--set` takes), e.g. `niah.runs: 5`"
+                .into(),
+        );
+    }
     if wanted.contains(&"`:`") {
         return Some("parameters are written `name: value`".into());
     }
@@ -480,9 +543,51 @@ fn syntax_hint(text: &str, pos: usize, wanted: &[&str]) -> Option<String> {
         return Some("values are numbers, \"strings\", true/false, names, [lists], calls like f(x) or ranges like 0..20 step 5".into());
     }
     if wanted.contains(&"a declaration") {
-        return Some("a file holds `experiment`, `import`, `sweep` and declarations like `model smol = gguf(\"...\")`".into());
+        return Some("a file holds `experiment`, `import`, `sweep`, `profile` and declarations like `model smol = gguf(\"...\")`".into());
     }
     None
+}
+
+/// Whether `pos` lies inside the braces of a top-level `profile <name> { ... }` (for hints).
+fn in_profile(text: &str, pos: usize) -> bool {
+    let bytes = text.as_bytes();
+    let end = pos.min(bytes.len());
+    let mut depth = 0usize;
+    let mut outer = None;
+    let mut i = 0;
+    while i < end {
+        match bytes[i] {
+            b'#' => {
+                while i < end && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < end && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                if depth == 0 {
+                    outer = Some(i);
+                }
+                depth += 1;
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    let Some(open) = outer.filter(|&o| depth > 0 && bytes[o] == b'{') else {
+        return false;
+    };
+    let mut words = text[..open].split_whitespace().rev();
+    let name = words.next().unwrap_or("");
+    words.next() == Some("profile")
+        && !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A character as shown in messages: itself if printable, else escaped.

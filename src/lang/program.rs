@@ -18,6 +18,9 @@ pub struct Program {
     pub nodes: Vec<Node>,
     /// Sweep families: template name → instance names, in expansion order.
     pub families: BTreeMap<String, Vec<String>>,
+    /// Names of the root file's `profile` blocks, in order (the one applied, if any, is
+    /// `experiment.profile`).
+    pub profiles: Vec<String>,
     /// Files of the program, in the order their declarations were read.
     pub files: Vec<FileInfo>,
     pub sources: SourceMap,
@@ -82,6 +85,8 @@ pub enum Origin {
     Default,
     /// A `--set` override.
     Override,
+    /// An entry of the profile selected with `--profile`.
+    Profile,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,7 +206,9 @@ impl Value {
 fn render_args(args: &[Arg]) -> String {
     let mut parts = vec![];
     for a in args {
-        if let (Some(v), Origin::Written | Origin::Override) = (&a.value, a.origin) {
+        if let (Some(v), Origin::Written | Origin::Override | Origin::Profile) =
+            (&a.value, a.origin)
+        {
             parts.push(format!("{}: {}", a.name, v.render()));
         }
     }
@@ -215,7 +222,7 @@ impl Program {
 
     /// A readable listing of the resolved program: the header, the files, then every node in
     /// dependency order with all its parameters (`= default` marks defaults, `= --set` marks
-    /// overrides) and what it depends on.
+    /// overrides, `= --profile` profile entries) and what it depends on.
     pub fn dump(&self) -> String {
         let mut s = String::new();
         let e = &self.experiment;
@@ -297,6 +304,7 @@ fn dump_args(s: &mut String, args: &[Arg], indent: &str) {
             Origin::Written => "",
             Origin::Default => "    = default",
             Origin::Override => "    = --set",
+            Origin::Profile => "    = --profile",
         };
         match v {
             Value::Inline(n) => {

@@ -1067,7 +1067,7 @@ fn build() -> Registry {
             "profile",
             text(),
             "\"default\"",
-            "named profile of run sizes",
+            "name of the run's profile: set to NAME by `--profile NAME`",
         )
         .opt("description", text(), "free text");
 
