@@ -30,9 +30,25 @@ pub fn uuid_accuracy(response: &str, uuid: &str) -> f64 {
     }
 }
 
-/// rouge-score's default tokeniser (no stemming): lowercase, replace every run of characters
-/// outside `[a-z0-9]` by a space, split on whitespace.
+/// rouge-score's tokeniser without stemming (its default, `use_stemmer=False`).
 pub fn rouge_tokens(text: &str) -> Vec<String> {
+    rouge_tokens_with(text, false)
+}
+
+/// rouge-score's tokeniser: lowercase, replace every run of characters outside `[a-z0-9]` by a
+/// space, split on whitespace; with `stem` (`use_stemmer=True`), tokens longer than 3 characters
+/// go through NLTK's Porter stemmer (its NLTK-extensions mode, what `PorterStemmer()` is; not
+/// Snowball English, which differs).
+pub fn rouge_tokens_with(text: &str, stem: bool) -> Vec<String> {
+    static PORTER: std::sync::LazyLock<nltk_porter::PorterStemmer> = std::sync::LazyLock::new(|| nltk_porter::PorterStemmer::new(nltk_porter::Mode::Nltk));
+    let tokens = split_rouge(text);
+    if !stem {
+        return tokens;
+    }
+    tokens.into_iter().map(|t| if t.chars().count() > 3 { PORTER.stem(&t) } else { t }).filter(|t| !t.is_empty()).collect()
+}
+
+fn split_rouge(text: &str) -> Vec<String> {
     let lower = text.to_lowercase();
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -66,10 +82,20 @@ fn prf(hits: usize, n_pred: usize, n_target: usize) -> Prf {
     Prf { precision: p, recall: r, f }
 }
 
-/// ROUGE-1 (clipped unigram overlap) of `prediction` against `target`.
+/// ROUGE-1 (clipped unigram overlap) of `prediction` against `target`, without stemming.
 pub fn rouge1(target: &str, prediction: &str) -> Prf {
-    let t = rouge_tokens(target);
-    let p = rouge_tokens(prediction);
+    rouge1_with(target, prediction, false)
+}
+
+/// ROUGE-L of `prediction` against `target`, without stemming.
+pub fn rouge_l(target: &str, prediction: &str) -> Prf {
+    rouge_l_with(target, prediction, false)
+}
+
+/// ROUGE-1, optionally with rouge-score's Porter stemming (`use_stemmer`).
+pub fn rouge1_with(target: &str, prediction: &str, stem: bool) -> Prf {
+    let t = rouge_tokens_with(target, stem);
+    let p = rouge_tokens_with(prediction, stem);
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for w in &t {
         *counts.entry(w).or_default() += 1;
@@ -86,10 +112,10 @@ pub fn rouge1(target: &str, prediction: &str) -> Prf {
     prf(hits, p.len(), t.len())
 }
 
-/// ROUGE-L (longest common subsequence of tokens) of `prediction` against `target`.
-pub fn rouge_l(target: &str, prediction: &str) -> Prf {
-    let t = rouge_tokens(target);
-    let p = rouge_tokens(prediction);
+/// ROUGE-L (longest common subsequence of tokens), optionally with Porter stemming.
+pub fn rouge_l_with(target: &str, prediction: &str, stem: bool) -> Prf {
+    let t = rouge_tokens_with(target, stem);
+    let p = rouge_tokens_with(prediction, stem);
     let mut prev = vec![0usize; p.len() + 1];
     for tw in &t {
         let mut cur = vec![0usize; p.len() + 1];

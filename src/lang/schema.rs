@@ -801,7 +801,8 @@ fn build() -> Registry {
             .pos("trace", decl(Trace), "a trace that captured retrieval(copy_paste)")
             .def("top", int_min(1), "20", "static.top: how many heads (Sec. 3: 20)")
             .def("method", enm(&["wu_mean", "step_frequency", "wu_data"]), "wu_mean", "static.method")
-            .def("min_rouge1_recall", float_range(0.0, 1.0), "0.5", "static.min_rouge1_recall: Wu's success filter"),
+            .def("min_rouge1_recall", float_range(0.0, 1.0), "0.5", "static.min_rouge1_recall: Wu's success filter")
+            .def("rouge1_stem", Ty::Bool, "true", "static.rouge1_stem: NLTK Porter stemming in the filter's ROUGE-1 (Wu: use_stemmer=True)"),
     );
     add(
         Heads,

@@ -8,7 +8,7 @@ use serde_json::{json, Value as Json};
 
 use super::{ablation_ops, Ctx, RunError};
 use crate::analysis::dynamism::{self, BothEmpty, DynamismOptions, EmptyStep, EntropyPool, Head, SampleHeads};
-use crate::analysis::metrics::{rouge1, rouge_l, uuid_accuracy};
+use crate::analysis::metrics::{rouge1_with, rouge_l_with, uuid_accuracy};
 use crate::cache::Artifact;
 use crate::data::niah::{self, Cell, Haystack, LengthMode, PromptTexts};
 use crate::data::prompts::prepare_line;
@@ -573,7 +573,8 @@ impl StepPolicy for DynamicPolicy {
 }
 
 /// Per-sample head sets of a trace, with Wu's success flag.
-fn samples_of(a: &Artifact, min_recall: f64) -> Result<Vec<(SampleHeads, Json)>, String> {
+/// `stem`: Porter stemming in the ROUGE-1 of Wu's success filter (Wu et al.: `use_stemmer=True`).
+fn samples_of(a: &Artifact, min_recall: f64, stem: bool) -> Result<Vec<(SampleHeads, Json)>, String> {
     read_jsonl(a, "trace.jsonl")?
         .into_iter()
         .map(|line| {
@@ -585,7 +586,7 @@ fn samples_of(a: &Artifact, min_recall: f64) -> Result<Vec<(SampleHeads, Json)>,
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
             let text = line["text"].as_str().unwrap_or("");
-            let success = line["answer"].as_str().is_some_and(|ans| rouge1(ans, text).recall > min_recall);
+            let success = line["answer"].as_str().is_some_and(|ans| rouge1_with(ans, text, stem).recall > min_recall);
             let needle_len = line["needle_span"].as_array().map_or(1, Vec::len);
             Ok((SampleHeads { steps, needle_len, success }, line))
         })
@@ -607,7 +608,8 @@ fn heads(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result
         "static_heads" => {
             let (a, _) = input(inputs, n, "trace")?;
             let min = n.arg("min_rouge1_recall").and_then(Value::as_f64).unwrap_or(0.5);
-            let samples: Vec<SampleHeads> = samples_of(a, min)?.into_iter().map(|(s, _)| s).collect();
+            let stem = n.arg("rouge1_stem") != Some(&Value::Bool(false));
+            let samples: Vec<SampleHeads> = samples_of(a, min, stem)?.into_iter().map(|(s, _)| s).collect();
             let ranked = if enum_arg(n, "method") == Some("step_frequency") {
                 let mut counts: BTreeMap<Head, f64> = BTreeMap::new();
                 let steps: usize = samples.iter().map(|s| s.steps.len()).sum();
@@ -787,7 +789,7 @@ fn dynamism_table(_ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>)
     let n = &step.node;
     let (trace_a, trace_name) = input(inputs, n, "trace")?;
     let (static_a, _) = input(inputs, n, "static")?;
-    let samples: Vec<SampleHeads> = samples_of(trace_a, 0.5)?.into_iter().map(|(s, _)| s).collect();
+    let samples: Vec<SampleHeads> = samples_of(trace_a, 0.5, true)?.into_iter().map(|(s, _)| s).collect();
     let stat: BTreeSet<Head> = heads_of(static_a)?.into_iter().collect();
     let opts = DynamismOptions {
         empty_static: if enum_arg(n, "empty_static") == Some("skip") { EmptyStep::Skip } else { EmptyStep::Zero },
@@ -862,7 +864,8 @@ pub(super) fn task_scores(n: &Node, line: &Json) -> Option<(f64, f64)> {
     let ans = line["answer"].as_str()?;
     let acc = if enum_arg(n, "uuid_match") == Some("case_insensitive") { uuid_accuracy(&text.to_lowercase(), &ans.to_lowercase()) } else { uuid_accuracy(text, ans) };
     let target = if enum_arg(n, "rouge_target") == Some("needle") { format!("The magic word is {ans}.") } else { ans.to_string() };
-    Some((acc, rouge_l(&target, text).f))
+    let r = rouge_l_with(&target, text, n.arg("rouge_stem") == Some(&Value::Bool(true)));
+    Some((acc, if enum_arg(n, "rouge_field") == Some("r") { r.recall } else { r.f }))
 }
 
 fn heatmap(_ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Result<Files, String> {
