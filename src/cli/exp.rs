@@ -422,3 +422,27 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::recorded_invocation;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn recorded_invocation_reads_file_sets_and_profile_in_both_spellings() {
+        let a = recorded_invocation(&argv(&["rhx", "run", "exp.rhx", "--profile=full", "--set", "niah.runs=5", "--set=k=[0, 5]", "--cache", "/tmp/c", "-q"])).unwrap();
+        assert_eq!(a.file.to_str(), Some("exp.rhx"));
+        assert_eq!(a.overrides, ["niah.runs=5", "k=[0, 5]"]);
+        assert_eq!(a.profile.as_deref(), Some("full"));
+        let b = recorded_invocation(&argv(&["./rhx", "--threads", "2", "run", "--profile", "smoke", "dir/x.rhx"])).unwrap();
+        assert_eq!((b.file.to_str(), b.profile.as_deref(), b.overrides.len()), (Some("dir/x.rhx"), Some("smoke"), 0));
+        // A `--set` value that looks like a file is a value, not the experiment.
+        let c = recorded_invocation(&argv(&["rhx", "run", "--set", "m.path=\"a.rhx\"", "real.rhx"])).unwrap();
+        assert_eq!(c.file.to_str(), Some("real.rhx"));
+        assert!(recorded_invocation(&argv(&["rhx", "run", "--profile"])).is_err(), "`--profile` without a name");
+        assert!(recorded_invocation(&argv(&["rhx", "check", "x.rhx"])).is_err(), "not made by `rhx run`");
+    }
+}
