@@ -219,25 +219,13 @@ pub fn fit(x: &Tensor, y: &Tensor, pcas: Option<(&Pca, &Pca)>, held_out: Option<
     CcaFit { rows, kx: px.kept(), ky: py.kept(), in_sample, held_out }
 }
 
-/// sklearn's `_pinv2_old`: pseudo-inverse through the SVD, dropping singular values below
-/// `s_max · 1e6 · eps` (the cut its NIPALS uses).
-fn pinv_nipals(a: &Tensor) -> Tensor {
+/// Pseudo-inverse through the thin SVD, dropping singular values at or below `rel · s_max`.
+/// sklearn's NIPALS (`_pinv2_old`) cuts at `1e6 · eps`; scipy's `pinv`, used for the small
+/// `Pᵀ W` of the rotations, at `max(M, N) · eps`.
+fn pinv(a: &Tensor, rel: f64) -> Tensor {
     let (u, s, vh) = thin_svd(a);
     let sv = to_f64(&s);
-    let cut = sv.iter().copied().fold(0.0, f64::max) * 1e6 * f64::EPSILON;
-    let rank = sv.iter().filter(|v| **v > cut).count() as i64;
-    if rank == 0 {
-        return a.transpose(0, 1).zeros_like();
-    }
-    (u.narrow(1, 0, rank) / s.narrow(0, 0, rank).unsqueeze(0)).matmul(&vh.narrow(0, 0, rank)).transpose(0, 1)
-}
-
-/// scipy's `pinv` (relative cut `max(M, N) · eps`), for the small `Pᵀ W` of the rotations.
-fn pinv(a: &Tensor) -> Tensor {
-    let (u, s, vh) = thin_svd(a);
-    let sv = to_f64(&s);
-    let n = a.size().iter().copied().max().unwrap_or(1) as f64;
-    let cut = sv.iter().copied().fold(0.0, f64::max) * n * f64::EPSILON;
+    let cut = sv.iter().copied().fold(0.0, f64::max) * rel;
     let rank = sv.iter().filter(|v| **v > cut).count() as i64;
     if rank == 0 {
         return a.transpose(0, 1).zeros_like();
@@ -301,7 +289,11 @@ impl Nipals {
             }
             let w = Tensor::stack(w, 1);
             let l = Tensor::stack(l, 1);
-            w.matmul(&pinv(&l.transpose(0, 1).matmul(&w)))
+            {
+                let ptw = l.transpose(0, 1).matmul(&w);
+                let n = ptw.size().iter().copied().max().unwrap_or(1) as f64;
+                w.matmul(&pinv(&ptw, n * f64::EPSILON))
+            }
         };
         let x_rot = rot(&xw_all, &xl_all, x.size()[1]);
         let y_rot = rot(&yw_all, &yl_all, y.size()[1]);
@@ -314,7 +306,7 @@ impl Nipals {
         let eps = f64::EPSILON;
         let cols = y.size()[1];
         let mut y_score = (0..cols).map(|j| y.select(1, j)).find(|c| c.abs().max().double_value(&[]) > eps)?.copy();
-        let (x_pinv, y_pinv) = (pinv_nipals(x), pinv_nipals(y));
+        let (x_pinv, y_pinv) = (pinv(x, 1e6 * f64::EPSILON), pinv(y, 1e6 * f64::EPSILON));
         let mut x_old: Option<Tensor> = None;
         let (mut xw, mut yw) = (Tensor::zeros([x.size()[1]], (Kind::Double, Device::Cpu)), Tensor::zeros([cols], (Kind::Double, Device::Cpu)));
         for _ in 0..max_iter.max(1) {

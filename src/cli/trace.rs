@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::data::prompts::{prepare_line, PreparedPrompt};
 use crate::engine::capture::retrieval_heads;
 use crate::engine::device::{self, DType, DeviceRequest};
-use crate::engine::generate::{auto_batch_size, generate, EngineOptions, FixedMask, GenerateOptions, MaskScope, Prompt};
+use crate::engine::generate::{default_batch_size, generate, FixedMask, GenerateOptions, MaskScope, Prompt};
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
 
@@ -159,14 +159,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     let mut summary = Vec::new();
     let mut gen_s = 0.0;
     let longest = ok.iter().map(|p| p.ids.len()).max().unwrap_or(1);
-    let batch_size = match (args.batch_size, dev) {
-        (Some(b), _) => b,
-        (None, tch::Device::Cuda(_)) => match crate::engine::cuda::device_info(dev) {
-            Ok((free, _, _)) => auto_batch_size(&lm.model, longest, args.max_new_tokens, free, EngineOptions::default().prefill_chunk_tokens),
-            Err(_) => 8,
-        },
-        (None, _) => 8,
-    };
+    let batch_size = args.batch_size.unwrap_or_else(|| default_batch_size(&lm.model, longest, args.max_new_tokens, 8));
     if !args.quiet && args.batch_size.is_none() {
         eprintln!("note: batch size {batch_size} (automatic; --batch-size overrides)");
     }

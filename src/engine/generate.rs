@@ -465,6 +465,7 @@ pub fn generate_with(
     }
     let t_decode = std::time::Instant::now();
     let mut done = vec![false; b as usize];
+    let all_rows: Vec<usize> = (0..b as usize).collect();
     let mut next = ids.narrow(1, width - 1, 1);
     let step_mask = fixed(opts.fixed_mask.is_some());
     // Tokens fed so far after the prompt, for LongRoPE's recomputation below.
@@ -499,15 +500,7 @@ pub fn generate_with(
         };
         // A policy whose sets are known in advance masks the step's only pass.
         let planned: Option<Vec<Vec<(usize, usize)>>> = match policy.as_deref_mut() {
-            Some(pol) if !pol.needs_unmasked_pass() => {
-                let empty = StepRecord::default();
-                let sets: Vec<Vec<(usize, usize)>> =
-                    (0..b as usize).map(|i| if done[i] { vec![] } else { pol.heads_to_mask(i, step, &empty, &prompts[i]) }).collect();
-                for s in &sets {
-                    check_heads(s, n_layers, n_heads)?;
-                }
-                Some(sets)
-            }
+            Some(pol) if !pol.needs_unmasked_pass() => Some(policy_sets(pol, &all_rows, &done, step, &[], prompts, n_layers, n_heads)?),
             _ => None,
         };
         let planned_mask = planned.as_ref().filter(|s| s.iter().any(|x| !x.is_empty())).map(|sets| HeadMask {
@@ -521,11 +514,7 @@ pub fn generate_with(
                 r.masked = set;
             }
         } else if let Some(pol) = policy.as_deref_mut() {
-            let sets: Vec<Vec<(usize, usize)>> =
-                (0..b as usize).map(|i| if done[i] { vec![] } else { pol.heads_to_mask(i, step, &records[i], &prompts[i]) }).collect();
-            for s in &sets {
-                check_heads(s, n_layers, n_heads)?;
-            }
+            let sets = policy_sets(pol, &all_rows, &done, step, &records, prompts, n_layers, n_heads)?;
             if sets.iter().any(|s| !s.is_empty()) {
                 let keep = keep_tensor(&sets, n_layers, n_heads, model);
                 let mask = HeadMask { mode: pol.mode(), keep };
@@ -721,18 +710,7 @@ fn decode_static(
                 }
                 Some(pol) => {
                     let keep = st.keep.as_ref().expect("a step policy has a keep buffer").shallow_clone();
-                    let choose = |pol: &mut dyn StepPolicy, recs: &[StepRecord]| -> Result<Vec<Vec<(usize, usize)>>, GenerateError> {
-                        let empty = StepRecord::default();
-                        let sets: Vec<Vec<(usize, usize)>> = rows
-                            .iter()
-                            .enumerate()
-                            .map(|(r, &i)| if done[i] { vec![] } else { pol.heads_to_mask(i, step, recs.get(r).unwrap_or(&empty), &prompts[i]) })
-                            .collect();
-                        for s in &sets {
-                            check_heads(s, c.num_layers, c.num_heads)?;
-                        }
-                        Ok(sets)
-                    };
+                    let choose = |pol: &mut dyn StepPolicy, recs: &[StepRecord]| policy_sets(pol, &rows, &done, step, recs, prompts, c.num_layers, c.num_heads);
                     if !pol.needs_unmasked_pass() {
                         // Sets known before the step: its only pass is masked.
                         let sets = choose(pol, &[])?;
@@ -840,6 +818,29 @@ fn run_static_pass(
     g.replay().map_err(GenerateError::Cuda)?;
     *graph = Some((g, out.shallow_clone()));
     Ok(out)
+}
+
+/// The policy's head set for every batch row at `step` (`rows[r]` = the row's prompt index;
+/// `recs[r]` its unmasked record, or none for a planned policy), empty for finished rows, each
+/// checked against the model's shape.
+#[allow(clippy::too_many_arguments)]
+fn policy_sets(
+    pol: &mut dyn StepPolicy,
+    rows: &[usize],
+    done: &[bool],
+    step: usize,
+    recs: &[StepRecord],
+    prompts: &[Prompt],
+    layers: usize,
+    heads: usize,
+) -> Result<Vec<Vec<(usize, usize)>>, GenerateError> {
+    let empty = StepRecord::default();
+    let sets: Vec<Vec<(usize, usize)>> =
+        rows.iter().enumerate().map(|(r, &i)| if done[i] { vec![] } else { pol.heads_to_mask(i, step, recs.get(r).unwrap_or(&empty), &prompts[i]) }).collect();
+    for s in &sets {
+        check_heads(s, layers, heads)?;
+    }
+    Ok(sets)
 }
 
 /// A two-pass step's records: the masked pass where a row had heads masked (with its unmasked
@@ -990,6 +991,17 @@ pub fn bytes_per_sequence(model: &Model, cap: usize) -> i64 {
     let mlp = 4 * c.intermediate_size as i64 * elt + 8 * c.hidden_size as i64 * 4;
     let capture = 4 * c.num_layers as i64 * c.num_heads as i64 * 4;
     kv + scores + logits + mlp + capture
+}
+
+/// The batch size when none is given: [`auto_batch_size`] from the free memory on CUDA (8 if
+/// it cannot be read), `cpu` on the CPU.
+pub fn default_batch_size(model: &Model, prompt_len: usize, new_tokens: usize, cpu: usize) -> usize {
+    match model.device {
+        Device::Cuda(_) => super::cuda::device_info(model.device)
+            .map(|(free, _, _)| auto_batch_size(model, prompt_len, new_tokens, free, EngineOptions::default().prefill_chunk_tokens))
+            .unwrap_or(8),
+        _ => cpu,
+    }
 }
 
 /// The largest batch of sequences of `prompt_len + new_tokens` positions whose decoding fits in

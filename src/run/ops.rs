@@ -15,7 +15,7 @@ use crate::data::prompts::prepare_line;
 use crate::engine::capture::retrieval_heads;
 use crate::engine::config::ModelConfig;
 use crate::engine::device::{self, DType, DeviceRequest};
-use crate::engine::generate::{auto_batch_size, generate, EngineOptions, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy};
+use crate::engine::generate::{default_batch_size, generate, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy};
 use crate::engine::gguf::GgufFile;
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
@@ -335,15 +335,7 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
     // a time on the CPU (batching gains nothing there and holds a padded batch in memory).
     let batch = match int_arg(n, "batch_size") {
         Some(b) => b.max(1) as usize,
-        None => match lm.model.device {
-            tch::Device::Cuda(_) => {
-                let longest = prompts.iter().map(|p| p.prep.ids.len()).max().unwrap_or(1);
-                crate::engine::cuda::device_info(lm.model.device)
-                    .map(|(free, _, _)| auto_batch_size(&lm.model, longest, opts.max_new_tokens, free, EngineOptions::default().prefill_chunk_tokens))
-                    .unwrap_or(8)
-            }
-            _ => 1,
-        },
+        None => default_batch_size(&lm.model, prompts.iter().map(|p| p.prep.ids.len()).max().unwrap_or(1), opts.max_new_tokens, 1),
     };
     let n_heads = lm.model.config.num_heads;
     let mut out = String::new();
