@@ -33,7 +33,14 @@ extern "C" {
 
 const char* rhx_shim_last_error() { return last_error.c_str(); }
 
-int rhx_shim_version() { return 1; }
+int rhx_shim_version() { return 2; }
+
+// The CUDA stream libtorch's ops on `device` are queued on now (the side stream while a graph is
+// captured), for kernels launched through the driver API (src/engine/kernels.rs).
+// (The legacy default stream is the null pointer.)
+int rhx_current_stream(int device, void** out) {
+  GUARD(*out = (void*)c10::cuda::getCurrentCUDAStream((c10::DeviceIndex)device).stream())
+}
 
 // Makes a (lazily created) side stream of `device` current, after it waits for the work already
 // queued on the current stream. Graph capture must not run on the legacy default stream.

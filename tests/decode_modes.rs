@@ -221,7 +221,7 @@ fn graph_decode_equals_eager_on_cuda() {
         same(&eager, &run(&m, &ps, &opts, DecodeMode::Graph, false), &format!("{arch} cuda graph (no drop) vs eager"));
         for planned in [false, true] {
             let (layers, heads) = (m.config.num_layers, m.config.num_heads);
-            let mut pol = || Strongest { mode: MaskMode::UniformAttention, layers, heads, planned };
+            let pol = || Strongest { mode: MaskMode::UniformAttention, layers, heads, planned };
             let eager = run_policy(&m, &ps, &opts, DecodeMode::Eager, true, Some(&mut pol()));
             same(&eager, &run_policy(&m, &ps, &opts, DecodeMode::Graph, true, Some(&mut pol())), &format!("{arch} cuda graph vs eager, step policy planned={planned}"));
         }
@@ -235,4 +235,55 @@ fn graph_decode_equals_eager_on_cuda() {
     let long: Vec<Prompt> = (0..2).map(|k| Prompt { ids: (0..9000 - 500 * k).map(|i| ((i * 7 + k * 3 + 1) % 250) as u32).collect(), ..Default::default() }).collect();
     let opts = GenerateOptions { max_new_tokens: 6, ..Default::default() };
     same(&run(&m, &long, &opts, DecodeMode::Eager, true), &run(&m, &long, &opts, DecodeMode::Graph, true), "long prompts: split-K graph vs eager");
+}
+
+/// `RHX_TEST_DEVICE=cuda`: the fused decode kernels (`engine::kernels`, f32) give the eager
+/// loop's tokens, argmax positions, and weights and hidden states within 1e-4: GQA with
+/// llama3 RoPE, q/k norm (qwen3), MHA (llama2); batch 5 and 11 (libtorch ops until rows drop to
+/// 8); hidden spans and left padding (key masks); fixed masks in both modes; step
+/// policies; early stops; long prompts (many attention chunks). Skipped on the CPU.
+#[test]
+fn fused_kernels_equal_eager_on_cuda() {
+    if std::env::var("RHX_TEST_DEVICE").as_deref() != Ok("cuda") {
+        eprintln!("skipped: set RHX_TEST_DEVICE=cuda");
+        return;
+    }
+    let device = rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA");
+    let fused = |m: &Model, ps: &[Prompt], opts: &GenerateOptions, policy: Option<&mut dyn StepPolicy>| -> Vec<Generation> {
+        let eng = EngineOptions { decode: DecodeMode::Graph, fused_kernels: true, ..Default::default() };
+        let (g, stats) = generate_with(m, ps, opts, &eng, policy, |_| {}).unwrap();
+        // Batches of more than 8 rows start on libtorch ops and switch when rows finish.
+        assert!(stats.fused_kernels || ps.len() > 8, "fused kernels must run: {:?}", stats.fused_unavailable);
+        g
+    };
+    for arch in ["llama3", "qwen3", "llama2"] {
+        let (cfg, w) = weights::load_hf_dir(&fixture_dir(arch)).unwrap();
+        let m = Model::new(cfg, w, device, Kind::Float).unwrap();
+        m.fused_kernels().expect("the kernels cover the tiny models");
+        let mut ps = prompts();
+        ps[2].hidden_spans = vec![3..9];
+        let many: Vec<Prompt> = (0..11).map(|k| Prompt { ids: (0..(5 + 3 * k)).map(|i| ((i * 29 + k * 13 + 2) % 250) as u32).collect(), ..Default::default() }).collect();
+        let free = run(&m, &ps, &GenerateOptions { max_new_tokens: 12, ..Default::default() }, DecodeMode::Eager, true);
+        let opts = GenerateOptions { max_new_tokens: 12, eos_ids: vec![free[0].tokens[2], free[3].tokens[6]], hidden: vec![HiddenSite::Final, HiddenSite::Layer(0)], ..Default::default() };
+        for (label, p) in [("batch 5", &ps), ("batch 11", &many)] {
+            let eager = run(&m, p, &opts, DecodeMode::Eager, true);
+            same(&eager, &fused(&m, p, &opts, None), &format!("{arch} {label}: fused vs eager"));
+        }
+        let sets: Vec<Vec<(usize, usize)>> = (0..ps.len()).map(|i| vec![(i % 2, i % 4), ((i + 1) % 2, (i + 2) % 4)]).collect();
+        for mode in [MaskMode::ZeroOutput, MaskMode::UniformAttention] {
+            let o = GenerateOptions { fixed_mask: Some(FixedMask { heads: vec![], per_prompt: sets.clone(), mode, scope: MaskScope::AllPositions }), ..opts.clone() };
+            same(&run(&m, &ps, &o, DecodeMode::Eager, true), &fused(&m, &ps, &o, None), &format!("{arch} fixed mask {mode:?}: fused vs eager"));
+        }
+        let (layers, heads) = (m.config.num_layers, m.config.num_heads);
+        for (mode, planned) in [(MaskMode::UniformAttention, false), (MaskMode::ZeroOutput, true)] {
+            let eager = run_policy(&m, &ps, &opts, DecodeMode::Eager, true, Some(&mut Strongest { mode, layers, heads, planned }));
+            same(&eager, &fused(&m, &ps, &opts, Some(&mut Strongest { mode, layers, heads, planned })), &format!("{arch} step policy {mode:?} planned={planned}: fused vs eager"));
+        }
+    }
+    let (mut cfg, w) = weights::load_hf_dir(&fixture_dir("llama3")).unwrap();
+    cfg.max_position_embeddings = 16384;
+    let m = Model::new(cfg, w, device, Kind::Float).unwrap();
+    let long: Vec<Prompt> = (0..2).map(|k| Prompt { ids: (0..9000 - 500 * k).map(|i| ((i * 7 + k * 3 + 1) % 250) as u32).collect(), ..Default::default() }).collect();
+    let opts = GenerateOptions { max_new_tokens: 6, ..Default::default() };
+    same(&run(&m, &long, &opts, DecodeMode::Eager, true), &fused(&m, &long, &opts, None), "long prompts: fused vs eager");
 }

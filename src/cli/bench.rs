@@ -45,8 +45,10 @@ pub struct BenchArgs {
     /// Tokens generated per decode measurement
     #[arg(long, default_value_t = 64)]
     new_tokens: usize,
-    /// Decode loops compared at batch 1 (eager = the reference loop; static; graph = CUDA graph)
-    #[arg(long, value_delimiter = ',', default_value = "eager,static,graph")]
+    /// Decode loops compared at batch 1 (eager = the reference loop; static; graph = CUDA graph;
+    /// static and graph run the fused kernels where they apply, static-ops and graph-ops the
+    /// same steps on libtorch ops). The last one runs the batch sweep and the long context.
+    #[arg(long, value_delimiter = ',', default_value = "eager,static,graph-ops,graph")]
     modes: Vec<String>,
     /// Prompt length of the batch sweep
     #[arg(long, default_value_t = 4096)]
@@ -184,23 +186,46 @@ fn random_prompts(rng: &mut Mt64, n: usize, len: usize, vocab: usize) -> Vec<Pro
     (0..n).map(|_| Prompt { ids: (0..len).map(|_| (rng.next_u64() % vocab as u64) as u32).collect(), ..Default::default() }).collect()
 }
 
-fn parse_mode(s: &str) -> Result<DecodeMode> {
-    Ok(match s {
+/// A decode loop as the benchmark names it: the engine's mode, with or without fused kernels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Loop {
+    decode: DecodeMode,
+    fused: bool,
+}
+
+impl Loop {
+    fn name(&self) -> String {
+        let m = format!("{:?}", self.decode).to_lowercase();
+        if self.fused || self.decode == DecodeMode::Eager {
+            m
+        } else {
+            format!("{m}-ops")
+        }
+    }
+}
+
+fn parse_mode(s: &str) -> Result<Loop> {
+    let (m, fused) = match s.strip_suffix("-ops") {
+        Some(m) => (m, false),
+        None => (s, true),
+    };
+    let decode = match m {
         "eager" => DecodeMode::Eager,
         "static" => DecodeMode::Static,
         "graph" => DecodeMode::Graph,
         "auto" => DecodeMode::Auto,
-        _ => bail!("unknown decode mode `{s}` (eager, static, graph, auto)"),
-    })
+        _ => bail!("unknown decode loop `{s}` (eager, static, graph, auto; static-ops, graph-ops: without the fused kernels)"),
+    };
+    Ok(Loop { decode, fused })
 }
 
 /// One timed generation; an out-of-memory error (a libtorch panic) becomes `Err`.
-fn measure(model: &Model, prompts: &[Prompt], new_tokens: usize, mode: DecodeMode) -> std::result::Result<Measured, String> {
+fn measure(model: &Model, prompts: &[Prompt], new_tokens: usize, mode: Loop) -> std::result::Result<Measured, String> {
     let dev = model.device;
     let _ = cuda::empty_cache();
     let _ = cuda::reset_peak(dev);
     let opts = GenerateOptions { max_new_tokens: new_tokens, eos_ids: vec![], argmax: true, ..Default::default() };
-    let eng = EngineOptions { decode: mode, ..Default::default() };
+    let eng = EngineOptions { decode: mode.decode, fused_kernels: mode.fused, ..Default::default() };
     let t0 = Instant::now();
     let r = std::panic::catch_unwind(AssertUnwindSafe(|| generate_with(model, prompts, &opts, &eng, None, |_| {})));
     let total_s = t0.elapsed().as_secs_f64();
@@ -301,7 +326,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     args.hf_contexts = args.hf_contexts.iter().map(|&c| fit(c, args.hf_new_tokens)).collect();
     let kind = args.dtype.kind();
     let elt = kind.elt_size_in_bytes();
-    let modes: Vec<DecodeMode> = args.modes.iter().map(|m| parse_mode(m)).collect::<Result<_>>()?;
+    let modes: Vec<Loop> = args.modes.iter().map(|m| parse_mode(m)).collect::<Result<_>>()?;
     let (dev_name, total_mem) = match dev {
         Device::Cuda(_) => match cuda::device_info(dev) {
             Ok((_, total, name)) => (name, Some(total)),
@@ -339,20 +364,21 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut rng = Mt64::new(args.seed);
     let vocab = cfg.vocab_size;
     let mut runs: Vec<Run> = Vec::new();
-    let mut record = |label: &str, context: usize, batch: usize, mode: DecodeMode, r: std::result::Result<Measured, String>| {
+    let mut record = |label: &str, context: usize, batch: usize, mode: Loop, r: std::result::Result<Measured, String>| {
         match &r {
             Ok(m) => eprintln!(
-                "bench: {label}: ctx {context} batch {batch} {}: decode {:.1} tok/s, prefill {:.0} tok/s, total {:.2}s, peak {:?} GiB, {} graph capture(s)",
-                m.stats.decode_mode,
+                "bench: {label}: ctx {context} batch {batch} {}{}: decode {:.1} tok/s, prefill {:.0} tok/s, total {:.2}s, peak {:?} GiB, {} graph capture(s)",
+                mode.name(),
+                m.stats.fused_unavailable.as_ref().filter(|_| mode.fused && mode.decode != DecodeMode::Eager).map(|w| format!(" (fused kernels not used: {w})")).unwrap_or_default(),
                 m.decode_tok_s(),
                 m.prefill_tok_s(context, batch),
                 m.total_s,
                 m.peak_gib.map(|g| (g * 10.0).round() / 10.0),
                 m.stats.graph_captures
             ),
-            Err(e) => eprintln!("bench: {label}: ctx {context} batch {batch} {mode:?}: {e}"),
+            Err(e) => eprintln!("bench: {label}: ctx {context} batch {batch} {}: {e}", mode.name()),
         }
-        runs.push(Run { label: label.to_string(), context, batch, mode: format!("{mode:?}").to_lowercase(), result: r });
+        runs.push(Run { label: label.to_string(), context, batch, mode: mode.name(), result: r });
     };
     // Warm-up: libraries, cuBLAS handles, the shim.
     for &m in &modes {
@@ -407,7 +433,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let ok = |label: &str, ctx: usize, batch: usize, mode: &str| {
         runs.iter().find(|r| r.label == label && r.context == ctx && r.batch == batch && r.mode == mode).and_then(|r| r.result.as_ref().ok())
     };
-    let best_mode_s = format!("{best_mode:?}").to_lowercase();
+    let best_mode_s = best_mode.name();
     let hf_runs: &[HfRun] = hf.as_ref().map(|(r, _)| r.as_slice()).unwrap_or(&[]);
     let hf_ok = |ctx: usize, batch: usize| hf_runs.iter().find(|r| r.context == ctx && r.batch == batch && r.status == "ok" && r.name != "niah");
     let mut md = String::new();
@@ -427,7 +453,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     md += "| metric | rhx | HF eager | rhx ÷ HF | limit | rhx ÷ limit |\n|---|---:|---:|---:|---:|---:|\n";
     for &ctx in &args.contexts {
         for &m in &modes {
-            let ms = format!("{m:?}").to_lowercase();
+            let ms = m.name();
             let r = ok("batch 1", ctx, 1, &ms).map(|m| m.decode_tok_s());
             let h = hf_ok(ctx, 1).and_then(|h| h.decode_tok_s);
             let l = limit(1, ctx);
@@ -538,7 +564,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     r.label,
                     r.context,
                     r.batch,
-                    m.stats.decode_mode,
+                    if m.stats.fused_kernels { format!("{} (fused kernels)", r.mode) } else { r.mode.clone() },
                     fmt_rate(m.decode_tok_s()),
                     fmt_rate(m.steady_tok_s()),
                     fmt_rate(m.prefill_tok_s(r.context, r.batch)),

@@ -30,6 +30,7 @@ pub struct Shim {
     reset_peak: FnI,
     empty_cache: FnV,
     device_info: unsafe extern "C" fn(c_int, *mut i64, *mut c_char, c_int) -> c_int,
+    current_stream: unsafe extern "C" fn(c_int, *mut *mut c_void) -> c_int,
 }
 
 static SHIM: OnceLock<Result<Shim, String>> = OnceLock::new();
@@ -80,6 +81,7 @@ fn load() -> Result<Shim, String> {
         reset_peak: sym!(b"rhx_reset_peak\0"),
         empty_cache: sym!(b"rhx_empty_cache\0"),
         device_info: sym!(b"rhx_device_info\0"),
+        current_stream: sym!(b"rhx_current_stream\0"),
     };
     std::mem::forget(lib); // stays loaded for the life of the process
     Ok(shim)
@@ -214,4 +216,13 @@ pub fn device_info(device: Device) -> Result<(i64, i64, String), String> {
     s.check(unsafe { (s.device_info)(index(device)?, ft.as_mut_ptr(), name.as_mut_ptr(), 256) }, "reading device properties")?;
     let name = unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned();
     Ok((ft[0], ft[1], name))
+}
+
+/// libtorch's current CUDA stream on `device` (a `cudaStream_t`): kernels launched on it are
+/// ordered with libtorch's ops and captured into a graph with them.
+pub fn current_stream(device: Device) -> Result<*mut c_void, String> {
+    let s = shim()?;
+    let mut p: *mut c_void = std::ptr::null_mut();
+    s.check(unsafe { (s.current_stream)(index(device)?, &mut p) }, "reading the current CUDA stream")?;
+    Ok(p)
 }

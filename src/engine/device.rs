@@ -138,6 +138,10 @@ fn init_cuda() -> Result<usize, String> {
 }
 
 /// Directory holding the `libtorch_cpu.so` mapped into this process (from /proc/self/maps).
+pub fn libtorch_dir() -> Option<String> {
+    libtorch_cpu_dir()
+}
+
 fn libtorch_cpu_dir() -> Option<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()

@@ -214,11 +214,16 @@ pub struct EngineOptions {
     /// Unpadded batches are prefilled in slices of rows of at most this many tokens (bounds
     /// the activation memory of a large batch).
     pub prefill_chunk_tokens: i64,
+    /// Static/graph decoding on CUDA: run steps on the fused kernels (`engine::kernels`) when
+    /// they cover the model and the capture (argmax and hidden states; not top-k or span
+    /// mass). The environment variable `RHX_FUSED=0` turns them off.
+    pub fused_kernels: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { decode: DecodeMode::Auto, drop_finished: true, prefill_chunk_tokens: 1 << 16 }
+        let fused = std::env::var("RHX_FUSED").map(|v| v != "0").unwrap_or(true);
+        Self { decode: DecodeMode::Auto, drop_finished: true, prefill_chunk_tokens: 1 << 16, fused_kernels: fused }
     }
 }
 
@@ -243,6 +248,9 @@ pub struct GenStats {
     /// token into the first new one: HF's prefill produces that token), and its rows.
     pub first_step_s: f64,
     pub first_step_rows: usize,
+    /// Decoding ran on the fused CUDA kernels (else on libtorch ops), and why not if it did not.
+    pub fused_kernels: bool,
+    pub fused_unavailable: Option<String>,
 }
 
 impl GenStats {
@@ -674,7 +682,19 @@ fn decode_static(
         keep: setup.keep,
         mask_mode: setup.mask_mode,
         pv_chunk: setup.pv_chunk,
+        fused: false,
     };
+    if eng.fused_kernels && device.is_cuda() {
+        // Compiled here, before any graph capture (NVRTC and module loading must not run
+        // while a stream is capturing).
+        let why = if setup.capture.top_k > 0 || setup.capture.spans.is_some() {
+            Err("top-k and span-mass captures run on libtorch ops".to_string())
+        } else {
+            model.fused_kernels().map(|_| ())
+        };
+        st.fused = why.is_ok();
+        stats.fused_unavailable = why.err().or_else(|| (b0 > super::kernels::FUSED_MAX_BATCH).then(|| format!("batches of more than {} rows run on libtorch ops", super::kernels::FUSED_MAX_BATCH)));
+    }
     let mut capture = setup.capture;
     let mut done = vec![false; gens.len()];
     let mut graph: Option<(super::cuda::CudaGraph, Tensor)> = None;
@@ -685,6 +705,9 @@ fn decode_static(
     let result = (|| -> Result<(), GenerateError> {
         for step in 0..opts.max_new_tokens {
             let b = rows.len();
+            if st.fused && b as i64 <= super::kernels::FUSED_MAX_BATCH {
+                stats.fused_kernels = true;
+            }
             let layout = Layout {
                 b,
                 layers: c.num_layers,

@@ -4,6 +4,7 @@ pub mod config;
 pub mod device;
 pub mod cuda;
 pub mod gguf;
+pub mod kernels;
 pub mod kv_cache;
 pub mod model;
 pub mod rope;

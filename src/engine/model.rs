@@ -7,6 +7,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::config::{Arch, ModelConfig};
+use super::kernels::{self, GemvMode, Kernels};
 use super::kv_cache::KvCache;
 use super::rope::{self, Rope};
 use super::weights::{WeightMap, WeightsError};
@@ -142,6 +143,8 @@ pub struct DecodeState {
     pub mask_mode: MaskMode,
     /// Split-K chunk of `P·V` (see [`Model::pv_chunk`]); the capacity is a multiple of it.
     pub pv_chunk: Option<i64>,
+    /// Run the step on the fused CUDA kernels ([`Model::fused_kernels`]) when they cover it.
+    pub fused: bool,
 }
 
 pub struct Model {
@@ -331,6 +334,11 @@ impl Model {
     /// (extra masked columns contribute exact zeros).
     pub fn decode_step(&self, st: &DecodeState, cache: &mut KvCache, cap: &CaptureRequest) -> StepOutput {
         let _guard = tch::no_grad_guard();
+        if st.fused && st.ids.size()[0] <= kernels::FUSED_MAX_BATCH && cap.top_k == 0 && cap.spans.is_none() {
+            if let Ok(k) = self.fused_kernels() {
+                return self.decode_step_fused(k, st, cache, cap);
+            }
+        }
         let c = &self.config;
         let b = st.ids.size()[0];
         let capn = cache.capacity;
@@ -445,6 +453,122 @@ impl Model {
             argmax_weight: weight_all.or_else(|| stack(argmax_w)),
             top_k: stack(topk),
             span_mass: stack(mass),
+            hidden,
+            tokens: Some(tokens),
+        }
+    }
+
+    /// The fused CUDA decode kernels for this model (compiled on first call), or why they do
+    /// not apply: CPU, LongRoPE, an unsupported shape or dtype, no NVRTC.
+    pub fn fused_kernels(&self) -> Result<&'static Kernels, String> {
+        if !self.device.is_cuda() {
+            return Err("fused kernels run on CUDA only".into());
+        }
+        if self.rope.long_switch().is_some() {
+            return Err("fused kernels have no LongRoPE regime switch".into());
+        }
+        let c = &self.config;
+        let spec = kernels::Spec {
+            kind: self.kind,
+            head_dim: c.head_dim,
+            n_heads: c.num_heads,
+            n_kv_heads: c.num_kv_heads,
+            rotary_dim: self.rope.rotary_dim as usize,
+            qk_norm: self.layers.first().is_some_and(|l| l.q_norm.is_some()),
+            row_lengths: vec![c.hidden_size, c.intermediate_size, c.num_heads * c.head_dim],
+        };
+        kernels::get(&spec, self.device)
+    }
+
+    /// [`Model::decode_step`] on the fused kernels (`csrc/decode_kernels.cu`): per layer a
+    /// norm, the q|k|v GEMV, RoPE + cache write, attention with the argmax capture, the o GEMV
+    /// with the residual add, a norm, the gate|up GEMV with SiLU·up, the down GEMV with the
+    /// residual add. At most `FUSED_MAX_BATCH` rows. Captures the argmax and hidden states (not
+    /// top-k or span mass: the caller checks).
+    fn decode_step_fused(&self, k: &Kernels, st: &DecodeState, cache: &mut KvCache, cap: &CaptureRequest) -> StepOutput {
+        let c = &self.config;
+        let b = st.ids.size()[0];
+        let capn = cache.capacity;
+        let (nq, nkv, hd, d) = (c.num_heads as i64, c.num_kv_heads as i64, c.head_dim as i64, c.hidden_size as i64);
+        let eps = c.rms_norm_eps;
+        let opts = (self.kind, self.device);
+        let n_layers = self.layers.len() as i64;
+        let (inv_freq, attn_scale) = self.rope.inv_freq();
+        let chunks = kernels::attention_chunks(capn, b, nkv);
+        let partials = kernels::attention_partials(b, nq, hd, chunks.1, self.device);
+        let argmax = Tensor::empty([n_layers, b, nq], (Kind::Int64, self.device));
+        let weight = Tensor::empty([n_layers, b, nq], (Kind::Float, self.device));
+        let x = self.embed.embedding_like(&st.ids).view([b, d]).contiguous();
+        let h = Tensor::empty([b, d], opts);
+        let q = Tensor::empty([b, nq * hd], opts);
+        let attn = Tensor::empty([b, nq * hd], opts);
+        let act = Tensor::empty([b, c.intermediate_size as i64], opts);
+        let qkv = Tensor::empty([b, (nq + 2 * nkv) * hd], opts);
+        let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let (Qkv::Fused(qkv_p), GateUp::Fused(gu_p)) = (&layer.qkv, &layer.gate_up) else {
+                unreachable!("projections are fused on CUDA")
+            };
+            let keep = st.keep.as_ref().map(|t| t.get(li as i64));
+            // The norms run inside the next GEMV when its input rows fit in shared memory.
+            let fold = k.can_norm(b, d);
+            if fold {
+                k.gemv(&x, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, Some((&layer.input_norm, eps)));
+            } else {
+                k.rmsnorm(&x, &layer.input_norm, &h, eps);
+                k.gemv(&h, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, None);
+            }
+            let (kc, vc) = cache.full(li);
+            let uniform = keep.as_ref().filter(|_| st.mask_mode == MaskMode::UniformAttention);
+            let qk_norm = layer.q_norm.as_ref().zip(layer.k_norm.as_ref());
+            k.rope_kv(&qkv, &st.pos, inv_freq, attn_scale, qk_norm, eps, uniform, &q, &kc, &vc, &st.col, (nq, nkv, hd));
+            let zero_out = st.mask_mode == MaskMode::ZeroOutput;
+            k.attention(&q, &kc, &vc, &st.col, &st.key_ok, chunks, (hd as f64).powf(-0.5), keep.as_ref(), zero_out, &partials, &attn, &argmax.get(li as i64), &weight.get(li as i64));
+            k.gemv(&attn, &layer.o.w, layer.o.b.as_ref(), &x, GemvMode::Residual, None);
+            if fold {
+                k.gemv(&x, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, Some((&layer.post_norm, eps)));
+            } else {
+                k.rmsnorm(&x, &layer.post_norm, &h, eps);
+                k.gemv(&h, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, None);
+            }
+            k.gemv(&act, &layer.down.w, layer.down.b.as_ref(), &x, GemvMode::Residual, None);
+            if cap.hidden.contains(&HiddenSite::Layer(li)) {
+                // A copy even in f32 (`to_kind` would alias `x`, which the next layer updates).
+                hidden_layers.push((li, if self.kind == Kind::Float { x.copy() } else { x.to_kind(Kind::Float) }));
+            }
+        }
+        let head = self.lm_head.as_ref().unwrap_or(&self.embed);
+        let wants_final = cap.hidden.contains(&HiddenSite::Final);
+        let fold = k.can_norm(b, d) && !wants_final;
+        let normed = (!fold).then(|| {
+            let n = Tensor::empty([b, d], opts);
+            k.rmsnorm(&x, &self.norm, &n, eps);
+            n
+        });
+        let logits = Tensor::empty([b, c.vocab_size as i64], opts);
+        match &normed {
+            None => k.gemv(&x, head, None, &logits, GemvMode::Plain, Some((&self.norm, eps))),
+            Some(n) => k.gemv(n, head, None, &logits, GemvMode::Plain, None),
+        }
+        let logits = logits.to_kind(Kind::Float);
+        let hidden = cap
+            .hidden
+            .iter()
+            .map(|site| match site {
+                HiddenSite::Final => normed.as_ref().expect("normalised when the final hidden state is captured").to_kind(Kind::Float),
+                HiddenSite::Layer(l) => hidden_layers.iter().find(|(li, _)| li == l).map(|(_, t)| t.shallow_clone()).expect("layer index checked by caller"),
+            })
+            .collect();
+        let tokens = greedy_tokens(&logits);
+        st.ids.shallow_clone().copy_(&tokens.view([b, 1]));
+        let _ = st.pos.shallow_clone().g_add_scalar_(1);
+        let _ = st.col.shallow_clone().g_add_scalar_(1);
+        StepOutput {
+            logits,
+            argmax: cap.argmax.then(|| argmax.shallow_clone()),
+            argmax_weight: cap.argmax.then_some(weight),
+            top_k: None,
+            span_mass: None,
             hidden,
             tokens: Some(tokens),
         }

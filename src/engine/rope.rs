@@ -73,6 +73,12 @@ impl Rope {
         Self { inv_freq, long, attention_scaling, rotary_dim: dim }
     }
 
+    /// Inverse frequencies (f32, `[rotary_dim / 2]`) and the factor on `cos`/`sin`, for the
+    /// fused decode kernel (which has no LongRoPE regime switch).
+    pub fn inv_freq(&self) -> (&Tensor, f64) {
+        (&self.inv_freq, self.attention_scaling)
+    }
+
     /// LongRoPE: the sequence length above which the long factors apply.
     pub fn long_switch(&self) -> Option<i64> {
         self.long.as_ref().map(|(_, s)| *s)

@@ -1,0 +1,612 @@
+// rhx fused decode kernels. Compiled at run time with NVRTC (src/engine/kernels.rs) for one
+// model shape and activation dtype, so every size below is a compile-time constant. One decoding
+// step of one layer is 8 launches (norm, q|k|v GEMV, RoPE + cache write, attention with the
+// capture, o GEMV + residual, norm, gate|up GEMV + SiLU·up, down GEMV + residual) instead of
+// ~25 libtorch kernels. Rounding follows the libtorch path op for op where HF eager rounds to
+// the activation dtype (scores, RoPE products, residual adds), so captures agree with HF eager;
+// sums run in f32 in another order than cuBLAS.
+//
+// Macros set by the host: DT (0 bf16, 1 f16, 2 f32), HD (head dim), EPL (head-dim elements per
+// lane in attention), NQ, NKV, ROT (rotary dims), QKNORM (Qwen3 per-head q/k RMSNorm).
+
+#if DT == 2
+typedef float T;
+#else
+typedef unsigned short T;
+#endif
+#define G (NQ / NKV)
+#define VEC (16 / (int)sizeof(T))
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ float ld(T v) {
+#if DT == 0
+  return __uint_as_float(((unsigned)v) << 16);
+#elif DT == 1
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
+  return f;
+#else
+  return v;
+#endif
+}
+
+// Round to the storage type, nearest-even (as c10::BFloat16 / __float2half_rn).
+__device__ __forceinline__ T st(float f) {
+#if DT == 0
+  unsigned u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (T)0x7fc0;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (T)(u >> 16);
+#elif DT == 1
+  T h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+#else
+  return f;
+#endif
+}
+
+// Value after a round trip through the storage type (what libtorch's op would have stored).
+__device__ __forceinline__ float rnd(float f) { return ld(st(f)); }
+
+__device__ __forceinline__ void unpack(const uint4& u, float* f) {
+#if DT == 2
+  f[0] = __uint_as_float(u.x);
+  f[1] = __uint_as_float(u.y);
+  f[2] = __uint_as_float(u.z);
+  f[3] = __uint_as_float(u.w);
+#else
+  const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    f[2 * i] = ld((T)(w[i] & 0xffffu));
+    f[2 * i + 1] = ld((T)(w[i] >> 16));
+  }
+#endif
+}
+
+// Weights are read once per step: stream them past L1.
+__device__ __forceinline__ uint4 ld_stream(const T* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  return r;
+}
+
+// Programmatic dependent launch (Hopper): a kernel launched with the PDL attribute may start
+// while the previous one finishes; it must wait before reading what that one wrote. Both are
+// no-ops when the kernel was launched without the attribute.
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void pdl_launch_next() { asm volatile("griddepcontrol.launch_dependents;" :::); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+__device__ float block_sum(float v) {
+  __shared__ float part[32];
+  __shared__ float total;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) part[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < (int)((blockDim.x + 31) >> 5) ? part[lane] : 0.f;
+    s = warp_sum(s);
+    if (lane == 0) total = s;
+  }
+  __syncthreads();
+  return total;
+}
+
+// HF RMSNorm: normalise in f32, round, scale by the weight (one row of `d` per block).
+extern "C" __global__ void rmsnorm(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out, int d, float eps) {
+  pdl_launch_next();
+  pdl_wait();
+  const T* xr = x + (size_t)blockIdx.x * d;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    const float v = ld(xr[i]);
+    ss += v * v;
+  }
+  const float r = rsqrtf(block_sum(ss) / (float)d + eps);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)blockIdx.x * d + i] = st(ld(w[i]) * rnd(ld(xr[i]) * r));
+}
+
+__device__ __forceinline__ uint4 pack(const float* f) {
+#if DT == 2
+  return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]), __float_as_uint(f[3]));
+#else
+  unsigned w[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) w[i] = (unsigned)st(f[2 * i]) | ((unsigned)st(f[2 * i + 1]) << 16);
+  return make_uint4(w[0], w[1], w[2], w[3]);
+#endif
+}
+
+#ifndef GEMV_THREADS
+#define GEMV_THREADS 256
+#endif
+#ifndef GEMV_U
+#define GEMV_U 4  // 16-byte weight loads per lane and row per stage (two stages in flight)
+#endif
+#ifndef GEMV_B1_BLOCKS
+#define GEMV_B1_BLOCKS 2  // batch-1 GEMVs: blocks per SM the register budget aims at
+#endif
+
+// y[b, n] = Σ_k h[b, k] · W[n, k] for B ≤ 8 rows: one warp per output row (two for SiLU·up),
+// 16-byte streaming loads of W, double-buffered (2·U loads in flight per lane); the first
+// weights are requested before waiting for the previous kernel. XS = 0: h = x read from global
+// memory; XS = 1: x copied into shared memory first (B·K elements; every warp then reads it
+// there instead of waiting on L2 per iteration); XS = 2: h = RMSNorm(x) with weight `nw`,
+// computed by every block into shared memory — the norm costs no launch of its own. MODE 0: y = W·h + bias. MODE 1: y = res + round(W·h + bias) (y may be res).
+// MODE 2: W holds [gate; up] (2N rows), y = round(silu(round(gate))) · round(up), as
+// `gate.silu() * up` rounds.
+template <int B, int MODE, int XS>
+__device__ __forceinline__ void gemv(const T* __restrict__ x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K,
+                                     const T* __restrict__ nw, float eps) {
+  constexpr int R = 2;  // rows per warp: gate and up (MODE 2), else two adjacent output rows
+  constexpr int U = GEMV_U;
+  constexpr int STEP = 32 * VEC * U;
+  extern __shared__ uint4 xs_raw[];
+  T* xs = reinterpret_cast<T*>(xs_raw);
+  const int warp_id = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+  const int lane = threadIdx.x & 31;
+  int row[R];
+  bool live[R];
+  if (MODE == 2) {
+    row[0] = warp_id;
+    row[1] = warp_id + N;
+    live[0] = live[1] = warp_id < N;
+  } else {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      row[r] = warp_id * R + r;
+      live[r] = row[r] < N;
+    }
+  }
+  const bool active = live[0];
+  const T* wr[R];
+#pragma unroll
+  for (int r = 0; r < R; r++) wr[r] = W + (size_t)(live[r] ? row[r] : 0) * K;
+  uint4 wv[R][U];
+#pragma unroll
+  for (int u = 0; u < U; u++) {
+    const int k = lane * VEC + u * 32 * VEC;
+#pragma unroll
+    for (int r = 0; r < R; r++) wv[r][u] = (live[r] && k < K) ? ld_stream(wr[r] + k) : make_uint4(0u, 0u, 0u, 0u);
+  }
+  pdl_launch_next();
+  pdl_wait();
+  if (XS == 1) {
+    for (int k = threadIdx.x * VEC; k < B * K; k += GEMV_THREADS * VEC) *reinterpret_cast<uint4*>(xs + k) = *reinterpret_cast<const uint4*>(x + k);
+    __syncthreads();
+  }
+  if (XS == 2) {
+    __shared__ float red[GEMV_THREADS / 32][B];
+    float ss[B];
+#pragma unroll
+    for (int b = 0; b < B; b++) ss[b] = 0.f;
+    for (int k = threadIdx.x * VEC; k < K; k += GEMV_THREADS * VEC) {
+#pragma unroll
+      for (int b = 0; b < B; b++) {
+        float f[VEC];
+        unpack(*reinterpret_cast<const uint4*>(x + (size_t)b * K + k), f);
+#pragma unroll
+        for (int e = 0; e < VEC; e++) ss[b] += f[e] * f[e];
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+      ss[b] = warp_sum(ss[b]);
+      if (lane == 0) red[threadIdx.x >> 5][b] = ss[b];
+    }
+    __syncthreads();
+    float r[B];
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+      float t = 0.f;
+#pragma unroll
+      for (int w = 0; w < GEMV_THREADS / 32; w++) t += red[w][b];
+      r[b] = rsqrtf(t / (float)K + eps);
+    }
+    for (int k = threadIdx.x * VEC; k < K; k += GEMV_THREADS * VEC) {
+      float wf[VEC];
+      unpack(*reinterpret_cast<const uint4*>(nw + k), wf);
+#pragma unroll
+      for (int b = 0; b < B; b++) {
+        float f[VEC];
+        unpack(*reinterpret_cast<const uint4*>(x + (size_t)b * K + k), f);
+#pragma unroll
+        for (int e = 0; e < VEC; e++) f[e] = wf[e] * rnd(f[e] * r[b]);
+        *reinterpret_cast<uint4*>(xs + (size_t)b * K + k) = pack(f);
+      }
+    }
+    __syncthreads();
+  }
+  if (!active) return;
+  const T* xin = XS ? xs : x;
+  float acc[R][B];
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int b = 0; b < B; b++) acc[r][b] = 0.f;
+  for (int k0 = lane * VEC; k0 < K; k0 += STEP) {
+    uint4 cur[R][U];
+#pragma unroll
+    for (int u = 0; u < U; u++)
+#pragma unroll
+      for (int r = 0; r < R; r++) cur[r][u] = wv[r][u];
+    if (k0 + STEP < K) {
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int k = k0 + STEP + u * 32 * VEC;
+#pragma unroll
+        for (int r = 0; r < R; r++) wv[r][u] = (live[r] && k < K) ? ld_stream(wr[r] + k) : make_uint4(0u, 0u, 0u, 0u);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int k = k0 + u * 32 * VEC;
+      if (k < K) {
+        float wf[R][VEC];
+#pragma unroll
+        for (int r = 0; r < R; r++) unpack(cur[r][u], wf[r]);
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+          float xf[VEC];
+          unpack(*reinterpret_cast<const uint4*>(xin + (size_t)b * K + k), xf);
+#pragma unroll
+          for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int e = 0; e < VEC; e++) acc[r][b] += wf[r][e] * xf[e];
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; r++)
+#pragma unroll
+    for (int b = 0; b < B; b++) acc[r][b] = warp_sum(acc[r][b]);
+  if (lane < B) {
+    // Each of the first B lanes writes one batch row (registers are indexed statically).
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+      if (b != lane) continue;
+      if (MODE == 2) {
+        const int n = row[0];
+        const float g = rnd(acc[0][b] + (bias ? ld(bias[n]) : 0.f));
+        const float u = rnd(acc[1][b] + (bias ? ld(bias[n + N]) : 0.f));
+        const float a = rnd(g / (1.f + expf(-g)));
+        y[(size_t)b * N + n] = st(a * u);
+      } else {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+          if (!live[r]) continue;
+          const int n = row[r];
+          const size_t o = (size_t)b * N + n;
+          const float v = acc[r][b] + (bias ? ld(bias[n]) : 0.f);
+          y[o] = MODE == 0 ? st(v) : st(ld(res[o]) + rnd(v));
+        }
+      }
+    }
+  }
+}
+
+// Entry points gemv_b{B}_m{MODE}_x{XS}.
+#define GEMV_ENTRY(B, MODE, XS)                                                                                                  \
+  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, (B == 1 ? GEMV_B1_BLOCKS : 1)) gemv_b##B##_m##MODE##_x##XS(                                       \
+      const T* __restrict__ x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K, const T* nw, \
+      float eps) {                                                                                                                 \
+    gemv<B, MODE, XS>(x, W, bias, y, res, N, K, nw, eps);                                                                         \
+  }
+#define GEMV_XS(B, MODE) GEMV_ENTRY(B, MODE, 0) GEMV_ENTRY(B, MODE, 1) GEMV_ENTRY(B, MODE, 2)
+#define GEMV_MODES(B) GEMV_XS(B, 0) GEMV_XS(B, 1) GEMV_XS(B, 2)
+GEMV_MODES(1)
+GEMV_MODES(2)
+GEMV_MODES(3)
+GEMV_MODES(4)
+GEMV_MODES(5)
+GEMV_MODES(6)
+GEMV_MODES(7)
+GEMV_MODES(8)
+
+// RoPE on the q and k heads of the fused projection output, (Qwen3) per-head RMSNorm before
+// it, the uniform-attention head mask on q, and the new key and value written into the cache
+// at the device-side column. Grid (B, NQ + 2·NKV), one thread per head-dim element (the block
+// is rounded up to whole warps).
+extern "C" __global__ void rope_kv(const T* __restrict__ qkv, const long long* __restrict__ pos, const float* __restrict__ inv_freq,
+                                   float attn_scale, const T* __restrict__ qn_w, const T* __restrict__ kn_w, float eps,
+                                   const T* __restrict__ keep, T* __restrict__ qout, T* __restrict__ kc, T* __restrict__ vc,
+                                   long long cap, const long long* __restrict__ col) {
+  pdl_launch_next();
+  pdl_wait();
+  const int b = blockIdx.x, hh = blockIdx.y, e = threadIdx.x;
+  const bool act = e < HD;
+  __shared__ float sh[HD];
+  const T* src = qkv + ((size_t)b * (NQ + 2 * NKV) + hh) * HD;
+  const long long c = *col;
+  if (hh >= NQ + NKV) {
+    if (act) vc[(((size_t)b * NKV + (hh - NQ - NKV)) * cap + c) * HD + e] = src[e];
+    return;
+  }
+  const bool isq = hh < NQ;
+  float v = act ? ld(src[e]) : 0.f;
+#if QKNORM
+  {
+    const float r = rsqrtf(block_sum(v * v) / (float)HD + eps);
+    if (act) v = rnd(ld((isq ? qn_w : kn_w)[e]) * rnd(v * r));
+  }
+#endif
+  if (act) sh[e] = v;
+  __syncthreads();
+  if (!act) return;
+  float o = v;
+  if (e < ROT) {
+    const int half = ROT / 2;
+    const float ang = (float)pos[b] * inv_freq[e % half];
+    const float cs = rnd(cosf(ang) * attn_scale), sn = rnd(sinf(ang) * attn_scale);
+    const float rot = e < half ? -sh[e + half] : sh[e - half];
+    // (x·cos).addcmul(rotate_half(x), sin): one rounding for the multiply-add.
+    o = rnd(rnd(v * cs) + rot * sn);
+  }
+  if (isq) {
+    if (keep) o = rnd(o * ld(keep[b * NQ + hh]));
+    qout[((size_t)b * NQ + hh) * HD + e] = st(o);
+  } else {
+    kc[(((size_t)b * NKV + (hh - NQ)) * cap + c) * HD + e] = st(o);
+  }
+}
+
+#define NW 8
+#define AU 4
+#define LPC (HD / EPL)
+#define CPW (32 / LPC)
+#define SLOTS (NW * CPW)
+#define MAXCHUNKS 512
+
+template <bool C, class A, class Bt> struct Cond { typedef A t; };
+template <class A, class Bt> struct Cond<false, A, Bt> { typedef Bt t; };
+
+// EPL consecutive elements of a head row, kept packed in registers until used: one 16-byte
+// load when EPL fills it, else EPL scalar loads.
+struct RowV {
+  uint4 r;
+  __device__ __forceinline__ void load(const T* p) { r = *reinterpret_cast<const uint4*>(p); }
+  __device__ __forceinline__ void zero() { r = make_uint4(0u, 0u, 0u, 0u); }
+  __device__ __forceinline__ void get(float* f) const { unpack(r, f); }
+};
+struct RowS {
+  float v[EPL];
+  __device__ __forceinline__ void load(const T* p) {
+#pragma unroll
+    for (int e = 0; e < EPL; e++) v[e] = ld(p[e]);
+  }
+  __device__ __forceinline__ void zero() {
+#pragma unroll
+    for (int e = 0; e < EPL; e++) v[e] = 0.f;
+  }
+  __device__ __forceinline__ void get(float* f) const {
+#pragma unroll
+    for (int e = 0; e < EPL; e++) f[e] = v[e];
+  }
+};
+typedef Cond<EPL == VEC, RowV, RowS>::t Row;
+
+// Decode attention for one query per sequence with the Eq. 1 capture (argmax key position of
+// each head's row and its weight), flash-decoding style: block (chunk, kv head, sequence)
+// walks its columns, AU per lane group at a time with their keys and values loaded up front,
+// with an online softmax for the G query heads of its kv head, and leaves a partial (max, sum,
+// Σ p·v, argmax) per query head and chunk; attn_combine merges the chunks. Scores are rounded as HF eager rounds them (q·kᵀ in the
+// activation dtype, then × scale in that dtype); the softmax runs in f32. Visible columns:
+// ≤ *col and key_ok. Ties of the argmax go to the lowest column.
+extern "C" __global__ void __launch_bounds__(NW * 32, 2) attn_decode(
+    const T* __restrict__ q, const T* __restrict__ kc, const T* __restrict__ vc, long long cap, const long long* __restrict__ col,
+    const unsigned char* __restrict__ key_ok, int chunk, int nchunks, float scale, float* __restrict__ part) {
+  pdl_launch_next();
+  pdl_wait();
+  const int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, sub = lane / LPC, sl = lane % LPC;
+  const long long cl = *col;
+  const long long j0 = (long long)c * chunk;
+  const long long j1 = min(j0 + (long long)chunk, cl + 1);
+  float qf[G][EPL];
+#pragma unroll
+  for (int h = 0; h < G; h++) {
+    Row r;
+    r.load(q + ((size_t)b * NQ + g * G + h) * HD + sl * EPL);
+    r.get(qf[h]);
+  }
+  float m[G], l[G], acc[G][EPL];
+  int ix[G];
+#pragma unroll
+  for (int h = 0; h < G; h++) {
+    m[h] = NEG_INF;
+    l[h] = 0.f;
+    ix[h] = 0x7fffffff;
+#pragma unroll
+    for (int e = 0; e < EPL; e++) acc[h][e] = 0.f;
+  }
+  const T* kb = kc + ((size_t)b * NKV + g) * cap * HD + sl * EPL;
+  const T* vb = vc + ((size_t)b * NKV + g) * cap * HD + sl * EPL;
+  const unsigned char* ok = key_ok + (size_t)b * cap;
+  for (long long jb = j0 + warp * CPW * AU; jb < j1; jb += NW * CPW * AU) {
+    Row kr[AU], vr[AU];
+    bool valid[AU];
+#pragma unroll
+    for (int u = 0; u < AU; u++) {
+      const long long j = jb + u * CPW + sub;
+      const bool in = j < j1;
+      if (in) {
+        kr[u].load(kb + j * HD);
+        vr[u].load(vb + j * HD);
+      } else {
+        kr[u].zero();
+        vr[u].zero();
+      }
+      valid[u] = in && ok[j];
+    }
+    float s[AU][G];
+#pragma unroll
+    for (int u = 0; u < AU; u++) {
+      float kf[EPL];
+      kr[u].get(kf);
+#pragma unroll
+      for (int h = 0; h < G; h++) {
+        float d = 0.f;
+#pragma unroll
+        for (int e = 0; e < EPL; e++) d += qf[h][e] * kf[e];
+#pragma unroll
+        for (int o = LPC / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+#if DT == 2
+        s[u][h] = d * scale;
+#else
+        s[u][h] = rnd(rnd(d) * scale);
+#endif
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+      float mx = m[h];
+      int bi = ix[h];
+#pragma unroll
+      for (int u = 0; u < AU; u++) {
+        if (valid[u] && s[u][h] > mx) {
+          mx = s[u][h];
+          bi = (int)(jb + u * CPW + sub);
+        }
+      }
+      if (mx > m[h]) {
+        const float f = expf(m[h] - mx);
+        l[h] *= f;
+#pragma unroll
+        for (int e = 0; e < EPL; e++) acc[h][e] *= f;
+        m[h] = mx;
+        ix[h] = bi;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < AU; u++) {
+      if (!valid[u]) continue;
+      float vf[EPL];
+      vr[u].get(vf);
+#pragma unroll
+      for (int h = 0; h < G; h++) {
+        const float p = expf(s[u][h] - m[h]);
+        l[h] += p;
+#pragma unroll
+        for (int e = 0; e < EPL; e++) acc[h][e] += p * vf[e];
+      }
+    }
+  }
+  // Merge of the block's lane groups.
+  __shared__ float sm[SLOTS * G * (HD + 3)];
+  float* sm_m = sm;
+  float* sm_l = sm + SLOTS * G;
+  int* sm_i = reinterpret_cast<int*>(sm + 2 * SLOTS * G);
+  float* sm_a = sm + 3 * SLOTS * G;
+  const int slot = warp * CPW + sub;
+#pragma unroll
+  for (int h = 0; h < G; h++) {
+    if (sl == 0) {
+      sm_m[slot * G + h] = m[h];
+      sm_l[slot * G + h] = l[h];
+      sm_i[slot * G + h] = ix[h];
+    }
+#pragma unroll
+    for (int e = 0; e < EPL; e++) sm_a[(slot * G + h) * HD + sl * EPL + e] = acc[h][e];
+  }
+  __syncthreads();
+  for (int t = tid; t < G * HD; t += NW * 32) {
+    const int h = t / HD, e = t % HD;
+    float M = NEG_INF;
+    for (int s2 = 0; s2 < SLOTS; s2++) M = fmaxf(M, sm_m[s2 * G + h]);
+    float L = 0.f, A = 0.f;
+    int I = 0x7fffffff;
+    for (int s2 = 0; s2 < SLOTS; s2++) {
+      const float ms = sm_m[s2 * G + h];
+      if (ms == NEG_INF) continue;
+      const float f = expf(ms - M);
+      L += sm_l[s2 * G + h] * f;
+      A += sm_a[(s2 * G + h) * HD + e] * f;
+      if (ms == M) I = min(I, sm_i[s2 * G + h]);
+    }
+    float* pp = part + (((size_t)b * NQ + g * G + h) * nchunks + c) * (HD + 3);
+    pp[3 + e] = A;
+    if (e == 0) {
+      pp[0] = M;
+      pp[1] = L;
+      pp[2] = __int_as_float(I);
+    }
+  }
+}
+
+// Merges the chunk partials of attn_decode for one (query head, sequence) per block, one thread
+// per head-dim element: the heads' outputs (masked for ZeroOutput), the argmax column (lowest
+// among equal maxima) and its weight 1 / Σ exp(s − max).
+extern "C" __global__ void __launch_bounds__(256) attn_combine(const float* __restrict__ part, int nchunks, const T* __restrict__ keep, int zero_out,
+                                                         T* __restrict__ out, long long* __restrict__ am, float* __restrict__ aw) {
+  pdl_launch_next();
+  pdl_wait();
+  const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  __shared__ float cf[MAXCHUNKS];
+  __shared__ float red_m[8], red_l[8];
+  __shared__ int red_i[8];
+  const float* pb = part + ((size_t)b * NQ + hq) * nchunks * (HD + 3);
+  float M = NEG_INF;
+  for (int k = tid; k < nchunks; k += blockDim.x) {
+    cf[k] = pb[(size_t)k * (HD + 3)];
+    M = fmaxf(M, cf[k]);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+  if (lane == 0) red_m[warp] = M;
+  __syncthreads();
+  M = red_m[0];
+  for (int w = 1; w < (int)(blockDim.x >> 5); w++) M = fmaxf(M, red_m[w]);
+  float L = 0.f;
+  int I = 0x7fffffff;
+  for (int k = tid; k < nchunks; k += blockDim.x) {
+    const float mk = cf[k];
+    const float f = mk == NEG_INF ? 0.f : expf(mk - M);
+    L += pb[(size_t)k * (HD + 3) + 1] * f;
+    if (mk == M) I = min(I, __float_as_int(pb[(size_t)k * (HD + 3) + 2]));
+    cf[k] = f;
+  }
+  L = warp_sum(L);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) I = min(I, __shfl_xor_sync(0xffffffffu, I, o));
+  if (lane == 0) {
+    red_l[warp] = L;
+    red_i[warp] = I;
+  }
+  __syncthreads();
+  L = 0.f;
+  I = 0x7fffffff;
+  for (int w = 0; w < (int)(blockDim.x >> 5); w++) {
+    L += red_l[w];
+    I = min(I, red_i[w]);
+  }
+  if (tid < HD) {
+    const float* pe = pb + 3 + tid;
+    float A = 0.f;
+    int k = 0;
+    for (; k + 8 <= nchunks; k += 8) {
+      float v[8];
+#pragma unroll
+      for (int i = 0; i < 8; i++) v[i] = pe[(size_t)(k + i) * (HD + 3)];
+#pragma unroll
+      for (int i = 0; i < 8; i++) A += cf[k + i] * v[i];
+    }
+    for (; k < nchunks; k++) A += cf[k] * pe[(size_t)k * (HD + 3)];
+    T ov = st(A / L);
+    if (keep && zero_out) ov = st(ld(ov) * ld(keep[b * NQ + hq]));
+    out[((size_t)b * NQ + hq) * HD + tid] = ov;
+  }
+  if (tid == 0) {
+    am[b * NQ + hq] = I;
+    aw[b * NQ + hq] = 1.f / L;
+  }
+}

@@ -1,0 +1,572 @@
+//! Fused decode kernels on CUDA (`csrc/decode_kernels.cu`), compiled at run time with NVRTC
+//! for the model's shape and dtype and launched through the CUDA driver API on libtorch's
+//! current stream, so that they are ordered with libtorch's ops and captured into the same
+//! CUDA graph. A decoding step is bound by kernel launches as much as by bytes at small batch
+//! sizes: these kernels make one layer 8 launches instead of ~25 and read the weights with
+//! 16-byte streaming loads (cuBLAS's batch-1 GEMV reached ~75% of the bandwidth).
+//!
+//! Nothing here is linked: `libnvrtc` (the `nvidia-cuda-nvrtc` wheel that PyTorch depends on,
+//! found next to libtorch, or on the library path, or at `RHX_NVRTC`) and `libcuda.so.1` (the
+//! driver, already loaded by libtorch) are opened at first use. When either is missing, or
+//! the shape is not one the kernels handle, `Model::decode_step` keeps its libtorch ops.
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+use std::sync::{Mutex, OnceLock};
+
+use tch::{Device, Kind, Tensor};
+
+const SOURCE: &str = include_str!("../../csrc/decode_kernels.cu");
+
+type CuResult = c_int;
+type NvrtcResult = c_int;
+type Ptr = *mut c_void;
+
+struct Api {
+    module_load_data: unsafe extern "C" fn(*mut Ptr, *const c_void) -> CuResult,
+    module_get_function: unsafe extern "C" fn(*mut Ptr, Ptr, *const c_char) -> CuResult,
+    launch_kernel: unsafe extern "C" fn(Ptr, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, Ptr, *mut Ptr, *mut Ptr) -> CuResult,
+    launch_kernel_ex: Option<unsafe extern "C" fn(*const LaunchConfig, Ptr, *mut Ptr, *mut Ptr) -> CuResult>,
+    func_set_attribute: unsafe extern "C" fn(Ptr, c_int, c_int) -> CuResult,
+    get_error_string: unsafe extern "C" fn(CuResult, *mut *const c_char) -> CuResult,
+    ctx_get_current: unsafe extern "C" fn(*mut Ptr) -> CuResult,
+    ctx_set_current: unsafe extern "C" fn(Ptr) -> CuResult,
+    primary_ctx_retain: unsafe extern "C" fn(*mut Ptr, c_int) -> CuResult,
+    device_get_attribute: unsafe extern "C" fn(*mut c_int, c_int, c_int) -> CuResult,
+    create_program: unsafe extern "C" fn(*mut Ptr, *const c_char, *const c_char, c_int, *const *const c_char, *const *const c_char) -> NvrtcResult,
+    compile_program: unsafe extern "C" fn(Ptr, c_int, *const *const c_char) -> NvrtcResult,
+    program_log_size: unsafe extern "C" fn(Ptr, *mut usize) -> NvrtcResult,
+    program_log: unsafe extern "C" fn(Ptr, *mut c_char) -> NvrtcResult,
+    cubin_size: unsafe extern "C" fn(Ptr, *mut usize) -> NvrtcResult,
+    cubin: unsafe extern "C" fn(Ptr, *mut c_char) -> NvrtcResult,
+    destroy_program: unsafe extern "C" fn(*mut Ptr) -> NvrtcResult,
+    nvrtc_error_string: unsafe extern "C" fn(NvrtcResult) -> *const c_char,
+}
+
+// SAFETY: plain C function pointers into libraries that stay loaded.
+unsafe impl Send for Api {}
+unsafe impl Sync for Api {}
+
+static API: OnceLock<Result<Api, String>> = OnceLock::new();
+
+fn api() -> Result<&'static Api, String> {
+    API.get_or_init(load_api).as_ref().map_err(Clone::clone)
+}
+
+fn open(path: &str, global: bool) -> Result<libloading::os::unix::Library, String> {
+    let flags = libloading::os::unix::RTLD_NOW | if global { libloading::os::unix::RTLD_GLOBAL } else { libloading::os::unix::RTLD_LOCAL };
+    // SAFETY: NVRTC and the CUDA driver have no initialisers with preconditions.
+    unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| format!("{path}: {e}"))
+}
+
+/// `libnvrtc.so.*` and its `libnvrtc-builtins.so.*` (preloaded: NVRTC opens it by name, and the
+/// wheel's directory is usually not on the library path).
+fn open_nvrtc() -> Result<libloading::os::unix::Library, String> {
+    let mut errors = Vec::new();
+    if let Some(p) = std::env::var_os("RHX_NVRTC") {
+        return open(&p.to_string_lossy(), true);
+    }
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(torch_lib) = super::device::libtorch_dir() {
+        let site = std::path::Path::new(&torch_lib).join("../..");
+        for sub in ["nvidia/cu13/lib", "nvidia/cuda_nvrtc/lib", "nvidia/cu12/lib"] {
+            dirs.push(site.join(sub));
+        }
+        dirs.push(std::path::PathBuf::from(&torch_lib));
+    }
+    dirs.push("/usr/local/cuda/lib64".into());
+    for dir in &dirs {
+        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        let mut names: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.contains(".alt.")).collect();
+        names.sort();
+        if let Some(b) = names.iter().find(|n| n.starts_with("libnvrtc-builtins.so")) {
+            if let Ok(lib) = open(&dir.join(b).to_string_lossy(), true) {
+                std::mem::forget(lib);
+            }
+        }
+        if let Some(n) = names.iter().find(|n| n.starts_with("libnvrtc.so")) {
+            match open(&dir.join(n).to_string_lossy(), true) {
+                Ok(lib) => return Ok(lib),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    for name in ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"] {
+        match open(name, true) {
+            Ok(lib) => return Ok(lib),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(format!("NVRTC not found (set RHX_NVRTC to libnvrtc.so): {}", errors.join("; ")))
+}
+
+fn load_api() -> Result<Api, String> {
+    super::device::cuda_status()?;
+    let cuda = open("libcuda.so.1", false)?;
+    let nvrtc = open_nvrtc()?;
+    macro_rules! sym {
+        ($lib:expr, $name:literal) => {
+            // SAFETY: the signatures follow cuda.h and nvrtc.h.
+            *unsafe { $lib.get($name) }.map_err(|e| format!("{}: {e}", String::from_utf8_lossy($name)))?
+        };
+    }
+    let api = Api {
+        module_load_data: sym!(cuda, b"cuModuleLoadData\0"),
+        module_get_function: sym!(cuda, b"cuModuleGetFunction\0"),
+        launch_kernel: sym!(cuda, b"cuLaunchKernel\0"),
+        // SAFETY: signature of cuda.h's cuLaunchKernelEx (CUDA 12.0+).
+        launch_kernel_ex: unsafe { cuda.get(b"cuLaunchKernelEx\0") }.ok().map(|f: libloading::os::unix::Symbol<_>| *f),
+        func_set_attribute: sym!(cuda, b"cuFuncSetAttribute\0"),
+        get_error_string: sym!(cuda, b"cuGetErrorString\0"),
+        ctx_get_current: sym!(cuda, b"cuCtxGetCurrent\0"),
+        ctx_set_current: sym!(cuda, b"cuCtxSetCurrent\0"),
+        primary_ctx_retain: sym!(cuda, b"cuDevicePrimaryCtxRetain\0"),
+        device_get_attribute: sym!(cuda, b"cuDeviceGetAttribute\0"),
+        create_program: sym!(nvrtc, b"nvrtcCreateProgram\0"),
+        compile_program: sym!(nvrtc, b"nvrtcCompileProgram\0"),
+        program_log_size: sym!(nvrtc, b"nvrtcGetProgramLogSize\0"),
+        program_log: sym!(nvrtc, b"nvrtcGetProgramLog\0"),
+        cubin_size: sym!(nvrtc, b"nvrtcGetCUBINSize\0"),
+        cubin: sym!(nvrtc, b"nvrtcGetCUBIN\0"),
+        destroy_program: sym!(nvrtc, b"nvrtcDestroyProgram\0"),
+        nvrtc_error_string: sym!(nvrtc, b"nvrtcGetErrorString\0"),
+    };
+    std::mem::forget(cuda);
+    std::mem::forget(nvrtc);
+    Ok(api)
+}
+
+impl Api {
+    fn cu(&self, rc: CuResult, what: &str) -> Result<(), String> {
+        if rc == 0 {
+            return Ok(());
+        }
+        let mut s: *const c_char = std::ptr::null();
+        unsafe { (self.get_error_string)(rc, &mut s) };
+        let msg = if s.is_null() { String::new() } else { unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned() };
+        Err(format!("{what}: CUDA error {rc} {msg}"))
+    }
+
+    fn nv(&self, rc: NvrtcResult, what: &str) -> Result<(), String> {
+        if rc == 0 {
+            return Ok(());
+        }
+        let msg = unsafe { CStr::from_ptr((self.nvrtc_error_string)(rc)) }.to_string_lossy().into_owned();
+        Err(format!("{what}: {msg}"))
+    }
+
+    /// Makes the device's primary context (the one libtorch uses) current on this thread.
+    fn ensure_context(&self, ordinal: c_int) -> Result<(), String> {
+        let mut ctx: Ptr = std::ptr::null_mut();
+        self.cu(unsafe { (self.ctx_get_current)(&mut ctx) }, "cuCtxGetCurrent")?;
+        if ctx.is_null() {
+            self.cu(unsafe { (self.primary_ctx_retain)(&mut ctx, ordinal) }, "cuDevicePrimaryCtxRetain")?;
+            self.cu(unsafe { (self.ctx_set_current)(ctx) }, "cuCtxSetCurrent")?;
+        }
+        Ok(())
+    }
+
+    fn compile(&self, options: &[String]) -> Result<Vec<u8>, String> {
+        let src = CString::new(SOURCE).unwrap();
+        let name = CString::new("decode_kernels.cu").unwrap();
+        let mut prog: Ptr = std::ptr::null_mut();
+        self.nv(unsafe { (self.create_program)(&mut prog, src.as_ptr(), name.as_ptr(), 0, std::ptr::null(), std::ptr::null()) }, "nvrtcCreateProgram")?;
+        let opts: Vec<CString> = options.iter().map(|o| CString::new(o.as_str()).unwrap()).collect();
+        let ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
+        let rc = unsafe { (self.compile_program)(prog, ptrs.len() as c_int, ptrs.as_ptr()) };
+        let result = if rc != 0 {
+            let mut n = 0usize;
+            unsafe { (self.program_log_size)(prog, &mut n) };
+            let mut log = vec![0 as c_char; n.max(1)];
+            unsafe { (self.program_log)(prog, log.as_mut_ptr()) };
+            let log = unsafe { CStr::from_ptr(log.as_ptr()) }.to_string_lossy().into_owned();
+            Err(format!("{}\n{log}", self.nv(rc, "compiling csrc/decode_kernels.cu").unwrap_err()))
+        } else {
+            let mut n = 0usize;
+            self.nv(unsafe { (self.cubin_size)(prog, &mut n) }, "nvrtcGetCUBINSize").and_then(|_| {
+                let mut bin = vec![0u8; n];
+                self.nv(unsafe { (self.cubin)(prog, bin.as_mut_ptr() as *mut c_char) }, "nvrtcGetCUBIN").map(|_| bin)
+            })
+        };
+        unsafe { (self.destroy_program)(&mut prog) };
+        result
+    }
+}
+
+/// `CUlaunchAttribute` (cuda.h): an id, padding to 8 bytes, a 64-byte value union.
+#[repr(C)]
+struct LaunchAttribute {
+    id: c_uint,
+    pad: [u8; 4],
+    value: [u8; 64],
+}
+
+/// `CUlaunchConfig` (cuda.h).
+#[repr(C)]
+struct LaunchConfig {
+    grid: [c_uint; 3],
+    block: [c_uint; 3],
+    shared_mem_bytes: c_uint,
+    stream: Ptr,
+    attrs: *mut LaunchAttribute,
+    num_attrs: c_uint,
+}
+
+/// `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION`.
+const PDL_ATTRIBUTE: c_uint = 6;
+
+/// What the kernels are specialised for (compile-time constants of the CUDA source).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Spec {
+    pub kind: Kind,
+    pub head_dim: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub rotary_dim: usize,
+    pub qk_norm: bool,
+    /// Row lengths the GEMVs read with 16-byte loads (hidden, intermediate, heads × head_dim).
+    pub row_lengths: Vec<usize>,
+}
+
+impl Spec {
+    fn dtype_code(&self) -> Option<i32> {
+        match self.kind {
+            Kind::BFloat16 => Some(0),
+            Kind::Half => Some(1),
+            Kind::Float => Some(2),
+            _ => None,
+        }
+    }
+
+    fn elem_bytes(&self) -> usize {
+        if self.kind == Kind::Float {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// Head-dim elements per lane in the attention kernel: 16 bytes when the lanes of one
+    /// column then form a power of two ≤ 32, else the fewest that do.
+    fn elems_per_lane(&self) -> Option<usize> {
+        let hd = self.head_dim;
+        let vec = 16 / self.elem_bytes();
+        let ok = |e: usize| e > 0 && hd.is_multiple_of(e) && (hd / e).is_power_of_two() && hd / e <= 32;
+        if ok(vec) {
+            return Some(vec);
+        }
+        (1..=hd).find(|&e| ok(e))
+    }
+
+    /// Why these kernels cannot run this shape, if they cannot.
+    pub fn unsupported(&self) -> Option<String> {
+        let dt = self.dtype_code();
+        if dt.is_none() {
+            return Some(format!("dtype {:?}", self.kind));
+        }
+        let epl = match self.elems_per_lane() {
+            Some(e) if e <= 16 => e,
+            _ => return Some(format!("head_dim {}", self.head_dim)),
+        };
+        if self.head_dim > 256 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) || !self.rotary_dim.is_multiple_of(2) || self.rotary_dim > self.head_dim {
+            return Some("head layout".into());
+        }
+        let g = self.n_heads / self.n_kv_heads;
+        let slots = 4 * (32 / (self.head_dim / epl));
+        if g > 16 || slots * g * (self.head_dim + 3) * 4 > 46 * 1024 {
+            return Some(format!("{g} query heads per kv head of dim {}", self.head_dim));
+        }
+        if let Some(n) = self.row_lengths.iter().find(|&&n| !(n * self.elem_bytes()).is_multiple_of(16)) {
+            return Some(format!("row length {n} is not a multiple of 16 bytes"));
+        }
+        None
+    }
+
+    fn options(&self, arch: (c_int, c_int)) -> Vec<String> {
+        vec![
+            format!("--gpu-architecture=sm_{}{}", arch.0, arch.1),
+            "-std=c++17".into(),
+            format!("-DDT={}", self.dtype_code().unwrap()),
+            format!("-DHD={}", self.head_dim),
+            format!("-DEPL={}", self.elems_per_lane().unwrap()),
+            format!("-DNQ={}", self.n_heads),
+            format!("-DNKV={}", self.n_kv_heads),
+            format!("-DROT={}", self.rotary_dim),
+            format!("-DQKNORM={}", self.qk_norm as i32),
+            // Tuning knobs for measurements: registers vs occupancy of the batch-1 GEMVs, threads
+            // per GEMV block, weight loads per lane and stage.
+            format!("-DGEMV_B1_BLOCKS={}", knob("RHX_GEMV_B1_BLOCKS", 2)),
+            format!("-DGEMV_THREADS={}", gemv_threads()),
+            format!("-DGEMV_U={}", knob("RHX_GEMV_U", 4)),
+        ]
+    }
+}
+
+fn knob(var: &str, default: u32) -> u32 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Threads per GEMV block (`RHX_GEMV_THREADS`: 128, 256, 512).
+fn gemv_threads() -> u32 {
+    match knob("RHX_GEMV_THREADS", 256) {
+        t @ (128 | 256 | 512) => t,
+        _ => 256,
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Func(Ptr);
+// SAFETY: CUfunction handles are usable from any thread with the context current.
+unsafe impl Send for Func {}
+unsafe impl Sync for Func {}
+
+/// The compiled kernels for one `Spec` on one device.
+pub struct Kernels {
+    device: Device,
+    ordinal: c_int,
+    /// Launch with programmatic dependent launch (compute capability ≥ 9.0, `RHX_PDL` ≠ 0):
+    /// each kernel may start while the previous one drains (the GEMVs request their first
+    /// weights before waiting for their input).
+    pdl: bool,
+    /// Dynamic shared memory a block may use (opt-in maximum), bytes.
+    smem_optin: i64,
+    elem_bytes: i64,
+    rmsnorm: Func,
+    rope_kv: Func,
+    attn: Func,
+    combine: Func,
+    /// `[batch - 1][mode][input staging: global, shared, normalised]`.
+    gemv: Vec<[[Func; 3]; 3]>,
+}
+
+/// Most chunks the attention kernel's merge takes (`MAXCHUNKS` in the source).
+const ATTN_MAX_CHUNKS: i64 = 512;
+
+/// Largest batch the fused decode step takes. Above it the step's libtorch ops (cuBLAS GEMMs,
+/// batched attention GEMMs) are faster (H200, Llama-3.1-8B shape, 4k context: 3240 vs 2868
+/// tok/s at batch 64, 4243 vs 3355 at batch 199), and the GEMVs' registers grow with the rows.
+pub const FUSED_MAX_BATCH: i64 = 8;
+
+/// GEMV epilogue.
+#[derive(Clone, Copy)]
+pub enum GemvMode {
+    /// `y = W·x + bias`.
+    Plain = 0,
+    /// `y = res + round(W·x + bias)`.
+    Residual = 1,
+    /// `W = [gate; up]`: `y = round(silu(round(gate))) · round(up)`.
+    SiluMul = 2,
+}
+
+type Cache = Mutex<HashMap<(Spec, c_int), Result<&'static Kernels, String>>>;
+static COMPILED: OnceLock<Cache> = OnceLock::new();
+
+/// The kernels for `spec` on `device`, compiled on first use (about a second) and kept for the
+/// life of the process; `Err` says why they are not available.
+pub fn get(spec: &Spec, device: Device) -> Result<&'static Kernels, String> {
+    let Device::Cuda(ordinal) = device else { return Err("not a CUDA device".into()) };
+    if let Some(why) = spec.unsupported() {
+        return Err(format!("fused kernels do not cover this shape: {why}"));
+    }
+    let key = (spec.clone(), ordinal as c_int);
+    let mut map = COMPILED.get_or_init(Default::default).lock().unwrap();
+    if let Some(r) = map.get(&key) {
+        return r.clone();
+    }
+    let r = build(spec, device, ordinal as c_int).map(|k| &*Box::leak(Box::new(k)));
+    if let Err(e) = &r {
+        // Once per shape and device: runs stay correct on libtorch ops, only slower.
+        eprintln!("rhx: fused CUDA decode kernels unavailable, decoding on libtorch ops: {e}");
+    }
+    map.insert(key, r.clone());
+    r
+}
+
+fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String> {
+    let a = api()?;
+    super::cuda::shim()?;
+    a.ensure_context(ordinal)?;
+    let (mut major, mut minor) = (0, 0);
+    a.cu(unsafe { (a.device_get_attribute)(&mut major, 75, ordinal) }, "compute capability")?;
+    a.cu(unsafe { (a.device_get_attribute)(&mut minor, 76, ordinal) }, "compute capability")?;
+    let cubin = cached_cubin(a, &spec.options((major, minor)))?;
+    let mut module: Ptr = std::ptr::null_mut();
+    a.cu(unsafe { (a.module_load_data)(&mut module, cubin.as_ptr() as *const c_void) }, "cuModuleLoadData")?;
+    let f = |name: &str| -> Result<Func, String> {
+        let c = CString::new(name).unwrap();
+        let mut p: Ptr = std::ptr::null_mut();
+        a.cu(unsafe { (a.module_get_function)(&mut p, module, c.as_ptr()) }, name)?;
+        Ok(Func(p))
+    };
+    let mut optin = 0;
+    a.cu(unsafe { (a.device_get_attribute)(&mut optin, 97, ordinal) }, "shared memory per block (opt-in)")?;
+    let smem_optin = (optin as i64 - 1024).max(0);
+    let mut gemv = Vec::new();
+    for b in 1..=FUSED_MAX_BATCH {
+        let mut modes = [[Func(std::ptr::null_mut()); 3]; 3];
+        for (m, row) in modes.iter_mut().enumerate() {
+            for (xs, slot) in row.iter_mut().enumerate() {
+                let func = f(&format!("gemv_b{b}_m{m}_x{xs}"))?;
+                if xs > 0 {
+                    // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: the staged input rows.
+                    a.cu(unsafe { (a.func_set_attribute)(func.0, 8, smem_optin as c_int) }, "cuFuncSetAttribute")?;
+                }
+                *slot = func;
+            }
+        }
+        gemv.push(modes);
+    }
+    let pdl = major >= 9 && a.launch_kernel_ex.is_some() && std::env::var("RHX_PDL").map(|v| v != "0").unwrap_or(true);
+    let elem_bytes = spec.elem_bytes() as i64;
+    Ok(Kernels { device, ordinal, pdl, smem_optin, elem_bytes, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, combine: f("attn_combine")?, gemv })
+}
+
+/// The compiled kernels, from a file in the temporary directory named by the hash of the source
+/// and the options when an earlier process compiled them (NVRTC takes seconds per shape).
+fn cached_cubin(a: &Api, options: &[String]) -> Result<Vec<u8>, String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(SOURCE.as_bytes());
+    for o in options {
+        h.update([0u8]);
+        h.update(o.as_bytes());
+    }
+    let hex: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("rhx-kernels-{hex}.cubin"));
+    if let Ok(bin) = std::fs::read(&path) {
+        return Ok(bin);
+    }
+    let bin = a.compile(options)?;
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, &bin).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+    Ok(bin)
+}
+
+/// Kernel arguments, each in an 8-byte slot (the driver reads the argument's size from it).
+struct Args(Vec<u64>);
+
+impl Args {
+    fn new() -> Self {
+        Self(Vec::with_capacity(20))
+    }
+    fn t(mut self, t: &Tensor) -> Self {
+        self.0.push(t.data_ptr() as u64);
+        self
+    }
+    fn opt(mut self, t: Option<&Tensor>) -> Self {
+        self.0.push(t.map(|t| t.data_ptr() as u64).unwrap_or(0));
+        self
+    }
+    fn i32(mut self, v: i64) -> Self {
+        self.0.push(v as i32 as u32 as u64);
+        self
+    }
+    fn i64(mut self, v: i64) -> Self {
+        self.0.push(v as u64);
+        self
+    }
+    fn f32(mut self, v: f64) -> Self {
+        self.0.push((v as f32).to_bits() as u64);
+        self
+    }
+}
+
+fn blocks(n: i64, per: i64) -> u32 {
+    ((n + per - 1) / per) as u32
+}
+
+impl Kernels {
+    fn launch(&self, f: Func, grid: (u32, u32, u32), block: u32, args: Args) {
+        self.launch_smem(f, grid, block, 0, args)
+    }
+
+    fn launch_smem(&self, f: Func, grid: (u32, u32, u32), block: u32, smem: u32, mut args: Args) {
+        let a = api().expect("kernels exist only when the API loaded");
+        let stream = super::cuda::current_stream(self.device).expect("CUDA shim loaded with the kernels");
+        let mut ptrs: Vec<Ptr> = args.0.iter_mut().map(|v| v as *mut u64 as Ptr).collect();
+        let rc = match a.launch_kernel_ex.filter(|_| self.pdl) {
+            Some(ex) => {
+                let mut attr = LaunchAttribute { id: PDL_ATTRIBUTE, pad: [0; 4], value: [0; 64] };
+                attr.value[0] = 1; // programmaticStreamSerializationAllowed = 1
+                let cfg = LaunchConfig { grid: [grid.0, grid.1, grid.2], block: [block, 1, 1], shared_mem_bytes: smem, stream, attrs: &mut attr, num_attrs: 1 };
+                unsafe { ex(&cfg, f.0, ptrs.as_mut_ptr(), std::ptr::null_mut()) }
+            }
+            None => unsafe { (a.launch_kernel)(f.0, grid.0, grid.1, grid.2, block, 1, 1, smem, stream, ptrs.as_mut_ptr(), std::ptr::null_mut()) },
+        };
+        if let Err(e) = a.cu(rc, "cuLaunchKernel") {
+            panic!("fused decode kernel on cuda:{}: {e}", self.ordinal);
+        }
+    }
+
+    /// `out[b] = w · round(x[b] / rms(x[b]))` for `x: [B, d]`.
+    pub fn rmsnorm(&self, x: &Tensor, w: &Tensor, out: &Tensor, eps: f64) {
+        let s = x.size();
+        let (b, d) = (s[0], s[1]);
+        self.launch(self.rmsnorm, (b as u32, 1, 1), 256.min(((d + 31) / 32 * 32) as u32), Args::new().t(x).t(w).t(out).i32(d).f32(eps));
+    }
+
+    /// `y: [B, N]` from `x: [B, K]` and `w: [N, K]` (`[2N, K]` for `SiluMul`), `B ≤ FUSED_MAX_BATCH`;
+    /// with `norm = Some((weight, eps))` the GEMV reads RMSNorm(x) (see [`Kernels::can_norm`]).
+    pub fn gemv(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, mode: GemvMode, norm: Option<(&Tensor, f64)>) {
+        let (b, k) = (x.size()[0], x.size()[1]);
+        let n = y.size()[1];
+        let res = matches!(mode, GemvMode::Residual).then_some(y);
+        let staged = b * k * self.elem_bytes <= self.smem_optin;
+        assert!(staged || norm.is_none(), "normalising GEMV over rows that do not fit in shared memory");
+        let xs = if norm.is_some() { 2 } else { staged as usize };
+        let f = self.gemv[(b - 1) as usize][mode as usize][xs];
+        let smem = if xs > 0 { (b * k * self.elem_bytes) as u32 } else { 0 };
+        let args = Args::new().t(x).t(w).opt(bias).t(y).opt(res).i32(n).i32(k).opt(norm.map(|p| p.0)).f32(norm.map(|p| p.1).unwrap_or(0.0));
+        // One warp per two output rows (per gate/up pair for SiluMul), eight warps per block.
+        let warps = if matches!(mode, GemvMode::SiluMul) { n } else { (n + 1) / 2 };
+        let threads = gemv_threads();
+        self.launch_smem(f, (blocks(warps * 32, threads as i64), 1, 1), threads, smem, args);
+    }
+
+    /// Whether a GEMV over `batch` rows of `k` can normalise its input itself (the rows fit in
+    /// a block's shared memory).
+    pub fn can_norm(&self, batch: i64, k: i64) -> bool {
+        batch <= FUSED_MAX_BATCH && batch * k * self.elem_bytes <= self.smem_optin
+    }
+
+    /// RoPE (+ q/k norm, + uniform-attention mask) on `qkv: [B, (Hq + 2 Hkv) · hd]`; rotated
+    /// queries into `q: [B, Hq · hd]`, the new key and value into the caches at `*col`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_kv(&self, qkv: &Tensor, pos: &Tensor, inv_freq: &Tensor, attn_scale: f64, qk_norm: Option<(&Tensor, &Tensor)>, eps: f64, keep: Option<&Tensor>, q: &Tensor, kc: &Tensor, vc: &Tensor, col: &Tensor, heads: (i64, i64, i64)) {
+        let (nq, nkv, hd) = heads;
+        let b = qkv.size()[0];
+        let cap = kc.size()[2];
+        let args = Args::new().t(qkv).t(pos).t(inv_freq).f32(attn_scale).opt(qk_norm.map(|p| p.0)).opt(qk_norm.map(|p| p.1)).f32(eps).opt(keep).t(q).t(kc).t(vc).i64(cap).t(col);
+        self.launch(self.rope_kv, (b as u32, (nq + 2 * nkv) as u32, 1), ((hd + 31) / 32 * 32) as u32, args);
+    }
+
+    /// Decode attention with the argmax capture for one layer (see the kernels' comments): the
+    /// chunks' partials, then their merge into `out` (`[B, Hq · hd]`), `argmax` and `weight`
+    /// (`[B, Hq]`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(&self, q: &Tensor, kc: &Tensor, vc: &Tensor, col: &Tensor, key_ok: &Tensor, chunks: (i64, i64), scale: f64, keep: Option<&Tensor>, zero_out: bool, partials: &Tensor, out: &Tensor, argmax: &Tensor, weight: &Tensor) {
+        let s = kc.size();
+        let (b, nkv, cap, hd) = (s[0], s[1], s[2], s[3]);
+        let nq = argmax.size()[1];
+        let (chunk, n) = chunks;
+        self.launch(self.attn, (n as u32, nkv as u32, b as u32), 256, Args::new().t(q).t(kc).t(vc).i64(cap).t(col).t(key_ok).i32(chunk).i32(n).f32(scale).t(partials));
+        let args = Args::new().t(partials).i32(n).opt(keep).i32(zero_out as i64).t(out).t(argmax).t(weight);
+        self.launch(self.combine, (nq as u32, b as u32, 1), (((hd + 31) / 32) * 32).clamp(64, 256) as u32, args);
+    }
+}
+
+/// Scratch of the attention kernel: `[B · Hq · chunks · (hd + 3)]` f32 chunk partials.
+pub fn attention_partials(batch: i64, heads: i64, head_dim: i64, chunks: i64, device: Device) -> Tensor {
+    Tensor::empty([batch * heads * chunks * (head_dim + 3)], (Kind::Float, device))
+}
+
+/// Columns per chunk and chunk count for the attention kernel: about two blocks per SM of an
+/// H100/H200 (132 SMs) in all, chunks of 128 to 1024 columns (a block walks 64 per
+/// iteration; more chunks make the merge longer), at most `ATTN_MAX_CHUNKS` chunks.
+pub fn attention_chunks(capacity: i64, batch: i64, kv_heads: i64) -> (i64, i64) {
+    let want = (264 + batch * kv_heads - 1) / (batch * kv_heads);
+    let chunk = ((capacity + want - 1) / want).clamp(128, 1024).max((capacity + ATTN_MAX_CHUNKS - 1) / ATTN_MAX_CHUNKS);
+    let chunk = (chunk + 63) / 64 * 64;
+    (chunk, (capacity + chunk - 1) / chunk)
+}
