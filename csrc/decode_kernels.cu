@@ -75,8 +75,17 @@ __device__ __forceinline__ uint4 ld_stream(const T* p) {
 // Programmatic dependent launch (Hopper): a kernel launched with the PDL attribute may start
 // while the previous one finishes; it must wait before reading what that one wrote. Both are
 // no-ops when the kernel was launched without the attribute.
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void pdl_launch_next() { asm volatile("griddepcontrol.launch_dependents;" :::); }
+// (Hopper and later; older GPUs compile them away and are launched without the attribute.)
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_next() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

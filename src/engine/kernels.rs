@@ -21,6 +21,7 @@ type CuResult = c_int;
 type NvrtcResult = c_int;
 type Ptr = *mut c_void;
 
+/// The CUDA driver entry points used to load and launch the kernels.
 struct Api {
     module_load_data: unsafe extern "C" fn(*mut Ptr, *const c_void) -> CuResult,
     module_get_function: unsafe extern "C" fn(*mut Ptr, Ptr, *const c_char) -> CuResult,
@@ -32,6 +33,10 @@ struct Api {
     ctx_set_current: unsafe extern "C" fn(Ptr) -> CuResult,
     primary_ctx_retain: unsafe extern "C" fn(*mut Ptr, c_int) -> CuResult,
     device_get_attribute: unsafe extern "C" fn(*mut c_int, c_int, c_int) -> CuResult,
+}
+
+/// The NVRTC entry points (no GPU needed: the CPU-only tests compile the source with them).
+struct Nvrtc {
     create_program: unsafe extern "C" fn(*mut Ptr, *const c_char, *const c_char, c_int, *const *const c_char, *const *const c_char) -> NvrtcResult,
     compile_program: unsafe extern "C" fn(Ptr, c_int, *const *const c_char) -> NvrtcResult,
     program_log_size: unsafe extern "C" fn(Ptr, *mut usize) -> NvrtcResult,
@@ -39,17 +44,31 @@ struct Api {
     cubin_size: unsafe extern "C" fn(Ptr, *mut usize) -> NvrtcResult,
     cubin: unsafe extern "C" fn(Ptr, *mut c_char) -> NvrtcResult,
     destroy_program: unsafe extern "C" fn(*mut Ptr) -> NvrtcResult,
-    nvrtc_error_string: unsafe extern "C" fn(NvrtcResult) -> *const c_char,
+    error_string: unsafe extern "C" fn(NvrtcResult) -> *const c_char,
 }
 
 // SAFETY: plain C function pointers into libraries that stay loaded.
 unsafe impl Send for Api {}
 unsafe impl Sync for Api {}
+unsafe impl Send for Nvrtc {}
+unsafe impl Sync for Nvrtc {}
 
 static API: OnceLock<Result<Api, String>> = OnceLock::new();
+static NVRTC: OnceLock<Result<Nvrtc, String>> = OnceLock::new();
 
 fn api() -> Result<&'static Api, String> {
     API.get_or_init(load_api).as_ref().map_err(Clone::clone)
+}
+
+fn nvrtc() -> Result<&'static Nvrtc, String> {
+    NVRTC.get_or_init(load_nvrtc).as_ref().map_err(Clone::clone)
+}
+
+// SAFETY (for every use): the signatures follow cuda.h and nvrtc.h.
+macro_rules! sym {
+    ($lib:expr, $name:literal) => {
+        *unsafe { $lib.get($name) }.map_err(|e| format!("{}: {e}", String::from_utf8_lossy($name)))?
+    };
 }
 
 fn open(path: &str, global: bool) -> Result<libloading::os::unix::Library, String> {
@@ -102,13 +121,6 @@ fn open_nvrtc() -> Result<libloading::os::unix::Library, String> {
 fn load_api() -> Result<Api, String> {
     super::device::cuda_status()?;
     let cuda = open("libcuda.so.1", false)?;
-    let nvrtc = open_nvrtc()?;
-    macro_rules! sym {
-        ($lib:expr, $name:literal) => {
-            // SAFETY: the signatures follow cuda.h and nvrtc.h.
-            *unsafe { $lib.get($name) }.map_err(|e| format!("{}: {e}", String::from_utf8_lossy($name)))?
-        };
-    }
     let api = Api {
         module_load_data: sym!(cuda, b"cuModuleLoadData\0"),
         module_get_function: sym!(cuda, b"cuModuleGetFunction\0"),
@@ -121,18 +133,25 @@ fn load_api() -> Result<Api, String> {
         ctx_set_current: sym!(cuda, b"cuCtxSetCurrent\0"),
         primary_ctx_retain: sym!(cuda, b"cuDevicePrimaryCtxRetain\0"),
         device_get_attribute: sym!(cuda, b"cuDeviceGetAttribute\0"),
-        create_program: sym!(nvrtc, b"nvrtcCreateProgram\0"),
-        compile_program: sym!(nvrtc, b"nvrtcCompileProgram\0"),
-        program_log_size: sym!(nvrtc, b"nvrtcGetProgramLogSize\0"),
-        program_log: sym!(nvrtc, b"nvrtcGetProgramLog\0"),
-        cubin_size: sym!(nvrtc, b"nvrtcGetCUBINSize\0"),
-        cubin: sym!(nvrtc, b"nvrtcGetCUBIN\0"),
-        destroy_program: sym!(nvrtc, b"nvrtcDestroyProgram\0"),
-        nvrtc_error_string: sym!(nvrtc, b"nvrtcGetErrorString\0"),
     };
     std::mem::forget(cuda);
-    std::mem::forget(nvrtc);
     Ok(api)
+}
+
+fn load_nvrtc() -> Result<Nvrtc, String> {
+    let lib = open_nvrtc()?;
+    let n = Nvrtc {
+        create_program: sym!(lib, b"nvrtcCreateProgram\0"),
+        compile_program: sym!(lib, b"nvrtcCompileProgram\0"),
+        program_log_size: sym!(lib, b"nvrtcGetProgramLogSize\0"),
+        program_log: sym!(lib, b"nvrtcGetProgramLog\0"),
+        cubin_size: sym!(lib, b"nvrtcGetCUBINSize\0"),
+        cubin: sym!(lib, b"nvrtcGetCUBIN\0"),
+        destroy_program: sym!(lib, b"nvrtcDestroyProgram\0"),
+        error_string: sym!(lib, b"nvrtcGetErrorString\0"),
+    };
+    std::mem::forget(lib);
+    Ok(n)
 }
 
 impl Api {
@@ -146,14 +165,6 @@ impl Api {
         Err(format!("{what}: CUDA error {rc} {msg}"))
     }
 
-    fn nv(&self, rc: NvrtcResult, what: &str) -> Result<(), String> {
-        if rc == 0 {
-            return Ok(());
-        }
-        let msg = unsafe { CStr::from_ptr((self.nvrtc_error_string)(rc)) }.to_string_lossy().into_owned();
-        Err(format!("{what}: {msg}"))
-    }
-
     /// Makes the device's primary context (the one libtorch uses) current on this thread.
     fn ensure_context(&self, ordinal: c_int) -> Result<(), String> {
         let mut ctx: Ptr = std::ptr::null_mut();
@@ -163,6 +174,16 @@ impl Api {
             self.cu(unsafe { (self.ctx_set_current)(ctx) }, "cuCtxSetCurrent")?;
         }
         Ok(())
+    }
+}
+
+impl Nvrtc {
+    fn nv(&self, rc: NvrtcResult, what: &str) -> Result<(), String> {
+        if rc == 0 {
+            return Ok(());
+        }
+        let msg = unsafe { CStr::from_ptr((self.error_string)(rc)) }.to_string_lossy().into_owned();
+        Err(format!("{what}: {msg}"))
     }
 
     fn compile(&self, options: &[String]) -> Result<Vec<u8>, String> {
@@ -388,7 +409,7 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     let (mut major, mut minor) = (0, 0);
     a.cu(unsafe { (a.device_get_attribute)(&mut major, 75, ordinal) }, "compute capability")?;
     a.cu(unsafe { (a.device_get_attribute)(&mut minor, 76, ordinal) }, "compute capability")?;
-    let cubin = cached_cubin(a, &spec.options((major, minor)))?;
+    let cubin = cached_cubin(&spec.options((major, minor)))?;
     let mut module: Ptr = std::ptr::null_mut();
     a.cu(unsafe { (a.module_load_data)(&mut module, cubin.as_ptr() as *const c_void) }, "cuModuleLoadData")?;
     let f = |name: &str| -> Result<Func, String> {
@@ -422,7 +443,7 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
 
 /// The compiled kernels, from a file in the temporary directory named by the hash of the source
 /// and the options when an earlier process compiled them (NVRTC takes seconds per shape).
-fn cached_cubin(a: &Api, options: &[String]) -> Result<Vec<u8>, String> {
+fn cached_cubin(options: &[String]) -> Result<Vec<u8>, String> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(SOURCE.as_bytes());
@@ -435,12 +456,21 @@ fn cached_cubin(a: &Api, options: &[String]) -> Result<Vec<u8>, String> {
     if let Ok(bin) = std::fs::read(&path) {
         return Ok(bin);
     }
-    let bin = a.compile(options)?;
+    let bin = nvrtc()?.compile(options)?;
     let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     if std::fs::write(&tmp, &bin).is_ok() {
         let _ = std::fs::rename(&tmp, &path);
     }
     Ok(bin)
+}
+
+/// Compiles the kernels for `spec` and compute capability `arch` without a GPU (NVRTC only) and
+/// returns the size of the machine code: what the CPU-only tests use to check the CUDA source.
+pub fn compile_check(spec: &Spec, arch: (i32, i32)) -> Result<usize, String> {
+    if let Some(why) = spec.unsupported() {
+        return Err(format!("fused kernels do not cover this shape: {why}"));
+    }
+    nvrtc()?.compile(&spec.options(arch)).map(|b| b.len())
 }
 
 /// Kernel arguments, each in an 8-byte slot (the driver reads the argument's size from it).
