@@ -20,13 +20,19 @@ fn main() {
             println!("cargo:rerun-if-changed=.git/{r}");
         }
     }
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git").args(args).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let mut commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_default();
+    // A build from a tree with uncommitted changes to tracked files says so (`<commit>-dirty`):
+    // reports and artifacts must not claim sources they were not built from. Rerun when the
+    // sources or the index change, so the mark follows the tree.
+    for dir in ["src", "csrc", "grammar", "Cargo.toml", "Cargo.lock", ".git/index"] {
+        println!("cargo:rerun-if-changed={dir}");
+    }
+    if !commit.is_empty() && git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty()) {
+        commit.push_str("-dirty");
+    }
     println!("cargo:rustc-env=RHX_GIT_COMMIT={commit}");
     build_cuda_shim();
 }
@@ -74,11 +80,22 @@ fn build_cuda_shim() {
         cmd.arg(format!("-I{}", d.display()));
     }
     cmd.arg("csrc/cuda_shim.cpp").arg("-o").arg(&out);
-    match cmd.status() {
-        Ok(s) if s.success() => {
-            println!("cargo:rustc-cfg=rhx_cuda_shim");
-            println!("cargo:rustc-env=RHX_CUDA_SHIM_PATH={}", out.display());
+    // The build script reruns on every source change (for the dirty mark above); recompile the
+    // shim only when its source or the compiler command changed.
+    let stamp = out.with_extension("stamp");
+    let want = format!("{cmd:?}\n{}", std::fs::read_to_string("csrc/cuda_shim.cpp").unwrap_or_default());
+    let fresh = out.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == want);
+    match if fresh { Ok(None) } else { cmd.status().map(Some) } {
+        Ok(None) => {}
+        Ok(Some(s)) if s.success() => {
+            let _ = std::fs::write(&stamp, &want);
         }
-        other => println!("cargo:warning=compiling csrc/cuda_shim.cpp with {cxx} failed ({other:?}): building without the CUDA shim"),
+        other => {
+            let _ = std::fs::remove_file(&stamp);
+            println!("cargo:warning=compiling csrc/cuda_shim.cpp with {cxx} failed ({other:?}): building without the CUDA shim");
+            return;
+        }
     }
+    println!("cargo:rustc-cfg=rhx_cuda_shim");
+    println!("cargo:rustc-env=RHX_CUDA_SHIM_PATH={}", out.display());
 }
