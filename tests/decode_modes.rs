@@ -200,15 +200,20 @@ fn prefill_in_row_slices_equals_one_call() {
     same(&whole, &sliced, "prefill slices");
 }
 
+/// `cuda:0` when `RHX_TEST_DEVICE=cuda` (the GPU machine), else `None` and a note (CI, CPU).
+fn cuda_or_skip() -> Option<Device> {
+    if std::env::var("RHX_TEST_DEVICE").as_deref() != Ok("cuda") {
+        eprintln!("skipped: set RHX_TEST_DEVICE=cuda");
+        return None;
+    }
+    Some(rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA"))
+}
+
 /// `RHX_TEST_DEVICE=cuda`: on the GPU in f32, the CUDA-graph loop (and the static loop) give the
 /// eager loop's tokens and captures, with and without early stops. Skipped on the CPU.
 #[test]
 fn graph_decode_equals_eager_on_cuda() {
-    if std::env::var("RHX_TEST_DEVICE").as_deref() != Ok("cuda") {
-        eprintln!("skipped: set RHX_TEST_DEVICE=cuda");
-        return;
-    }
-    let device = rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA");
+    let Some(device) = cuda_or_skip() else { return };
     for arch in ["llama3", "qwen3"] {
         let (cfg, w) = weights::load_hf_dir(&fixture_dir(arch)).unwrap();
         let m = Model::new(cfg, w, device, Kind::Float).unwrap();
@@ -244,11 +249,7 @@ fn graph_decode_equals_eager_on_cuda() {
 /// policies; early stops; long prompts (many attention chunks). Skipped on the CPU.
 #[test]
 fn fused_kernels_equal_eager_on_cuda() {
-    if std::env::var("RHX_TEST_DEVICE").as_deref() != Ok("cuda") {
-        eprintln!("skipped: set RHX_TEST_DEVICE=cuda");
-        return;
-    }
-    let device = rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA");
+    let Some(device) = cuda_or_skip() else { return };
     let fused = |m: &Model, ps: &[Prompt], opts: &GenerateOptions, policy: Option<&mut dyn StepPolicy>| -> Vec<Generation> {
         let eng = EngineOptions { decode: DecodeMode::Graph, fused_kernels: true, ..Default::default() };
         let (g, stats) = generate_with(m, ps, opts, &eng, policy, |_| {}).unwrap();
@@ -259,7 +260,7 @@ fn fused_kernels_equal_eager_on_cuda() {
     for arch in ["llama3", "qwen3", "llama2"] {
         let (cfg, w) = weights::load_hf_dir(&fixture_dir(arch)).unwrap();
         let m = Model::new(cfg, w, device, Kind::Float).unwrap();
-        m.fused_kernels().expect("the kernels cover the tiny models");
+        m.fused_kernels(&Default::default()).expect("the kernels cover the tiny models");
         let mut ps = prompts();
         ps[2].hidden_spans = vec![3..9];
         let many: Vec<Prompt> = (0..11).map(|k| Prompt { ids: (0..(5 + 3 * k)).map(|i| ((i * 29 + k * 13 + 2) % 250) as u32).collect(), ..Default::default() }).collect();

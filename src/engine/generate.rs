@@ -687,11 +687,7 @@ fn decode_static(
     if eng.fused_kernels && device.is_cuda() {
         // Compiled here, before any graph capture (NVRTC and module loading must not run
         // while a stream is capturing).
-        let why = if setup.capture.top_k > 0 || setup.capture.spans.is_some() {
-            Err("top-k and span-mass captures run on libtorch ops".to_string())
-        } else {
-            model.fused_kernels().map(|_| ())
-        };
+        let why = model.fused_kernels(&setup.capture).map(|_| ());
         st.fused = why.is_ok();
         stats.fused_unavailable = why.err().or_else(|| (b0 > super::kernels::FUSED_MAX_BATCH).then(|| format!("batches of more than {} rows run on libtorch ops", super::kernels::FUSED_MAX_BATCH)));
     }

@@ -334,8 +334,8 @@ impl Model {
     /// (extra masked columns contribute exact zeros).
     pub fn decode_step(&self, st: &DecodeState, cache: &mut KvCache, cap: &CaptureRequest) -> StepOutput {
         let _guard = tch::no_grad_guard();
-        if st.fused && st.ids.size()[0] <= kernels::FUSED_MAX_BATCH && cap.top_k == 0 && cap.spans.is_none() {
-            if let Ok(k) = self.fused_kernels() {
+        if st.fused && st.ids.size()[0] <= kernels::FUSED_MAX_BATCH {
+            if let Ok(k) = self.fused_kernels(cap) {
                 return self.decode_step_fused(k, st, cache, cap);
             }
         }
@@ -434,18 +434,7 @@ impl Model {
         let normed = self.rms_norm(&x, &self.norm);
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         let logits = normed.select(1, 0).linear::<Tensor>(head, None).to_kind(Kind::Float);
-        let hidden = cap
-            .hidden
-            .iter()
-            .map(|site| match site {
-                HiddenSite::Final => normed.select(1, 0).to_kind(Kind::Float),
-                HiddenSite::Layer(l) => hidden_layers.iter().find(|(li, _)| li == l).map(|(_, t)| t.shallow_clone()).expect("layer index checked by caller"),
-            })
-            .collect();
-        let tokens = greedy_tokens(&logits);
-        st.ids.shallow_clone().copy_(&tokens.view([b, 1]));
-        let _ = st.pos.shallow_clone().g_add_scalar_(1);
-        let _ = st.col.shallow_clone().g_add_scalar_(1);
+        let (hidden, tokens) = finish_step(st, cap, &logits, Some(&normed.select(1, 0)), &hidden_layers);
         let stack = |v: Vec<Tensor>| if v.is_empty() { None } else { Some(Tensor::stack(&v, 0)) };
         StepOutput {
             logits,
@@ -458,11 +447,15 @@ impl Model {
         }
     }
 
-    /// The fused CUDA decode kernels for this model (compiled on first call), or why they do
-    /// not apply: CPU, LongRoPE, an unsupported shape or dtype, no NVRTC.
-    pub fn fused_kernels(&self) -> Result<&'static Kernels, String> {
+    /// The fused CUDA decode kernels for this model and capture (compiled on first call), or why
+    /// they do not apply: CPU, a top-k or span-mass capture, LongRoPE, an unsupported shape or
+    /// dtype, no NVRTC. (Batches above `kernels::FUSED_MAX_BATCH` rows are checked per step.)
+    pub fn fused_kernels(&self, cap: &CaptureRequest) -> Result<&'static Kernels, String> {
         if !self.device.is_cuda() {
             return Err("fused kernels run on CUDA only".into());
+        }
+        if cap.top_k > 0 || cap.spans.is_some() {
+            return Err("top-k and span-mass captures run on libtorch ops".into());
         }
         if self.rope.long_switch().is_some() {
             return Err("fused kernels have no LongRoPE regime switch".into());
@@ -551,18 +544,7 @@ impl Model {
             Some(n) => k.gemv(n, head, None, &logits, GemvMode::Plain, None),
         }
         let logits = logits.to_kind(Kind::Float);
-        let hidden = cap
-            .hidden
-            .iter()
-            .map(|site| match site {
-                HiddenSite::Final => normed.as_ref().expect("normalised when the final hidden state is captured").to_kind(Kind::Float),
-                HiddenSite::Layer(l) => hidden_layers.iter().find(|(li, _)| li == l).map(|(_, t)| t.shallow_clone()).expect("layer index checked by caller"),
-            })
-            .collect();
-        let tokens = greedy_tokens(&logits);
-        st.ids.shallow_clone().copy_(&tokens.view([b, 1]));
-        let _ = st.pos.shallow_clone().g_add_scalar_(1);
-        let _ = st.col.shallow_clone().g_add_scalar_(1);
+        let (hidden, tokens) = finish_step(st, cap, &logits, normed.as_ref(), &hidden_layers);
         StepOutput {
             logits,
             argmax: cap.argmax.then(|| argmax.shallow_clone()),
@@ -679,6 +661,25 @@ impl Model {
             tokens: None,
         }
     }
+}
+
+/// The end of a decode step (libtorch or fused): the requested hidden states (`final_hidden` =
+/// the normalised last position `[B, D]`, present when `HiddenSite::Final` is requested), the
+/// greedy tokens written into `st.ids`, and `st.pos` / `st.col` advanced in place.
+fn finish_step(st: &DecodeState, cap: &CaptureRequest, logits: &Tensor, final_hidden: Option<&Tensor>, hidden_layers: &[(usize, Tensor)]) -> (Vec<Tensor>, Tensor) {
+    let hidden = cap
+        .hidden
+        .iter()
+        .map(|site| match site {
+            HiddenSite::Final => final_hidden.expect("normalised when the final hidden state is captured").to_kind(Kind::Float),
+            HiddenSite::Layer(l) => hidden_layers.iter().find(|(li, _)| li == l).map(|(_, t)| t.shallow_clone()).expect("layer index checked by caller"),
+        })
+        .collect();
+    let tokens = greedy_tokens(logits);
+    st.ids.shallow_clone().copy_(&tokens.view([-1, 1]));
+    let _ = st.pos.shallow_clone().g_add_scalar_(1);
+    let _ = st.col.shallow_clone().g_add_scalar_(1);
+    (hidden, tokens)
 }
 
 /// Argmax over the vocabulary (lowest index among equal maxima). On the GPU in two stages,
