@@ -76,6 +76,10 @@ __device__ __forceinline__ uint4 ld_stream(const T* p) {
 // while the previous one finishes; it must wait before reading what that one wrote. Both are
 // no-ops when the kernel was launched without the attribute.
 // (Hopper and later; older GPUs compile them away and are launched without the attribute.)
+// Only weights (and other buffers no kernel of the step writes) are `const __restrict__`: the
+// compiler reads those through the non-coherent path (ld.global.nc), which may be scheduled
+// before the wait — for an activation written by the previous kernel that read stale values
+// (measured: the merge kernel's chunk partials, 9000-token prompts, tokens differed from eager).
 __device__ __forceinline__ void pdl_wait() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -111,7 +115,7 @@ __device__ float block_sum(float v) {
 }
 
 // HF RMSNorm: normalise in f32, round, scale by the weight (one row of `d` per block).
-extern "C" __global__ void rmsnorm(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out, int d, float eps) {
+extern "C" __global__ void rmsnorm(const T* x, const T* __restrict__ w, T* __restrict__ out, int d, float eps) {
   pdl_launch_next();
   pdl_wait();
   const T* xr = x + (size_t)blockIdx.x * d;
@@ -153,16 +157,22 @@ __device__ __forceinline__ uint4 pack(const float* f) {
 // computed by every block into shared memory — the norm costs no launch of its own. MODE 0: y = W·h + bias. MODE 1: y = res + round(W·h + bias) (y may be res).
 // MODE 2: W holds [gate; up] (2N rows), y = round(silu(round(gate))) · round(up), as
 // `gate.silu() * up` rounds.
-template <int B, int MODE, int XS>
-__device__ __forceinline__ void gemv(const T* __restrict__ x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K,
+// S > 1 splits K: S adjacent warps of a block share a row pair, each reading K / S of it, and the
+// first of them adds the others' sums (in warp order) — finer work for GEMVs whose rows would
+// fill only 1–1.5 waves of the GPU (batch 1).
+template <int B, int MODE, int XS, int S>
+__device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K,
                                      const T* __restrict__ nw, float eps) {
   constexpr int R = 2;  // rows per warp: gate and up (MODE 2), else two adjacent output rows
   constexpr int U = GEMV_U;
   constexpr int STEP = 32 * VEC * U;
   extern __shared__ uint4 xs_raw[];
   T* xs = reinterpret_cast<T*>(xs_raw);
-  const int warp_id = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5);
+  constexpr int WPB = GEMV_THREADS / 32;
+  const int wib = threadIdx.x >> 5, ks = wib % S;
+  const int warp_id = (int)((blockIdx.x * WPB + wib) / S);
   const int lane = threadIdx.x & 31;
+  const int KS = K / S;  // this warp's slice of each row: [ks·KS, (ks+1)·KS)
   int row[R];
   bool live[R];
   if (MODE == 2) {
@@ -179,13 +189,13 @@ __device__ __forceinline__ void gemv(const T* __restrict__ x, const T* __restric
   const bool active = live[0];
   const T* wr[R];
 #pragma unroll
-  for (int r = 0; r < R; r++) wr[r] = W + (size_t)(live[r] ? row[r] : 0) * K;
+  for (int r = 0; r < R; r++) wr[r] = W + (size_t)(live[r] ? row[r] : 0) * K + (size_t)ks * KS;
   uint4 wv[R][U];
 #pragma unroll
   for (int u = 0; u < U; u++) {
     const int k = lane * VEC + u * 32 * VEC;
 #pragma unroll
-    for (int r = 0; r < R; r++) wv[r][u] = (live[r] && k < K) ? ld_stream(wr[r] + k) : make_uint4(0u, 0u, 0u, 0u);
+    for (int r = 0; r < R; r++) wv[r][u] = (live[r] && k < KS) ? ld_stream(wr[r] + k) : make_uint4(0u, 0u, 0u, 0u);
   }
   pdl_launch_next();
   pdl_wait();
@@ -235,31 +245,31 @@ __device__ __forceinline__ void gemv(const T* __restrict__ x, const T* __restric
     }
     __syncthreads();
   }
-  if (!active) return;
-  const T* xin = XS ? xs : x;
+  if (S == 1 && !active) return;
+  const T* xin = (XS ? xs : x) + (size_t)ks * KS;
   float acc[R][B];
 #pragma unroll
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int b = 0; b < B; b++) acc[r][b] = 0.f;
-  for (int k0 = lane * VEC; k0 < K; k0 += STEP) {
+  for (int k0 = lane * VEC; k0 < (active ? KS : 0); k0 += STEP) {
     uint4 cur[R][U];
 #pragma unroll
     for (int u = 0; u < U; u++)
 #pragma unroll
       for (int r = 0; r < R; r++) cur[r][u] = wv[r][u];
-    if (k0 + STEP < K) {
+    if (k0 + STEP < KS) {
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int k = k0 + STEP + u * 32 * VEC;
 #pragma unroll
-        for (int r = 0; r < R; r++) wv[r][u] = (live[r] && k < K) ? ld_stream(wr[r] + k) : make_uint4(0u, 0u, 0u, 0u);
+        for (int r = 0; r < R; r++) wv[r][u] = (live[r] && k < KS) ? ld_stream(wr[r] + k) : make_uint4(0u, 0u, 0u, 0u);
       }
     }
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int k = k0 + u * 32 * VEC;
-      if (k < K) {
+      if (k < KS) {
         float wf[R][VEC];
 #pragma unroll
         for (int r = 0; r < R; r++) unpack(cur[r][u], wf[r]);
@@ -279,6 +289,22 @@ __device__ __forceinline__ void gemv(const T* __restrict__ x, const T* __restric
   for (int r = 0; r < R; r++)
 #pragma unroll
     for (int b = 0; b < B; b++) acc[r][b] = warp_sum(acc[r][b]);
+  if (S > 1) {
+    __shared__ float part[WPB][R][B];
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int b = 0; b < B; b++) part[wib][r][b] = acc[r][b];
+    __syncthreads();
+    if (ks != 0 || !active) return;
+#pragma unroll
+    for (int j = 1; j < S; j++)
+#pragma unroll
+      for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int b = 0; b < B; b++) acc[r][b] += part[wib + j][r][b];
+  }
   if (lane < B) {
     // Each of the first B lanes writes one batch row (registers are indexed statically).
 #pragma unroll
@@ -305,14 +331,17 @@ __device__ __forceinline__ void gemv(const T* __restrict__ x, const T* __restric
 }
 
 // Entry points gemv_b{B}_m{MODE}_x{XS}.
-#define GEMV_ENTRY(B, MODE, XS)                                                                                                  \
-  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, (B == 1 ? GEMV_B1_BLOCKS : 1)) gemv_b##B##_m##MODE##_x##XS(                                       \
-      const T* __restrict__ x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K, const T* nw, \
+#define GEMV_ENTRY(B, MODE, XS, S)                                                                                                  \
+  extern "C" __global__ void __launch_bounds__(GEMV_THREADS, (B == 1 ? GEMV_B1_BLOCKS : 1)) gemv_b##B##_m##MODE##_x##XS##_s##S(                                       \
+      const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K, const T* nw, \
       float eps) {                                                                                                                 \
-    gemv<B, MODE, XS>(x, W, bias, y, res, N, K, nw, eps);                                                                         \
+    gemv<B, MODE, XS, S>(x, W, bias, y, res, N, K, nw, eps);                                                                         \
   }
-#define GEMV_XS(B, MODE) GEMV_ENTRY(B, MODE, 0) GEMV_ENTRY(B, MODE, 1) GEMV_ENTRY(B, MODE, 2)
-#define GEMV_MODES(B) GEMV_XS(B, 0) GEMV_XS(B, 1) GEMV_XS(B, 2)
+#define GEMV_XS(B, MODE, S) GEMV_ENTRY(B, MODE, 0, S) GEMV_ENTRY(B, MODE, 1, S) GEMV_ENTRY(B, MODE, 2, S)
+#define GEMV_MODES(B) GEMV_XS(B, 0, 1) GEMV_XS(B, 1, 1) GEMV_XS(B, 2, 1)
+// K split in two at batch 1 (q|k|v, o and down: 1–1.5 waves of row pairs otherwise).
+GEMV_XS(1, 0, 2)
+GEMV_XS(1, 1, 2)
 GEMV_MODES(1)
 GEMV_MODES(2)
 GEMV_MODES(3)
@@ -326,10 +355,10 @@ GEMV_MODES(8)
 // it, the uniform-attention head mask on q, and the new key and value written into the cache
 // at the device-side column. Grid (B, NQ + 2·NKV), one thread per head-dim element (the block
 // is rounded up to whole warps).
-extern "C" __global__ void rope_kv(const T* __restrict__ qkv, const long long* __restrict__ pos, const float* __restrict__ inv_freq,
+extern "C" __global__ void rope_kv(const T* qkv, const long long* pos, const float* __restrict__ inv_freq,
                                    float attn_scale, const T* __restrict__ qn_w, const T* __restrict__ kn_w, float eps,
-                                   const T* __restrict__ keep, T* __restrict__ qout, T* __restrict__ kc, T* __restrict__ vc,
-                                   long long cap, const long long* __restrict__ col) {
+                                   const T* keep, T* __restrict__ qout, T* __restrict__ kc, T* __restrict__ vc,
+                                   long long cap, const long long* col) {
   pdl_launch_next();
   pdl_wait();
   const int b = blockIdx.x, hh = blockIdx.y, e = threadIdx.x;
@@ -370,6 +399,9 @@ extern "C" __global__ void rope_kv(const T* __restrict__ qkv, const long long* _
 }
 
 #define NW 8
+#ifndef ATTN_BLOCKS
+#define ATTN_BLOCKS 2  // blocks per SM the attention kernel's registers aim at
+#endif
 #define AU 4
 #define LPC (HD / EPL)
 #define CPW (32 / LPC)
@@ -411,9 +443,9 @@ typedef Cond<EPL == VEC, RowV, RowS>::t Row;
 // Σ p·v, argmax) per query head and chunk; attn_combine merges the chunks. Scores are rounded as HF eager rounds them (q·kᵀ in the
 // activation dtype, then × scale in that dtype); the softmax runs in f32. Visible columns:
 // ≤ *col and key_ok. Ties of the argmax go to the lowest column.
-extern "C" __global__ void __launch_bounds__(NW * 32, 2) attn_decode(
-    const T* __restrict__ q, const T* __restrict__ kc, const T* __restrict__ vc, long long cap, const long long* __restrict__ col,
-    const unsigned char* __restrict__ key_ok, int chunk, int nchunks, float scale, float* __restrict__ part) {
+extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(
+    const T* q, const T* kc, const T* vc, long long cap, const long long* col,
+    const unsigned char* key_ok, int chunk, int nchunks, float scale, float* __restrict__ part) {
   pdl_launch_next();
   pdl_wait();
   const int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
@@ -552,37 +584,59 @@ extern "C" __global__ void __launch_bounds__(NW * 32, 2) attn_decode(
   }
 }
 
-// Merges the chunk partials of attn_decode for one (query head, sequence) per block, one thread
-// per head-dim element: the heads' outputs (masked for ZeroOutput), the argmax column (lowest
-// among equal maxima) and its weight 1 / Σ exp(s − max).
-extern "C" __global__ void __launch_bounds__(256) attn_combine(const float* __restrict__ part, int nchunks, const T* __restrict__ keep, int zero_out,
-                                                         T* __restrict__ out, long long* __restrict__ am, float* __restrict__ aw) {
+// Merges the chunk partials of attn_decode for one (query head, sequence) per block of CB
+// threads, one per head-dim element: the heads' outputs (masked for ZeroOutput), the argmax
+// column (lowest among equal maxima) and its weight 1 / Σ exp(s − max). Every partial of the
+// first CT chunks is requested up front, so the merge waits on L2 once (chunks beyond CT, at
+// long contexts, are read in further rounds).
+#define CB (HD <= 128 ? 128 : 256)
+#define CT 64
+extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part, int nchunks, const T* keep, int zero_out,
+                                                        T* __restrict__ out, long long* __restrict__ am, float* __restrict__ aw) {
+  constexpr int MC = MAXCHUNKS / CB;
+  constexpr int PS = HD + 3;
   pdl_launch_next();
   pdl_wait();
   const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   __shared__ float cf[MAXCHUNKS];
-  __shared__ float red_m[8], red_l[8];
-  __shared__ int red_i[8];
-  const float* pb = part + ((size_t)b * NQ + hq) * nchunks * (HD + 3);
-  float M = NEG_INF;
-  for (int k = tid; k < nchunks; k += blockDim.x) {
-    cf[k] = pb[(size_t)k * (HD + 3)];
-    M = fmaxf(M, cf[k]);
+  __shared__ float red_m[CB / 32], red_l[CB / 32];
+  __shared__ int red_i[CB / 32];
+  const float* pb = part + ((size_t)b * NQ + hq) * nchunks * PS;
+  const bool el = tid < HD;
+  float a[CT];
+#pragma unroll
+  for (int k = 0; k < CT; k++) a[k] = (el && k < nchunks) ? pb[(size_t)k * PS + 3 + tid] : 0.f;
+  float mk[MC], lk[MC];
+  int ik[MC];
+#pragma unroll
+  for (int r = 0; r < MC; r++) {
+    const int k = tid + r * CB;
+    const bool in = k < nchunks;
+    mk[r] = in ? pb[(size_t)k * PS] : NEG_INF;
+    lk[r] = in ? pb[(size_t)k * PS + 1] : 0.f;
+    ik[r] = in ? __float_as_int(pb[(size_t)k * PS + 2]) : 0x7fffffff;
   }
+  float M = NEG_INF;
+#pragma unroll
+  for (int r = 0; r < MC; r++) M = fmaxf(M, mk[r]);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
   if (lane == 0) red_m[warp] = M;
   __syncthreads();
   M = red_m[0];
-  for (int w = 1; w < (int)(blockDim.x >> 5); w++) M = fmaxf(M, red_m[w]);
+#pragma unroll
+  for (int w = 1; w < CB / 32; w++) M = fmaxf(M, red_m[w]);
   float L = 0.f;
   int I = 0x7fffffff;
-  for (int k = tid; k < nchunks; k += blockDim.x) {
-    const float mk = cf[k];
-    const float f = mk == NEG_INF ? 0.f : expf(mk - M);
-    L += pb[(size_t)k * (HD + 3) + 1] * f;
-    if (mk == M) I = min(I, __float_as_int(pb[(size_t)k * (HD + 3) + 2]));
-    cf[k] = f;
+#pragma unroll
+  for (int r = 0; r < MC; r++) {
+    const int k = tid + r * CB;
+    if (k < nchunks) {
+      const float f = mk[r] == NEG_INF ? 0.f : expf(mk[r] - M);
+      L += lk[r] * f;
+      if (mk[r] == M) I = min(I, ik[r]);
+      cf[k] = f;
+    }
   }
   L = warp_sum(L);
 #pragma unroll
@@ -594,22 +648,26 @@ extern "C" __global__ void __launch_bounds__(256) attn_combine(const float* __re
   __syncthreads();
   L = 0.f;
   I = 0x7fffffff;
-  for (int w = 0; w < (int)(blockDim.x >> 5); w++) {
+#pragma unroll
+  for (int w = 0; w < CB / 32; w++) {
     L += red_l[w];
     I = min(I, red_i[w]);
   }
-  if (tid < HD) {
-    const float* pe = pb + 3 + tid;
+  if (el) {
     float A = 0.f;
-    int k = 0;
+#pragma unroll
+    for (int k = 0; k < CT; k++)
+      if (k < nchunks) A += cf[k] * a[k];
+    const float* pe = pb + 3 + tid;
+    int k = CT;
     for (; k + 8 <= nchunks; k += 8) {
       float v[8];
 #pragma unroll
-      for (int i = 0; i < 8; i++) v[i] = pe[(size_t)(k + i) * (HD + 3)];
+      for (int i = 0; i < 8; i++) v[i] = pe[(size_t)(k + i) * PS];
 #pragma unroll
       for (int i = 0; i < 8; i++) A += cf[k + i] * v[i];
     }
-    for (; k < nchunks; k++) A += cf[k] * pe[(size_t)k * (HD + 3)];
+    for (; k < nchunks; k++) A += cf[k] * pe[(size_t)k * PS];
     T ov = st(A / L);
     if (keep && zero_out) ov = st(ld(ov) * ld(keep[b * NQ + hq]));
     out[((size_t)b * NQ + hq) * HD + tid] = ov;

@@ -314,10 +314,11 @@ impl Spec {
             format!("-DROT={}", self.rotary_dim),
             format!("-DQKNORM={}", self.qk_norm as i32),
             // Tuning knobs for measurements: registers vs occupancy of the batch-1 GEMVs, threads
-            // per GEMV block, weight loads per lane and stage.
+            // per GEMV block, weight loads per lane and stage, attention blocks per SM.
             format!("-DGEMV_B1_BLOCKS={}", knob("RHX_GEMV_B1_BLOCKS", 2)),
             format!("-DGEMV_THREADS={}", gemv_threads()),
             format!("-DGEMV_U={}", knob("RHX_GEMV_U", 4)),
+            format!("-DATTN_BLOCKS={}", knob("RHX_ATTN_BLOCKS", 2)),
         ]
     }
 }
@@ -357,6 +358,11 @@ pub struct Kernels {
     combine: Func,
     /// `[batch - 1][mode][input staging: global, shared, normalised]`.
     gemv: Vec<[[Func; 3]; 3]>,
+    /// Batch 1, K split over two warps: `[mode (Plain, Residual)][input staging]`.
+    gemv_split: [[Func; 3]; 2],
+    /// When to split K (`RHX_GEMV_SPLIT`: 0 never, 1 when the rows fill under two waves, 2 always).
+    split: u32,
+    sms: i64,
 }
 
 /// Most chunks the attention kernel's merge takes (`MAXCHUNKS` in the source).
@@ -421,24 +427,36 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     let mut optin = 0;
     a.cu(unsafe { (a.device_get_attribute)(&mut optin, 97, ordinal) }, "shared memory per block (opt-in)")?;
     let smem_optin = (optin as i64 - 1024).max(0);
+    let gemv_func = |name: &str, xs: usize| -> Result<Func, String> {
+        let func = f(name)?;
+        if xs > 0 {
+            // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: the staged input rows.
+            a.cu(unsafe { (a.func_set_attribute)(func.0, 8, smem_optin as c_int) }, "cuFuncSetAttribute")?;
+        }
+        Ok(func)
+    };
     let mut gemv = Vec::new();
     for b in 1..=FUSED_MAX_BATCH {
         let mut modes = [[Func(std::ptr::null_mut()); 3]; 3];
         for (m, row) in modes.iter_mut().enumerate() {
             for (xs, slot) in row.iter_mut().enumerate() {
-                let func = f(&format!("gemv_b{b}_m{m}_x{xs}"))?;
-                if xs > 0 {
-                    // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: the staged input rows.
-                    a.cu(unsafe { (a.func_set_attribute)(func.0, 8, smem_optin as c_int) }, "cuFuncSetAttribute")?;
-                }
-                *slot = func;
+                *slot = gemv_func(&format!("gemv_b{b}_m{m}_x{xs}_s1"), xs)?;
             }
         }
         gemv.push(modes);
     }
+    let mut gemv_split = [[Func(std::ptr::null_mut()); 3]; 2];
+    for (m, row) in gemv_split.iter_mut().enumerate() {
+        for (xs, slot) in row.iter_mut().enumerate() {
+            *slot = gemv_func(&format!("gemv_b1_m{m}_x{xs}_s2"), xs)?;
+        }
+    }
+    let mut sms = 0;
+    a.cu(unsafe { (a.device_get_attribute)(&mut sms, 16, ordinal) }, "multiprocessor count")?;
     let pdl = major >= 9 && a.launch_kernel_ex.is_some() && std::env::var("RHX_PDL").map(|v| v != "0").unwrap_or(true);
     let elem_bytes = spec.elem_bytes() as i64;
-    Ok(Kernels { device, ordinal, pdl, smem_optin, elem_bytes, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, combine: f("attn_combine")?, gemv })
+    let split = knob("RHX_GEMV_SPLIT", 1);
+    Ok(Kernels { device, ordinal, pdl, smem_optin, elem_bytes, gemv_split, split, sms: sms as i64, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, combine: f("attn_combine")?, gemv })
 }
 
 /// The compiled kernels, from a file in the temporary directory named by the hash of the source
@@ -545,13 +563,23 @@ impl Kernels {
         let staged = b * k * self.elem_bytes <= self.smem_optin;
         assert!(staged || norm.is_none(), "normalising GEMV over rows that do not fit in shared memory");
         let xs = if norm.is_some() { 2 } else { staged as usize };
-        let f = self.gemv[(b - 1) as usize][mode as usize][xs];
         let smem = if xs > 0 { (b * k * self.elem_bytes) as u32 } else { 0 };
         let args = Args::new().t(x).t(w).opt(bias).t(y).opt(res).i32(n).i32(k).opt(norm.map(|p| p.0)).f32(norm.map(|p| p.1).unwrap_or(0.0));
-        // One warp per two output rows (per gate/up pair for SiluMul), eight warps per block.
+        // One warp per two output rows (per gate/up pair for SiluMul), eight warps per block;
+        // at batch 1 two warps per row pair when that many rows fill under two waves of blocks.
         let warps = if matches!(mode, GemvMode::SiluMul) { n } else { (n + 1) / 2 };
-        let threads = gemv_threads();
-        self.launch_smem(f, (blocks(warps * 32, threads as i64), 1, 1), threads, smem, args);
+        let threads = gemv_threads() as i64;
+        let two_waves = 2 * 2 * self.sms;
+        let splits = b == 1
+            && !matches!(mode, GemvMode::SiluMul)
+            && (k * self.elem_bytes) % 32 == 0
+            && match self.split {
+                0 => false,
+                1 => blocks(warps * 32, threads) < two_waves as u32,
+                _ => true,
+            };
+        let (f, warps) = if splits { (self.gemv_split[mode as usize][xs], warps * 2) } else { (self.gemv[(b - 1) as usize][mode as usize][xs], warps) };
+        self.launch_smem(f, (blocks(warps * 32, threads), 1, 1), threads as u32, smem, args);
     }
 
     /// Whether a GEMV over `batch` rows of `k` can normalise its input itself (the rows fit in
@@ -582,7 +610,9 @@ impl Kernels {
         let (chunk, n) = chunks;
         self.launch(self.attn, (n as u32, nkv as u32, b as u32), 256, Args::new().t(q).t(kc).t(vc).i64(cap).t(col).t(key_ok).i32(chunk).i32(n).f32(scale).t(partials));
         let args = Args::new().t(partials).i32(n).opt(keep).i32(zero_out as i64).t(out).t(argmax).t(weight);
-        self.launch(self.combine, (nq as u32, b as u32, 1), (((hd + 31) / 32) * 32).clamp(64, 256) as u32, args);
+        // `CB` in the source.
+        // `CB` in the source.
+        self.launch(self.combine, (nq as u32, b as u32, 1), if hd <= 128 { 128 } else { 256 }, args);
     }
 }
 
