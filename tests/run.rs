@@ -54,6 +54,10 @@ fn rerun_is_cached_and_corruption_is_recomputed() {
     // downstream changes key and everything else stays cached.
     let key = first.outcomes.iter().find(|o| o.0 == "base").unwrap().1.clone();
     let art = cache.ls().unwrap().into_iter().find(|a| a.key.as_str().starts_with(&key)).unwrap();
+    // The trace's metadata says which decoding loop made it (eager on the CPU by default).
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(art.dir.join("trace_info.json")).unwrap()).unwrap();
+    let want = std::env::var("RHX_DECODE").unwrap_or_else(|_| "eager".into());
+    assert_eq!(info["decode_loops"], serde_json::json!([want]), "{info}");
     let trace_file = art.dir.join("trace.jsonl");
     let original = std::fs::read(&trace_file).unwrap();
     let mut bad = original.clone();

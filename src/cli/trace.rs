@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::data::prompts::{prepare_line, PreparedPrompt};
 use crate::engine::capture::retrieval_heads;
 use crate::engine::device::{self, DType, DeviceRequest};
-use crate::engine::generate::{default_batch_size, generate, FixedMask, GenerateOptions, MaskScope, Prompt};
+use crate::engine::generate::{default_batch_size, generate_with, EngineOptions, FixedMask, GenerateOptions, MaskScope, Prompt};
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
 
@@ -163,10 +163,12 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     if !args.quiet && args.batch_size.is_none() {
         eprintln!("note: batch size {batch_size} (automatic; --batch-size overrides)");
     }
+    let mut decode_loops = std::collections::BTreeSet::new();
     for chunk in ok.chunks(batch_size) {
         let prompts: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.ids.clone(), ..Default::default() }).collect();
         let t = Instant::now();
-        let gens = generate(&lm.model, &prompts, &opts, None, |s| bar.set_message(format!("step {}", s + 1)))?;
+        let (gens, stats) = generate_with(&lm.model, &prompts, &opts, &EngineOptions::default(), None, |s| bar.set_message(format!("step {}", s + 1)))?;
+        decode_loops.insert(stats.decode_loop());
         gen_s += t.elapsed().as_secs_f64();
         for (p, g) in chunk.iter().zip(gens) {
             let mut needle = vec![false; p.ids.len()];
@@ -216,10 +218,11 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     let answers = read_answers(&args.prompts);
     if !args.quiet {
         eprintln!(
-            "traced {} prompt(s) on {} ({}) in {:.1} s ({:.2} s per prompt; model load {:.1} s) → {}",
+            "traced {} prompt(s) on {} ({}, {} decoding) in {:.1} s ({:.2} s per prompt; model load {:.1} s) → {}",
             ok.len(),
             device::describe(dev),
             args.dtype,
+            decode_loops.into_iter().collect::<Vec<_>>().join(" + "),
             gen_s,
             gen_s / ok.len().max(1) as f64,
             load_s,

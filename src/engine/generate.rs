@@ -254,6 +254,16 @@ pub struct GenStats {
 }
 
 impl GenStats {
+    /// The decoding loop that ran, as trace metadata records it: `eager`, `static`, `graph`,
+    /// with ` (fused kernels)` when the fused CUDA step ran (for some or all steps).
+    pub fn decode_loop(&self) -> String {
+        if self.fused_kernels {
+            format!("{} (fused kernels)", self.decode_mode)
+        } else {
+            self.decode_mode.clone()
+        }
+    }
+
     /// Rows decoded per second after the first step (the first new token), as HF-style
     /// decode throughput is counted.
     pub fn decode_tok_s(&self) -> f64 {
