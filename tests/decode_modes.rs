@@ -123,7 +123,7 @@ struct Strongest {
 
 impl StepPolicy for Strongest {
     fn heads_to_mask(&mut self, seq: usize, step: usize, unmasked: &StepRecord, _prompt: &Prompt) -> Vec<(usize, usize)> {
-        if step % 3 == 2 || (seq == 1 && step % 2 == 0) {
+        if step % 3 == 2 || (seq == 1 && step.is_multiple_of(2)) {
             return vec![];
         }
         if self.planned {

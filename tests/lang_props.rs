@@ -250,7 +250,7 @@ impl Ugly<'_> {
     fn ws(&mut self, optional: bool) {
         let c = self.next();
         let s = match c % 12 {
-            0 | 1 | 2 if optional => String::new(),
+            0..=2 if optional => String::new(),
             0..=4 => " ".into(),
             5 => "\n".into(),
             6 => "  \t".into(),
@@ -259,7 +259,7 @@ impl Ugly<'_> {
                 format!(
                     " # c{}{}\n",
                     self.comments,
-                    if c % 2 == 0 { "  " } else { "" }
+                    if c.is_multiple_of(2) { "  " } else { "" }
                 )
             }
             9 => "\n\n   ".into(),
@@ -275,7 +275,7 @@ impl Ugly<'_> {
 
     fn string(&mut self, s: &str) {
         // Sometimes spell a letter as a \u escape; the formatter must normalise it back.
-        if self.next() % 3 == 0 && s.contains('a') {
+        if self.next().is_multiple_of(3) && s.contains('a') {
             let q = quote_str(s).replacen('a', "\\u{61}", 1);
             self.push(&q);
         } else {
@@ -287,7 +287,7 @@ impl Ugly<'_> {
         match &e.kind {
             ExprKind::Int(i) => {
                 let s = i.to_string();
-                if self.next() % 4 == 0 && s.trim_start_matches('-').len() > 3 {
+                if self.next().is_multiple_of(4) && s.trim_start_matches('-').len() > 3 {
                     let (sign, digits) = if let Some(d) = s.strip_prefix('-') {
                         ("-", d)
                     } else {
@@ -322,7 +322,7 @@ impl Ugly<'_> {
                     self.ws(true);
                     self.expr(x);
                     self.ws(true);
-                    if k + 1 < items.len() || self.next() % 2 == 0 {
+                    if k + 1 < items.len() || self.next().is_multiple_of(2) {
                         self.push(",");
                     }
                 }
@@ -358,7 +358,7 @@ impl Ugly<'_> {
                         Arg::Named(p) => self.param(p),
                     }
                     self.ws(true);
-                    if k + 1 < c.args.len() || self.next() % 2 == 0 {
+                    if k + 1 < c.args.len() || self.next().is_multiple_of(2) {
                         self.push(",");
                     }
                 }
@@ -382,7 +382,7 @@ impl Ugly<'_> {
             self.ws(true);
             self.param(p);
             self.ws(true);
-            if k + 1 < b.params.len() || self.next() % 2 == 0 {
+            if k + 1 < b.params.len() || self.next().is_multiple_of(2) {
                 self.push(",");
             }
         }
@@ -466,7 +466,7 @@ impl Ugly<'_> {
                         self.ws(true);
                         self.expr(&e.value);
                         self.ws(true);
-                        if k + 1 < p.entries.len() || self.next() % 2 == 0 {
+                        if k + 1 < p.entries.len() || self.next().is_multiple_of(2) {
                             self.push(",");
                         }
                     }
@@ -533,7 +533,7 @@ fn format_generated_programs() {
         if std::env::var("RHX_PROP_DEBUG").is_ok() {
             eprintln!(
                 "----\n{src}\n==== formatted:\n{}",
-                format_source(&src).map(|s| s).unwrap_or_default()
+                format_source(&src).unwrap_or_default()
             );
         }
         let parsed = parse_str("<generated>", &src).map_err(|d| {

@@ -464,27 +464,30 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let best = runs.iter().filter(|r| r.label == "batch sweep").filter_map(|r| r.result.as_ref().ok().map(|m| (r.batch, m))).max_by(|a, b| a.1.decode_tok_s().total_cmp(&b.1.decode_tok_s()));
     let hf_best = hf_runs.iter().filter(|h| h.context == args.batch_context && h.status == "ok" && h.name != "niah").max_by(|a, b| a.decode_tok_s.unwrap_or(0.0).total_cmp(&b.decode_tok_s.unwrap_or(0.0)));
     if let Some((b, m)) = best {
-        let r = Some(m.decode_tok_s());
+        let rate = m.decode_tok_s();
+        let r = Some(rate);
         let h = hf_best.and_then(|h| h.decode_tok_s);
         let l = limit(b, args.batch_context);
         md += &format!(
             "| decode tok/s, best batch, {} ctx (rhx B={b}{}) | {} | {} | {} | {} | {} |\n",
             args.batch_context,
             hf_best.map(|h| format!(", HF B={}", h.batch)).unwrap_or_default(),
-            fmt_rate(r.unwrap()),
+            fmt_rate(rate),
             h.map(fmt_rate).unwrap_or("—".into()),
             ratio(r, h),
             l.map(fmt_rate).unwrap_or("—".into()),
             ratio(r, l)
         );
-        let pr = Some(m.prefill_tok_s(args.batch_context, b));
-        md += &format!("| prefill tok/s, {} ctx, batch {b} (HF: batch 1) | {} | {} | {} | — | — |\n", args.batch_context, fmt_rate(pr.unwrap()), hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| fmt_rate((args.batch_context - 1) as f64 / s)).unwrap_or("—".into()), ratio(pr, hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| (args.batch_context - 1) as f64 / s)));
+        let prefill = m.prefill_tok_s(args.batch_context, b);
+        let pr = Some(prefill);
+        md += &format!("| prefill tok/s, {} ctx, batch {b} (HF: batch 1) | {} | {} | {} | — | — |\n", args.batch_context, fmt_rate(prefill), hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| fmt_rate((args.batch_context - 1) as f64 / s)).unwrap_or("—".into()), ratio(pr, hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| (args.batch_context - 1) as f64 / s)));
     }
     let last_ctx = *args.contexts.last().unwrap_or(&args.batch_context);
     if let Some(m) = ok("batch 1", last_ctx, 1, &best_mode_s) {
-        let pr = Some(m.prefill_tok_s(last_ctx, 1));
+        let prefill = m.prefill_tok_s(last_ctx, 1);
+        let pr = Some(prefill);
         let h = hf_ok(last_ctx, 1).and_then(|h| h.prefill_s).map(|s| (last_ctx - 1) as f64 / s);
-        md += &format!("| prefill tok/s, {last_ctx} ctx, batch 1 | {} | {} | {} | — | — |\n", fmt_rate(pr.unwrap()), h.map(fmt_rate).unwrap_or("—".into()), ratio(pr, h));
+        md += &format!("| prefill tok/s, {last_ctx} ctx, batch 1 | {} | {} | {} | — | — |\n", fmt_rate(prefill), h.map(fmt_rate).unwrap_or("—".into()), ratio(pr, h));
         let hp = hf_ok(last_ctx, 1).map(|h| h.peak_gib);
         md += &format!("| peak GPU memory, {last_ctx} ctx, batch 1 (GiB) | {} | {} | {} | — | — |\n", m.peak_gib.map(|g| format!("{g:.1}")).unwrap_or("—".into()), hp.map(|g| format!("{g:.1}")).unwrap_or("—".into()), ratio(m.peak_gib, hp));
     }

@@ -599,7 +599,7 @@ impl Model {
             let q_last = q.narrow(2, t - 1, 1).reshape([b, nkv, group, hd]);
             let mut scores_last = (q_last.matmul(&keys.transpose(-1, -2)) * scale).to_kind(Kind::Float).view([b, nq, 1, s]);
             if let Some(lb) = &last_bias {
-                scores_last = scores_last + lb;
+                scores_last += lb;
             }
             let probs_last = scores_last.softmax(-1, Kind::Float);
 

@@ -107,8 +107,8 @@ impl Rope {
         let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
         let (mut cos, mut sin) = (emb.cos(), emb.sin());
         if self.attention_scaling != 1.0 {
-            cos = cos * self.attention_scaling;
-            sin = sin * self.attention_scaling;
+            cos *= self.attention_scaling;
+            sin *= self.attention_scaling;
         }
         let half = sin.size()[3] / 2;
         let sin_signed = Tensor::cat(&[&sin.narrow(3, 0, half).neg(), &sin.narrow(3, half, half)], 3);

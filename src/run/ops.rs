@@ -946,8 +946,8 @@ fn report_data(ctx: &Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> 
         if s.node.kind == Kind::Model {
             let files = s
                 .files
-                .iter()
-                .map(|(_, p)| ctx.cache.file_digest(p).map(|d| report::FileDigest { path: p.display().to_string(), sha256: d.sha256.to_string() }))
+                .values()
+                .map(|p| ctx.cache.file_digest(p).map(|d| report::FileDigest { path: p.display().to_string(), sha256: d.sha256.to_string() }))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
             prov.models.push(report::ModelProvenance { name: s.node.name.clone(), files });
