@@ -330,7 +330,7 @@ __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const 
   }
 }
 
-// Entry points gemv_b{B}_m{MODE}_x{XS}.
+// Entry points gemv_b{B}_m{MODE}_x{XS}_s{S}.
 #define GEMV_ENTRY(B, MODE, XS, S)                                                                                                  \
   extern "C" __global__ void __launch_bounds__(GEMV_THREADS, (B == 1 ? GEMV_B1_BLOCKS : 1)) gemv_b##B##_m##MODE##_x##XS##_s##S(                                       \
       const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K, const T* nw, \

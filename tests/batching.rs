@@ -1,26 +1,10 @@
 //! Batched generation (left padding, per-prompt prefill, padded decode) gives the same greedy
 //! tokens, per-step argmax positions and hidden states as generating each prompt alone (f32).
-use std::path::Path;
-
-use rhx::engine::generate::{generate, FixedMask, GenerateOptions, MaskScope, Prompt};
+use rhx::engine::generate::{generate, FixedMask, GenerateOptions, MaskScope};
 use rhx::engine::model::{HiddenSite, MaskMode, Model};
-use rhx::engine::weights;
-use tch::{Device, Kind};
 
-fn tiny(arch: &str) -> Model {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny").join(arch);
-    let (cfg, w) = weights::load_hf_dir(&dir).unwrap();
-    Model::new(cfg, w, Device::Cpu, Kind::Float).unwrap()
-}
-
-fn prompts() -> Vec<Prompt> {
-    // Different lengths, so the batch is left-padded; one prompt of a single token.
-    let lens = [23usize, 7, 40, 1, 16];
-    lens.iter()
-        .enumerate()
-        .map(|(k, &n)| Prompt { ids: (0..n).map(|i| ((i * 37 + k * 11 + 5) % 250) as u32).collect(), ..Default::default() })
-        .collect()
-}
+mod common;
+use common::{mixed_prompts as prompts, tiny};
 
 fn check(model: &Model, opts: &GenerateOptions, label: &str) {
     let ps = prompts();

@@ -2,18 +2,13 @@
 //! definitions on a tiny real checkpoint: top-k and span mass agree with the argmax and with
 //! probability mass; hidden spans receive no attention; a per-step policy equals the same fixed
 //! mask; the two-pass step keeps the unmasked record.
-use std::path::Path;
-
 use rhx::engine::generate::{generate, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy, StepRecord};
 use rhx::engine::model::{MaskMode, Model};
 use rhx::engine::weights;
 use tch::{Device, Kind};
 
-fn tiny(arch: &str) -> Model {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny").join(arch);
-    let (cfg, w) = weights::load_hf_dir(&dir).unwrap();
-    Model::new(cfg, w, Device::Cpu, Kind::Float).unwrap()
-}
+mod common;
+use common::tiny;
 
 fn prompt(n: usize) -> Vec<u32> {
     (0..n).map(|i| ((i * 53 + 7) % 250) as u32).collect()

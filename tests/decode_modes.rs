@@ -3,32 +3,13 @@
 //! the same greedy tokens and per-step captures as the reference loop (`Eager`), batched as
 //! one by one, with and without dropping finished sequences (CPU, f32). The CUDA-graph mode
 //! replays exactly these steps, so on the GPU it differs from `Static` only in launch overhead.
-use std::path::{Path, PathBuf};
-
 use rhx::engine::generate::{generate_with, DecodeMode, EngineOptions, FixedMask, GenerateOptions, Generation, MaskScope, Prompt, StepPolicy, StepRecord};
 use rhx::engine::model::{HiddenSite, MaskMode, Model};
 use rhx::engine::weights;
 use tch::{Device, Kind};
 
-/// Fixture root: `RHX_TEST_ROOT` (a copied test binary on a GPU machine) or this checkout.
-fn fixture_dir(arch: &str) -> PathBuf {
-    let root = std::env::var_os("RHX_TEST_ROOT").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
-    root.join("tests/fixtures/tiny").join(arch)
-}
-
-fn tiny(arch: &str) -> Model {
-    let dir = fixture_dir(arch);
-    let (cfg, w) = weights::load_hf_dir(&dir).unwrap();
-    Model::new(cfg, w, Device::Cpu, Kind::Float).unwrap()
-}
-
-fn prompts() -> Vec<Prompt> {
-    let lens = [23usize, 7, 40, 1, 16];
-    lens.iter()
-        .enumerate()
-        .map(|(k, &n)| Prompt { ids: (0..n).map(|i| ((i * 37 + k * 11 + 5) % 250) as u32).collect(), ..Default::default() })
-        .collect()
-}
+mod common;
+use common::{fixture_dir, mixed_prompts as prompts, tiny};
 
 fn run(model: &Model, ps: &[Prompt], opts: &GenerateOptions, decode: DecodeMode, drop_finished: bool) -> Vec<Generation> {
     run_policy(model, ps, opts, decode, drop_finished, None)

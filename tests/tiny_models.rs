@@ -2,7 +2,6 @@
 //! `scripts/fixtures/hf_reference.py` with HF transformers (eager attention, fp32): our forward
 //! pass must give the same logits (1e-4), the same greedy tokens and the same per-step argmax
 //! attention positions, from safetensors and from GGUF.
-use std::path::{Path, PathBuf};
 
 use rhx::engine::generate::{generate, GenerateOptions, Prompt};
 use rhx::engine::model::Model;
@@ -10,12 +9,8 @@ use rhx::engine::weights;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
-/// Fixture root: `RHX_TEST_ROOT` (to run a copied test binary elsewhere, e.g. on a GPU machine)
-/// or this checkout.
-fn fixture_dir(arch: &str) -> PathBuf {
-    let root = std::env::var_os("RHX_TEST_ROOT").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
-    root.join("tests/fixtures/tiny").join(arch)
-}
+mod common;
+use common::fixture_dir;
 
 /// `RHX_TEST_DEVICE=cuda` runs the same comparisons on the GPU (f32).
 fn device() -> Device {

@@ -569,7 +569,7 @@ impl Kernels {
         // at batch 1 two warps per row pair when that many rows fill under two waves of blocks.
         let warps = if matches!(mode, GemvMode::SiluMul) { n } else { (n + 1) / 2 };
         let threads = gemv_threads() as i64;
-        let two_waves = 2 * 2 * self.sms;
+        let two_waves = 2 * 2 * self.sms; // two blocks per SM (`GEMV_B1_BLOCKS`)
         let splits = b == 1
             && !matches!(mode, GemvMode::SiluMul)
             && (k * self.elem_bytes) % 32 == 0
@@ -610,7 +610,6 @@ impl Kernels {
         let (chunk, n) = chunks;
         self.launch(self.attn, (n as u32, nkv as u32, b as u32), 256, Args::new().t(q).t(kc).t(vc).i64(cap).t(col).t(key_ok).i32(chunk).i32(n).f32(scale).t(partials));
         let args = Args::new().t(partials).i32(n).opt(keep).i32(zero_out as i64).t(out).t(argmax).t(weight);
-        // `CB` in the source.
         // `CB` in the source.
         self.launch(self.combine, (nq as u32, b as u32, 1), if hd <= 128 { 128 } else { 256 }, args);
     }
