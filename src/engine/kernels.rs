@@ -360,9 +360,9 @@ pub struct Kernels {
     gemv: Vec<[[Func; 3]; 3]>,
     /// Batch 1, K split over two warps: `[mode (Plain, Residual)][input staging]`.
     gemv_split: [[Func; 3]; 2],
-    /// When to split K (`RHX_GEMV_SPLIT`: 0 never, 1 when the rows fill under two waves, 2 always).
-    split: u32,
-    sms: i64,
+    /// Batch-1 GEMVs of fewer blocks than this split K: two waves of the GPU's resident blocks
+    /// (`RHX_GEMV_SPLIT`: 0 never, 1 = two waves, the default, 2 always).
+    split_below_blocks: u32,
 }
 
 /// Most chunks the attention kernel's merge takes (`MAXCHUNKS` in the source).
@@ -455,8 +455,13 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     a.cu(unsafe { (a.device_get_attribute)(&mut sms, 16, ordinal) }, "multiprocessor count")?;
     let pdl = major >= 9 && a.launch_kernel_ex.is_some() && std::env::var("RHX_PDL").map(|v| v != "0").unwrap_or(true);
     let elem_bytes = spec.elem_bytes() as i64;
-    let split = knob("RHX_GEMV_SPLIT", 1);
-    Ok(Kernels { device, ordinal, pdl, smem_optin, elem_bytes, gemv_split, split, sms: sms as i64, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, combine: f("attn_combine")?, gemv })
+    let two_waves = 2 * knob("RHX_GEMV_B1_BLOCKS", 2) * sms as u32;
+    let split_below_blocks = match knob("RHX_GEMV_SPLIT", 1) {
+        0 => 0,
+        1 => two_waves,
+        _ => u32::MAX,
+    };
+    Ok(Kernels { device, ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, combine: f("attn_combine")?, gemv })
 }
 
 /// The compiled kernels, from a file in the temporary directory named by the hash of the source
@@ -569,15 +574,7 @@ impl Kernels {
         // at batch 1 two warps per row pair when that many rows fill under two waves of blocks.
         let warps = if matches!(mode, GemvMode::SiluMul) { n } else { (n + 1) / 2 };
         let threads = gemv_threads() as i64;
-        let two_waves = 2 * 2 * self.sms; // two blocks per SM (`GEMV_B1_BLOCKS`)
-        let splits = b == 1
-            && !matches!(mode, GemvMode::SiluMul)
-            && (k * self.elem_bytes) % 32 == 0
-            && match self.split {
-                0 => false,
-                1 => blocks(warps * 32, threads) < two_waves as u32,
-                _ => true,
-            };
+        let splits = b == 1 && !matches!(mode, GemvMode::SiluMul) && (k * self.elem_bytes) % 32 == 0 && blocks(warps * 32, threads) < self.split_below_blocks;
         let (f, warps) = if splits { (self.gemv_split[mode as usize][xs], warps * 2) } else { (self.gemv[(b - 1) as usize][mode as usize][xs], warps) };
         self.launch_smem(f, (blocks(warps * 32, threads), 1, 1), threads as u32, smem, args);
     }
