@@ -443,7 +443,7 @@ typedef Cond<EPL == VEC, RowV, RowS>::t Row;
 // Σ p·v, argmax) per query head and chunk; attn_combine merges the chunks. Scores are rounded as HF eager rounds them (q·kᵀ in the
 // activation dtype, then × scale in that dtype); the softmax runs in f32. Visible columns:
 // ≤ *col and key_ok. Ties of the argmax go to the lowest column.
-extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(
+__device__ __forceinline__ void attn_decode_body(
     const T* q, const T* kc, const T* vc, long long cap, const long long* col,
     const unsigned char* key_ok, int chunk, int nchunks, float scale, float* __restrict__ part) {
   pdl_launch_next();
@@ -453,13 +453,11 @@ extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(
   const long long cl = *col;
   const long long j0 = (long long)c * chunk;
   const long long j1 = min(j0 + (long long)chunk, cl + 1);
-  float qf[G][EPL];
-#pragma unroll
-  for (int h = 0; h < G; h++) {
-    Row r;
-    r.load(q + ((size_t)b * NQ + g * G + h) * HD + sl * EPL);
-    r.get(qf[h]);
-  }
+  // The G query heads in shared memory as f32, read per use: held in registers (G·EPL of the 128
+  // a thread has at 2 blocks per SM) they made the loop spill (104 bytes; now 8).
+  __shared__ float qs[G * HD];
+  for (int t = tid; t < G * HD; t += NW * 32) qs[t] = ld(q[((size_t)b * NQ + g * G) * HD + t]);
+  __syncthreads();
   float m[G], l[G], acc[G][EPL];
   int ix[G];
 #pragma unroll
@@ -491,14 +489,17 @@ extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(
     }
     float s[AU][G];
 #pragma unroll
-    for (int u = 0; u < AU; u++) {
-      float kf[EPL];
-      kr[u].get(kf);
+    for (int h = 0; h < G; h++) {
+      float qf[EPL];
 #pragma unroll
-      for (int h = 0; h < G; h++) {
+      for (int e = 0; e < EPL; e++) qf[e] = qs[h * HD + sl * EPL + e];
+#pragma unroll
+      for (int u = 0; u < AU; u++) {
+        float kf[EPL];
+        kr[u].get(kf);
         float d = 0.f;
 #pragma unroll
-        for (int e = 0; e < EPL; e++) d += qf[h][e] * kf[e];
+        for (int e = 0; e < EPL; e++) d += qf[e] * kf[e];
 #pragma unroll
         for (int o = LPC / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
 #if DT == 2
@@ -582,6 +583,18 @@ extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(
       pp[2] = __int_as_float(I);
     }
   }
+}
+
+// Two register budgets: ATTN_BLOCKS blocks per SM (one wave of them when the cache is long),
+// and one block per SM (no register spills) for grids that fit in one block per SM.
+#define ATTN_ARGS                                                                                   \
+  const T *q, const T *kc, const T *vc, long long cap, const long long *col, const unsigned char *key_ok, \
+      int chunk, int nchunks, float scale, float *__restrict__ part
+extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(ATTN_ARGS) {
+  attn_decode_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
+}
+extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS) {
+  attn_decode_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
 }
 
 // Merges the chunk partials of attn_decode for one (query head, sequence) per block of CB

@@ -52,8 +52,8 @@ fn shapes_the_kernels_do_not_cover_are_refused_with_a_reason() {
 fn attention_chunks_cover_the_cache() {
     use rhx::engine::kernels::attention_chunks;
     for cap in [1, 63, 64, 200, 4128, 9024, 131072, 1 << 20] {
-        for batch in [1, 3, 8] {
-            let (chunk, n) = attention_chunks(cap, batch, 8);
+        for (batch, blocks) in [(1, 264), (3, 264), (8, 264), (1, 114), (2, 528)] {
+            let (chunk, n) = attention_chunks(cap, batch, 8, blocks);
             assert!(chunk % 64 == 0 && chunk * n >= cap && chunk * (n - 1) < cap, "cap {cap} batch {batch}: {chunk} × {n}");
             assert!(n <= 512, "cap {cap}: {n} chunks exceed the merge's 512");
         }

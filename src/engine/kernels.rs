@@ -292,14 +292,22 @@ impl Spec {
             return Some("head layout".into());
         }
         let g = self.n_heads / self.n_kv_heads;
-        let slots = 4 * (32 / (self.head_dim / epl));
-        if g > 16 || slots * g * (self.head_dim + 3) * 4 > 46 * 1024 {
+        if g > 16 || self.attn_smem_bytes(epl) > 46 * 1024 {
             return Some(format!("{g} query heads per kv head of dim {}", self.head_dim));
         }
         if let Some(n) = self.row_lengths.iter().find(|&&n| !(n * self.elem_bytes()).is_multiple_of(16)) {
             return Some(format!("row length {n} is not a multiple of 16 bytes"));
         }
         None
+    }
+
+    /// Static shared memory of the attention kernel: its in-block merge (`sm` in the source:
+    /// `NW · CPW` lane groups × G heads × (hd + 3) floats, NW = 8 warps) and the G query heads
+    /// (`qs`, f32).
+    fn attn_smem_bytes(&self, epl: usize) -> usize {
+        let (g, hd) = (self.n_heads / self.n_kv_heads, self.head_dim);
+        let slots = 8 * (32 / (hd / epl));
+        (slots * g * (hd + 3) + g * hd) * 4
     }
 
     fn options(&self, arch: (c_int, c_int)) -> Vec<String> {
@@ -355,7 +363,13 @@ pub struct Kernels {
     rmsnorm: Func,
     rope_kv: Func,
     attn: Func,
+    /// `attn` compiled for one block per SM (more registers, no spills): for grids of at most
+    /// `sms` blocks (H200, batch 1: 238 vs 235 tok/s at 1k). `RHX_ATTN_ONE=0`: never.
+    attn_1: Option<Func>,
+    sms: i64,
     combine: Func,
+    /// Attention blocks in one wave: `ATTN_BLOCKS` per SM × SMs.
+    attention_blocks: i64,
     /// `[batch - 1][mode][input staging: global, shared, normalised]`.
     gemv: Vec<[[Func; 3]; 3]>,
     /// Batch 1, K split over two warps: `[mode (Plain, Residual)][input staging]`.
@@ -461,7 +475,8 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
         1 => two_waves,
         _ => u32::MAX,
     };
-    Ok(Kernels { device, ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, combine: f("attn_combine")?, gemv })
+    let attention_blocks = knob("RHX_ATTN_BLOCKS", 2) as i64 * sms as i64;
+    Ok(Kernels { device, ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knob("RHX_ATTN_ONE", 1) == 0 { None } else { Some(f("attn_decode_1")?) }, sms: sms as i64, combine: f("attn_combine")?, gemv })
 }
 
 /// The compiled kernels, from a file in the temporary directory named by the hash of the source
@@ -552,6 +567,12 @@ impl Kernels {
         }
     }
 
+    /// Columns per chunk and chunk count of the attention kernel for this GPU (one wave of
+    /// blocks).
+    pub fn attention_chunks(&self, capacity: i64, batch: i64, kv_heads: i64) -> (i64, i64) {
+        attention_chunks(capacity, batch, kv_heads, self.attention_blocks)
+    }
+
     /// `out[b] = w · round(x[b] / rms(x[b]))` for `x: [B, d]`.
     pub fn rmsnorm(&self, x: &Tensor, w: &Tensor, out: &Tensor, eps: f64) {
         let s = x.size();
@@ -605,7 +626,8 @@ impl Kernels {
         let (b, nkv, cap, hd) = (s[0], s[1], s[2], s[3]);
         let nq = argmax.size()[1];
         let (chunk, n) = chunks;
-        self.launch(self.attn, (n as u32, nkv as u32, b as u32), 256, Args::new().t(q).t(kc).t(vc).i64(cap).t(col).t(key_ok).i32(chunk).i32(n).f32(scale).t(partials));
+        let attn = self.attn_1.filter(|_| n * nkv * b <= self.sms).unwrap_or(self.attn);
+        self.launch(attn, (n as u32, nkv as u32, b as u32), 256, Args::new().t(q).t(kc).t(vc).i64(cap).t(col).t(key_ok).i32(chunk).i32(n).f32(scale).t(partials));
         let args = Args::new().t(partials).i32(n).opt(keep).i32(zero_out as i64).t(out).t(argmax).t(weight);
         // `CB` in the source.
         self.launch(self.combine, (nq as u32, b as u32, 1), if hd <= 128 { 128 } else { 256 }, args);
@@ -617,11 +639,12 @@ pub fn attention_partials(batch: i64, heads: i64, head_dim: i64, chunks: i64, de
     Tensor::empty([batch * heads * chunks * (head_dim + 3)], (Kind::Float, device))
 }
 
-/// Columns per chunk and chunk count for the attention kernel: about two blocks per SM of an
-/// H100/H200 (132 SMs) in all, chunks of 128 to 1024 columns (a block walks 64 per
-/// iteration; more chunks make the merge longer), at most `ATTN_MAX_CHUNKS` chunks.
-pub fn attention_chunks(capacity: i64, batch: i64, kv_heads: i64) -> (i64, i64) {
-    let want = (264 + batch * kv_heads - 1) / (batch * kv_heads);
+/// Columns per chunk and chunk count for the attention kernel: about `blocks` blocks in all
+/// (one wave: resident blocks per SM × SMs, [`Kernels::attention_blocks`]), chunks of 128 to
+/// 1024 columns (a block walks 64 per iteration; more chunks make the merge longer), a multiple
+/// of 64 columns, at most `ATTN_MAX_CHUNKS` chunks.
+pub fn attention_chunks(capacity: i64, batch: i64, kv_heads: i64, blocks: i64) -> (i64, i64) {
+    let want = (blocks + batch * kv_heads - 1) / (batch * kv_heads);
     let chunk = ((capacity + want - 1) / want).clamp(128, 1024).max((capacity + ATTN_MAX_CHUNKS - 1) / ATTN_MAX_CHUNKS);
     let chunk = (chunk + 63) / 64 * 64;
     (chunk, (capacity + chunk - 1) / chunk)

@@ -487,7 +487,7 @@ impl Model {
         let opts = (self.kind, self.device);
         let n_layers = self.layers.len() as i64;
         let (inv_freq, attn_scale) = self.rope.inv_freq();
-        let chunks = kernels::attention_chunks(capn, b, nkv);
+        let chunks = k.attention_chunks(capn, b, nkv);
         let partials = kernels::attention_partials(b, nq, hd, chunks.1, self.device);
         let argmax = Tensor::empty([n_layers, b, nq], (Kind::Int64, self.device));
         let weight = Tensor::empty([n_layers, b, nq], (Kind::Float, self.device));
