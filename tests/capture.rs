@@ -2,6 +2,8 @@
 //! definitions on a tiny real checkpoint: top-k and span mass agree with the argmax and with
 //! probability mass; hidden spans receive no attention; a per-step policy equals the same fixed
 //! mask; the two-pass step keeps the unmasked record.
+// Hidden spans are lists of token ranges; a one-range list is the common case, not a typo.
+#![allow(clippy::single_range_in_vec_init)]
 use rhx::engine::generate::{generate, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy, StepRecord};
 use rhx::engine::model::{MaskMode, Model};
 use rhx::engine::weights;

@@ -3,6 +3,8 @@
 //! the same greedy tokens and per-step captures as the reference loop (`Eager`), batched as
 //! one by one, with and without dropping finished sequences (CPU, f32). The CUDA-graph mode
 //! replays exactly these steps, so on the GPU it differs from `Static` only in launch overhead.
+// Hidden spans are lists of token ranges; a one-range list is the common case, not a typo.
+#![allow(clippy::single_range_in_vec_init)]
 use rhx::engine::generate::{generate_with, DecodeMode, EngineOptions, FixedMask, GenerateOptions, Generation, MaskScope, Prompt, StepPolicy, StepRecord};
 use rhx::engine::model::{HiddenSite, MaskMode, Model};
 use rhx::engine::weights;

@@ -73,6 +73,9 @@ fn text_w(s: &str, px: f64) -> i32 {
     (s.chars().count() as f64 * px * CHAR_EM).ceil() as i32
 }
 
+// One call per label with every text option spelled out at the call site reads better in the
+// figure code than a style struct built for each label.
+#[allow(clippy::too_many_arguments)]
 fn draw_text(
     area: &Area,
     s: &str,

@@ -426,6 +426,9 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
 }
 
 /// The `heads.json` of a `dynamic(...)` head set.
+/// One sample's recorded trace: per step, H_t with each head's attention weight.
+type RecordedSteps = Vec<Vec<(Head, f32)>>;
+
 #[derive(serde::Deserialize)]
 struct DynamicSpec {
     k: Option<usize>,
@@ -439,7 +442,7 @@ struct DynamicSpec {
     /// `source: trace`: per sample id, per step, H_t of the unablated trace with each head's
     /// attention weight (the cheaper one-pass variant).
     #[serde(default)]
-    recorded: Option<BTreeMap<String, Vec<Vec<(Head, f32)>>>>,
+    recorded: Option<BTreeMap<String, RecordedSteps>>,
     #[serde(skip)]
     mode: Option<MaskMode>,
 }
@@ -518,7 +521,7 @@ struct DynamicPolicy {
     needles: Vec<Vec<bool>>,
     rng: niah::PyRandom,
     /// `source: trace`: per sequence of the batch, per step, the recorded H_t with weights.
-    recorded: Option<Vec<Vec<Vec<(Head, f32)>>>>,
+    recorded: Option<Vec<RecordedSteps>>,
 }
 
 impl StepPolicy for DynamicPolicy {
