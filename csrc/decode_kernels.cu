@@ -80,9 +80,59 @@ __device__ __forceinline__ uint4 ld_stream(const T* p) {
 // compiler reads those through the non-coherent path (ld.global.nc), which may be scheduled
 // before the wait — for an activation written by the previous kernel that read stale values
 // (measured: the merge kernel's chunk partials, 9000-token prompts, tokens differed from eager).
+// TIMELINE = 1 (`RHX_TIMELINE`, a measurement build): thread 0 of every block records its
+// kernel, block, SM and the global-timer times of its start, of the end of its wait on the
+// previous kernel and of its end into a ring of TL_RECORDS records, for a timeline of the
+// pipelined step without a profiler (`rhx bench` writes it out; scripts/bench/timeline.py reads
+// it). One atomic per block; off in normal builds.
+#ifndef TIMELINE
+#define TIMELINE 0
+#endif
+#if TIMELINE
+#define TL_RECORDS (1 << 18)
+__device__ unsigned long long tl_records[TL_RECORDS * 8];
+__device__ unsigned long long tl_next;
+__shared__ unsigned long long tl_t[3];  // start, end of the wait, sequence number
+__device__ __forceinline__ unsigned long long tl_now() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+struct Tl {
+  unsigned long long tag;
+  __device__ Tl(int kernel, long long extra) : tag((unsigned long long)kernel | ((unsigned long long)extra << 8)) {
+    if (threadIdx.x == 0) {
+      tl_t[0] = tl_now();
+      tl_t[1] = 0;
+      tl_t[2] = atomicAdd(&tl_next, 1ull);
+    }
+  }
+  __device__ ~Tl() {
+    if (threadIdx.x != 0) return;
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    unsigned long long* r = tl_records + (tl_t[2] % TL_RECORDS) * 8;
+    r[0] = tl_t[2];
+    r[1] = tag;
+    r[2] = (unsigned long long)gridDim.x * gridDim.y * gridDim.z;
+    r[3] = blockIdx.x + (unsigned long long)gridDim.x * (blockIdx.y + (unsigned long long)gridDim.y * blockIdx.z);
+    r[4] = sm;
+    r[5] = tl_t[0];
+    r[6] = tl_t[1];
+    r[7] = tl_now();
+  }
+};
+#define TL(kernel, extra) Tl tl_scope_(kernel, extra)
+#else
+#define TL(kernel, extra)
+#endif
+
 __device__ __forceinline__ void pdl_wait() {
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+#if TIMELINE
+  if (threadIdx.x == 0) tl_t[1] = tl_now();
 #endif
 }
 __device__ __forceinline__ void pdl_launch_next() {
@@ -116,6 +166,7 @@ __device__ float block_sum(float v) {
 
 // HF RMSNorm: normalise in f32, round, scale by the weight (one row of `d` per block).
 extern "C" __global__ void rmsnorm(const T* x, const T* __restrict__ w, T* __restrict__ out, int d, float eps) {
+  TL(0, d);
   pdl_launch_next();
   pdl_wait();
   const T* xr = x + (size_t)blockIdx.x * d;
@@ -335,6 +386,7 @@ __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const 
   extern "C" __global__ void __launch_bounds__(GEMV_THREADS, (B == 1 ? GEMV_B1_BLOCKS : 1)) gemv_b##B##_m##MODE##_x##XS##_s##S(                                       \
       const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K, const T* nw, \
       float eps) {                                                                                                                 \
+    TL(1, K);                                                                                                                      \
     gemv<B, MODE, XS, S>(x, W, bias, y, res, N, K, nw, eps);                                                                         \
   }
 #define GEMV_XS(B, MODE, S) GEMV_ENTRY(B, MODE, 0, S) GEMV_ENTRY(B, MODE, 1, S) GEMV_ENTRY(B, MODE, 2, S)
@@ -359,6 +411,7 @@ extern "C" __global__ void rope_kv(const T* qkv, const long long* pos, const flo
                                    float attn_scale, const T* __restrict__ qn_w, const T* __restrict__ kn_w, float eps,
                                    const T* keep, T* __restrict__ qout, T* __restrict__ kc, T* __restrict__ vc,
                                    long long cap, const long long* col) {
+  TL(2, 0);
   pdl_launch_next();
   pdl_wait();
   const int b = blockIdx.x, hh = blockIdx.y, e = threadIdx.x;
@@ -591,9 +644,11 @@ __device__ __forceinline__ void attn_decode_body(
   const T *q, const T *kc, const T *vc, long long cap, const long long *col, const unsigned char *key_ok, \
       int chunk, int nchunks, float scale, float *__restrict__ part
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(ATTN_ARGS) {
+  TL(3, nchunks);
   attn_decode_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS) {
+  TL(4, nchunks);
   attn_decode_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
 }
 
@@ -608,6 +663,7 @@ extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part,
                                                         T* __restrict__ out, long long* __restrict__ am, float* __restrict__ aw) {
   constexpr int MC = MAXCHUNKS / CB;
   constexpr int PS = HD + 3;
+  TL(5, nchunks);
   pdl_launch_next();
   pdl_wait();
   const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;

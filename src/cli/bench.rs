@@ -26,7 +26,10 @@ use crate::engine::weights;
     after_help = "Every rhx number is greedy generation with per-step Eq. 1 capture on (each head's argmax position and \
 weight, reduced on the device), EOS ignored, random token prompts. The HF reference runs first, in a child Python \
 process (transformers, eager attention, generate(output_attentions=True) + the same per-step argmax), so both use \
-the whole GPU in turn.\n\nEXAMPLE (one H200):\n  rhx bench --shape llama-3.1-8b --dtype bf16 --out benchmarks/gpu.md"
+the whole GPU in turn.\n\nEXAMPLE (one H200):\n  rhx bench --shape llama-3.1-8b --dtype bf16 --out benchmarks/gpu.md\n\nKERNEL \
+TIMELINE (no profiler needed): RHX_TIMELINE=tl.csv rhx bench ... --contexts 4096 --modes graph builds the fused \
+kernels with per-block timestamps (about 1.4% slower) and writes the last steps of the last batch-1 run; \
+scripts/bench/timeline.py tl.csv prints where a decode step's time goes, launch by launch."
 )]
 pub struct BenchArgs {
     /// Model shape: llama-3.1-8b, llama-3.2-3b, qwen3-8b, llama-2-13b, phi-4-mini, smollm2-135m
@@ -390,6 +393,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let p = random_prompts(&mut rng, 1, ctx, vocab);
         for &m in &modes {
             record("batch 1", ctx, 1, m, measure(&model, &p, args.new_tokens, m));
+        }
+    }
+    // The kernel timeline of the last batch-1 run's last steps (a measurement build of the
+    // kernels: `RHX_TIMELINE=path`), before other runs overwrite it.
+    if let Some(path) = crate::engine::kernels::timeline_path() {
+        match crate::engine::kernels::write_timeline(&path) {
+            Ok(n) => eprintln!("bench: kernel timeline: {n} block records in {}", path.display()),
+            Err(e) => eprintln!("bench: kernel timeline not written: {e}"),
         }
     }
     let best_mode = *modes.last().unwrap();

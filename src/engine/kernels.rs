@@ -33,6 +33,7 @@ struct Api {
     ctx_set_current: unsafe extern "C" fn(Ptr) -> CuResult,
     primary_ctx_retain: unsafe extern "C" fn(*mut Ptr, c_int) -> CuResult,
     device_get_attribute: unsafe extern "C" fn(*mut c_int, c_int, c_int) -> CuResult,
+    module_get_global: unsafe extern "C" fn(*mut u64, *mut usize, Ptr, *const c_char) -> CuResult,
 }
 
 /// The NVRTC entry points (no GPU needed: the CPU-only tests compile the source with them).
@@ -133,6 +134,7 @@ fn load_api() -> Result<Api, String> {
         ctx_set_current: sym!(cuda, b"cuCtxSetCurrent\0"),
         primary_ctx_retain: sym!(cuda, b"cuDevicePrimaryCtxRetain\0"),
         device_get_attribute: sym!(cuda, b"cuDeviceGetAttribute\0"),
+        module_get_global: sym!(cuda, b"cuModuleGetGlobal_v2\0"),
     };
     std::mem::forget(cuda);
     Ok(api)
@@ -310,7 +312,7 @@ impl Spec {
         (slots * g * (hd + 3) + g * hd) * 4
     }
 
-    fn options(&self, arch: (c_int, c_int)) -> Vec<String> {
+    fn options(&self, arch: (c_int, c_int), timeline: bool) -> Vec<String> {
         vec![
             format!("--gpu-architecture=sm_{}{}", arch.0, arch.1),
             "-std=c++17".into(),
@@ -327,6 +329,7 @@ impl Spec {
             format!("-DGEMV_THREADS={}", gemv_threads()),
             format!("-DGEMV_U={}", knob("RHX_GEMV_U", 4)),
             format!("-DATTN_BLOCKS={}", knob("RHX_ATTN_BLOCKS", 2)),
+            format!("-DTIMELINE={}", timeline as i32),
         ]
     }
 }
@@ -349,9 +352,17 @@ struct Func(Ptr);
 unsafe impl Send for Func {}
 unsafe impl Sync for Func {}
 
+/// A loaded CUDA module.
+#[derive(Clone, Copy)]
+struct Module(Ptr);
+// SAFETY: CUmodule handles are usable from any thread with the context current.
+unsafe impl Send for Module {}
+unsafe impl Sync for Module {}
+
 /// The compiled kernels for one `Spec` on one device.
 pub struct Kernels {
     device: Device,
+    module: Module,
     ordinal: c_int,
     /// Launch with programmatic dependent launch (compute capability ≥ 9.0, `RHX_PDL` ≠ 0):
     /// each kernel may start while the previous one drains (the GEMVs request their first
@@ -429,7 +440,7 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     let (mut major, mut minor) = (0, 0);
     a.cu(unsafe { (a.device_get_attribute)(&mut major, 75, ordinal) }, "compute capability")?;
     a.cu(unsafe { (a.device_get_attribute)(&mut minor, 76, ordinal) }, "compute capability")?;
-    let cubin = cached_cubin(&spec.options((major, minor)))?;
+    let cubin = cached_cubin(&spec.options((major, minor), timeline_path().is_some()))?;
     let mut module: Ptr = std::ptr::null_mut();
     a.cu(unsafe { (a.module_load_data)(&mut module, cubin.as_ptr() as *const c_void) }, "cuModuleLoadData")?;
     let f = |name: &str| -> Result<Func, String> {
@@ -476,7 +487,50 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
         _ => u32::MAX,
     };
     let attention_blocks = knob("RHX_ATTN_BLOCKS", 2) as i64 * sms as i64;
-    Ok(Kernels { device, ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knob("RHX_ATTN_ONE", 1) == 0 { None } else { Some(f("attn_decode_1")?) }, sms: sms as i64, combine: f("attn_combine")?, gemv })
+    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knob("RHX_ATTN_ONE", 1) == 0 { None } else { Some(f("attn_decode_1")?) }, sms: sms as i64, combine: f("attn_combine")?, gemv })
+}
+
+/// `RHX_TIMELINE`: where `rhx bench` writes the kernel timeline; when set, the kernels are
+/// built with their per-block timestamps (`TIMELINE` in the source).
+pub fn timeline_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("RHX_TIMELINE").filter(|v| !v.is_empty()).map(Into::into)
+}
+
+/// Columns of a timeline record, as the kernels write them.
+const TIMELINE_COLUMNS: [&str; 8] = ["seq", "tag", "grid", "block", "sm", "start_ns", "waited_ns", "end_ns"];
+
+/// Writes the last blocks recorded by every timeline build of the kernels (a ring of 2^18
+/// blocks per module: the last few decode steps) as CSV, oldest first: `kernel` (0 rmsnorm,
+/// 1 GEMV, 2 RoPE, 3 attention, 4 attention at one block per SM, 5 merge) and `extra` (GEMV:
+/// K, attention and merge: chunks) come from the tag; times are `%globaltimer` ns, `waited_ns`
+/// 0 for a block that did not wait. Returns the number of records.
+pub fn write_timeline(path: &std::path::Path) -> Result<usize, String> {
+    let a = api()?;
+    let map = COMPILED.get().ok_or("no fused kernels were built")?.lock().unwrap();
+    let mut out = String::from("module,seq,kernel,extra,grid,block,sm,start_ns,waited_ns,end_ns\n");
+    let mut n = 0;
+    for (mi, k) in map.values().filter_map(|r| r.as_ref().ok()).enumerate() {
+        let global = |name: &str| -> Result<(u64, usize), String> {
+            let c = CString::new(name).unwrap();
+            let (mut ptr, mut bytes) = (0u64, 0usize);
+            a.cu(unsafe { (a.module_get_global)(&mut ptr, &mut bytes, k.module.0, c.as_ptr()) }, name)?;
+            Ok((ptr, bytes))
+        };
+        let ((rec, rec_bytes), (next, _)) = (global("tl_records")?, global("tl_next")?);
+        let n_rec = (rec_bytes / 8 / TIMELINE_COLUMNS.len()) as i64;
+        // SAFETY: the module's globals, alive as long as the module (never unloaded); copied out.
+        let copy = |ptr: u64, len: i64| unsafe { Tensor::from_blob(ptr as *const u8, &[len], &[1], Kind::Int64, k.device) }.to_device(Device::Cpu);
+        let next = i64::try_from(&copy(next, 1)).map_err(|e| e.to_string())?;
+        let records = Vec::<i64>::try_from(&copy(rec, n_rec * 8)).map_err(|e| e.to_string())?;
+        let mut rows: Vec<&[i64]> = records.chunks(8).filter(|r| r[7] != 0 && r[0] >= next - n_rec).collect();
+        rows.sort_by_key(|r| r[0]);
+        for r in rows {
+            out.push_str(&format!("{mi},{},{},{},{},{},{},{},{},{}\n", r[0], r[1] & 0xff, r[1] >> 8, r[2], r[3], r[4], r[5], r[6], r[7]));
+            n += 1;
+        }
+    }
+    std::fs::write(path, out).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(n)
 }
 
 /// The compiled kernels, from a file in the temporary directory named by the hash of the source
@@ -504,11 +558,12 @@ fn cached_cubin(options: &[String]) -> Result<Vec<u8>, String> {
 
 /// Compiles the kernels for `spec` and compute capability `arch` without a GPU (NVRTC only) and
 /// returns the size of the machine code: what the CPU-only tests use to check the CUDA source.
-pub fn compile_check(spec: &Spec, arch: (i32, i32)) -> Result<usize, String> {
+/// `timeline`: the measurement build ([`timeline_path`]).
+pub fn compile_check(spec: &Spec, arch: (i32, i32), timeline: bool) -> Result<usize, String> {
     if let Some(why) = spec.unsupported() {
         return Err(format!("fused kernels do not cover this shape: {why}"));
     }
-    nvrtc()?.compile(&spec.options(arch)).map(|b| b.len())
+    nvrtc()?.compile(&spec.options(arch, timeline)).map(|b| b.len())
 }
 
 /// Kernel arguments, each in an 8-byte slot (the driver reads the argument's size from it).
