@@ -496,8 +496,9 @@ pub fn timeline_path() -> Option<std::path::PathBuf> {
     std::env::var_os("RHX_TIMELINE").filter(|v| !v.is_empty()).map(Into::into)
 }
 
-/// Columns of a timeline record, as the kernels write them.
-const TIMELINE_COLUMNS: [&str; 8] = ["seq", "tag", "grid", "block", "sm", "start_ns", "waited_ns", "end_ns"];
+/// u64 fields of a timeline record, as the kernels write them: sequence number, tag (kernel |
+/// extra << 8), grid size, block, SM, start, release from the wait, end.
+const TIMELINE_FIELDS: usize = 8;
 
 /// Writes the last blocks recorded by every timeline build of the kernels (a ring of 2^18
 /// blocks per module: the last few decode steps) as CSV, oldest first: `kernel` (0 rmsnorm,
@@ -517,12 +518,12 @@ pub fn write_timeline(path: &std::path::Path) -> Result<usize, String> {
             Ok((ptr, bytes))
         };
         let ((rec, rec_bytes), (next, _)) = (global("tl_records")?, global("tl_next")?);
-        let n_rec = (rec_bytes / 8 / TIMELINE_COLUMNS.len()) as i64;
+        let n_rec = (rec_bytes / 8 / TIMELINE_FIELDS) as i64;
         // SAFETY: the module's globals, alive as long as the module (never unloaded); copied out.
         let copy = |ptr: u64, len: i64| unsafe { Tensor::from_blob(ptr as *const u8, &[len], &[1], Kind::Int64, k.device) }.to_device(Device::Cpu);
         let next = i64::try_from(&copy(next, 1)).map_err(|e| e.to_string())?;
-        let records = Vec::<i64>::try_from(&copy(rec, n_rec * 8)).map_err(|e| e.to_string())?;
-        let mut rows: Vec<&[i64]> = records.chunks(8).filter(|r| r[7] != 0 && r[0] >= next - n_rec).collect();
+        let records = Vec::<i64>::try_from(&copy(rec, n_rec * TIMELINE_FIELDS as i64)).map_err(|e| e.to_string())?;
+        let mut rows: Vec<&[i64]> = records.chunks(TIMELINE_FIELDS).filter(|r| r[7] != 0 && r[0] >= next - n_rec).collect();
         rows.sort_by_key(|r| r[0]);
         for r in rows {
             out.push_str(&format!("{mi},{},{},{},{},{},{},{},{},{}\n", r[0], r[1] & 0xff, r[1] >> 8, r[2], r[3], r[4], r[5], r[6], r[7]));
