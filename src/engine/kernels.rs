@@ -325,10 +325,10 @@ impl Spec {
             format!("-DQKNORM={}", self.qk_norm as i32),
             // Tuning knobs for measurements: registers vs occupancy of the batch-1 GEMVs, threads
             // per GEMV block, weight loads per lane and stage, attention blocks per SM.
-            format!("-DGEMV_B1_BLOCKS={}", knob("RHX_GEMV_B1_BLOCKS", 2)),
+            format!("-DGEMV_B1_BLOCKS={}", gemv_b1_blocks_per_sm()),
             format!("-DGEMV_THREADS={}", gemv_threads()),
             format!("-DGEMV_U={}", knob("RHX_GEMV_U", 4)),
-            format!("-DATTN_BLOCKS={}", knob("RHX_ATTN_BLOCKS", 2)),
+            format!("-DATTN_BLOCKS={}", attn_blocks_per_sm()),
             format!("-DTIMELINE={}", timeline as i32),
         ]
     }
@@ -336,6 +336,18 @@ impl Spec {
 
 fn knob(var: &str, default: u32) -> u32 {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Blocks per SM that the batch-1 GEMVs' registers aim at (`GEMV_B1_BLOCKS`): compiled into
+/// the kernels and used for the split threshold, so read in one place.
+fn gemv_b1_blocks_per_sm() -> u32 {
+    knob("RHX_GEMV_B1_BLOCKS", 2).max(1)
+}
+
+/// Blocks per SM that the attention kernel's registers aim at (`ATTN_BLOCKS`): compiled into
+/// the kernel and used for the chunk count (one wave), so read in one place.
+fn attn_blocks_per_sm() -> u32 {
+    knob("RHX_ATTN_BLOCKS", 2).max(1)
 }
 
 /// Threads per GEMV block (`RHX_GEMV_THREADS`: 128, 256, 512).
@@ -480,18 +492,19 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     a.cu(unsafe { (a.device_get_attribute)(&mut sms, 16, ordinal) }, "multiprocessor count")?;
     let pdl = major >= 9 && a.launch_kernel_ex.is_some() && std::env::var("RHX_PDL").map(|v| v != "0").unwrap_or(true);
     let elem_bytes = spec.elem_bytes() as i64;
-    let two_waves = 2 * knob("RHX_GEMV_B1_BLOCKS", 2) * sms as u32;
+    let two_waves = 2 * gemv_b1_blocks_per_sm() * sms as u32;
     let split_below_blocks = match knob("RHX_GEMV_SPLIT", 1) {
         0 => 0,
         1 => two_waves,
         _ => u32::MAX,
     };
-    let attention_blocks = knob("RHX_ATTN_BLOCKS", 2) as i64 * sms as i64;
+    let attention_blocks = attn_blocks_per_sm() as i64 * sms as i64;
     Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knob("RHX_ATTN_ONE", 1) == 0 { None } else { Some(f("attn_decode_1")?) }, sms: sms as i64, combine: f("attn_combine")?, gemv })
 }
 
 /// `RHX_TIMELINE`: where `rhx bench` writes the kernel timeline; when set, the kernels are
-/// built with their per-block timestamps (`TIMELINE` in the source).
+/// built with their per-block timestamps (`TIMELINE` in the source) in any command, which
+/// only `rhx bench` writes out.
 pub fn timeline_path() -> Option<std::path::PathBuf> {
     std::env::var_os("RHX_TIMELINE").filter(|v| !v.is_empty()).map(Into::into)
 }
