@@ -221,26 +221,35 @@ __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const 
   T* xs = reinterpret_cast<T*>(xs_raw);
   constexpr int WPB = GEMV_THREADS / 32;
   const int wib = threadIdx.x >> 5, ks = wib % S;
-  const int warp_id = (int)((blockIdx.x * WPB + wib) / S);
   const int lane = threadIdx.x & 31;
   const int KS = K / S;  // this warp's slice of each row: [ks·KS, (ks+1)·KS)
+  // A grid smaller than one warp (group) per row pair walks the pairs: iteration `it` of warp
+  // group g of block b takes pair (it · gridDim.x + b) · WPB/S + g. Every block runs the same
+  // number of iterations (the split's barriers need all its warps), and the first weights of
+  // the next pair are requested during the last stage of the current one.
+  const int pairs = MODE == 2 ? N : (N + 1) / 2;
+  const int per_it = gridDim.x * (WPB / S);
+  const int iters = (pairs + per_it - 1) / per_it;
   int row[R];
   bool live[R];
-  if (MODE == 2) {
-    row[0] = warp_id;
-    row[1] = warp_id + N;
-    live[0] = live[1] = warp_id < N;
-  } else {
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-      row[r] = warp_id * R + r;
-      live[r] = row[r] < N;
-    }
-  }
-  const bool active = live[0];
   const T* wr[R];
+  auto rows_of = [&](int it, int* rw, bool* lv, const T** wp) {
+    const int pair = (it * gridDim.x + blockIdx.x) * (WPB / S) + wib / S;
+    if (MODE == 2) {
+      rw[0] = pair;
+      rw[1] = pair + N;
+      lv[0] = lv[1] = pair < N;
+    } else {
 #pragma unroll
-  for (int r = 0; r < R; r++) wr[r] = W + (size_t)(live[r] ? row[r] : 0) * K + (size_t)ks * KS;
+      for (int r = 0; r < R; r++) {
+        rw[r] = pair * R + r;
+        lv[r] = rw[r] < N;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) wp[r] = W + (size_t)(lv[r] ? rw[r] : 0) * K + (size_t)ks * KS;
+  };
+  rows_of(0, row, live, wr);
   uint4 wv[R][U];
 #pragma unroll
   for (int u = 0; u < U; u++) {
@@ -296,87 +305,114 @@ __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const 
     }
     __syncthreads();
   }
-  if (S == 1 && !active) return;
   const T* xin = (XS ? xs : x) + (size_t)ks * KS;
-  float acc[R][B];
+  for (int it = 0; it < iters; it++) {
+    const bool active = live[0];
+    // Pairs only grow with `it`: an idle warp stays idle (and without the split's barriers it
+    // can leave).
+    if (S == 1 && !active) return;
+    int nrow[R];
+    bool nlive[R];
+    const T* nwr[R];
+    rows_of(it + 1, nrow, nlive, nwr);
+    const bool carry = it + 1 < iters;
+    float acc[R][B];
 #pragma unroll
-  for (int r = 0; r < R; r++)
+    for (int r = 0; r < R; r++)
 #pragma unroll
-    for (int b = 0; b < B; b++) acc[r][b] = 0.f;
-  for (int k0 = lane * VEC; k0 < (active ? KS : 0); k0 += STEP) {
-    uint4 cur[R][U];
+      for (int b = 0; b < B; b++) acc[r][b] = 0.f;
+    for (int k0 = lane * VEC; k0 < (active ? KS : 0); k0 += STEP) {
+      uint4 cur[R][U];
 #pragma unroll
-    for (int u = 0; u < U; u++)
+      for (int u = 0; u < U; u++)
 #pragma unroll
-      for (int r = 0; r < R; r++) cur[r][u] = wv[r][u];
-    if (k0 + STEP < KS) {
+        for (int r = 0; r < R; r++) cur[r][u] = wv[r][u];
+      if (k0 + STEP < KS) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+          const int k = k0 + STEP + u * 32 * VEC;
+#pragma unroll
+          for (int r = 0; r < R; r++) wv[r][u] = (live[r] && k < KS) ? ld_stream(wr[r] + k) : make_uint4(0u, 0u, 0u, 0u);
+        }
+      } else if (carry) {
+        // The next pair's first stage, as the prologue requested the first pair's.
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+          const int k = lane * VEC + u * 32 * VEC;
+#pragma unroll
+          for (int r = 0; r < R; r++) wv[r][u] = (nlive[r] && k < KS) ? ld_stream(nwr[r] + k) : make_uint4(0u, 0u, 0u, 0u);
+        }
+      }
 #pragma unroll
       for (int u = 0; u < U; u++) {
-        const int k = k0 + STEP + u * 32 * VEC;
+        const int k = k0 + u * 32 * VEC;
+        if (k < KS) {
+          float wf[R][VEC];
 #pragma unroll
-        for (int r = 0; r < R; r++) wv[r][u] = (live[r] && k < KS) ? ld_stream(wr[r] + k) : make_uint4(0u, 0u, 0u, 0u);
+          for (int r = 0; r < R; r++) unpack(cur[r][u], wf[r]);
+#pragma unroll
+          for (int b = 0; b < B; b++) {
+            float xf[VEC];
+            unpack(*reinterpret_cast<const uint4*>(xin + (size_t)b * K + k), xf);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+              for (int e = 0; e < VEC; e++) acc[r][b] += wf[r][e] * xf[e];
+          }
+        }
       }
     }
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int k = k0 + u * 32 * VEC;
-      if (k < KS) {
-        float wf[R][VEC];
+    for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int r = 0; r < R; r++) unpack(cur[r][u], wf[r]);
+      for (int b = 0; b < B; b++) acc[r][b] = warp_sum(acc[r][b]);
+    bool writes = active;
+    if (S > 1) {
+      __shared__ float part[WPB][R][B];
+      if (lane == 0)
 #pragma unroll
-        for (int b = 0; b < B; b++) {
-          float xf[VEC];
-          unpack(*reinterpret_cast<const uint4*>(xin + (size_t)b * K + k), xf);
+        for (int r = 0; r < R; r++)
+#pragma unroll
+          for (int b = 0; b < B; b++) part[wib][r][b] = acc[r][b];
+      __syncthreads();
+      if (ks == 0 && active)
+#pragma unroll
+        for (int j = 1; j < S; j++)
 #pragma unroll
           for (int r = 0; r < R; r++)
 #pragma unroll
-            for (int e = 0; e < VEC; e++) acc[r][b] += wf[r][e] * xf[e];
+            for (int b = 0; b < B; b++) acc[r][b] += part[wib + j][r][b];
+      writes = ks == 0 && active;
+      if (carry) __syncthreads();  // `part` is rewritten by the next iteration
+    }
+    if (writes && lane < B) {
+      // Each of the first B lanes writes one batch row (registers are indexed statically).
+#pragma unroll
+      for (int b = 0; b < B; b++) {
+        if (b != lane) continue;
+        if (MODE == 2) {
+          const int n = row[0];
+          const float g = rnd(acc[0][b] + (bias ? ld(bias[n]) : 0.f));
+          const float u = rnd(acc[1][b] + (bias ? ld(bias[n + N]) : 0.f));
+          const float a = rnd(g / (1.f + expf(-g)));
+          y[(size_t)b * N + n] = st(a * u);
+        } else {
+#pragma unroll
+          for (int r = 0; r < R; r++) {
+            if (!live[r]) continue;
+            const int n = row[r];
+            const size_t o = (size_t)b * N + n;
+            const float v = acc[r][b] + (bias ? ld(bias[n]) : 0.f);
+            y[o] = MODE == 0 ? st(v) : st(ld(res[o]) + rnd(v));
+          }
         }
       }
     }
-  }
 #pragma unroll
-  for (int r = 0; r < R; r++)
-#pragma unroll
-    for (int b = 0; b < B; b++) acc[r][b] = warp_sum(acc[r][b]);
-  if (S > 1) {
-    __shared__ float part[WPB][R][B];
-    if (lane == 0)
-#pragma unroll
-      for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int b = 0; b < B; b++) part[wib][r][b] = acc[r][b];
-    __syncthreads();
-    if (ks != 0 || !active) return;
-#pragma unroll
-    for (int j = 1; j < S; j++)
-#pragma unroll
-      for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int b = 0; b < B; b++) acc[r][b] += part[wib + j][r][b];
-  }
-  if (lane < B) {
-    // Each of the first B lanes writes one batch row (registers are indexed statically).
-#pragma unroll
-    for (int b = 0; b < B; b++) {
-      if (b != lane) continue;
-      if (MODE == 2) {
-        const int n = row[0];
-        const float g = rnd(acc[0][b] + (bias ? ld(bias[n]) : 0.f));
-        const float u = rnd(acc[1][b] + (bias ? ld(bias[n + N]) : 0.f));
-        const float a = rnd(g / (1.f + expf(-g)));
-        y[(size_t)b * N + n] = st(a * u);
-      } else {
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-          if (!live[r]) continue;
-          const int n = row[r];
-          const size_t o = (size_t)b * N + n;
-          const float v = acc[r][b] + (bias ? ld(bias[n]) : 0.f);
-          y[o] = MODE == 0 ? st(v) : st(ld(res[o]) + rnd(v));
-        }
-      }
+    for (int r = 0; r < R; r++) {
+      row[r] = nrow[r];
+      live[r] = nlive[r];
+      wr[r] = nwr[r];
     }
   }
 }
@@ -386,7 +422,7 @@ __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const 
   extern "C" __global__ void __launch_bounds__(GEMV_THREADS, (B == 1 ? GEMV_B1_BLOCKS : 1)) gemv_b##B##_m##MODE##_x##XS##_s##S(                                       \
       const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K, const T* nw, \
       float eps) {                                                                                                                 \
-    TL(1, K);                                                                                                                      \
+    TL(1, (long long)K << 24 | N);                                                                                                 \
     gemv<B, MODE, XS, S>(x, W, bias, y, res, N, K, nw, eps);                                                                         \
   }
 #define GEMV_XS(B, MODE, S) GEMV_ENTRY(B, MODE, 0, S) GEMV_ENTRY(B, MODE, 1, S) GEMV_ENTRY(B, MODE, 2, S)
@@ -488,6 +524,38 @@ struct RowS {
   }
 };
 typedef Cond<EPL == VEC, RowV, RowS>::t Row;
+
+// Merges a block's SL online-softmax slots per query head into the chunk's partial: `sm` holds
+// the slots' maxima, sums, argmax columns (as int bits) and Σ p·v (`[SL][G][HD]`), in that order.
+template <int SL>
+__device__ __forceinline__ void merge_slots(const float* sm, float* __restrict__ part, int b, int g, int c, int nchunks) {
+  const float* sm_m = sm;
+  const float* sm_l = sm + SL * G;
+  const float* sm_i = sm + 2 * SL * G;
+  const float* sm_a = sm + 3 * SL * G;
+  for (int t = threadIdx.x; t < G * HD; t += blockDim.x) {
+    const int h = t / HD, e = t % HD;
+    float M = NEG_INF;
+    for (int s2 = 0; s2 < SL; s2++) M = fmaxf(M, sm_m[s2 * G + h]);
+    float L = 0.f, A = 0.f;
+    int I = 0x7fffffff;
+    for (int s2 = 0; s2 < SL; s2++) {
+      const float ms = sm_m[s2 * G + h];
+      if (ms == NEG_INF) continue;
+      const float f = expf(ms - M);
+      L += sm_l[s2 * G + h] * f;
+      A += sm_a[(s2 * G + h) * HD + e] * f;
+      if (ms == M) I = min(I, __float_as_int(sm_i[s2 * G + h]));
+    }
+    float* pp = part + (((size_t)b * NQ + g * G + h) * nchunks + c) * (HD + 3);
+    pp[3 + e] = A;
+    if (e == 0) {
+      pp[0] = M;
+      pp[1] = L;
+      pp[2] = __int_as_float(I);
+    }
+  }
+}
 
 // Decode attention for one query per sequence with the Eq. 1 capture (argmax key position of
 // each head's row and its weight), flash-decoding style: block (chunk, kv head, sequence)
@@ -598,44 +666,19 @@ __device__ __forceinline__ void attn_decode_body(
   }
   // Merge of the block's lane groups.
   __shared__ float sm[SLOTS * G * (HD + 3)];
-  float* sm_m = sm;
-  float* sm_l = sm + SLOTS * G;
-  int* sm_i = reinterpret_cast<int*>(sm + 2 * SLOTS * G);
-  float* sm_a = sm + 3 * SLOTS * G;
   const int slot = warp * CPW + sub;
 #pragma unroll
   for (int h = 0; h < G; h++) {
     if (sl == 0) {
-      sm_m[slot * G + h] = m[h];
-      sm_l[slot * G + h] = l[h];
-      sm_i[slot * G + h] = ix[h];
+      sm[slot * G + h] = m[h];
+      sm[SLOTS * G + slot * G + h] = l[h];
+      sm[2 * SLOTS * G + slot * G + h] = __int_as_float(ix[h]);
     }
 #pragma unroll
-    for (int e = 0; e < EPL; e++) sm_a[(slot * G + h) * HD + sl * EPL + e] = acc[h][e];
+    for (int e = 0; e < EPL; e++) sm[3 * SLOTS * G + (slot * G + h) * HD + sl * EPL + e] = acc[h][e];
   }
   __syncthreads();
-  for (int t = tid; t < G * HD; t += NW * 32) {
-    const int h = t / HD, e = t % HD;
-    float M = NEG_INF;
-    for (int s2 = 0; s2 < SLOTS; s2++) M = fmaxf(M, sm_m[s2 * G + h]);
-    float L = 0.f, A = 0.f;
-    int I = 0x7fffffff;
-    for (int s2 = 0; s2 < SLOTS; s2++) {
-      const float ms = sm_m[s2 * G + h];
-      if (ms == NEG_INF) continue;
-      const float f = expf(ms - M);
-      L += sm_l[s2 * G + h] * f;
-      A += sm_a[(s2 * G + h) * HD + e] * f;
-      if (ms == M) I = min(I, sm_i[s2 * G + h]);
-    }
-    float* pp = part + (((size_t)b * NQ + g * G + h) * nchunks + c) * (HD + 3);
-    pp[3 + e] = A;
-    if (e == 0) {
-      pp[0] = M;
-      pp[1] = L;
-      pp[2] = __int_as_float(I);
-    }
-  }
+  merge_slots<SLOTS>(sm, part, b, g, c, nchunks);
 }
 
 // Two register budgets: ATTN_BLOCKS blocks per SM (one wave of them when the cache is long),
@@ -651,6 +694,196 @@ extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS
   TL(4, nchunks);
   attn_decode_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
 }
+
+// Tensor-core decode attention (bf16 / f16, head dim 128, G ≤ 8 query heads per kv head): the
+// same partials as attn_decode from a fraction of its instructions (the FMA loop above issues
+// ~140 instructions per column and thread and is bound by issue, not by memory). Each warp
+// takes 16 columns per iteration with mma.m16n8k16 (the G query heads are rows 0..G-1 of the
+// A operand, rows G..15 zero): S = q·Kᵀ over two tiles of 8 keys, the online softmax on the
+// scores (rounded as HF eager rounds them; maximum, sum and argmax in f32), then O += P·V with
+// P rounded to the activation dtype (as HF eager's softmax output is before its matmul with V).
+// Lane (g, t) = (lane / 4, lane % 4) loads the operands straight from the cache in fragment
+// order: of keys g and 8 + g the 16-byte pieces 4i + t (i < 4), so the dot product's order of
+// dimensions is permuted alike for q and K; of keys 2t, 2t+1, 8+2t, 9+2t the dims [8g, 8g+8)
+// and [64+8g, 64+8g+8), packed into pairs of keys (PRMT) for the B operand of P·V. Output
+// column n of n-tile nt is then dim 64·(nt / 8) + 8n + nt % 8.
+#if DT != 2 && HD == 128 && G <= 8
+#define ATTN_MMA 1
+#if DT == 0
+#define MMA_T "bf16"
+#else
+#define MMA_T "f16"
+#endif
+// Two f32 values as one register of two activation-dtype values, `lo` in the low half.
+__device__ __forceinline__ unsigned pack_pair(float lo, float hi) {
+  unsigned r;
+#if DT == 0
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+  return r;
+}
+// D[g][2t, 2t+1] += Σ_k A[g][k] B[k][2t, 2t+1] over 16 k for rows g < 8 (rows 8..15 of A are
+// zero): a0 = A[g][2t, 2t+1], a2 = A[g][2t+8, 2t+9], b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g].
+__device__ __forceinline__ void mma_rows8(float& d0, float& d1, unsigned a0, unsigned a2, unsigned b0, unsigned b1) {
+  float x2, x3;
+  asm("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%5}, {%7,%8}, {%0,%1,%9,%9};"
+      : "+f"(d0), "+f"(d1), "=f"(x2), "=f"(x3)
+      : "r"(a0), "r"(0u), "r"(a2), "r"(b0), "r"(b1), "f"(0.f));
+}
+// D(16×8, f32) += A(16×16) · B(16×8): a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8,
+// 2t+9], a3 = A[g+8][2t+8, 2t+9]; b as above; d = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1].
+__device__ __forceinline__ void mma_full(float* d, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ unsigned word_of(const uint4& u, int w) { return w == 0 ? u.x : w == 1 ? u.y : w == 2 ? u.z : u.w; }
+__device__ __forceinline__ uint4 ld16(const T* p) { return *reinterpret_cast<const uint4*>(p); }
+
+__device__ __forceinline__ void attn_mma_body(
+    const T* q, const T* kc, const T* vc, long long cap, const long long* col,
+    const unsigned char* key_ok, int chunk, int nchunks, float scale, float* __restrict__ part) {
+  pdl_launch_next();
+  pdl_wait();
+  const int c = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const long long cl = *col;
+  const long long j0 = (long long)c * chunk;
+  const long long j1 = min(j0 + (long long)chunk, cl + 1);
+  const bool head = g < G;  // lanes of rows ≥ G compute a zero row and write nothing
+  // The query rows in shared memory (rows ≥ G zero), read per tile: in registers they made the
+  // loop spill at the 128 registers of 2 blocks per SM.
+  __shared__ uint4 qs[8 * HD / 8];
+  if (threadIdx.x < 8 * HD / 8) {
+    const int r = threadIdx.x / (HD / 8);
+    qs[threadIdx.x] = r < G ? ld16(q + ((size_t)b * NQ + kvh * G + r) * HD + (threadIdx.x % (HD / 8)) * 8) : make_uint4(0u, 0u, 0u, 0u);
+  }
+  __syncthreads();
+  // Stats of head g (equal in its four lanes but for l, a partial sum); Σ p·v of heads 2t and
+  // 2t+1 at dims d(mt, g) and d(mt, g + 8), d(mt, r) = 8r + mt for r < 8, 64 + 8(r − 8) + mt.
+  float m = NEG_INF, l = 0.f, acc[8][4];
+  int ix = 0x7fffffff;
+#pragma unroll
+  for (int mt = 0; mt < 8; mt++) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
+  const T* kb = kc + ((size_t)b * NKV + kvh) * cap * HD;
+  const T* vb = vc + ((size_t)b * NKV + kvh) * cap * HD;
+  const unsigned char* ok = key_ok + (size_t)b * cap;
+  for (long long jb = j0 + warp * 16; jb < j1; jb += NW * 16) {
+    // Keys past the chunk load the chunk's last key instead (no branch, no zeroing) and are
+    // masked below: a weight of 0 on a finite value (the cache starts zeroed).
+    const int last = (int)(j1 - 1 - jb);
+    uint4 kr[2][4], vr[4][2];
+    bool valid[4];
+#pragma unroll
+    for (int tau = 0; tau < 2; tau++) {
+      const T* kp = kb + (jb + min(8 * tau + g, last)) * HD + t * 8;
+#pragma unroll
+      for (int i = 0; i < 4; i++) kr[tau][i] = ld16(kp + i * 32);
+    }
+    // Key r of this lane: jb + 8·(r / 2) + 2t + r % 2, in increasing order.
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      const int k = min(8 * (r >> 1) + 2 * t + (r & 1), last);
+      valid[r] = 8 * (r >> 1) + 2 * t + (r & 1) <= last && ok[jb + k];
+      const T* vp = vb + (jb + k) * HD + 8 * g;
+      vr[r][0] = ld16(vp);
+      vr[r][1] = ld16(vp + 64);
+    }
+    float sc[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const uint4 qr = qs[g * (HD / 8) + 4 * i + t];
+#pragma unroll
+      for (int tau = 0; tau < 2; tau++) {
+        mma_rows8(sc[2 * tau], sc[2 * tau + 1], qr.x, qr.y, kr[tau][i].x, kr[tau][i].y);
+        mma_rows8(sc[2 * tau], sc[2 * tau + 1], qr.z, qr.w, kr[tau][i].z, kr[tau][i].w);
+      }
+    }
+    float mx = NEG_INF;
+    int bi = 0x7fffffff;
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      sc[r] = valid[r] ? rnd(rnd(sc[r]) * scale) : NEG_INF;
+      if (sc[r] > mx) {
+        mx = sc[r];
+        bi = (int)(jb + 8 * (r >> 1) + 2 * t + (r & 1));
+      }
+    }
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {
+      const float om = __shfl_xor_sync(0xffffffffu, mx, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (om > mx || (om == mx && oi < bi)) {
+        mx = om;
+        bi = oi;
+      }
+    }
+    // Rescale factors of head g here; the accumulators of heads 2t and 2t+1 take theirs from
+    // lanes 8t and 8t + 4.
+    float f = 1.f;
+    if (mx > m) {
+      f = expf(m - mx);
+      l *= f;
+      m = mx;
+      ix = bi;
+    }
+    const float f0 = __shfl_sync(0xffffffffu, f, 8 * t), f1 = __shfl_sync(0xffffffffu, f, 8 * t + 4);
+#pragma unroll
+    for (int mt = 0; mt < 8; mt++) {
+      acc[mt][0] *= f0;
+      acc[mt][1] *= f1;
+      acc[mt][2] *= f0;
+      acc[mt][3] *= f1;
+    }
+    float p[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      p[r] = valid[r] ? expf(sc[r] - m) : 0.f;
+      l += p[r];
+    }
+    // Pᵀ as the B operand of Oᵀ += Vᵀ·Pᵀ: b0 = P[g][2t, 2t+1], b1 = P[g][2t+8, 2t+9] — this
+    // lane's own weights. Vᵀ's rows g and g + 8 of m-tile mt are element mt of the lane's two
+    // value pieces; its columns are the lane's keys, packed in pairs.
+    const unsigned pb0 = pack_pair(p[0], p[1]), pb1 = pack_pair(p[2], p[3]);
+#pragma unroll
+    for (int mt = 0; mt < 8; mt++) {
+      const int w = mt >> 1;
+      const unsigned sel = (mt & 1) ? 0x7632u : 0x5410u;
+      mma_full(acc[mt], __byte_perm(word_of(vr[0][0], w), word_of(vr[1][0], w), sel), __byte_perm(word_of(vr[0][1], w), word_of(vr[1][1], w), sel),
+               __byte_perm(word_of(vr[2][0], w), word_of(vr[3][0], w), sel), __byte_perm(word_of(vr[2][1], w), word_of(vr[3][1], w), sel), pb0, pb1);
+    }
+  }
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  // One slot per warp and head.
+  __shared__ float sm[NW * G * (HD + 3)];
+  if (head && t == 0) {
+    sm[warp * G + g] = m;
+    sm[NW * G + warp * G + g] = l;
+    sm[2 * NW * G + warp * G + g] = __int_as_float(ix);
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; hh++) {
+    const int h = 2 * t + hh;
+    if (h < G) {
+      float* a = sm + 3 * NW * G + (warp * G + h) * HD;
+#pragma unroll
+      for (int mt = 0; mt < 8; mt++) {
+        a[8 * g + mt] = acc[mt][hh];
+        a[64 + 8 * g + mt] = acc[mt][2 + hh];
+      }
+    }
+  }
+  __syncthreads();
+  merge_slots<NW>(sm, part, b, kvh, c, nchunks);
+}
+extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_mma(ATTN_ARGS) {
+  TL(6, nchunks);
+  attn_mma_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
+}
+#endif
 
 // Merges the chunk partials of attn_decode for one (query head, sequence) per block of CB
 // threads, one per head-dim element: the heads' outputs (masked for ZeroOutput), the argmax

@@ -3,7 +3,7 @@
 built with per-block timestamps, see `TIMELINE` in csrc/decode_kernels.cu).
 
 Groups the block records into launches, takes the last complete decode step (the launches after
-the second-to-last LM-head GEMV, the largest GEMV grid, up to the last one) and prints, per kind
+the second-to-last LM-head GEMV, the GEMV with the most rows, up to the last one) and prints, per kind
 of launch averaged over the layers: when its first block started and when its first block was
 released from the wait, relative to the end of the previous launch, and how long it ran after
 that. Usage: scripts/bench/timeline.py timeline.csv [--launches]
@@ -12,7 +12,7 @@ import csv
 import sys
 from collections import defaultdict
 
-KERNELS = {0: "rmsnorm", 1: "gemv", 2: "rope", 3: "attn", 4: "attn(1/SM)", 5: "merge"}
+KERNELS = {0: "rmsnorm", 1: "gemv", 2: "rope", 3: "attn", 4: "attn(1/SM)", 5: "merge", 6: "attn(mma)"}
 
 
 def launches(rows):
@@ -47,7 +47,7 @@ def launches(rows):
 def name(l):
     k = KERNELS.get(l["kernel"], str(l["kernel"]))
     if l["kernel"] == 1:
-        return f"gemv K={l['extra']} grid={l['grid']}"
+        return f"gemv N={l['extra'] & 0xFFFFFF} K={l['extra'] >> 24} grid={l['grid']}"
     return f"{k} grid={l['grid']}"
 
 
@@ -56,9 +56,9 @@ def main():
     with open(path) as f:
         rows = [{k: int(v) for k, v in r.items()} for r in csv.DictReader(f)]
     ls = launches(rows)
-    gemv_grids = [l["grid"] for l in ls if l["kernel"] == 1]
-    head = max(gemv_grids)
-    heads = [i for i, l in enumerate(ls) if l["kernel"] == 1 and l["grid"] == head]
+    rows_of = lambda l: l["extra"] & 0xFFFFFF  # GEMV extra: K << 24 | N
+    head = max(rows_of(l) for l in ls if l["kernel"] == 1)
+    heads = [i for i, l in enumerate(ls) if l["kernel"] == 1 and rows_of(l) == head]
     if len(heads) < 2:
         sys.exit("fewer than two LM-head launches recorded: no complete step")
     step = ls[heads[-2] + 1: heads[-1] + 1]

@@ -303,6 +303,13 @@ impl Spec {
         None
     }
 
+    /// Whether the source builds `attn_decode_mma` for this shape (`#if` above it in the
+    /// source: mma.m16n8k16 has bf16 and f16 operands; its operand layout is written for head
+    /// dim 128 and the query heads of a kv head in rows 0..7).
+    pub fn tensor_core_attention(&self) -> bool {
+        matches!(self.kind, Kind::BFloat16 | Kind::Half) && self.head_dim == 128 && self.n_heads / self.n_kv_heads <= 8
+    }
+
     /// Static shared memory of the attention kernel: its in-block merge (`sm` in the source:
     /// `NW · CPW` lane groups × G heads × (hd + 3) floats, NW = 8 warps) and the G query heads
     /// (`qs`, f32).
@@ -389,10 +396,21 @@ pub struct Kernels {
     /// `attn` compiled for one block per SM (more registers, no spills): for grids of at most
     /// `sms` blocks (H200, batch 1: 238 vs 235 tok/s at 1k). `RHX_ATTN_ONE=0`: never.
     attn_1: Option<Func>,
+    /// Tensor-core attention (`attn_decode_mma`: bf16/f16, head dim 128, ≤ 8 query heads per
+    /// kv head), used for every grid when built; `RHX_ATTN_MMA=0`: never.
+    attn_mma: Option<Func>,
+    /// Whether [`Kernels::attention`] uses `attn_mma` (on when built; the tests turn it off to
+    /// compare it with the FMA kernel).
+    use_mma: std::sync::atomic::AtomicBool,
     sms: i64,
     combine: Func,
     /// Attention blocks in one wave: `ATTN_BLOCKS` per SM × SMs.
     attention_blocks: i64,
+    /// Batch-1 GEMV grids hold at most this many blocks (`RHX_GEMV_GRID_CAP`; default one wave,
+    /// `GEMV_B1_BLOCKS` per SM × SMs; 0: one warp group per row pair): the blocks walk the
+    /// row pairs, so a grid of 2.9 waves (q|k|v) runs without a partly filled last wave.
+    /// H200, 4k: 222.3 -> 229.9 tok/s (benchmarks/gpu.md).
+    grid_cap: u32,
     /// `[batch - 1][mode][input staging: global, shared, normalised]`.
     gemv: Vec<[[Func; 3]; 3]>,
     /// Batch 1, K split over two warps: `[mode (Plain, Residual)][input staging]`.
@@ -499,7 +517,9 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
         _ => u32::MAX,
     };
     let attention_blocks = attn_blocks_per_sm() as i64 * sms as i64;
-    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knob("RHX_ATTN_ONE", 1) == 0 { None } else { Some(f("attn_decode_1")?) }, sms: sms as i64, combine: f("attn_combine")?, gemv })
+    let grid_cap = knob("RHX_GEMV_GRID_CAP", gemv_b1_blocks_per_sm() * sms as u32);
+    let attn_mma = if spec.tensor_core_attention() && knob("RHX_ATTN_MMA", 1) != 0 { Some(f("attn_decode_mma")?) } else { None };
+    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, grid_cap, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knob("RHX_ATTN_ONE", 1) == 0 { None } else { Some(f("attn_decode_1")?) }, attn_mma, use_mma: std::sync::atomic::AtomicBool::new(true), sms: sms as i64, combine: f("attn_combine")?, gemv })
 }
 
 /// `RHX_TIMELINE`: where `rhx bench` writes the kernel timeline; when set, the kernels are
@@ -515,8 +535,9 @@ const TIMELINE_FIELDS: usize = 8;
 
 /// Writes the last blocks recorded by every timeline build of the kernels (a ring of 2^18
 /// blocks per module: the last few decode steps) as CSV, oldest first: `kernel` (0 rmsnorm,
-/// 1 GEMV, 2 RoPE, 3 attention, 4 attention at one block per SM, 5 merge) and `extra` (GEMV:
-/// K, attention and merge: chunks) come from the tag; times are `%globaltimer` ns, `waited_ns`
+/// 1 GEMV, 2 RoPE, 3 attention, 4 attention at one block per SM, 5 merge, 6 tensor-core
+/// attention) and `extra` (GEMV:
+/// K · 2^24 + N, attention and merge: chunks) come from the tag; times are `%globaltimer` ns, `waited_ns`
 /// 0 for a block that did not wait. Returns the number of records.
 pub fn write_timeline(path: &std::path::Path) -> Result<usize, String> {
     let a = api()?;
@@ -614,6 +635,13 @@ fn blocks(n: i64, per: i64) -> u32 {
 }
 
 impl Kernels {
+    /// Turns the tensor-core attention kernel on or off (it is on when built; tests compare it
+    /// with the FMA kernel). Returns whether it was built for this shape.
+    pub fn set_tensor_core_attention(&self, on: bool) -> bool {
+        self.use_mma.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.attn_mma.is_some()
+    }
+
     fn launch(&self, f: Func, grid: (u32, u32, u32), block: u32, args: Args) {
         self.launch_smem(f, grid, block, 0, args)
     }
@@ -666,7 +694,12 @@ impl Kernels {
         let threads = gemv_threads() as i64;
         let splits = b == 1 && !matches!(mode, GemvMode::SiluMul) && (k * self.elem_bytes) % 32 == 0 && blocks(warps * 32, threads) < self.split_below_blocks;
         let (f, warps) = if splits { (self.gemv_split[mode as usize][xs], warps * 2) } else { (self.gemv[(b - 1) as usize][mode as usize][xs], warps) };
-        self.launch_smem(f, (blocks(warps * 32, threads), 1, 1), threads as u32, smem, args);
+        // At batch 1 at most `grid_cap` blocks (one wave), each walking the same number of row
+        // pairs: the grid is divided evenly over the walks, so no walk is mostly idle (the LM
+        // head's 8016 blocks: 31 walks of 259 blocks, not 30.4 of 264).
+        let grid = blocks(warps * 32, threads);
+        let grid = if b == 1 && self.grid_cap > 0 && grid > self.grid_cap { grid.div_ceil(grid.div_ceil(self.grid_cap)) } else { grid };
+        self.launch_smem(f, (grid, 1, 1), threads as u32, smem, args);
     }
 
     /// Whether a GEMV over `batch` rows of `k` can normalise its input itself (the rows fit in
@@ -695,7 +728,8 @@ impl Kernels {
         let (b, nkv, cap, hd) = (s[0], s[1], s[2], s[3]);
         let nq = argmax.size()[1];
         let (chunk, n) = chunks;
-        let attn = self.attn_1.filter(|_| n * nkv * b <= self.sms).unwrap_or(self.attn);
+        let mma = self.attn_mma.filter(|_| self.use_mma.load(std::sync::atomic::Ordering::Relaxed));
+        let attn = mma.or(self.attn_1.filter(|_| n * nkv * b <= self.sms)).unwrap_or(self.attn);
         self.launch(attn, (n as u32, nkv as u32, b as u32), 256, Args::new().t(q).t(kc).t(vc).i64(cap).t(col).t(key_ok).i32(chunk).i32(n).f32(scale).t(partials));
         let args = Args::new().t(partials).i32(n).opt(keep).i32(zero_out as i64).t(out).t(argmax).t(weight);
         // `CB` in the source.
