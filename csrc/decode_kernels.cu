@@ -448,8 +448,14 @@ extern "C" __global__ void rope_kv(const T* qkv, const long long* pos, const flo
                                    const T* keep, T* __restrict__ qout, T* __restrict__ kc, T* __restrict__ vc,
                                    long long cap, const long long* col) {
   TL(2, 0);
-  pdl_launch_next();
+#ifndef ROPE_LATE_TRIGGER
+#define ROPE_LATE_TRIGGER 0
+#endif
+  // ROPE_LATE_TRIGGER (`RHX_ROPE_LATE_TRIGGER`, a measurement knob): let the attention blocks
+  // in (and their cache prefetch start) only once the q|k|v GEMV has finished.
+  if (!ROPE_LATE_TRIGGER) pdl_launch_next();
   pdl_wait();
+  if (ROPE_LATE_TRIGGER) pdl_launch_next();
   const int b = blockIdx.x, hh = blockIdx.y, e = threadIdx.x;
   const bool act = e < HD;
   __shared__ float sh[HD];
@@ -709,6 +715,9 @@ extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS
 // column n of n-tile nt is then dim 64·(nt / 8) + 8n + nt % 8.
 #if DT != 2 && HD == 128 && G <= 8
 #define ATTN_MMA 1
+#ifndef ATTN_PREFETCH
+#define ATTN_PREFETCH 1
+#endif
 #if DT == 0
 #define MMA_T "bf16"
 #else
@@ -746,11 +755,37 @@ __device__ __forceinline__ void attn_mma_body(
     const T* q, const T* kc, const T* vc, long long cap, const long long* col,
     const unsigned char* key_ok, int chunk, int nchunks, float scale, float* __restrict__ part) {
   pdl_launch_next();
-  pdl_wait();
   const int c = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const long long cl = *col;
   const long long j0 = (long long)c * chunk;
+  const T* kb = kc + ((size_t)b * NKV + kvh) * cap * HD;
+  const T* vb = vc + ((size_t)b * NKV + kvh) * cap * HD;
+  uint4 kr[2][4], vr[4][2];
+  // Keys jb + k with k past `last` load key jb + last instead (no branch, no zeroing) and are
+  // masked: a weight of 0 on a finite value (the cache starts zeroed).
+  auto load_kv = [&](long long jb, int last) {
+#pragma unroll
+    for (int tau = 0; tau < 2; tau++) {
+      const T* kp = kb + (jb + min(8 * tau + g, last)) * HD + t * 8;
+#pragma unroll
+      for (int i = 0; i < 4; i++) kr[tau][i] = ld16(kp + i * 32);
+    }
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      const T* vp = vb + (jb + min(8 * (r >> 1) + 2 * t + (r & 1), last)) * HD + 8 * g;
+      vr[r][0] = ld16(vp);
+      vr[r][1] = ld16(vp + 64);
+    }
+  };
+#if ATTN_PREFETCH
+  // The first iteration's keys and values are requested before the wait on RoPE: columns
+  // before the newest were written by earlier steps (complete: each step is its own graph
+  // launch). The newest column, which RoPE writes, is read again after the wait.
+  const long long jf = j0 + warp * 16;
+  load_kv(jf, (int)(min(j0 + (long long)chunk, cap) - 1 - jf));
+#endif
+  pdl_wait();
+  const long long cl = *col;
   const long long j1 = min(j0 + (long long)chunk, cl + 1);
   const bool head = g < G;  // lanes of rows ≥ G compute a zero row and write nothing
   // The query rows in shared memory (rows ≥ G zero), read per tile: in registers they made the
@@ -767,29 +802,34 @@ __device__ __forceinline__ void attn_mma_body(
   int ix = 0x7fffffff;
 #pragma unroll
   for (int mt = 0; mt < 8; mt++) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
-  const T* kb = kc + ((size_t)b * NKV + kvh) * cap * HD;
-  const T* vb = vc + ((size_t)b * NKV + kvh) * cap * HD;
   const unsigned char* ok = key_ok + (size_t)b * cap;
+  bool first = true;
   for (long long jb = j0 + warp * 16; jb < j1; jb += NW * 16) {
-    // Keys past the chunk load the chunk's last key instead (no branch, no zeroing) and are
-    // masked below: a weight of 0 on a finite value (the cache starts zeroed).
     const int last = (int)(j1 - 1 - jb);
-    uint4 kr[2][4], vr[4][2];
+#if ATTN_PREFETCH
+    if (first) {
+      // Reload the newest column where this lane holds it.
+#pragma unroll
+      for (int tau = 0; tau < 2; tau++)
+        if (jb + 8 * tau + g == cl)
+#pragma unroll
+          for (int i = 0; i < 4; i++) kr[tau][i] = ld16(kb + cl * HD + t * 8 + i * 32);
+#pragma unroll
+      for (int r = 0; r < 4; r++)
+        if (jb + 8 * (r >> 1) + 2 * t + (r & 1) == cl) {
+          vr[r][0] = ld16(vb + cl * HD + 8 * g);
+          vr[r][1] = ld16(vb + cl * HD + 64 + 8 * g);
+        }
+    } else
+#endif
+      load_kv(jb, last);
+    first = false;
+    // Key r of this lane: jb + 8·(r / 2) + 2t + r % 2, in increasing order.
     bool valid[4];
 #pragma unroll
-    for (int tau = 0; tau < 2; tau++) {
-      const T* kp = kb + (jb + min(8 * tau + g, last)) * HD + t * 8;
-#pragma unroll
-      for (int i = 0; i < 4; i++) kr[tau][i] = ld16(kp + i * 32);
-    }
-    // Key r of this lane: jb + 8·(r / 2) + 2t + r % 2, in increasing order.
-#pragma unroll
     for (int r = 0; r < 4; r++) {
-      const int k = min(8 * (r >> 1) + 2 * t + (r & 1), last);
-      valid[r] = 8 * (r >> 1) + 2 * t + (r & 1) <= last && ok[jb + k];
-      const T* vp = vb + (jb + k) * HD + 8 * g;
-      vr[r][0] = ld16(vp);
-      vr[r][1] = ld16(vp + 64);
+      const int k = 8 * (r >> 1) + 2 * t + (r & 1);
+      valid[r] = k <= last && ok[jb + min(k, last)];
     }
     float sc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
