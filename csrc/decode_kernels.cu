@@ -448,14 +448,8 @@ extern "C" __global__ void rope_kv(const T* qkv, const long long* pos, const flo
                                    const T* keep, T* __restrict__ qout, T* __restrict__ kc, T* __restrict__ vc,
                                    long long cap, const long long* col) {
   TL(2, 0);
-#ifndef ROPE_LATE_TRIGGER
-#define ROPE_LATE_TRIGGER 0
-#endif
-  // ROPE_LATE_TRIGGER (`RHX_ROPE_LATE_TRIGGER`, a measurement knob): let the attention blocks
-  // in (and their cache prefetch start) only once the q|k|v GEMV has finished.
-  if (!ROPE_LATE_TRIGGER) pdl_launch_next();
+  pdl_launch_next();
   pdl_wait();
-  if (ROPE_LATE_TRIGGER) pdl_launch_next();
   const int b = blockIdx.x, hh = blockIdx.y, e = threadIdx.x;
   const bool act = e < HD;
   __shared__ float sh[HD];

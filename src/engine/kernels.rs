@@ -337,7 +337,6 @@ impl Spec {
             format!("-DGEMV_U={}", knob("RHX_GEMV_U", 4)),
             format!("-DATTN_BLOCKS={}", attn_blocks_per_sm()),
             format!("-DATTN_PREFETCH={}", knob("RHX_ATTN_PREFETCH", 1)),
-            format!("-DROPE_LATE_TRIGGER={}", knob("RHX_ROPE_LATE_TRIGGER", 0)),
             format!("-DTIMELINE={}", timeline as i32),
         ]
     }
