@@ -272,47 +272,62 @@ fn fused_kernels_equal_eager_on_cuda() {
     same(&run(&m, &long, &opts, DecodeMode::Eager, true), &fused(&m, &long, &opts, None), "long prompts: fused vs eager");
 }
 
-/// `RHX_TEST_DEVICE=cuda`: the tensor-core attention kernel (bf16, head dim 128) agrees with the
-/// FMA kernel. Not bit for bit: the dot products sum in another order, and P·V takes the
-/// weights rounded to bf16 (as HF eager does). So: the first decode step (same prefill, same
-/// cache) of a head-dim-128 model with peaked attention (q and k projections scaled up), on
-/// prompts of 40 to 9000 tokens (one to many 128-column iterations per warp) with a hidden span
-/// and left padding; every head's argmax position at least 97 % equal, argmax weights within
-/// 0.02, final hidden states within 5 % of their largest value. Skipped on the CPU.
+/// `RHX_TEST_DEVICE=cuda`: the tensor-core attention kernel (bf16 and f16, head dim 128) agrees
+/// with the FMA kernel. Not bit for bit: the dot products sum in another order, and P·V takes
+/// the weights rounded to the activation dtype (as HF eager does). So: the first decode step
+/// (same prefill, same cache) of a head-dim-128 model with peaked attention (q and k projections
+/// scaled up), on prompts of 40 to 9000 tokens (one to many 128-column iterations per warp) with
+/// a hidden span and left padding, without and with head masks (uniform attention, zero
+/// output); argmax positions equal for at least 97 % of all heads and 90 % of each prompt's
+/// (a score at a rounding boundary flips a near tie: H200, 287 of 288 equal in bf16 and in f16),
+/// argmax weights within 0.02, final hidden states within 5 % of their largest value. Skipped
+/// on the CPU.
 #[test]
 fn tensor_core_attention_agrees_with_fma_kernel_on_cuda() {
     let Some(device) = cuda_or_skip() else { return };
-    let (mut cfg, _) = weights::load_hf_dir(&fixture_dir("llama3")).unwrap();
-    (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.max_position_embeddings) = (128, 8, 2, 16384);
-    let mut w = weights::random_weights_on(&cfg, 7, device, Kind::BFloat16);
-    for (name, t) in w.tensors.iter_mut() {
-        if name.ends_with("q_proj.weight") || name.ends_with("k_proj.weight") {
-            *t = &*t * 6.0;
+    for kind in [Kind::BFloat16, Kind::Half] {
+        let (mut cfg, _) = weights::load_hf_dir(&fixture_dir("llama3")).unwrap();
+        (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.max_position_embeddings) = (128, 8, 2, 16384);
+        let mut w = weights::random_weights_on(&cfg, 7, device, kind);
+        for (name, t) in w.tensors.iter_mut() {
+            if name.ends_with("q_proj.weight") || name.ends_with("k_proj.weight") {
+                *t = &*t * 6.0;
+            }
         }
-    }
-    let m = Model::new(cfg, w, device, Kind::BFloat16).unwrap();
-    let kernels = m.fused_kernels(&Default::default()).expect("fused kernels for the bf16 model");
-    let mut ps: Vec<Prompt> = [40usize, 700, 3000, 9000].iter().enumerate().map(|(k, &n)| Prompt { ids: (0..n).map(|i| ((i * 31 + k * 7 + 3) % 250) as u32).collect(), ..Default::default() }).collect();
-    ps[1].hidden_spans = vec![100..180];
-    let opts = GenerateOptions { max_new_tokens: 2, hidden: vec![HiddenSite::Final], ..Default::default() };
-    let eng = EngineOptions { decode: DecodeMode::Graph, fused_kernels: true, ..Default::default() };
-    let gen = |on: bool| {
-        assert!(kernels.set_tensor_core_attention(on), "the tensor-core kernel is built for bf16, head dim 128");
-        let (g, stats) = generate_with(&m, &ps, &opts, &eng, None, |_| {}).unwrap();
-        assert!(stats.fused_kernels, "fused kernels must run: {:?}", stats.fused_unavailable);
-        g
-    };
-    let (mma, fma) = (gen(true), gen(false));
-    kernels.set_tensor_core_attention(true);
-    for (i, (a, b)) in mma.iter().zip(&fma).enumerate() {
-        let (sa, sb) = (&a.steps[1], &b.steps[1]);
-        let equal = sa.argmax.iter().zip(&sb.argmax).filter(|(x, y)| x == y).count() as f64 / sa.argmax.len() as f64;
-        let dw = sa.argmax_weight.iter().zip(&sb.argmax_weight).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        let scale = sb.hidden[0].iter().fold(0f32, |s, v| s.max(v.abs()));
-        let dh = sa.hidden[0].iter().zip(&sb.hidden[0]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        eprintln!("prompt {i} ({} tokens): argmax equal {equal:.4}, weight diff {dw:.2e}, hidden diff {dh:.2e} of {scale:.2e}", a.prompt_len);
-        assert!(equal >= 0.97, "prompt {i}: argmax positions equal for {equal:.3} of the heads");
-        assert!(dw < 0.02, "prompt {i}: argmax weights differ by {dw}");
-        assert!(dh <= 0.05 * scale, "prompt {i}: final hidden states differ by {dh} (largest value {scale})");
+        let m = Model::new(cfg, w, device, kind).unwrap();
+        let kernels = m.fused_kernels(&Default::default()).expect("fused kernels for the half-precision model");
+        let mut ps: Vec<Prompt> = [40usize, 700, 3000, 9000].iter().enumerate().map(|(k, &n)| Prompt { ids: (0..n).map(|i| ((i * 31 + k * 7 + 3) % 250) as u32).collect(), ..Default::default() }).collect();
+        ps[1].hidden_spans = vec![100..180];
+        let base = GenerateOptions { max_new_tokens: 2, hidden: vec![HiddenSite::Final], ..Default::default() };
+        let sets: Vec<Vec<(usize, usize)>> = (0..ps.len()).map(|i| vec![(i % 2, i % 8), ((i + 1) % 2, (i + 3) % 8)]).collect();
+        let masked = |mode| GenerateOptions { fixed_mask: Some(FixedMask { heads: vec![], per_prompt: sets.clone(), mode, scope: MaskScope::AllPositions }), ..base.clone() };
+        let eng = EngineOptions { decode: DecodeMode::Graph, fused_kernels: true, ..Default::default() };
+        let (mut heads, mut heads_equal) = (0, 0);
+        for (label, opts) in [("no mask", base.clone()), ("uniform attention", masked(MaskMode::UniformAttention)), ("zero output", masked(MaskMode::ZeroOutput))] {
+            let gen = |on: bool| {
+                assert!(kernels.set_tensor_core_attention(on), "the tensor-core kernel is built for {kind:?}, head dim 128");
+                let (g, stats) = generate_with(&m, &ps, &opts, &eng, None, |_| {}).unwrap();
+                assert!(stats.fused_kernels, "fused kernels must run: {:?}", stats.fused_unavailable);
+                g
+            };
+            let (mma, fma) = (gen(true), gen(false));
+            kernels.set_tensor_core_attention(true);
+            for (i, (a, b)) in mma.iter().zip(&fma).enumerate() {
+                let (sa, sb) = (&a.steps[1], &b.steps[1]);
+                let n_equal = sa.argmax.iter().zip(&sb.argmax).filter(|(x, y)| x == y).count();
+                (heads, heads_equal) = (heads + sa.argmax.len(), heads_equal + n_equal);
+                let equal = n_equal as f64 / sa.argmax.len() as f64;
+                let dw = sa.argmax_weight.iter().zip(&sb.argmax_weight).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                let scale = sb.hidden[0].iter().fold(0f32, |s, v| s.max(v.abs()));
+                let dh = sa.hidden[0].iter().zip(&sb.hidden[0]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                let what = format!("{kind:?} {label}, prompt {i} ({} tokens)", a.prompt_len);
+                eprintln!("{what}: argmax equal {equal:.4}, weight diff {dw:.2e}, hidden diff {dh:.2e} of {scale:.2e}");
+                assert!(equal >= 0.9, "{what}: argmax positions equal for {equal:.3} of the heads");
+                assert!(dw < 0.02, "{what}: argmax weights differ by {dw}");
+                assert!(dh <= 0.05 * scale, "{what}: final hidden states differ by {dh} (largest value {scale})");
+            }
+        }
+        eprintln!("{kind:?}: argmax positions equal for {heads_equal} of {heads} heads");
+        assert!(heads_equal as f64 >= 0.97 * heads as f64, "{kind:?}: argmax positions equal for {heads_equal} of {heads} heads");
     }
 }
