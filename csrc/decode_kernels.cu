@@ -707,7 +707,7 @@ extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS
 // dimensions is permuted alike for q and K; of keys 2t, 2t+1, 8+2t, 9+2t the dims [8g, 8g+8)
 // and [64+8g, 64+8g+8), packed into pairs of keys (PRMT) for the B operand of P·V. Output
 // column n of n-tile nt is then dim 64·(nt / 8) + 8n + nt % 8.
-#if DT != 2 && HD == 128 && G <= 8
+#if DT != 2 && HD == 128 && G <= 8 && __CUDA_ARCH__ >= 800
 #define ATTN_MMA 1
 #ifndef ATTN_PREFETCH
 #define ATTN_PREFETCH 1

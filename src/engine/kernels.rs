@@ -305,7 +305,7 @@ impl Spec {
 
     /// Whether the source builds `attn_decode_mma` for this shape (`#if` above it in the
     /// source: mma.m16n8k16 has bf16 and f16 operands; its operand layout is written for head
-    /// dim 128 and the query heads of a kv head in rows 0..7).
+    /// dim 128 and the query heads of a kv head in rows 0..7). It also needs sm_80 or newer.
     pub fn tensor_core_attention(&self) -> bool {
         matches!(self.kind, Kind::BFloat16 | Kind::Half) && self.head_dim == 128 && self.n_heads / self.n_kv_heads <= 8
     }
@@ -519,7 +519,7 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     };
     let attention_blocks = attn_blocks_per_sm() as i64 * sms as i64;
     let grid_cap = knob("RHX_GEMV_GRID_CAP", gemv_b1_blocks_per_sm() * sms as u32);
-    let attn_mma = if spec.tensor_core_attention() && knob("RHX_ATTN_MMA", 1) != 0 { Some(f("attn_decode_mma")?) } else { None };
+    let attn_mma = if spec.tensor_core_attention() && major >= 8 && knob("RHX_ATTN_MMA", 1) != 0 { Some(f("attn_decode_mma")?) } else { None };
     Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, grid_cap, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knob("RHX_ATTN_ONE", 1) == 0 { None } else { Some(f("attn_decode_1")?) }, attn_mma, use_mma: std::sync::atomic::AtomicBool::new(true), sms: sms as i64, combine: f("attn_combine")?, gemv })
 }
 
@@ -537,9 +537,9 @@ const TIMELINE_FIELDS: usize = 8;
 /// Writes the last blocks recorded by every timeline build of the kernels (a ring of 2^18
 /// blocks per module: the last few decode steps) as CSV, oldest first: `kernel` (0 rmsnorm,
 /// 1 GEMV, 2 RoPE, 3 attention, 4 attention at one block per SM, 5 merge, 6 tensor-core
-/// attention) and `extra` (GEMV:
-/// K · 2^24 + N, attention and merge: chunks) come from the tag; times are `%globaltimer` ns, `waited_ns`
-/// 0 for a block that did not wait. Returns the number of records.
+/// attention) and `extra` (GEMV: K · 2^24 + N, attention and merge: chunks) come from the tag;
+/// times are `%globaltimer` ns, `waited_ns` 0 for a block that did not wait. Returns the number
+/// of records.
 pub fn write_timeline(path: &std::path::Path) -> Result<usize, String> {
     let a = api()?;
     let map = COMPILED.get().ok_or("no fused kernels were built")?.lock().unwrap();
