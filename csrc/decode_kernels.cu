@@ -695,7 +695,7 @@ extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS
   attn_decode_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
 }
 
-// Tensor-core decode attention (bf16 / f16, head dim 128, G ≤ 8 query heads per kv head): the
+// Tensor-core decode attention (bf16 / f16, head dim 64 or 128, G ≤ 8 query heads per kv head): the
 // same partials as attn_decode from a fraction of its instructions (the FMA loop above issues
 // ~140 instructions per column and thread and is bound by issue, not by memory). Each warp
 // takes 16 columns per iteration with mma.m16n8k16 (the G query heads are rows 0..G-1 of the
@@ -703,12 +703,15 @@ extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS
 // scores (rounded as HF eager rounds them; maximum, sum and argmax in f32), then O += P·V with
 // P rounded to the activation dtype (as HF eager's softmax output is before its matmul with V).
 // Lane (g, t) = (lane / 4, lane % 4) loads the operands straight from the cache in fragment
-// order: of keys g and 8 + g the 16-byte pieces 4i + t (i < 4), so the dot product's order of
-// dimensions is permuted alike for q and K; of keys 2t, 2t+1, 8+2t, 9+2t the dims [8g, 8g+8)
-// and [64+8g, 64+8g+8), packed into pairs of keys (PRMT) for the B operand of P·V. Output
-// column n of n-tile nt is then dim 64·(nt / 8) + 8n + nt % 8.
-#if DT != 2 && HD == 128 && G <= 8 && __CUDA_ARCH__ >= 800
+// order: of keys g and 8 + g the 16-byte pieces 4i + t (i < HD / 32), so the dot product's order
+// of dimensions is permuted alike for q and K; of keys 2t, 2t+1, 8+2t, 9+2t the VP = HD / 16
+// dims from g·VP and from (g + 8)·VP, packed into pairs of keys (PRMT) for the A operand of
+// Oᵀ += Vᵀ·Pᵀ: row r of m-tile mt is dim r·VP + mt.
+#if DT != 2 && (HD == 64 || HD == 128) && G <= 8 && __CUDA_ARCH__ >= 800
 #define ATTN_MMA 1
+#define KP (HD / 32)  // 16-byte key pieces per lane and key
+#define VP (HD / 16)  // value dims per lane, key and row half (= m-tiles of Oᵀ)
+#define VW (VP / 2)   // the same as 32-bit words
 #ifndef ATTN_PREFETCH
 #define ATTN_PREFETCH 1
 #endif
@@ -742,8 +745,24 @@ __device__ __forceinline__ void mma_full(float* d, unsigned a0, unsigned a1, uns
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ unsigned word_of(const uint4& u, int w) { return w == 0 ? u.x : w == 1 ? u.y : w == 2 ? u.z : u.w; }
 __device__ __forceinline__ uint4 ld16(const T* p) { return *reinterpret_cast<const uint4*>(p); }
+// VW words of a value piece (16-byte loads, or one 8-byte load at head dim 64).
+__device__ __forceinline__ void ld_piece(const T* p, unsigned* w) {
+#if VW >= 4
+#pragma unroll
+  for (int i = 0; i < VW / 4; i++) {
+    const uint4 u = ld16(p + 8 * i);
+    w[4 * i] = u.x;
+    w[4 * i + 1] = u.y;
+    w[4 * i + 2] = u.z;
+    w[4 * i + 3] = u.w;
+  }
+#else
+  const uint2 u = *reinterpret_cast<const uint2*>(p);
+  w[0] = u.x;
+  w[1] = u.y;
+#endif
+}
 
 __device__ __forceinline__ void attn_mma_body(
     const T* q, const T* kc, const T* vc, long long cap, const long long* col,
@@ -754,7 +773,8 @@ __device__ __forceinline__ void attn_mma_body(
   const long long j0 = (long long)c * chunk;
   const T* kb = kc + ((size_t)b * NKV + kvh) * cap * HD;
   const T* vb = vc + ((size_t)b * NKV + kvh) * cap * HD;
-  uint4 kr[2][4], vr[4][2];
+  uint4 kr[2][KP];
+  unsigned vr[4][2][VW];
   // Keys jb + k with k past `last` load key jb + last instead (no branch, no zeroing) and are
   // masked: a weight of 0 on a finite value (the cache starts zeroed).
   auto load_kv = [&](long long jb, int last) {
@@ -762,13 +782,13 @@ __device__ __forceinline__ void attn_mma_body(
     for (int tau = 0; tau < 2; tau++) {
       const T* kp = kb + (jb + min(8 * tau + g, last)) * HD + t * 8;
 #pragma unroll
-      for (int i = 0; i < 4; i++) kr[tau][i] = ld16(kp + i * 32);
+      for (int i = 0; i < KP; i++) kr[tau][i] = ld16(kp + i * 32);
     }
 #pragma unroll
     for (int r = 0; r < 4; r++) {
-      const T* vp = vb + (jb + min(8 * (r >> 1) + 2 * t + (r & 1), last)) * HD + 8 * g;
-      vr[r][0] = ld16(vp);
-      vr[r][1] = ld16(vp + 64);
+      const T* vp = vb + (jb + min(8 * (r >> 1) + 2 * t + (r & 1), last)) * HD + g * VP;
+      ld_piece(vp, vr[r][0]);
+      ld_piece(vp + 8 * VP, vr[r][1]);
     }
   };
 #if ATTN_PREFETCH
@@ -791,11 +811,11 @@ __device__ __forceinline__ void attn_mma_body(
   }
   __syncthreads();
   // Stats of head g (equal in its four lanes but for l, a partial sum); Σ p·v of heads 2t and
-  // 2t+1 at dims d(mt, g) and d(mt, g + 8), d(mt, r) = 8r + mt for r < 8, 64 + 8(r − 8) + mt.
-  float m = NEG_INF, l = 0.f, acc[8][4];
+  // 2t+1 at dims g·VP + mt and (g + 8)·VP + mt.
+  float m = NEG_INF, l = 0.f, acc[VP][4];
   int ix = 0x7fffffff;
 #pragma unroll
-  for (int mt = 0; mt < 8; mt++) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
+  for (int mt = 0; mt < VP; mt++) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
   const unsigned char* ok = key_ok + (size_t)b * cap;
   bool first = true;
   for (long long jb = j0 + warp * 16; jb < j1; jb += NW * 16) {
@@ -807,12 +827,12 @@ __device__ __forceinline__ void attn_mma_body(
       for (int tau = 0; tau < 2; tau++)
         if (jb + 8 * tau + g == cl)
 #pragma unroll
-          for (int i = 0; i < 4; i++) kr[tau][i] = ld16(kb + cl * HD + t * 8 + i * 32);
+          for (int i = 0; i < KP; i++) kr[tau][i] = ld16(kb + cl * HD + t * 8 + i * 32);
 #pragma unroll
       for (int r = 0; r < 4; r++)
         if (jb + 8 * (r >> 1) + 2 * t + (r & 1) == cl) {
-          vr[r][0] = ld16(vb + cl * HD + 8 * g);
-          vr[r][1] = ld16(vb + cl * HD + 64 + 8 * g);
+          ld_piece(vb + cl * HD + g * VP, vr[r][0]);
+          ld_piece(vb + cl * HD + (g + 8) * VP, vr[r][1]);
         }
     } else
 #endif
@@ -827,7 +847,7 @@ __device__ __forceinline__ void attn_mma_body(
     }
     float sc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < KP; i++) {
       const uint4 qr = qs[g * (HD / 8) + 4 * i + t];
 #pragma unroll
       for (int tau = 0; tau < 2; tau++) {
@@ -865,7 +885,7 @@ __device__ __forceinline__ void attn_mma_body(
     }
     const float f0 = __shfl_sync(0xffffffffu, f, 8 * t), f1 = __shfl_sync(0xffffffffu, f, 8 * t + 4);
 #pragma unroll
-    for (int mt = 0; mt < 8; mt++) {
+    for (int mt = 0; mt < VP; mt++) {
       acc[mt][0] *= f0;
       acc[mt][1] *= f1;
       acc[mt][2] *= f0;
@@ -882,11 +902,11 @@ __device__ __forceinline__ void attn_mma_body(
     // value pieces; its columns are the lane's keys, packed in pairs.
     const unsigned pb0 = pack_pair(p[0], p[1]), pb1 = pack_pair(p[2], p[3]);
 #pragma unroll
-    for (int mt = 0; mt < 8; mt++) {
+    for (int mt = 0; mt < VP; mt++) {
       const int w = mt >> 1;
       const unsigned sel = (mt & 1) ? 0x7632u : 0x5410u;
-      mma_full(acc[mt], __byte_perm(word_of(vr[0][0], w), word_of(vr[1][0], w), sel), __byte_perm(word_of(vr[0][1], w), word_of(vr[1][1], w), sel),
-               __byte_perm(word_of(vr[2][0], w), word_of(vr[3][0], w), sel), __byte_perm(word_of(vr[2][1], w), word_of(vr[3][1], w), sel), pb0, pb1);
+      mma_full(acc[mt], __byte_perm(vr[0][0][w], vr[1][0][w], sel), __byte_perm(vr[0][1][w], vr[1][1][w], sel),
+               __byte_perm(vr[2][0][w], vr[3][0][w], sel), __byte_perm(vr[2][1][w], vr[3][1][w], sel), pb0, pb1);
     }
   }
   l += __shfl_xor_sync(0xffffffffu, l, 1);
@@ -904,9 +924,9 @@ __device__ __forceinline__ void attn_mma_body(
     if (h < G) {
       float* a = sm + 3 * NW * G + (warp * G + h) * HD;
 #pragma unroll
-      for (int mt = 0; mt < 8; mt++) {
-        a[8 * g + mt] = acc[mt][hh];
-        a[64 + 8 * g + mt] = acc[mt][2 + hh];
+      for (int mt = 0; mt < VP; mt++) {
+        a[g * VP + mt] = acc[mt][hh];
+        a[(g + 8) * VP + mt] = acc[mt][2 + hh];
       }
     }
   }

@@ -18,6 +18,7 @@ fn kernels_compile_for_every_dtype_and_head_layout() {
         ("Llama-3.1-8B bf16, sm_90", spec(Kind::BFloat16, 128, 32, 8, 128, false, [4096, 14336, 4096]), (9, 0), false),
         ("Llama-3.1-8B bf16, sm_90, timeline build", spec(Kind::BFloat16, 128, 32, 8, 128, false, [4096, 14336, 4096]), (9, 0), true),
         ("SmolLM2-135M f32, sm_90", spec(Kind::Float, 64, 9, 3, 64, false, [576, 1536, 576]), (9, 0), false),
+        ("SmolLM2-135M bf16 (head dim 64: tensor-core attention), sm_90", spec(Kind::BFloat16, 64, 9, 3, 64, false, [576, 1536, 576]), (9, 0), false),
         ("Phi-3-mini f16 (MHA, head dim 96), sm_80", spec(Kind::Half, 96, 32, 32, 96, false, [3072, 8192, 3072]), (8, 0), false),
         ("Llama-2-13B f16 (MHA, head dim 128: tensor-core attention), sm_80", spec(Kind::Half, 128, 40, 40, 128, false, [5120, 13824, 5120]), (8, 0), false),
         ("Qwen3 tiny f32 (q/k norm)", spec(Kind::Float, 32, 4, 2, 32, true, [64, 128, 128]), (9, 0), false),

@@ -305,9 +305,10 @@ impl Spec {
 
     /// Whether the source builds `attn_decode_mma` for this shape (`#if` above it in the
     /// source: mma.m16n8k16 has bf16 and f16 operands; its operand layout is written for head
-    /// dim 128 and the query heads of a kv head in rows 0..7). It also needs sm_80 or newer.
+    /// dims 64 and 128 and the query heads of a kv head in rows 0..7). It also needs sm_80 or
+    /// newer.
     pub fn tensor_core_attention(&self) -> bool {
-        matches!(self.kind, Kind::BFloat16 | Kind::Half) && self.head_dim == 128 && self.n_heads / self.n_kv_heads <= 8
+        matches!(self.kind, Kind::BFloat16 | Kind::Half) && matches!(self.head_dim, 64 | 128) && self.n_heads / self.n_kv_heads <= 8
     }
 
     /// Static shared memory of the attention kernel: its in-block merge (`sm` in the source:
@@ -397,8 +398,8 @@ pub struct Kernels {
     /// `attn` compiled for one block per SM (more registers, no spills): for grids of at most
     /// `sms` blocks (H200, batch 1: 238 vs 235 tok/s at 1k). `RHX_ATTN_ONE=0`: never.
     attn_1: Option<Func>,
-    /// Tensor-core attention (`attn_decode_mma`: bf16/f16, head dim 128, ≤ 8 query heads per
-    /// kv head), used for every grid when built; `RHX_ATTN_MMA=0`: never.
+    /// Tensor-core attention (`attn_decode_mma`: bf16/f16, head dim 64 or 128, ≤ 8 query heads
+    /// per kv head, sm_80+), used for every grid when built; `RHX_ATTN_MMA=0`: never.
     attn_mma: Option<Func>,
     /// Whether [`Kernels::attention`] uses `attn_mma` (on when built; the tests turn it off to
     /// compare it with the FMA kernel).
