@@ -12,7 +12,6 @@ import csv
 import sys
 from collections import defaultdict
 
-KERNELS = {0: "rmsnorm", 1: "gemv", 2: "rope", 3: "attn", 4: "attn(1/SM)", 5: "merge", 6: "attn(mma)"}
 
 
 def launches(rows):
@@ -20,9 +19,9 @@ def launches(rows):
     record of each key in groups of `grid` blocks (every block of a launch is recorded)."""
     by_key = defaultdict(list)
     for r in rows:
-        by_key[(r["kernel"], r["extra"], r["grid"])].append(r)
+        by_key[(r["kernel"], r["name"], r["extra"], r["grid"])].append(r)
     out = []
-    for (kernel, extra, grid), rs in by_key.items():
+    for (kernel, kname, extra, grid), rs in by_key.items():
         rs.sort(key=lambda r: r["seq"])
         groups = defaultdict(list)
         for i, r in enumerate(rs):
@@ -32,7 +31,7 @@ def launches(rows):
                 continue  # cut by the ring
             waited = [r["waited_ns"] for r in g if r["waited_ns"] > 0]
             out.append({
-                "kernel": kernel, "extra": extra, "grid": grid,
+                "kernel": kernel, "name": kname, "extra": extra, "grid": grid,
                 "seq": min(r["seq"] for r in g),
                 "start": min(r["start_ns"] for r in g),
                 "released": min(waited) if waited else None,
@@ -45,8 +44,8 @@ def launches(rows):
 
 
 def name(l):
-    k = KERNELS.get(l["kernel"], str(l["kernel"]))
-    if l["kernel"] == 1:
+    k = l["name"]
+    if k == "gemv":
         return f"gemv N={l['extra'] & 0xFFFFFF} K={l['extra'] >> 24} grid={l['grid']}"
     return f"{k} grid={l['grid']}"
 
@@ -54,11 +53,12 @@ def name(l):
 def main():
     path = sys.argv[1]
     with open(path) as f:
-        rows = [{k: int(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        # Every column is an integer but the kernel's name (rhx writes it from its table).
+        rows = [{k: (v if k == "name" else int(v)) for k, v in r.items()} for r in csv.DictReader(f)]
     ls = launches(rows)
     rows_of = lambda l: l["extra"] & 0xFFFFFF  # GEMV extra: K << 24 | N
-    head = max(rows_of(l) for l in ls if l["kernel"] == 1)
-    heads = [i for i, l in enumerate(ls) if l["kernel"] == 1 and rows_of(l) == head]
+    head = max(rows_of(l) for l in ls if l["name"] == "gemv")
+    heads = [i for i, l in enumerate(ls) if l["name"] == "gemv" and rows_of(l) == head]
     if len(heads) < 2:
         sys.exit("fewer than two LM-head launches recorded: no complete step")
     step = ls[heads[-2] + 1: heads[-1] + 1]

@@ -535,16 +535,18 @@ pub fn timeline_path() -> Option<std::path::PathBuf> {
 /// extra << 8), grid size, block, SM, start, release from the wait, end.
 const TIMELINE_FIELDS: usize = 8;
 
+/// Names of the kernel codes in the timeline tags (`TL(code, extra)` in the source).
+const TIMELINE_KERNELS: [&str; 7] = ["rmsnorm", "gemv", "rope", "attn", "attn(1/SM)", "merge", "attn(mma)"];
+
 /// Writes the last blocks recorded by every timeline build of the kernels (a ring of 2^18
-/// blocks per module: the last few decode steps) as CSV, oldest first: `kernel` (0 rmsnorm,
-/// 1 GEMV, 2 RoPE, 3 attention, 4 attention at one block per SM, 5 merge, 6 tensor-core
-/// attention) and `extra` (GEMV: K · 2^24 + N, attention and merge: chunks) come from the tag;
-/// times are `%globaltimer` ns, `waited_ns` 0 for a block that did not wait. Returns the number
-/// of records.
+/// blocks per module: the last few decode steps) as CSV, oldest first: `kernel` (the code) and
+/// `name` ([`TIMELINE_KERNELS`]) and `extra` (GEMV: K · 2^24 + N, attention and merge: chunks)
+/// come from the tag; times are `%globaltimer` ns, `waited_ns` 0 for a block that did not wait.
+/// Returns the number of records.
 pub fn write_timeline(path: &std::path::Path) -> Result<usize, String> {
     let a = api()?;
     let map = COMPILED.get().ok_or("no fused kernels were built")?.lock().unwrap();
-    let mut out = String::from("module,seq,kernel,extra,grid,block,sm,start_ns,waited_ns,end_ns\n");
+    let mut out = String::from("module,seq,kernel,name,extra,grid,block,sm,start_ns,waited_ns,end_ns\n");
     let mut n = 0;
     for (mi, k) in map.values().filter_map(|r| r.as_ref().ok()).enumerate() {
         let global = |name: &str| -> Result<(u64, usize), String> {
@@ -562,7 +564,8 @@ pub fn write_timeline(path: &std::path::Path) -> Result<usize, String> {
         let mut rows: Vec<&[i64]> = records.chunks(TIMELINE_FIELDS).filter(|r| r[7] != 0 && r[0] >= next - n_rec).collect();
         rows.sort_by_key(|r| r[0]);
         for r in rows {
-            out.push_str(&format!("{mi},{},{},{},{},{},{},{},{},{}\n", r[0], r[1] & 0xff, r[1] >> 8, r[2], r[3], r[4], r[5], r[6], r[7]));
+            let name = TIMELINE_KERNELS.get((r[1] & 0xff) as usize).copied().unwrap_or("?");
+            out.push_str(&format!("{mi},{},{},{name},{},{},{},{},{},{},{}\n", r[0], r[1] & 0xff, r[1] >> 8, r[2], r[3], r[4], r[5], r[6], r[7]));
             n += 1;
         }
     }
