@@ -65,6 +65,9 @@ __device__ __forceinline__ void unpack(const uint4& u, float* f) {
 #endif
 }
 
+// 16 bytes of activations or cache (plain, coherent load: see the PDL note below).
+__device__ __forceinline__ uint4 ld16(const T* p) { return *reinterpret_cast<const uint4*>(p); }
+
 // Weights are read once per step: stream them past L1.
 __device__ __forceinline__ uint4 ld_stream(const T* p) {
   uint4 r;
@@ -504,7 +507,7 @@ template <class A, class Bt> struct Cond<false, A, Bt> { typedef Bt t; };
 // load when EPL fills it, else EPL scalar loads.
 struct RowV {
   uint4 r;
-  __device__ __forceinline__ void load(const T* p) { r = *reinterpret_cast<const uint4*>(p); }
+  __device__ __forceinline__ void load(const T* p) { r = ld16(p); }
   __device__ __forceinline__ void zero() { r = make_uint4(0u, 0u, 0u, 0u); }
   __device__ __forceinline__ void get(float* f) const { unpack(r, f); }
 };
@@ -745,7 +748,6 @@ __device__ __forceinline__ void mma_full(float* d, unsigned a0, unsigned a1, uns
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ uint4 ld16(const T* p) { return *reinterpret_cast<const uint4*>(p); }
 // VW words of a value piece (16-byte loads, or one 8-byte load at head dim 64).
 __device__ __forceinline__ void ld_piece(const T* p, unsigned* w) {
 #if VW >= 4
@@ -763,6 +765,10 @@ __device__ __forceinline__ void ld_piece(const T* p, unsigned* w) {
   w[1] = u.y;
 #endif
 }
+
+// Key r (< 4) of lane group t within a 16-key iteration, in increasing order with r: the keys
+// of its score fragments (tiles r / 2, columns 2t + r % 2) and of its value pieces.
+__device__ __forceinline__ int key_of(int r, int t) { return 8 * (r >> 1) + 2 * t + (r & 1); }
 
 __device__ __forceinline__ void attn_mma_body(
     const T* q, const T* kc, const T* vc, long long cap, const long long* col,
@@ -786,7 +792,7 @@ __device__ __forceinline__ void attn_mma_body(
     }
 #pragma unroll
     for (int r = 0; r < 4; r++) {
-      const T* vp = vb + (jb + min(8 * (r >> 1) + 2 * t + (r & 1), last)) * HD + g * VP;
+      const T* vp = vb + (jb + min(key_of(r, t), last)) * HD + g * VP;
       ld_piece(vp, vr[r][0]);
       ld_piece(vp + 8 * VP, vr[r][1]);
     }
@@ -817,7 +823,7 @@ __device__ __forceinline__ void attn_mma_body(
 #pragma unroll
   for (int mt = 0; mt < VP; mt++) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
   const unsigned char* ok = key_ok + (size_t)b * cap;
-  bool first = true;
+  bool first = true;  // (read only with ATTN_PREFETCH)
   for (long long jb = j0 + warp * 16; jb < j1; jb += NW * 16) {
     const int last = (int)(j1 - 1 - jb);
 #if ATTN_PREFETCH
@@ -828,6 +834,7 @@ __device__ __forceinline__ void attn_mma_body(
         if (jb + 8 * tau + g == cl)
 #pragma unroll
           for (int i = 0; i < KP; i++) kr[tau][i] = ld16(kb + cl * HD + t * 8 + i * 32);
+      // key_of(r, t) summed into jb term by term: `jb + key_of(r, t)` made ptxas spill 12 bytes.
 #pragma unroll
       for (int r = 0; r < 4; r++)
         if (jb + 8 * (r >> 1) + 2 * t + (r & 1) == cl) {
@@ -838,11 +845,10 @@ __device__ __forceinline__ void attn_mma_body(
 #endif
       load_kv(jb, last);
     first = false;
-    // Key r of this lane: jb + 8·(r / 2) + 2t + r % 2, in increasing order.
     bool valid[4];
 #pragma unroll
     for (int r = 0; r < 4; r++) {
-      const int k = 8 * (r >> 1) + 2 * t + (r & 1);
+      const int k = key_of(r, t);
       valid[r] = k <= last && ok[jb + min(k, last)];
     }
     float sc[4] = {0.f, 0.f, 0.f, 0.f};
@@ -862,7 +868,7 @@ __device__ __forceinline__ void attn_mma_body(
       sc[r] = valid[r] ? rnd(rnd(sc[r]) * scale) : NEG_INF;
       if (sc[r] > mx) {
         mx = sc[r];
-        bi = (int)(jb + 8 * (r >> 1) + 2 * t + (r & 1));
+        bi = (int)(jb + key_of(r, t));
       }
     }
 #pragma unroll
