@@ -34,7 +34,59 @@ fn main() {
         commit.push_str("-dirty");
     }
     println!("cargo:rustc-env=RHX_GIT_COMMIT={commit}");
+    source_hashes();
     build_cuda_shim();
+}
+
+/// What the engine fingerprint covers: everything that can change a trace's bytes — the model
+/// code, kernels, tokenizer and chat templates (`src/engine`, `csrc`), the prompt generators
+/// (`src/data`), the trace op and artifact types that write a trace, and `Cargo.lock` (tch,
+/// tokenizers and minijinja versions). Keep it in step with `docs/ARCHITECTURE.md`.
+const ENGINE_SOURCES: &[&str] = &["src/engine", "csrc", "src/data", "src/run/ops.rs", "Cargo.lock"];
+
+/// Hashes the sources at build time: `RHX_ENGINE_FINGERPRINT` (sha256 over [`ENGINE_SOURCES`],
+/// path and bytes of each file in sorted order) and `$OUT_DIR/source_hashes.rs`, the sha256 of
+/// every file under `src/` (an op's cache key contains the hashes of the files it names, so a
+/// change to an analysis invalidates exactly its cached results).
+fn source_hashes() {
+    use sha2::{Digest, Sha256};
+    fn walk(p: &std::path::Path, out: &mut Vec<PathBuf>) {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    walk(&e.path(), out);
+                }
+            }
+        } else if p.is_file() {
+            out.push(p.to_path_buf());
+        }
+    }
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut engine = Vec::new();
+    for s in ENGINE_SOURCES {
+        walk(std::path::Path::new(s), &mut engine);
+    }
+    engine.sort();
+    let mut h = Sha256::new();
+    for f in &engine {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        h.update(f.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    println!("cargo:rustc-env=RHX_ENGINE_FINGERPRINT={}", hex(&h.finalize()));
+    let mut all = Vec::new();
+    walk(std::path::Path::new("src"), &mut all);
+    all.sort();
+    let mut table = String::from("/// sha256 of every file under `src/` when this binary was built (made by `build.rs`).\npub const SOURCE_HASHES: &[(&str, &str)] = &[\n");
+    for f in &all {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        table.push_str(&format!("    ({:?}, \"{}\"),\n", f.to_string_lossy(), hex(&Sha256::digest(&bytes))));
+    }
+    table.push_str("];\n");
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("source_hashes.rs");
+    std::fs::write(out, table).expect("writing source_hashes.rs");
 }
 
 /// Compiles `csrc/cuda_shim.cpp` (CUDA graphs and allocator statistics through libtorch's C++

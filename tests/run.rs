@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rhx::cache::Cache;
 use rhx::lang::{self, NoShapes};
+use rhx::engine::options::{self, EngineIdentity, EngineOptions};
 use rhx::run::{self, Outcome, RunOptions};
 
 fn exp() -> PathBuf {
@@ -20,7 +21,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn opts(dir: &Path, shard: Option<(usize, usize)>) -> RunOptions {
-    RunOptions { shard, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None }
+    RunOptions { shard, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None }
 }
 
 fn outcomes(s: &run::RunSummary) -> BTreeMap<String, Outcome> {
@@ -101,6 +102,87 @@ fn overrides_change_exactly_the_downstream_keys() {
     };
     assert_eq!(profile("short"), keys(&["niah.runs=1", "base.max_new_tokens=4"]));
     assert_eq!(keys(&["experiment.profile=\"other\""]), base);
+}
+
+/// Keys of `exp()` planned as the given engine would plan them.
+fn keys_with(cache: &Cache, engine: &EngineIdentity) -> BTreeMap<String, String> {
+    let p = lang::check_path(&exp(), &[], &NoShapes).unwrap();
+    rhx::plan::plan_with(&p, cache, engine).unwrap().steps.into_iter().map(|s| (s.node.name, s.key.as_str().to_string())).collect()
+}
+
+#[test]
+fn every_engine_option_and_the_engine_build_enter_the_trace_keys() {
+    let dir = tmp("engine_keys");
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let current = EngineIdentity::current().unwrap();
+    let base = keys_with(&cache, &current);
+    // `current()` is what a plain `plan` uses.
+    let p = lang::check_path(&exp(), &[], &NoShapes).unwrap();
+    let plain: BTreeMap<String, String> = rhx::plan::plan(&p, &cache).unwrap().steps.into_iter().map(|s| (s.node.name, s.key.as_str().to_string())).collect();
+    assert_eq!(plain, base);
+    // Everything downstream of a trace; the model, the dataset and a fixed head list are not.
+    let downstream = ["base", "dyn", "fig", "masked", "masked.heads", "out", "scores", "static"];
+    let changed = |other: &BTreeMap<String, String>| -> Vec<String> { base.iter().filter(|(n, k)| other[*n] != **k).map(|(n, _)| n.clone()).collect() };
+    // Each `RHX_*` variable in turn, at a value other than its default.
+    for (var, _) in options::VARIABLES {
+        let val = match *var {
+            "RHX_DECODE" => "static",
+            "RHX_GEMV_THREADS" => "128",
+            "RHX_GEMV_SPLIT" => "0",
+            "RHX_TIMELINE" => "timeline.csv",
+            v if v.starts_with("RHX_GEMV") || v == "RHX_ATTN_BLOCKS" => "3",
+            _ => "0",
+        };
+        let opts = EngineOptions::from_lookup(|v| (v == *var).then(|| val.to_string())).unwrap();
+        let other = EngineIdentity { options: opts, ..current.clone() };
+        assert_eq!(changed(&keys_with(&cache, &other)), downstream, "{var}={val}");
+    }
+    // Options set in code rather than the environment.
+    for opts in [EngineOptions { drop_finished: false, ..current.options.clone() }, EngineOptions { prefill_chunk_tokens: 512, ..current.options.clone() }] {
+        assert_eq!(changed(&keys_with(&cache, &EngineIdentity { options: opts, ..current.clone() })), downstream);
+    }
+    // Another build of the engine (any change to its sources changes the fingerprint).
+    let other_build = EngineIdentity { fingerprint: "0".repeat(64), ..current.clone() };
+    assert_eq!(changed(&keys_with(&cache, &other_build)), downstream);
+    // The device a trace runs on is in its key, resolved: `auto` is the CPU or a named GPU.
+    let auto = lang::check_path(&exp(), &["smol.device=auto".to_string()], &NoShapes).unwrap();
+    let plan = rhx::plan::plan_with(&auto, &cache, &current).unwrap();
+    let device = plan.step("base").unwrap().spec["engine"]["device"].as_str().unwrap().to_string();
+    match rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Auto).unwrap() {
+        tch::Device::Cpu => assert_eq!(device, "cpu"),
+        _ => assert!(device.starts_with("cuda"), "{device}"),
+    }
+}
+
+#[test]
+fn a_trace_cached_by_another_engine_build_is_not_reused() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("engine_build");
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    // Only the base trace and what it needs.
+    let program = lang::check_path(&exp(), &["niah.runs=1".into(), "base.max_new_tokens=2".into()], &NoShapes).unwrap();
+    let program = rhx::lang::Program { nodes: program.nodes.iter().filter(|n| ["smol", "niah", "base"].contains(&n.name.as_str())).cloned().collect(), ..program };
+    let with = |engine: &EngineIdentity| {
+        let o = RunOptions { engine: Some(engine.clone()), ..opts(&dir, None) };
+        outcomes(&run::run(&program, &cache, &o).unwrap())
+    };
+    let current = EngineIdentity::current().unwrap();
+    assert_eq!(with(&current)["base"], Outcome::Computed);
+    assert_eq!(with(&current)["base"], Outcome::Cached);
+    // The same trace, cached by this build, is computed again by another one.
+    let other = EngineIdentity { fingerprint: "f".repeat(64), ..current.clone() };
+    assert_eq!(with(&other)["base"], Outcome::Computed);
+    assert_eq!(with(&other)["base"], Outcome::Cached);
+    // The trace records which engine made it.
+    let base = cache.ls().unwrap().into_iter().filter(|a| a.dir.join("trace_info.json").exists()).collect::<Vec<_>>();
+    assert_eq!(base.len(), 2);
+    let fingerprints: std::collections::BTreeSet<String> = base
+        .iter()
+        .map(|a| serde_json::from_slice::<serde_json::Value>(&std::fs::read(a.dir.join("trace_info.json")).unwrap()).unwrap()["engine"]["fingerprint"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(fingerprints, [current.fingerprint.clone(), other.fingerprint.clone()].into_iter().collect());
 }
 
 #[test]

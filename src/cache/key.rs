@@ -15,7 +15,10 @@ use super::error::CacheError;
 /// shape, so that old and new keys can never collide.
 pub const KEY_SCHEME: &str = "rhx-key/1";
 
-/// The engine version that [`KeyBuilder::new`] puts into keys unless told otherwise.
+/// The one engine-version constant: the rhx release that every key contains (so two releases
+/// never share results). What a trace's bytes depend on beyond that — the hash of the engine's
+/// sources, the decoding and kernel options, the device — is in the trace's spec
+/// (`plan::plan_with`, `engine::options::EngineIdentity`).
 pub const ENGINE_VERSION: &str = concat!("rhx ", env!("CARGO_PKG_VERSION"));
 
 /// A content key: 64 lowercase hexadecimal digits (a sha256).

@@ -228,7 +228,7 @@ fn measure(model: &Model, prompts: &[Prompt], new_tokens: usize, mode: Loop) -> 
     let _ = cuda::empty_cache();
     let _ = cuda::reset_peak(dev);
     let opts = GenerateOptions { max_new_tokens: new_tokens, eos_ids: vec![], argmax: true, ..Default::default() };
-    let eng = EngineOptions { decode: mode.decode, fused_kernels: mode.fused, ..Default::default() };
+    let eng = EngineOptions { decode: mode.decode, fused_kernels: mode.fused, ..EngineOptions::process().map_err(|e| e.to_string())?.clone() };
     let t0 = Instant::now();
     let r = std::panic::catch_unwind(AssertUnwindSafe(|| generate_with(model, prompts, &opts, &eng, None, |_| {})));
     let total_s = t0.elapsed().as_secs_f64();

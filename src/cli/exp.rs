@@ -144,7 +144,7 @@ fn load_checked(p: &ProgramArgs, shapes: bool, all_profiles: bool) -> Result<Pro
 pub fn run(a: RunArgs) -> Result<ExitCode> {
     let program = load(&a.program, true)?;
     let cache = Cache::open(&a.cache.cache).with_context(|| format!("cannot open cache {}", a.cache.cache.display()))?;
-    let opts = RunOptions { shard: a.shard, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, compute_traces: true, threads: a.threads };
+    let opts = RunOptions { shard: a.shard, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, compute_traces: true, threads: a.threads, engine: None };
     let summary = run::run(&program, &cache, &opts)?;
     let count = |o: Outcome| summary.outcomes.iter().filter(|x| x.2 == o).count();
     if a.json {
@@ -368,7 +368,7 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     let scratch = std::env::temp_dir().join(format!("rhx-reproduce-{}", std::process::id()));
     let cache_dir = if a.use_cache { a.cache.cache.clone() } else { scratch.join("cache") };
     let cache = Cache::open(&cache_dir)?;
-    let opts = RunOptions { shard: None, reports_dir: scratch.join("reports"), recompute: false, quiet: false, compute_traces: true, threads: a.threads };
+    let opts = RunOptions { shard: None, reports_dir: scratch.join("reports"), recompute: false, quiet: false, compute_traces: true, threads: a.threads, engine: None };
     let summary = run::run(&program, &cache, &opts)?;
     let name = a.report_dir.file_name().context("report folder has no name")?;
     let rerun_dir = summary.reports.iter().find(|r| r.file_name() == Some(name)).with_context(|| format!("the experiment has no report named {}", name.to_string_lossy()))?;
@@ -411,7 +411,7 @@ pub struct ReportArgs {
 pub fn report(a: ReportArgs) -> Result<ExitCode> {
     let program = load(&a.program, false)?;
     let cache = Cache::open(&a.cache.cache)?;
-    let opts = RunOptions { shard: None, reports_dir: a.reports.clone(), recompute: false, quiet: true, compute_traces: false, threads: None };
+    let opts = RunOptions { shard: None, reports_dir: a.reports.clone(), recompute: false, quiet: true, compute_traces: false, threads: None, engine: None };
     let summary = run::run(&program, &cache, &opts)?;
     let missing: Vec<&str> = summary.outcomes.iter().filter(|o| o.2 == Outcome::Skipped).map(|o| o.0.as_str()).collect();
     for r in &summary.reports {

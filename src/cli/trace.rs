@@ -167,7 +167,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     for chunk in ok.chunks(batch_size) {
         let prompts: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.ids.clone(), ..Default::default() }).collect();
         let t = Instant::now();
-        let (gens, stats) = generate_with(&lm.model, &prompts, &opts, &EngineOptions::default(), None, |s| bar.set_message(format!("step {}", s + 1)))?;
+        let (gens, stats) = generate_with(&lm.model, &prompts, &opts, EngineOptions::process()?, None, |s| bar.set_message(format!("step {}", s + 1)))?;
         decode_loops.insert(stats.decode_loop());
         gen_s += t.elapsed().as_secs_f64();
         for (p, g) in chunk.iter().zip(gens) {

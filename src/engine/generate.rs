@@ -185,47 +185,7 @@ impl Batch {
     }
 }
 
-/// How decoding steps run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DecodeMode {
-    /// `Graph` on CUDA when the binary has the CUDA shim and the run is eligible (not a step
-    /// policy together with a fixed mask, no LongRoPE, top-k within the shortest prompt, no hidden span over a prompt's
-    /// last token), `Static` on CUDA otherwise when eligible, else `Eager`. The environment
-    /// variable `RHX_DECODE=eager|static|graph` overrides `Auto`.
-    #[default]
-    Auto,
-    /// `Model::forward` per step over the written cache columns (the reference path; CPU default).
-    Eager,
-    /// `Model::decode_step`: fixed addresses, device-side position and token, finished
-    /// sequences dropped from the batch.
-    Static,
-    /// `Static`, with the step captured once as a CUDA graph and replayed.
-    Graph,
-}
-
-/// Engine knobs that do not change results (apart from float rounding between decode modes).
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    pub decode: DecodeMode,
-    /// Static/graph decoding: remove sequences that emitted EOS from the batch, so they stop
-    /// costing compute (with graphs, once a quarter of the rows are finished: each change of
-    /// batch size costs a new capture).
-    pub drop_finished: bool,
-    /// Unpadded batches are prefilled in slices of rows of at most this many tokens (bounds
-    /// the activation memory of a large batch).
-    pub prefill_chunk_tokens: i64,
-    /// Static/graph decoding on CUDA: run steps on the fused kernels (`engine::kernels`) when
-    /// they cover the model and the capture (argmax and hidden states; not top-k or span
-    /// mass). The environment variable `RHX_FUSED=0` turns them off.
-    pub fused_kernels: bool,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        let fused = std::env::var("RHX_FUSED").map(|v| v != "0").unwrap_or(true);
-        Self { decode: DecodeMode::Auto, drop_finished: true, prefill_chunk_tokens: 1 << 16, fused_kernels: fused }
-    }
-}
+pub use super::options::{DecodeMode, EngineOptions};
 
 /// Where the time of one `generate_with` call went (device work included: each phase ends
 /// with a synchronisation on CUDA).
@@ -449,13 +409,7 @@ pub fn generate_with(
     let eligible = (policy.is_none() || opts.fixed_mask.is_none())
         && model.rope_long_switch().is_none()
         && prompts.iter().all(|p| opts.top_k <= p.ids.len() && !p.hidden_spans.iter().any(|s| s.contains(&(p.ids.len() - 1))));
-    let requested = match (eng.decode, std::env::var("RHX_DECODE").ok().as_deref()) {
-        (DecodeMode::Auto, Some("eager")) => DecodeMode::Eager,
-        (DecodeMode::Auto, Some("static")) => DecodeMode::Static,
-        (DecodeMode::Auto, Some("graph")) => DecodeMode::Graph,
-        (m, _) => m,
-    };
-    let mode = match requested {
+    let mode = match eng.decode {
         _ if !eligible => DecodeMode::Eager,
         DecodeMode::Auto if device == Device::Cpu => DecodeMode::Eager,
         DecodeMode::Auto | DecodeMode::Graph if device != Device::Cpu && super::cuda::shim().is_ok() => DecodeMode::Graph,

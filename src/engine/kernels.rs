@@ -14,6 +14,7 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::sync::{Mutex, OnceLock};
 
 use tch::{Device, Kind, Tensor};
+use super::options::{EngineOptions, KernelKnobs};
 
 const SOURCE: &str = include_str!("../../csrc/decode_kernels.cu");
 
@@ -320,7 +321,7 @@ impl Spec {
         (slots * g * (hd + 3) + g * hd) * 4
     }
 
-    fn options(&self, arch: (c_int, c_int), timeline: bool) -> Vec<String> {
+    fn options(&self, arch: (c_int, c_int), knobs: &KernelKnobs) -> Vec<String> {
         vec![
             format!("--gpu-architecture=sm_{}{}", arch.0, arch.1),
             "-std=c++17".into(),
@@ -333,37 +334,13 @@ impl Spec {
             format!("-DQKNORM={}", self.qk_norm as i32),
             // Tuning knobs for measurements: registers vs occupancy of the batch-1 GEMVs, threads
             // per GEMV block, weight loads per lane and stage, attention blocks per SM.
-            format!("-DGEMV_B1_BLOCKS={}", gemv_b1_blocks_per_sm()),
-            format!("-DGEMV_THREADS={}", gemv_threads()),
-            format!("-DGEMV_U={}", knob("RHX_GEMV_U", 4)),
-            format!("-DATTN_BLOCKS={}", attn_blocks_per_sm()),
-            format!("-DATTN_PREFETCH={}", knob("RHX_ATTN_PREFETCH", 1)),
-            format!("-DTIMELINE={}", timeline as i32),
+            format!("-DGEMV_B1_BLOCKS={}", knobs.gemv_b1_blocks),
+            format!("-DGEMV_THREADS={}", knobs.gemv_threads),
+            format!("-DGEMV_U={}", knobs.gemv_u),
+            format!("-DATTN_BLOCKS={}", knobs.attn_blocks),
+            format!("-DATTN_PREFETCH={}", knobs.attn_prefetch as i32),
+            format!("-DTIMELINE={}", knobs.timeline as i32),
         ]
-    }
-}
-
-fn knob(var: &str, default: u32) -> u32 {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Blocks per SM that the batch-1 GEMVs' registers aim at (`GEMV_B1_BLOCKS`): compiled into
-/// the kernels and used for the split threshold, so read in one place.
-fn gemv_b1_blocks_per_sm() -> u32 {
-    knob("RHX_GEMV_B1_BLOCKS", 2).max(1)
-}
-
-/// Blocks per SM that the attention kernel's registers aim at (`ATTN_BLOCKS`): compiled into
-/// the kernel and used for the chunk count (one wave), so read in one place.
-fn attn_blocks_per_sm() -> u32 {
-    knob("RHX_ATTN_BLOCKS", 2).max(1)
-}
-
-/// Threads per GEMV block (`RHX_GEMV_THREADS`: 128, 256, 512).
-fn gemv_threads() -> u32 {
-    match knob("RHX_GEMV_THREADS", 256) {
-        t @ (128 | 256 | 512) => t,
-        _ => 256,
     }
 }
 
@@ -420,6 +397,8 @@ pub struct Kernels {
     /// Batch-1 GEMVs of fewer blocks than this split K: two waves of the GPU's resident blocks
     /// (`RHX_GEMV_SPLIT`: 0 never, 1 = two waves, the default, 2 always).
     split_below_blocks: u32,
+    /// Threads per GEMV block (`RHX_GEMV_THREADS`, compiled in as `GEMV_THREADS`).
+    gemv_threads: i64,
 }
 
 /// Most chunks the attention kernel's merge takes (`MAXCHUNKS` in the source).
@@ -472,7 +451,10 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     let (mut major, mut minor) = (0, 0);
     a.cu(unsafe { (a.device_get_attribute)(&mut major, 75, ordinal) }, "compute capability")?;
     a.cu(unsafe { (a.device_get_attribute)(&mut minor, 76, ordinal) }, "compute capability")?;
-    let cubin = cached_cubin(&spec.options((major, minor), timeline_path().is_some()))?;
+    // The knobs were read once from the environment (`EngineOptions::process`); the same value
+    // is in every trace key, so what a trace records and what compiled it cannot differ.
+    let knobs = EngineOptions::process().map_err(|e| e.to_string())?.kernels;
+    let cubin = cached_cubin(&spec.options((major, minor), &knobs))?;
     let mut module: Ptr = std::ptr::null_mut();
     a.cu(unsafe { (a.module_load_data)(&mut module, cubin.as_ptr() as *const c_void) }, "cuModuleLoadData")?;
     let f = |name: &str| -> Result<Func, String> {
@@ -510,18 +492,18 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     }
     let mut sms = 0;
     a.cu(unsafe { (a.device_get_attribute)(&mut sms, 16, ordinal) }, "multiprocessor count")?;
-    let pdl = major >= 9 && a.launch_kernel_ex.is_some() && std::env::var("RHX_PDL").map(|v| v != "0").unwrap_or(true);
+    let pdl = major >= 9 && a.launch_kernel_ex.is_some() && knobs.pdl;
     let elem_bytes = spec.elem_bytes() as i64;
-    let two_waves = 2 * gemv_b1_blocks_per_sm() * sms as u32;
-    let split_below_blocks = match knob("RHX_GEMV_SPLIT", 1) {
+    let two_waves = 2 * knobs.gemv_b1_blocks * sms as u32;
+    let split_below_blocks = match knobs.gemv_split {
         0 => 0,
         1 => two_waves,
         _ => u32::MAX,
     };
-    let attention_blocks = attn_blocks_per_sm() as i64 * sms as i64;
-    let grid_cap = knob("RHX_GEMV_GRID_CAP", gemv_b1_blocks_per_sm() * sms as u32);
-    let attn_mma = if spec.tensor_core_attention() && major >= 8 && knob("RHX_ATTN_MMA", 1) != 0 { Some(f("attn_decode_mma")?) } else { None };
-    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, grid_cap, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knob("RHX_ATTN_ONE", 1) == 0 { None } else { Some(f("attn_decode_1")?) }, attn_mma, use_mma: std::sync::atomic::AtomicBool::new(true), sms: sms as i64, combine: f("attn_combine")?, gemv })
+    let attention_blocks = knobs.attn_blocks as i64 * sms as i64;
+    let grid_cap = knobs.gemv_grid_cap.unwrap_or(knobs.gemv_b1_blocks * sms as u32);
+    let attn_mma = if spec.tensor_core_attention() && major >= 8 && knobs.attn_mma { Some(f("attn_decode_mma")?) } else { None };
+    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, grid_cap, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knobs.attn_one { Some(f("attn_decode_1")?) } else { None }, attn_mma, gemv_threads: knobs.gemv_threads as i64, use_mma: std::sync::atomic::AtomicBool::new(true), sms: sms as i64, combine: f("attn_combine")?, gemv })
 }
 
 /// `RHX_TIMELINE`: where `rhx bench` writes the kernel timeline; when set, the kernels are
@@ -603,7 +585,7 @@ pub fn compile_check(spec: &Spec, arch: (i32, i32), timeline: bool) -> Result<us
     if let Some(why) = spec.unsupported() {
         return Err(format!("fused kernels do not cover this shape: {why}"));
     }
-    nvrtc()?.compile(&spec.options(arch, timeline)).map(|b| b.len())
+    nvrtc()?.compile(&spec.options(arch, &KernelKnobs { timeline, ..KernelKnobs::default() })).map(|b| b.len())
 }
 
 /// Kernel arguments, each in an 8-byte slot (the driver reads the argument's size from it).
@@ -696,7 +678,7 @@ impl Kernels {
         // One warp per two output rows (per gate/up pair for SiluMul), eight warps per block;
         // at batch 1 two warps per row pair when that many rows fill under two waves of blocks.
         let warps = if matches!(mode, GemvMode::SiluMul) { n } else { (n + 1) / 2 };
-        let threads = gemv_threads() as i64;
+        let threads = self.gemv_threads;
         let splits = b == 1 && !matches!(mode, GemvMode::SiluMul) && (k * self.elem_bytes) % 32 == 0 && blocks(warps * 32, threads) < self.split_below_blocks;
         let (f, warps) = if splits { (self.gemv_split[mode as usize][xs], warps * 2) } else { (self.gemv[(b - 1) as usize][mode as usize][xs], warps) };
         // At batch 1 at most `grid_cap` blocks (one wave), each walking the same number of row

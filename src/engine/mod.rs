@@ -7,6 +7,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod kv_cache;
 pub mod model;
+pub mod options;
 pub mod rope;
 pub mod weights;
 pub mod capture;

@@ -2,7 +2,11 @@
 //!
 //! `key = sha256(kind/constructor, canonical spec (parameters; references replaced by the
 //! referenced node's key), the keys of its inputs, the digests of every file it reads (model
-//! weights, haystack texts, templates), the experiment seed, ENGINE_VERSION)`. So a rerun
+//! weights, haystack texts, templates), the experiment seed, the key scheme's engine version)`;
+//! a trace's spec also holds the engine's identity (`engine::options::EngineIdentity`: the hash
+//! of the engine sources this binary was built from, every decoding and kernel option) and the
+//! device it runs on, so a trace computed by other code, options or hardware is never reused.
+//! So a rerun
 //! recomputes exactly the nodes whose inputs changed, and `--set niah.runs=20` changes the
 //! dataset's key and, through it, every node downstream — nothing else.
 use std::collections::{BTreeMap, HashMap};
@@ -11,12 +15,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value as Json};
 
 use crate::cache::{Cache, CacheError, Key, KeyBuilder};
+use crate::engine::device::{self, DeviceRequest};
 use crate::engine::loader;
+use crate::engine::options::{EngineIdentity, OptionsError};
 use crate::lang::{Kind, Node, Program, Value};
-
-/// Bumped whenever a change of the engine (or of anything shared by every node) changes
-/// artifacts' bytes: every key changes, so everything is recomputed.
-pub const ENGINE_VERSION: &str = "rhx-engine/1";
 
 /// Per-constructor versions, `("kind/constructor", n)`: when a change of one analysis changes
 /// the bytes of its artifact, add or bump its entry here, so that cached results of the old
@@ -38,6 +40,8 @@ pub enum PlanError {
     Node { node: String, message: String },
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Engine(#[from] OptionsError),
 }
 
 /// One node of the plan.
@@ -128,8 +132,29 @@ fn value_json(v: &Value, refs: &mut Vec<String>, files: &mut BTreeMap<String, Pa
     }
 }
 
-/// Computes every node's key, in the program's dependency order.
+/// What a model node runs on, as it enters the keys of the traces that use it: `cpu`, or
+/// `cuda` with the GPU's name (kernel choices and chunk counts follow the GPU).
+fn device_signature(model: &Node) -> Result<String, PlanError> {
+    let req = model.arg("device").and_then(Value::as_str).unwrap_or("auto");
+    let err = |message: String| PlanError::Node { node: model.name.clone(), message };
+    let req: DeviceRequest = req.parse().map_err(|e: device::DeviceError| err(e.to_string()))?;
+    Ok(match device::resolve(req).map_err(|e| err(e.to_string()))? {
+        tch::Device::Cpu => "cpu".to_string(),
+        dev => match crate::engine::cuda::device_info(dev) {
+            Ok((_, _, name)) => format!("cuda {name}"),
+            Err(_) => "cuda".to_string(),
+        },
+    })
+}
+
+/// Computes every node's key, in the program's dependency order, for this binary's engine and
+/// this process's engine options.
 pub fn plan(program: &Program, cache: &Cache) -> Result<Plan, PlanError> {
+    plan_with(program, cache, &EngineIdentity::current()?)
+}
+
+/// [`plan`] for the given engine identity (tests plan as another engine build would).
+pub fn plan_with(program: &Program, cache: &Cache, engine: &EngineIdentity) -> Result<Plan, PlanError> {
     let seed = program.experiment.seed;
     let mut keys: HashMap<String, Key> = HashMap::new();
     let mut steps = Vec::with_capacity(program.nodes.len());
@@ -161,9 +186,21 @@ pub fn plan(program: &Program, cache: &Cache) -> Result<Plan, PlanError> {
             // The built-in haystack is part of the binary: hash it as data.
             spec["builtin_haystack_sha256"] = json!(Key::of_bytes(crate::data::niah::ALICE.as_bytes()).as_str());
         }
+        if node.kind == Kind::Trace {
+            let model = node.arg("model").and_then(|v| match v {
+                Value::Ref { name, .. } => Some(name.as_str()),
+                _ => None,
+            });
+            let model = model.and_then(|m| program.nodes.iter().find(|n| n.name == m));
+            let device = match model {
+                Some(m) => device_signature(m)?,
+                None => String::new(),
+            };
+            spec["engine"] = json!({ "fingerprint": engine.fingerprint, "options": engine.options, "device": device });
+        }
         let op = format!("{}/{}", node.kind.name(), node.constructor);
         let spec = versioned(spec, &op, OP_VERSIONS);
-        let mut kb = KeyBuilder::new(op).spec(&spec).seed(seed).engine_version(ENGINE_VERSION);
+        let mut kb = KeyBuilder::new(op).spec(&spec).seed(seed);
         refs.sort();
         refs.dedup();
         for r in &refs {

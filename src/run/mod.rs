@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use crate::cache::{Artifact, ArtifactMeta, Cache, CacheError};
 use crate::engine::loader::LoadedModel;
+use crate::engine::options::EngineIdentity;
 use crate::lang::Program;
 use crate::plan::{self, Plan, PlanError};
 
@@ -46,6 +47,9 @@ pub struct RunOptions {
     pub compute_traces: bool,
     /// CPU threads for libtorch.
     pub threads: Option<i32>,
+    /// The engine the traces are computed and keyed with; `None`: this binary's fingerprint and
+    /// this process's `RHX_*` options (tests set another to act as another engine build).
+    pub engine: Option<EngineIdentity>,
 }
 
 /// What happened to each node.
@@ -73,6 +77,8 @@ pub(crate) struct Ctx<'a> {
     pub models: HashMap<String, LoadedModel>,
     pub started: Instant,
     pub started_at: String,
+    /// The engine identity the plan's trace keys hold; traces are generated with its options.
+    pub engine: EngineIdentity,
 }
 
 /// Checks that every node's constructor and options are implemented, before anything runs.
@@ -101,8 +107,13 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
     if let Some(n) = opts.threads {
         tch::set_num_threads(n);
     }
-    let plan = plan::plan(program, cache)?;
+    let engine = match &opts.engine {
+        Some(e) => e.clone(),
+        None => EngineIdentity::current().map_err(PlanError::from)?,
+    };
+    let plan = plan::plan_with(program, cache, &engine)?;
     let mut ctx = Ctx {
+        engine,
         program,
         plan: &plan,
         cache,

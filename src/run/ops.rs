@@ -15,7 +15,7 @@ use crate::data::prompts::prepare_line;
 use crate::engine::capture::retrieval_heads;
 use crate::engine::config::ModelConfig;
 use crate::engine::device::{self, DType, DeviceRequest};
-use crate::engine::generate::{default_batch_size, generate_with, EngineOptions, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy};
+use crate::engine::generate::{default_batch_size, generate_with, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy};
 use crate::engine::gguf::GgufFile;
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
@@ -364,7 +364,7 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
             rng: niah::PyRandom::new(d.seed),
             recorded: d.recorded.as_ref().map(|r| chunk.iter().map(|p| r.get(&p.prep.id).cloned().unwrap_or_default()).collect()),
         });
-        let (gens, stats) = generate_with(&lm.model, &ps, &opts, &EngineOptions::default(), policy.as_mut().map(|p| p as &mut dyn StepPolicy), |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;
+        let (gens, stats) = generate_with(&lm.model, &ps, &opts, &ctx.engine.options, policy.as_mut().map(|p| p as &mut dyn StepPolicy), |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;
         decode_loops.insert(stats.decode_loop());
         bar.inc(chunk.len() as u64);
         for (p, g) in chunk.iter().zip(gens) {
@@ -421,7 +421,8 @@ fn trace(ctx: &mut Ctx, step: &Step, inputs: &BTreeMap<String, &Artifact>) -> Re
     }
     bar.finish_and_clear();
     let info = json!({"model": model_name, "dataset": dataset_name, "layers": lm.model.config.num_layers, "heads": n_heads,
-        "device": device::describe(lm.model.device), "decode_loops": decode_loops, "samples": total, "intervention": intervention});
+        "device": device::describe(lm.model.device), "decode_loops": decode_loops, "samples": total, "intervention": intervention,
+        "engine": ctx.engine});
     Ok(vec![("trace.jsonl".into(), out.into_bytes()), ("trace_info.json".into(), serde_json::to_vec_pretty(&info).unwrap())])
 }
 
