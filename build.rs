@@ -42,7 +42,7 @@ fn main() {
 /// code, kernels, tokenizer and chat templates (`src/engine`, `csrc`), the prompt generators
 /// (`src/data`), the trace op and artifact types that write a trace, and `Cargo.lock` (tch,
 /// tokenizers and minijinja versions). Keep it in step with `docs/ARCHITECTURE.md`.
-const ENGINE_SOURCES: &[&str] = &["src/engine", "csrc", "src/data", "src/run/ops.rs", "Cargo.lock"];
+const ENGINE_SOURCES: &[&str] = &["src/engine", "csrc", "src/data", "src/ops/trace", "Cargo.lock"];
 
 /// Hashes the sources at build time: `RHX_ENGINE_FINGERPRINT` (sha256 over [`ENGINE_SOURCES`],
 /// path and bytes of each file in sorted order) and `$OUT_DIR/source_hashes.rs`, the sha256 of
@@ -85,8 +85,171 @@ fn source_hashes() {
         table.push_str(&format!("    ({:?}, \"{}\"),\n", f.to_string_lossy(), hex(&Sha256::digest(&bytes))));
     }
     table.push_str("];\n");
+    // Per op file (`src/ops/<kind>/<name>.rs`): the files it depends on, followed through
+    // `use crate::…` / `crate::…` / `super::…` paths transitively, and one hash over them.
+    let hash_of: std::collections::BTreeMap<String, String> = all.iter().map(|f| (f.to_string_lossy().into_owned(), hex(&Sha256::digest(std::fs::read(f).unwrap_or_default())))).collect();
+    table.push_str("/// Per op file: sha256 over the files it depends on (transitively, through `crate::` and `super::`\n/// paths; not `lang`, `plan`, `run`, `cache`, `cli`) and the list of them (made by `build.rs`).\npub const OP_SOURCES: &[(&str, &str, &[&str])] = &[\n");
+    for f in all.iter().map(|f| f.to_string_lossy().into_owned()).filter(|f| f.starts_with("src/ops/") && f.matches('/').count() == 3 && !f.ends_with("/mod.rs")) {
+        let deps = dependencies(&f);
+        let mut h = Sha256::new();
+        for d in &deps {
+            h.update(d.as_bytes());
+            h.update([0]);
+            h.update(hash_of.get(d).map(String::as_str).unwrap_or("missing").as_bytes());
+            h.update([0]);
+        }
+        let list: Vec<String> = deps.iter().map(|d| format!("{d:?}")).collect();
+        table.push_str(&format!("    ({f:?}, \"{}\", &[{}]),\n", hex(&h.finalize()), list.join(", ")));
+    }
+    table.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("source_hashes.rs");
     std::fs::write(out, table).expect("writing source_hashes.rs");
+}
+
+/// Top-level modules whose code does not change what an op computes (the language front end,
+/// the planner, the executor's loop, the cache, the command line).
+const NOT_OP_CODE: &[&str] = &["lang", "plan", "run", "cache", "cli"];
+
+/// `file` and every source file it reaches through module paths, sorted.
+fn dependencies(file: &str) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec![file.to_string()];
+    while let Some(f) = todo.pop() {
+        if !seen.insert(f.clone()) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let here = module_of(&f);
+        for path in module_paths(&text) {
+            let abs: Vec<String> = match path.first().map(String::as_str) {
+                Some("crate") => path[1..].to_vec(),
+                Some("self") => here.iter().chain(&path[1..]).cloned().collect(),
+                Some("super") => {
+                    let mut m = here.clone();
+                    let mut rest = &path[..];
+                    while rest.first().map(String::as_str) == Some("super") {
+                        m.pop();
+                        rest = &rest[1..];
+                    }
+                    m.extend(rest.iter().cloned());
+                    m
+                }
+                // Relative to this module (a child module re-exported by a mod.rs); paths into
+                // other crates match no file and are dropped below.
+                Some(_) => here.iter().chain(&path).cloned().collect(),
+                None => continue,
+            };
+            if abs.first().is_some_and(|m| NOT_OP_CODE.contains(&m.as_str())) {
+                continue;
+            }
+            // The longest prefix of the path that is a module file (not the op registry's own
+            // file, which every op names for its types and which computes nothing).
+            for n in (1..=abs.len()).rev() {
+                if abs[..n] == ["ops".to_string()] {
+                    break;
+                }
+                let base = format!("src/{}", abs[..n].join("/"));
+                let candidates = [format!("{base}.rs"), format!("{base}/mod.rs")];
+                if let Some(c) = candidates.into_iter().find(|c| std::path::Path::new(c).is_file()) {
+                    todo.push(c);
+                    break;
+                }
+            }
+        }
+    }
+    seen.into_iter().collect()
+}
+
+/// The module path of a source file: `src/ops/heads/top.rs` → `[ops, heads, top]`.
+fn module_of(file: &str) -> Vec<String> {
+    let rel = file.trim_start_matches("src/").trim_end_matches(".rs");
+    let mut m: Vec<String> = rel.split('/').map(str::to_string).collect();
+    if m.last().is_some_and(|l| l == "mod" || l == "lib") {
+        m.pop();
+    }
+    m
+}
+
+/// Every `crate::…` and `super::…` path in Rust source, with `use` groups (`a::{b, c::d}`)
+/// expanded. Comments are skipped; string contents are not parsed as paths.
+fn module_paths(text: &str) -> Vec<Vec<String>> {
+    let code: String = text.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let b = code.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = |w: &str| b[i..].starts_with(w.as_bytes()) && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':'));
+        if starts("use ") {
+            // A `use` path, relative ones included (`pub use model::Table` in a mod.rs).
+            let (paths, end) = parse_path(b, i + 4);
+            out.extend(paths);
+            i = end.max(i + 1);
+        } else if starts("crate::") || starts("super::") {
+            let (paths, end) = parse_path(b, i);
+            out.extend(paths);
+            i = end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Parses `seg::seg::{…}` at `i`; returns the expanded paths and the index after it.
+fn parse_path(b: &[u8], mut i: usize) -> (Vec<Vec<String>>, usize) {
+    let ident = |i: &mut usize| -> String {
+        let s = *i;
+        while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b[*i] == b'_') {
+            *i += 1;
+        }
+        String::from_utf8_lossy(&b[s..*i]).into_owned()
+    };
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    let mut prefix = Vec::new();
+    loop {
+        skip_ws(&mut i);
+        if i < b.len() && b[i] == b'{' {
+            i += 1;
+            let mut out = Vec::new();
+            loop {
+                skip_ws(&mut i);
+                if i >= b.len() || b[i] == b'}' {
+                    i += 1;
+                    break;
+                }
+                if b[i] == b',' {
+                    i += 1;
+                    continue;
+                }
+                let (inner, end) = parse_path(b, i);
+                for p in inner {
+                    let mut full = prefix.clone();
+                    full.extend(p.into_iter().filter(|s| s != "self"));
+                    out.push(full);
+                }
+                // Skip `as name` and anything else up to the next `,` or `}` at this level.
+                i = end;
+                while i < b.len() && b[i] != b',' && b[i] != b'}' {
+                    i += 1;
+                }
+            }
+            return (out, i);
+        }
+        let seg = ident(&mut i);
+        if seg.is_empty() {
+            return (vec![prefix], i);
+        }
+        prefix.push(seg);
+        if b.get(i..i + 2) == Some(b"::") {
+            i += 2;
+        } else {
+            return (vec![prefix], i);
+        }
+    }
 }
 
 /// Compiles `csrc/cuda_shim.cpp` (CUDA graphs and allocator statistics through libtorch's C++

@@ -1,13 +1,16 @@
 //! rhx: declarative, reproducible interpretability experiments on LLMs.
 //!
-//! Data flow, one folder per stage (see `docs/ARCHITECTURE.md`):
-//! `data` (prompt files) → `engine` (models, tokenizers, generation with per-step capture) → `cli`.
+//! Data flow, one folder per stage (see `docs/ARCHITECTURE.md`): `lang` (parse, check) → `plan`
+//! (content keys) → `run` (executor) → `ops` (one file per constructor) over `engine` (models,
+//! generation with per-step capture), `data` and `analysis` → `cache` → `report`; `cli` on top.
 pub mod analysis;
+pub mod artifact;
 pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod lang;
+pub mod ops;
 pub mod plan;
 pub mod report;
 pub mod run;

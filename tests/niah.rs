@@ -1,6 +1,7 @@
 //! The Rust NIAH generator reproduces, byte for byte, the prompts that the Python reference
 //! (`scripts/fixtures/fx_niah.py`, HF tokenizer) wrote to `experiments/prompts/niah_smoke.jsonl`:
 //! same haystack cut, same sentence-end backtracking, same UUIDs from the same seed.
+mod common;
 use std::path::Path;
 
 use rhx::data::niah::{self, Cell, Haystack, PyRandom};
@@ -30,10 +31,10 @@ fn python_random_floats() {
 
 #[test]
 fn reproduces_the_committed_smoke_prompts() {
-    let Ok(gguf) = rhx::engine::loader::resolve("smollm2-135m-instruct") else {
-        eprintln!("SKIPPED: SmolLM2 not installed");
+    if !common::smollm2_installed() {
         return;
-    };
+    }
+    let gguf = rhx::engine::loader::resolve("smollm2-135m-instruct").unwrap();
     let tok = Tokenizer::from_gguf_path(&gguf).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let want: Vec<Value> = std::fs::read_to_string(root.join("experiments/prompts/niah_smoke.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();

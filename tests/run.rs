@@ -1,6 +1,7 @@
 //! The executor end to end on the real SmolLM2 model: a rerun computes nothing, `--set`
 //! changes exactly the keys downstream of what it touches, a corrupted artifact is detected and
 //! recomputed, shards split the traces and a final run assembles, results are deterministic.
+mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -29,11 +30,7 @@ fn outcomes(s: &run::RunSummary) -> BTreeMap<String, Outcome> {
 }
 
 fn installed() -> bool {
-    let ok = rhx::engine::loader::resolve("smollm2-135m-instruct").is_ok();
-    if !ok {
-        eprintln!("SKIPPED: SmolLM2 not installed");
-    }
-    ok
+    common::smollm2_installed()
 }
 
 #[test]

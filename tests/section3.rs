@@ -4,6 +4,7 @@
 //! report's data model with every float rounded to 3 decimals (the tolerance) and the
 //! provenance (times, paths, commit) left out. A changed snapshot is reviewed, never accepted
 //! blindly (`golden/section3/`).
+mod common;
 use std::path::Path;
 
 use rhx::cache::Cache;
@@ -27,8 +28,7 @@ fn round(v: &mut Value) {
 
 #[test]
 fn section3_small_run_matches_golden() {
-    if rhx::engine::loader::resolve("smollm2-135m-instruct").is_err() {
-        eprintln!("SKIPPED: SmolLM2 not installed");
+    if !common::smollm2_installed() {
         return;
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("section3");

@@ -3,6 +3,7 @@
 //! `scripts/fixtures/hf_reference.py`: token ids of the chat-templated NIAH prompts, logits
 //! within 1e-4, 40 greedy tokens, per-step Eq. 1 head sets on seven NIAH prompts, the final
 //! hidden state, and head masking done with hooks in HF.
+mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -42,13 +43,7 @@ fn model() -> MutexGuard<'static, Option<LoadedModel>> {
     static M: OnceLock<Mutex<Option<LoadedModel>>> = OnceLock::new();
     let guard = M
         .get_or_init(|| {
-            Mutex::new(match loader::resolve("smollm2-135m-instruct") {
-                Ok(_) => Some(loader::load("smollm2-135m-instruct", device(), Kind::Float).expect("load SmolLM2")),
-                Err(e) => {
-                    eprintln!("SKIPPED: {e}");
-                    None
-                }
-            })
+            Mutex::new(if common::smollm2_installed() { Some(loader::load("smollm2-135m-instruct", device(), Kind::Float).expect("load SmolLM2")) } else { None })
         })
         .lock();
     guard.unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -1,6 +1,7 @@
 //! `rhx trace` end to end on the real SmolLM2 model: good lines run, bad lines get an error
 //! naming their id and line number, outputs are written atomically, and broken model files
 //! give an error naming the file instead of a panic.
+mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,11 +16,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn model_installed() -> bool {
-    let ok = rhx::engine::loader::resolve("smollm2-135m-instruct").is_ok();
-    if !ok {
-        eprintln!("SKIPPED: SmolLM2 is not installed (bash scripts/setup.sh)");
-    }
-    ok
+    common::smollm2_installed()
 }
 
 #[test]

@@ -133,6 +133,18 @@ fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
 }
 
 /// Checks the program; with `all_profiles` and no `--profile`, every declared profile too.
+/// Refuses declared-but-not-implemented constructors and options: the diagnostic is printed with
+/// its source lines (as `rhx check` prints checker errors), the error names the file.
+fn supported(program: &Program, file: &std::path::Path) -> Result<()> {
+    match run::check_supported(program) {
+        Err(run::RunError::NotImplemented(d)) => {
+            eprint!("{}", lang::render_diagnostics(std::slice::from_ref(&*d)));
+            bail!("1 error in {}", file.display())
+        }
+        other => Ok(other?),
+    }
+}
+
 fn load_checked(p: &ProgramArgs, shapes: bool, all_profiles: bool) -> Result<Program> {
     p.check(shapes, all_profiles).map_err(|diags| {
         // Diagnostics are already rendered with their source lines; print them as they are.
@@ -143,6 +155,7 @@ fn load_checked(p: &ProgramArgs, shapes: bool, all_profiles: bool) -> Result<Pro
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
     let program = load(&a.program, true)?;
+    supported(&program, &a.program.file)?;
     let cache = Cache::open(&a.cache.cache).with_context(|| format!("cannot open cache {}", a.cache.cache.display()))?;
     let opts = RunOptions { shard: a.shard, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, compute_traces: true, threads: a.threads, engine: None };
     let summary = run::run(&program, &cache, &opts)?;
@@ -180,7 +193,7 @@ pub fn check(a: CheckArgs) -> Result<ExitCode> {
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
     let program = load_checked(&a.program, !a.no_models, true)?;
-    run::check_supported(&program)?;
+    supported(&program, &a.program.file)?;
     if a.dump {
         print!("{}", program.dump());
     }
@@ -217,7 +230,7 @@ pub fn fmt(a: FmtArgs) -> Result<ExitCode> {
 
 pub fn plan(a: PlanArgs) -> Result<ExitCode> {
     let program = load(&a.program, true)?;
-    run::check_supported(&program)?;
+    supported(&program, &a.program.file)?;
     let cache = Cache::open(&a.cache.cache)?;
     let p = plan::plan(&program, &cache)?;
     let rows: Vec<(String, String, String, bool, Vec<String>)> = p

@@ -56,6 +56,11 @@ pub enum Code {
     /// A `profile` that cannot be selected or applied: unknown or declared twice, declared in
     /// an imported file, or an entry that names no declaration, parameter or sweep variable.
     Profile,
+    /// A constructor or option the schema declares but the executor does not run yet
+    /// (refused by the op registry, `ops::check_node`).
+    NotImplemented,
+    /// An error while a node executes (`rhx run`), pointing at its declaration.
+    Execution,
 }
 
 impl Code {
@@ -82,6 +87,8 @@ impl Code {
             Code::Sweep => "sweep",
             Code::Override => "override",
             Code::Profile => "profile",
+            Code::NotImplemented => "not-implemented",
+            Code::Execution => "execution",
         }
     }
 }

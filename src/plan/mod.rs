@@ -20,20 +20,6 @@ use crate::engine::loader;
 use crate::engine::options::{EngineIdentity, OptionsError};
 use crate::lang::{Kind, Node, Program, Value};
 
-/// Per-constructor versions, `("kind/constructor", n)`: when a change of one analysis changes
-/// the bytes of its artifact, add or bump its entry here, so that cached results of the old
-/// code are not reused (and nothing else is recomputed). A constructor without an entry is at
-/// version 0, which adds nothing to its key (so introducing this table changed no key).
-pub const OP_VERSIONS: &[(&str, u32)] = &[];
-
-/// `spec` with the constructor's version from `versions` (see [`OP_VERSIONS`]), if it has one.
-fn versioned(mut spec: Json, op: &str, versions: &[(&str, u32)]) -> Json {
-    if let Some((_, v)) = versions.iter().find(|(name, v)| *name == op && *v > 0) {
-        spec["op_version"] = json!(v);
-    }
-    spec
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("{node}: {message}")]
@@ -198,9 +184,12 @@ pub fn plan_with(program: &Program, cache: &Cache, engine: &EngineIdentity) -> R
             };
             spec["engine"] = json!({ "fingerprint": engine.fingerprint, "options": engine.options, "device": device });
         }
-        let op = format!("{}/{}", node.kind.name(), node.constructor);
-        let spec = versioned(spec, &op, OP_VERSIONS);
-        let mut kb = KeyBuilder::new(op).spec(&spec).seed(seed);
+        // The op's code: the hashes of its file and of the files it uses (`ops::OpDef`), so a
+        // change to an analysis recomputes exactly the nodes it makes.
+        let op = crate::ops::find(node.kind, &node.constructor)
+            .ok_or_else(|| PlanError::Node { node: node.name.clone(), message: format!("`{}` is not a {} constructor", node.constructor, node.kind.name()) })?;
+        spec["op_source"] = json!(op.source_key());
+        let mut kb = KeyBuilder::new(op.id()).spec(&spec).seed(seed);
         refs.sort();
         refs.dedup();
         for r in &refs {
@@ -244,21 +233,4 @@ pub fn in_shard(plan: &Plan, step: &Step, shard: Option<(usize, usize)>) -> bool
     }
     let idx = plan.steps.iter().filter(|s| s.node.kind == Kind::Trace).position(|s| s.node.name == step.node.name).unwrap_or(0);
     idx % n == i
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_op_version_changes_only_that_ops_spec() {
-        let spec = json!({"kind": "table", "constructor": "probe", "args": {}});
-        let table = [("table/probe", 2), ("figure/cca", 0)];
-        assert_eq!(versioned(spec.clone(), "table/probe", &table)["op_version"], json!(2));
-        // Version 0 or no entry: the spec (hence the key) is what it was before versions existed.
-        assert_eq!(versioned(spec.clone(), "figure/cca", &table), spec);
-        assert_eq!(versioned(spec.clone(), "table/dynamism", &table), spec);
-        let k = |s: &Json| KeyBuilder::new("table/probe").spec(s).build();
-        assert_ne!(k(&versioned(spec.clone(), "table/probe", &table)), k(&spec));
-    }
 }

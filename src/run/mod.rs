@@ -2,10 +2,6 @@
 //! content-addressed cache. A node whose key is cached is not recomputed; a node being computed
 //! by another process (same cache) is waited for (per-key lock), so shards of a Slurm array can
 //! share one cache directory.
-mod ablation_ops;
-mod hidden_ops;
-mod ops;
-mod paper;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,7 +10,8 @@ use std::time::Instant;
 use crate::cache::{Artifact, ArtifactMeta, Cache, CacheError};
 use crate::engine::loader::LoadedModel;
 use crate::engine::options::EngineIdentity;
-use crate::lang::Program;
+use crate::lang::diagnostics::Location;
+use crate::lang::{render_diagnostics, Code, Diagnostic, Program};
 use crate::plan::{self, Plan, PlanError};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,13 +20,25 @@ pub enum RunError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("{node}: {message}")]
-    Node { node: String, message: String },
+    /// A node failed; `at` is its declaration's `file:line:col` when the program knows it.
+    #[error("{}{node}: {message}", .at.as_ref().map(|l| format!("{l}: ")).unwrap_or_default())]
+    Node { node: String, message: String, at: Option<Location> },
+    /// `rhx check` / `rhx run` refuse a constructor or option that is declared but not
+    /// implemented; the diagnostic points at it in the `.rhx` file.
+    #[error("{}", render_diagnostics(std::slice::from_ref(.0)).trim_end())]
+    NotImplemented(Box<Diagnostic>),
 }
 
 impl RunError {
-    fn node(node: &str, message: impl std::fmt::Display) -> Self {
-        RunError::Node { node: node.to_string(), message: message.to_string() }
+    pub(crate) fn node(node: &str, message: impl std::fmt::Display) -> Self {
+        RunError::Node { node: node.to_string(), message: message.to_string(), at: None }
+    }
+
+    /// An error of `node`, located at its declaration in `program`'s sources.
+    pub(crate) fn at(program: &Program, node: &crate::lang::Node, message: impl std::fmt::Display) -> Self {
+        let mut d = Diagnostic::new(Code::Execution, node.span, message.to_string());
+        d.attach(&program.sources);
+        RunError::Node { node: node.name.clone(), message: message.to_string(), at: d.location }
     }
 }
 
@@ -69,7 +78,7 @@ pub struct RunSummary {
 }
 
 /// State shared by the ops of one run.
-pub(crate) struct Ctx<'a> {
+pub struct Ctx<'a> {
     pub program: &'a Program,
     pub plan: &'a Plan,
     pub cache: &'a Cache,
@@ -81,22 +90,33 @@ pub(crate) struct Ctx<'a> {
     pub engine: EngineIdentity,
 }
 
-/// Checks that every node's constructor and options are implemented, before anything runs.
+/// Checks that every node's constructor and options are implemented (the op registry), before
+/// anything runs; a refusal points at the parameter in the `.rhx` file.
 pub fn check_supported(program: &Program) -> Result<(), RunError> {
-    fn walk(v: &crate::lang::Value) -> Result<(), RunError> {
+    let refuse = |n: &crate::lang::Node| -> Result<(), RunError> {
+        crate::ops::check_node(n).map_err(|r| {
+            let span = n.arg_entry(&r.param).and_then(|a| a.span).unwrap_or(n.span);
+            let mut d = Diagnostic::new(Code::NotImplemented, span, format!("{}: {}", n.name, r.message))
+                .label("not implemented yet")
+                .help("docs/LANGUAGE.md lists every constructor and option; choose one the executor runs");
+            d.attach(&program.sources);
+            RunError::NotImplemented(Box::new(d))
+        })
+    };
+    fn walk(v: &crate::lang::Value, refuse: &dyn Fn(&crate::lang::Node) -> Result<(), RunError>) -> Result<(), RunError> {
         match v {
             crate::lang::Value::Inline(n) => {
-                ops::supported(n).map_err(|m| RunError::node(&n.name, m))?;
-                n.args.iter().filter_map(|a| a.value.as_ref()).try_for_each(walk)
+                refuse(n)?;
+                n.args.iter().filter_map(|a| a.value.as_ref()).try_for_each(|v| walk(v, refuse))
             }
-            crate::lang::Value::List(items) => items.iter().try_for_each(walk),
-            crate::lang::Value::Call { args, .. } => args.iter().filter_map(|a| a.value.as_ref()).try_for_each(walk),
+            crate::lang::Value::List(items) => items.iter().try_for_each(|v| walk(v, refuse)),
+            crate::lang::Value::Call { args, .. } => args.iter().filter_map(|a| a.value.as_ref()).try_for_each(|v| walk(v, refuse)),
             _ => Ok(()),
         }
     }
     for n in &program.nodes {
-        ops::supported(n).map_err(|m| RunError::node(&n.name, m))?;
-        n.args.iter().filter_map(|a| a.value.as_ref()).try_for_each(walk)?;
+        refuse(n)?;
+        n.args.iter().filter_map(|a| a.value.as_ref()).try_for_each(|v| walk(v, &refuse))?;
     }
     Ok(())
 }
@@ -135,7 +155,7 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
                 artifacts.insert(name.clone(), a);
                 outcomes.push((name.clone(), step.key.short().to_string(), Outcome::Cached, 0.0));
                 if step.node.kind == crate::lang::Kind::Report {
-                    reports.push(ops::publish_report(&ctx, step, artifacts.get(name).unwrap())?);
+                    reports.push(crate::ops::report::template::publish_report(&ctx, step, artifacts.get(name).unwrap())?);
                 }
                 continue;
             }
@@ -155,7 +175,7 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
             Some(a) => (a, Outcome::Cached),
             None => {
                 let inputs: BTreeMap<String, &Artifact> = step.inputs.iter().map(|r| (r.clone(), artifacts.get(r).unwrap())).collect();
-                let out = ops::compute(&mut ctx, step, &inputs)?;
+                let out = crate::ops::compute(&mut ctx, step, &inputs).map_err(|m| RunError::at(program, &step.node, m))?;
                 let mut meta = ArtifactMeta::new(format!("{}/{}", step.node.kind.name(), step.node.constructor)).spec(step.spec.clone()).wall_time(t0.elapsed().as_secs_f64());
                 for (r, a) in &inputs {
                     meta = meta.input(r.clone(), &a.manifest.key);
@@ -173,7 +193,7 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
             }
         };
         if step.node.kind == crate::lang::Kind::Report {
-            reports.push(ops::publish_report(&ctx, step, &artifact)?);
+            reports.push(crate::ops::report::template::publish_report(&ctx, step, &artifact)?);
         }
         artifacts.insert(name.clone(), artifact);
         outcomes.push((name.clone(), step.key.short().to_string(), outcome, t0.elapsed().as_secs_f64()));

@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use crate::report::{Cell as RCell, CellValue, Column, Row, Table};
 
-const PAPER_JSON: &str = include_str!("../../reports/paper/retrieval-heads-are-dynamic.json");
+const PAPER_JSON: &str = include_str!("../../../reports/paper/retrieval-heads-are-dynamic.json");
 
 #[derive(Debug, Deserialize)]
 struct PaperFile {
@@ -30,7 +30,7 @@ struct PaperRef {
 }
 
 /// One of our results that a reference can be compared with.
-pub(super) struct Ours {
+pub(crate) struct Ours {
     /// Constructor of the node that made it (`dynamism`, `probe`, `progressive`, …).
     pub constructor: String,
     pub node: String,
@@ -41,14 +41,14 @@ pub(super) struct Ours {
 }
 
 /// What a reference turns into in the report.
-pub(super) struct Comparison {
+pub(crate) struct Comparison {
     pub table: Option<Table>,
     /// Markdown: what the paper says and where our numbers fall.
     pub text: String,
 }
 
 /// Whether `paper.<name>` has transcribed values (the executor rejects the others up front).
-pub(super) fn has(name: &str) -> bool {
+pub(crate) fn has(name: &str) -> bool {
     paper().refs.contains_key(name)
 }
 
@@ -127,7 +127,7 @@ fn fmt(v: f64) -> String {
 }
 
 /// Builds the comparison for `paper.<name>` from the results of this report.
-pub(super) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
+pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
     let p = paper();
     let r = p.refs.get(name).ok_or_else(|| format!("`paper.{name}` has no values in reports/paper/retrieval-heads-are-dynamic.json"))?;
     let mine: Vec<&Ours> = ours.iter().filter(|o| o.constructor == r.constructor).collect();

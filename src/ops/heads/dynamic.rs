@@ -1,0 +1,65 @@
+//! `heads … = dynamic(…)`: per-step dynamic retrieval heads H_t, found by the trace that masks them.
+
+use serde_json::{json, Value as Json};
+
+use crate::lang::schema::{FuncSpec, int_min, enm, decl};
+use crate::analysis::dynamism::Head;
+
+use crate::lang::Kind;
+use crate::ops::args::*;
+use crate::ops::inputs::*;
+use crate::ops::{Exec, Files, Inputs, OpDef};
+use crate::plan::Step;
+use crate::run::Ctx;
+
+pub const OP: OpDef = OpDef { kind: Kind::Heads, name: "dynamic", spec, source: file!(), check: None, exec: Exec::Artifact(run) };
+
+fn spec() -> FuncSpec {
+    use Kind::*;
+    FuncSpec::new("dynamic", "Dynamic retrieval heads H_t: the heads with Eq. 1 score 1 at the current step, found online in a clean first pass (reference §8.4–8.5).")
+        .pos("trace", decl(Trace), "trace whose retrieval capture settings define H_t")
+        .opt("k", int_min(0), "mask only k heads of H_t per step (all of H_t if fewer; default: all)")
+        .def("order", enm(&["attn_weight", "static_rank", "layer_major", "random"]), "attn_weight", "progressive.order: which k heads")
+        .def("post_token", enm(&["masked", "clean"]), "masked", "progressive.post_token: token used for H'_t")
+        .def("source", enm(&["online", "trace"]), "online", "progressive.source: H_t from each step's clean pass (two passes), or read from the unablated `trace` at the same step (one pass, cheaper; drifts once the ablated text departs from it)")
+        .opt("static", decl(Heads), "static ranking for order: static_rank")
+        .requires("order", "static_rank", "static")
+        .seed("seed for order: random")
+}
+
+fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
+    // The per-step sets are found online by the trace that masks them (two passes per
+    // step); this artifact records how.
+    let n = &step.node;
+    let k = int_arg(n, "k");
+    let static_rank: Vec<Head> = match n.arg("static") {
+        Some(_) => {
+            let (st, _) = input(inputs, n, "static")?;
+            let v = read_json(st, "heads.json")?;
+            let ranked: Vec<(usize, usize, f64)> = serde_json::from_value(v["ranked"].clone()).unwrap_or_default();
+            if ranked.is_empty() { heads_of(st)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() }
+        }
+        None => vec![],
+    };
+    let source = req_enum(n, "source")?;
+    let mut v = json!({"dynamic": true, "k": k, "order": req_enum(n, "order")?, "seed": seed(n)?,
+        "post_token": req_enum(n, "post_token")?, "static_rank": static_rank, "source": source});
+    if source == "trace" {
+        // The cheaper variant: H_t read from the unablated trace at the same step.
+        let (t, t_name) = input(inputs, n, "trace")?;
+        let mut rec = serde_json::Map::new();
+        for line in trace_lines(t)? {
+            if line.steps.iter().any(|st| st.head_weights.len() != st.heads.len()) && v["order"] == json!("attn_weight") {
+                return Err(format!("trace `{t_name}` records no per-head attention weights (made by an older rhx): recompute it (`rhx run --recompute`)"));
+            }
+            let per_step: Vec<Json> = line
+                .steps
+                .iter()
+                .map(|st| json!(st.heads.iter().enumerate().map(|(i, h)| json!([h, st.head_weights.get(i).copied().unwrap_or(0.0)])).collect::<Vec<_>>()))
+                .collect();
+            rec.insert(line.id.clone(), json!(per_step));
+        }
+        v["recorded"] = Json::Object(rec);
+    }
+    Ok(vec![("heads.json".into(), serde_json::to_vec_pretty(&v).map_err(|e| e.to_string())?)])
+}

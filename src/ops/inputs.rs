@@ -1,0 +1,84 @@
+//! Reading the artifacts of a node's inputs: traces, head sets, model info.
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::analysis::dynamism::{Head, SampleHeads};
+use crate::analysis::metrics::{rouge1_with, rouge_l_with, uuid_accuracy};
+use crate::artifact::trace::{self, TraceInfo, TraceLine};
+use crate::cache::Artifact;
+use crate::lang::{Node, Value};
+use crate::ops::args::*;
+
+pub(crate) fn read_json(a: &Artifact, file: &str) -> Result<Json, String> {
+    let bytes = a.read(file).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{file}: {e}"))
+}
+
+pub(crate) fn heads_of(a: &Artifact) -> Result<Vec<Head>, String> {
+    let v = read_json(a, "heads.json")?;
+    serde_json::from_value(v["heads"].clone()).map_err(|e| e.to_string())
+}
+
+/// Per-sample head sets of a trace, with Wu's success flag.
+/// `stem`: Porter stemming in the ROUGE-1 of Wu's success filter (Wu et al.: `use_stemmer=True`).
+pub(crate) fn samples_of(a: &Artifact, min_recall: f64, stem: bool) -> Result<Vec<(SampleHeads, TraceLine)>, String> {
+    Ok(trace_lines(a)?
+        .into_iter()
+        .map(|line| {
+            let steps = line.head_sets();
+            let success = line.answer.as_deref().is_some_and(|ans| rouge1_with(ans, &line.text, stem).recall > min_recall);
+            let needle_len = line.needle_span.len();
+            (SampleHeads { steps, needle_len, success }, line)
+        })
+        .collect())
+}
+
+/// The generations of a trace (the one typed reader, `artifact::trace`).
+pub(crate) fn trace_lines(a: &Artifact) -> Result<Vec<TraceLine>, String> {
+    trace::read_lines(a).map_err(|e| e.to_string())
+}
+
+/// The `trace_info.json` of a trace.
+pub(crate) fn trace_info(a: &Artifact) -> Result<TraceInfo, String> {
+    trace::read_info(a).map_err(|e| e.to_string())
+}
+
+/// How many heads a baseline masks to match a dynamic-ablation trace (reference §8.4, option 9).
+pub(crate) struct MatchedCount {
+    /// Mean number of masked heads per step over all steps of all samples, rounded.
+    pub(crate) global: usize,
+    /// Per sample id: that sample's mean, rounded (`match_count: sample_mean`).
+    pub(crate) per_sample: Option<BTreeMap<String, usize>>,
+}
+
+pub(crate) fn matched_count(trace: &Artifact, name: &str, mode: &str) -> Result<MatchedCount, String> {
+    let lines = trace_lines(trace)?;
+    let (mut total, mut steps) = (0usize, 0usize);
+    let mut per = BTreeMap::new();
+    for line in &lines {
+        let st = &line.steps;
+        // A dynamic-ablation trace: the heads it masked per step; any other trace: its Eq. 1
+        // heads per step (e.g. the unablated run's |H_t|).
+        let dynamic = st.iter().any(|s| s.clean_heads.is_some());
+        let masked: usize = st.iter().map(|s| if dynamic { s.masked.as_ref().map_or(0, Vec::len) } else { s.heads.len() }).sum();
+        total += masked;
+        steps += st.len();
+        per.insert(line.id.clone(), (masked as f64 / st.len().max(1) as f64).round() as usize);
+    }
+    if steps == 0 {
+        return Err(format!("`{name}` has no generated steps to match"));
+    }
+    Ok(MatchedCount { global: (total as f64 / steps as f64).round() as usize, per_sample: (mode == "sample_mean").then_some(per) })
+}
+
+/// UUID accuracy and ROUGE-L of one generation against its answer (`None` without an answer),
+/// with the node's `uuid_match` / `rouge_target` options.
+pub(crate) fn task_scores(n: &Node, line: &TraceLine) -> Option<(f64, f64)> {
+    let text = line.text.as_str();
+    let ans = line.answer.as_deref()?;
+    let acc = if enum_arg(n, "uuid_match") == Some("case_insensitive") { uuid_accuracy(&text.to_lowercase(), &ans.to_lowercase()) } else { uuid_accuracy(text, ans) };
+    let target = if enum_arg(n, "rouge_target") == Some("needle") { format!("The magic word is {ans}.") } else { ans.to_string() };
+    let r = rouge_l_with(&target, text, n.arg("rouge_stem") == Some(&Value::Bool(true)));
+    Some((acc, if enum_arg(n, "rouge_field") == Some("r") { r.recall } else { r.f }))
+}

@@ -1,0 +1,155 @@
+//! `report … = template(…)`: a report rendered from a template.
+use std::path::PathBuf;
+
+use crate::run::RunError;
+use std::collections::BTreeSet;
+
+
+use crate::lang::schema::{FuncSpec, enm, list, text, decl, PAPER_REFS, Ty, PathKind};
+use crate::cache::Artifact;
+use crate::engine::device;
+use crate::report::{self, Figure, Report, Section, Table};
+
+use crate::lang::{Kind, Node, Value};
+use crate::ops::args::*;
+use crate::ops::inputs::*;
+use crate::ops::{Exec, Files, Inputs, OpDef, Refusal};
+use crate::plan::Step;
+use crate::run::Ctx;
+
+pub const OP: OpDef = OpDef { kind: Kind::Report, name: "template", spec, source: file!(), check: Some(check), exec: Exec::Artifact(run) };
+
+fn spec() -> FuncSpec {
+    use Kind::*;
+    FuncSpec::new(
+        "template",
+        "A minijinja template rendered to Markdown and self-contained HTML.",
+    )
+    .pos(
+        "path",
+        Ty::Path(PathKind::File),
+        "the template, relative to this file",
+    )
+    .def(
+        "tables",
+        list(decl(Table)),
+        "[]",
+        "tables available to the template",
+    )
+    .def(
+        "figures",
+        list(decl(Figure)),
+        "[]",
+        "figures available to the template",
+    )
+    .def(
+        "compare",
+        list(Ty::Builtin {
+            ns: "paper",
+            names: PAPER_REFS,
+        }),
+        "[]",
+        "paper results to show beside ours",
+    )
+    .opt("title", text(), "document title")
+    .def(
+        "formats",
+        list(enm(&["md", "html"])),
+        "[md, html]",
+        "outputs",
+    )
+}
+
+fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
+    let n = &step.node;
+    let names = |param: &str| -> Vec<String> { n.arg(param).and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(ref_name).map(str::to_string).collect() };
+    let mut tables = Vec::new();
+    let mut ours = Vec::new();
+    let constructor = |name: &str| ctx.plan.step(name).map(|s| s.node.constructor.clone()).unwrap_or_default();
+    for t in names("tables") {
+        let a = inputs.get(&t).ok_or_else(|| format!("`{t}` not computed"))?;
+        let table = serde_json::from_value::<Table>(read_json(a, "table.json")?).map_err(|e| e.to_string())?;
+        ours.push(super::paper::Ours { constructor: constructor(&t), node: t.clone(), table: Some(table.clone()), compare: read_json(a, "compare.json").ok() });
+        tables.push(table);
+    }
+    let mut figures = Vec::new();
+    for f in names("figures") {
+        let a = inputs.get(&f).ok_or_else(|| format!("`{f}` not computed"))?;
+        figures.push(serde_json::from_value::<Figure>(read_json(a, "figure.json")?).map_err(|e| e.to_string())?);
+        ours.push(super::paper::Ours { constructor: constructor(&f), node: f.clone(), table: None, compare: read_json(a, "compare.json").ok() });
+    }
+    let mut sections = vec![Section { title: "Results".into(), text: String::new(), tables, figures }];
+    let refs: Vec<&str> = n.arg("compare").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| if let Value::Builtin { name, .. } = v { Some(name.as_str()) } else { None }).collect();
+    if !refs.is_empty() {
+        let mut text = Vec::new();
+        let mut ref_tables = Vec::new();
+        for r in refs {
+            let c = super::paper::compare(r, &ours)?;
+            text.push(c.text);
+            ref_tables.extend(c.table);
+        }
+        sections.push(Section { title: "The paper's values beside ours".into(), text: text.join("\n\n"), tables: ref_tables, figures: vec![] });
+    }
+    let mut prov = report::Provenance::current();
+    prov.started = ctx.started_at.clone();
+    prov.wall_time_s = ctx.started.elapsed().as_secs_f64();
+    prov.seeds.insert("experiment".into(), ctx.plan.seed);
+    let mut devices = BTreeSet::new();
+    for s in &ctx.plan.steps {
+        prov.cache_keys.insert(s.node.name.clone(), s.key.as_str().to_string());
+        for a in &s.node.args {
+            if let Some(v) = &a.value {
+                prov.settings.insert(format!("{}.{}", s.node.name, a.name), v.render());
+            }
+        }
+        if s.node.kind == Kind::Model {
+            let files = s
+                .files
+                .values()
+                .map(|p| ctx.cache.file_digest(p).map(|d| report::FileDigest { path: p.display().to_string(), sha256: d.sha256.to_string() }))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            prov.models.push(report::ModelProvenance { name: s.node.name.clone(), files });
+        }
+    }
+    for lm in ctx.models.values() {
+        devices.insert(device::describe(lm.model.device));
+    }
+    prov.device = devices.into_iter().collect::<Vec<_>>().join(", ");
+    let title = n.arg("title").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| ctx.program.experiment.name.clone());
+    let report = Report {
+        title,
+        subtitle: Some(format!("experiment `{}`, report `{}`", ctx.program.experiment.name, n.name)),
+        sections,
+        provenance: prov,
+    };
+    let mut files = vec![("report.json".to_string(), serde_json::to_vec_pretty(&report).unwrap())];
+    if let Some(Value::Path { resolved, .. }) = n.arg("path") {
+        let tpl = std::fs::read(resolved).map_err(|e| format!("{}: {e}", resolved.display()))?;
+        files.push(("template.md.j2".into(), tpl));
+    }
+    Ok(files)
+}
+
+
+/// Renders a report artifact into `<reports_dir>/<report name>/`.
+pub(crate) fn publish_report(ctx: &Ctx, step: &Step, a: &Artifact) -> Result<PathBuf, RunError> {
+    let err = |m: String| RunError::node(&step.node.name, m);
+    let report: Report = serde_json::from_value(read_json(a, "report.json").map_err(err)?).map_err(|e| err(e.to_string()))?;
+    let templates = report::Templates { markdown: a.file("template.md.j2"), html: None };
+    let dir = ctx.opts.reports_dir.join(&step.node.name);
+    let files = report::write_report_with(&report, &dir, &templates).map_err(|e| err(e.to_string()))?;
+    Ok(files.dir)
+}
+
+/// `compare: [paper.<name>]` needs that reference's values transcribed.
+fn check(n: &Node) -> Result<(), Refusal> {
+    for v in n.arg("compare").and_then(Value::as_list).unwrap_or(&[]) {
+        if let Value::Builtin { name, .. } = v {
+            if !super::paper::has(name) {
+                return Err(Refusal::new("compare", format!("`paper.{name}` is not implemented by the executor yet (its values are not transcribed: Sections 4–5)")));
+            }
+        }
+    }
+    Ok(())
+}

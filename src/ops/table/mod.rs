@@ -1,0 +1,5 @@
+//! Table constructors: analyses whose result is a table (`table.json`).
+pub mod compensated;
+pub mod dynamism;
+pub mod probe;
+pub mod scores;

@@ -1,0 +1,257 @@
+//! `table … = probe(…)`: Table 2.
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::lang::schema::{FuncSpec, int_min, int_range, float_range, float_min, enm, list, decl, Ty};
+use crate::analysis::dynamism::Head;
+use crate::analysis::metrics::{average_precision, best_f1_threshold, prf_at, Prf};
+use crate::analysis::probe::{self, Asl, Checkpoint, ProbeOptions, Split};
+use crate::engine::device;
+use crate::report::{Cell as RCell, Column, Row, Table};
+use crate::ops::hidden::*;
+use sha2::{Digest, Sha256};
+use tch::Tensor;
+
+use crate::lang::{Kind, Value};
+use crate::ops::args::*;
+use crate::ops::inputs::*;
+use crate::ops::{Exec, Files, Inputs, OpDef};
+use crate::plan::Step;
+use crate::run::Ctx;
+
+pub const OP: OpDef = OpDef { kind: Kind::Table, name: "probe", spec, source: file!(), check: None, exec: Exec::Artifact(run) };
+
+fn spec() -> FuncSpec {
+    use Kind::*;
+    FuncSpec::new("probe", "Table 2: an MLP probe from the final hidden state to the step's retrieval heads (A.5), beside a logistic regression per head and the always-the-static-set predictor.")
+        .pos("trace", decl(Trace), "trace with retrieval(copy_paste) and hidden(final)")
+        .pos_opt("static", decl(Heads), "static heads for the always-the-static-set baseline")
+        .opt("layers", list(int_min(1)), "hidden layer widths (default [2d, d, d]: the paper's [8192, 4096, 4096] scaled to the model's hidden size d)")
+        .def("activation", enm(&["relu", "gelu"]), "relu", "probe.activation")
+        .def("dropout", float_range(0.0, 0.99), "0.1", "dropout after each hidden layer")
+        .def("split_by", enm(&["generation", "row"]), "generation", "probe.split_by: 70/20/10 over generations or over steps")
+        .def("average", enm(&["micro", "macro"]), "micro", "probe.average")
+        .def("epochs", int_range(1, 100_000), "100", "training epochs")
+        .def("lr", float_min(0.0), "0.0003", "Adam learning rate")
+        .def("batch_size", int_min(1), "128", "training batch size")
+        .def("gamma_pos", int_range(0, 1), "1", "asl.gamma_pos")
+        .def("checkpoint", enm(&["last", "best_val_loss"]), "last", "probe.checkpoint: weights after the last epoch or at the lowest validation loss")
+        .def("device", Ty::Device, "auto", "where to train: auto (CUDA if present), cpu, cuda or \"cuda:N\"")
+        .seed("seed of the split and initialisation")
+}
+
+
+/// `table probe(trace, static?)`: the MLP probe of A.5 and two baselines, on the test split.
+fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
+    let n = &step.node;
+    let (a, name) = input(inputs, n, "trace")?;
+    let (gens, layers, n_heads) = generations(a, &name)?;
+    let seed = int_arg(n, "seed").unwrap_or(0) as u64;
+    let macro_avg = enum_arg(n, "average") == Some("macro");
+    // 70/20/10 by generation (default: no step of a test generation is seen in training) or by row.
+    let by_row = enum_arg(n, "split_by") == Some("row");
+    let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
+    {
+        let mut units: Vec<(usize, Option<usize>)> = Vec::new();
+        let order = shuffled(&gens, seed);
+        if by_row {
+            let mut rows: Vec<(Vec<u8>, usize, usize)> = Vec::new();
+            for &g in &order {
+                for s in 0..gens[g].hidden.len() {
+                    rows.push((Sha256::digest(format!("{seed}/{}/{s}", gens[g].id).as_bytes()).to_vec(), g, s));
+                }
+            }
+            rows.sort();
+            units = rows.into_iter().map(|(_, g, s)| (g, Some(s))).collect();
+        } else {
+            units.extend(order.iter().map(|&g| (g, None)));
+        }
+        let total = units.len();
+        if total < 3 {
+            return Err(format!("the probe needs at least 3 {} to split 70/20/10; `{name}` has {total}", if by_row { "steps" } else { "generations" }));
+        }
+        let n_train = ((total as f64) * 0.7).round().max(1.0) as usize;
+        let n_val = (((total as f64) * 0.2).round().max(1.0) as usize).min(total - n_train - 1);
+        for (i, (g, s)) in units.into_iter().enumerate() {
+            let dst = if i < n_train { &mut tr } else if i < n_train + n_val { &mut va } else { &mut te };
+            match s {
+                Some(s) => dst.push((g, s)),
+                None => dst.extend((0..gens[g].hidden.len()).map(|s| (g, s))),
+            }
+        }
+    }
+    let split = |rows: &[(usize, usize)]| {
+        let x: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].hidden[s].clone()).collect();
+        let y: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].heads[s].clone()).collect();
+        Split::from_rows(&to_f32(&x), &to_f32(&y))
+    };
+    let (train, val, test) = (split(&tr), split(&va), split(&te));
+    let d = gens.iter().find_map(|g| g.hidden.first()).map_or(0, Vec::len);
+    let layers_arg: Vec<usize> = n.arg("layers").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_int).map(|v| v as usize).collect();
+    let widths = if layers_arg.is_empty() { vec![2 * d, d, d] } else { layers_arg };
+    let dev_req: device::DeviceRequest = enum_arg(n, "device").unwrap_or("cpu").parse().map_err(|e: device::DeviceError| e.to_string())?;
+    let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
+    let opts = ProbeOptions {
+        layers: widths.clone(),
+        gelu: enum_arg(n, "activation") == Some("gelu"),
+        dropout: float_arg(n, "dropout").unwrap_or(0.1),
+        epochs: int_arg(n, "epochs").unwrap_or(100) as usize,
+        lr: float_arg(n, "lr").unwrap_or(3e-4),
+        batch_size: int_arg(n, "batch_size").unwrap_or(128) as usize,
+        clip_grad_norm: 1.0,
+        patience: 3,
+        asl: Asl { gamma_pos: int_arg(n, "gamma_pos").unwrap_or(1) as f64, ..Asl::default() },
+        checkpoint: if enum_arg(n, "checkpoint") == Some("best_val_loss") { Checkpoint::BestValLoss } else { Checkpoint::Last },
+        seed,
+        device: dev,
+    };
+    let (scored, log) = probe::train(&train, &val, &[&val, &test], &opts).map_err(|e| e.to_string())?;
+    // The decision threshold maximises F1 on the validation split's PR curve (micro pairs).
+    let threshold = |s: &Tensor, y: &Tensor| {
+        let (sc, l) = probe::pairs(s, y);
+        best_f1_threshold(&sc, &l).map_or(0.5, |(t, _)| t)
+    };
+    let thr = threshold(&scored[0], &val.y);
+    let (mlp, mlp_ap) = scores(&scored[1], &test.y, thr, macro_avg);
+
+    let mut rows = vec![(format!("MLP probe {:?}", widths), mlp, mlp_ap, thr)];
+    // Baseline: always predict the static set.
+    if let Ok((sa, sname)) = input(inputs, n, "static") {
+        let stat: BTreeSet<Head> = heads_of(sa)?.into_iter().collect();
+        let mut v = vec![0f32; layers * n_heads];
+        for (l, h) in &stat {
+            if l * n_heads + h < v.len() {
+                v[l * n_heads + h] = 1.0;
+            }
+        }
+        let s = Tensor::from_slice(&v).unsqueeze(0).expand([test.rows(), v.len() as i64], false).contiguous();
+        let (p, ap) = scores(&s, &test.y, 1.0, macro_avg);
+        rows.push((format!("always the static set `{sname}` ({} heads)", stat.len()), p, ap, 1.0));
+    }
+    // Baseline: a logistic regression per head (a linear probe), threshold chosen the same way.
+    let lin = logistic(&train, &[&val, &test])?;
+    let lthr = threshold(&lin[0], &val.y);
+    let (lp, lap) = scores(&lin[1], &test.y, lthr, macro_avg);
+    rows.push(("logistic regression per head".to_string(), lp, lap, lthr));
+
+    let cell = |v: f64| RCell::num(v);
+    let table = Table {
+        id: n.name.clone(),
+        caption: format!(
+            "Paper Table 2: predicting the step's retrieval heads (Eq. 1, {} heads) from the final hidden state (d = {d}) of `{name}`. Split by {}: {} / {} / {} rows for train / validation / test ({} generations); metrics on test, {}-averaged, at the threshold that maximises validation F1. ASL (γ− 4, γ+ {}, clip 0.05), Adam {}, batch {}, {} epochs, best validation loss at epoch {}.",
+            layers * n_heads, if by_row { "step" } else { "generation" }, train.rows(), val.rows(), test.rows(), gens.len(),
+            if macro_avg { "macro" } else { "micro" }, opts.asl.gamma_pos, opts.lr, opts.batch_size, opts.epochs, log.best_epoch + 1
+        ),
+        row_header: "Predictor".into(),
+        columns: vec![
+            Column::new("F1").precision(4),
+            Column::new("Precision").precision(4),
+            Column::new("Recall").precision(4),
+            Column::new("AUPRC").precision(4),
+            Column::new("Threshold").precision(3),
+        ],
+        rows: rows
+            .iter()
+            .map(|(l, p, ap, t)| Row::new(l.clone(), vec![cell(p.f), cell(p.precision), cell(p.recall), ap.map(cell).unwrap_or_else(RCell::empty), cell(*t)]))
+            .collect(),
+        ..Default::default()
+    };
+    let compare = json!({
+        "columns": ["F1", "Precision", "Recall", "AUPRC"],
+        "rows": rows.iter().map(|(l, p, ap, _)| json!([format!("{name}, {l}"), p.f, p.precision, p.recall, ap])).collect::<Vec<_>>(),
+    });
+    let data = json!({"trace": name, "train_rows": train.rows(), "val_rows": val.rows(), "test_rows": test.rows(), "threshold": thr,
+        "positive_rate_test": test.y.mean(tch::Kind::Double).double_value(&[]), "log": log, "layers": widths, "device": device::describe(dev)});
+    Ok(vec![
+        ("table.json".into(), serde_json::to_vec_pretty(&table).unwrap()),
+        ("probe.json".into(), serde_json::to_vec_pretty(&data).unwrap()),
+        ("compare.json".into(), serde_json::to_vec_pretty(&compare).unwrap()),
+    ])
+}
+
+
+fn to_f32(rows: &[Vec<f64>]) -> Vec<Vec<f32>> {
+    rows.iter().map(|r| r.iter().map(|v| *v as f32).collect()).collect()
+}
+
+
+/// Precision, recall, F1 at a threshold and AUPRC, micro (all (row, head) pairs) or macro (mean
+/// over heads with a positive in the split).
+fn scores(s: &Tensor, y: &Tensor, threshold: f64, macro_avg: bool) -> (Prf, Option<f64>) {
+    if !macro_avg {
+        let (sc, l) = probe::pairs(s, y);
+        return (prf_at(&sc, &l, threshold), average_precision(&sc, &l));
+    }
+    let cols: Vec<(Vec<f64>, Vec<bool>)> = probe::columns(s, y).into_iter().filter(|(_, l)| l.iter().any(|v| *v)).collect();
+    if cols.is_empty() {
+        return (Prf::default(), None);
+    }
+    let m = cols.len() as f64;
+    let prfs: Vec<Prf> = cols.iter().map(|(sc, l)| prf_at(sc, l, threshold)).collect();
+    let ap = cols.iter().filter_map(|(sc, l)| average_precision(sc, l)).sum::<f64>() / m;
+    let mean = |f: &dyn Fn(&Prf) -> f64| prfs.iter().map(f).sum::<f64>() / m;
+    (Prf { precision: mean(&|p| p.precision), recall: mean(&|p| p.recall), f: mean(&|p| p.f) }, Some(ap))
+}
+
+
+/// One L2-regularised logistic regression per head on standardised features (sklearn's
+/// `LogisticRegression` defaults: C = 1, L-BFGS), fitted with smartcore. A head never active in
+/// training scores 0.
+fn logistic(train: &Split, eval: &[&Split]) -> Result<Vec<Tensor>, String> {
+    use smartcore::linalg::basic::arrays::Array;
+    use smartcore::linalg::basic::matrix::DenseMatrix;
+    use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
+    let mean = train.x.mean_dim(0, true, tch::Kind::Float);
+    let std = train.x.std_dim(0, false, true).clamp_min(1e-6);
+    let rows = |x: &Tensor| -> Vec<Vec<f64>> {
+        let z = ((x - &mean) / &std).to_kind(tch::Kind::Double);
+        let (n, d) = (z.size()[0] as usize, z.size()[1] as usize);
+        let flat = Vec::<f64>::try_from(&z.contiguous().view(-1)).unwrap_or_default();
+        (0..n).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect()
+    };
+    let xtr = rows(&train.x);
+    let xm = DenseMatrix::from_2d_vec(&xtr).map_err(|e| e.to_string())?;
+    let evals: Vec<Vec<Vec<f64>>> = eval.iter().map(|s| rows(&s.x)).collect();
+    let h = train.y.size()[1];
+    let mut out: Vec<Vec<f32>> = eval.iter().map(|s| vec![0f32; (s.rows() * h) as usize]).collect();
+    let ycols = Vec::<f32>::try_from(&train.y.contiguous().view(-1)).unwrap_or_default();
+    // One independent fit per head (smartcore is single-threaded): spread the heads over the
+    // available cores, each thread taking every n-th head.
+    let h = h as usize;
+    type Fit = (usize, Option<(Vec<f64>, f64)>, f32);
+    let fit_head = |j: usize| -> Result<Fit, String> {
+        let y: Vec<i32> = (0..xtr.len()).map(|i| (ycols[i * h + j] > 0.5) as i32).collect();
+        let pos = y.iter().filter(|v| **v == 1).count();
+        if pos == 0 || pos == y.len() {
+            // One class only: predict it.
+            return Ok((j, None, if pos == 0 { 0.0 } else { 1.0 }));
+        }
+        let params = LogisticRegressionParameters::default().with_alpha(1.0);
+        let lr = LogisticRegression::fit(&xm, &y, params).map_err(|e| e.to_string())?;
+        let w: Vec<f64> = (0..xtr[0].len()).map(|c| *lr.coefficients().get((0, c))).collect();
+        Ok((j, Some((w, *lr.intercept().get((0, 0)))), 0.0))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(h.max(1));
+    let fits: Vec<Fit> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads).map(|t| sc.spawn(move || (t..h).step_by(threads).map(fit_head).collect::<Result<Vec<_>, _>>())).collect();
+        handles.into_iter().map(|hd| hd.join().map_err(|_| "a logistic-regression thread panicked".to_string())?).collect::<Result<Vec<Vec<Fit>>, String>>()
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    for (j, fit, constant) in fits {
+        for (e, o) in evals.iter().zip(out.iter_mut()) {
+            for (i, x) in e.iter().enumerate() {
+                o[i * h + j] = match &fit {
+                    Some((w, b)) => {
+                        let z: f64 = x.iter().zip(w).map(|(a, b)| a * b).sum::<f64>() + b;
+                        (1.0 / (1.0 + (-z).exp())) as f32
+                    }
+                    None => constant,
+                };
+            }
+        }
+    }
+    Ok(out.into_iter().zip(eval).map(|(o, s)| Tensor::from_slice(&o).view([s.rows(), h as i64])).collect())
+}

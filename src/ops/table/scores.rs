@@ -1,0 +1,59 @@
+//! `table … = scores(…)`: task metrics of traces.
+use std::collections::BTreeMap;
+
+
+use crate::lang::schema::{FuncSpec, enm, list, decl, metric_params, METRICS};
+use crate::analysis::dynamism::{self};
+use crate::report::{Cell as RCell, Column, Row, Table};
+
+use crate::lang::{Kind, Value};
+use crate::ops::args::*;
+use crate::ops::inputs::*;
+use crate::ops::{Exec, Files, Inputs, OpDef};
+use crate::plan::Step;
+use crate::run::Ctx;
+
+pub const OP: OpDef = OpDef { kind: Kind::Table, name: "scores", spec, source: file!(), check: None, exec: Exec::Artifact(run) };
+
+fn spec() -> FuncSpec {
+    use Kind::*;
+    FuncSpec::new("scores", "Task metrics of traces (UUID accuracy, ROUGE-L), optionally split by length and depth.")
+        .pos("traces", list(decl(Trace)), "traces to score")
+        .def("metrics", list(enm(METRICS)), "[uuid_accuracy, rouge_l]", "which metrics")
+        .def("by", list(enm(&["length", "depth"])), "[]", "group rows by")
+        .with(metric_params)
+}
+
+fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
+    let n = &step.node;
+    let traces: Vec<&str> = n.arg("traces").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(ref_name).collect();
+    let by: Vec<&str> = n.arg("by").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_str).collect();
+    let mut rows = Vec::new();
+    for t in &traces {
+        let a = inputs.get(*t).ok_or_else(|| format!("`{t}` not computed"))?;
+        let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        for line in trace_lines(a)? {
+            let Some((acc, rl)) = task_scores(n, &line) else { continue };
+            let key = by.iter().map(|b| format!("{b}={}", line.meta[b])).collect::<Vec<_>>().join(", ");
+            let g = groups.entry(key).or_default();
+            g.0.push(acc);
+            g.1.push(rl);
+        }
+        for (key, (acc, rl)) in groups {
+            let label = if key.is_empty() { t.to_string() } else { format!("{t} ({key})") };
+            let s_acc = dynamism::Spread::of(&acc);
+            let s_rl = dynamism::Spread::of(&rl);
+            rows.push(Row::new(label, vec![RCell::num_pm(s_acc.mean, s_acc.std, s_acc.n as u64), RCell::num_pm(s_rl.mean, s_rl.std, s_rl.n as u64)]));
+        }
+    }
+    let _ = ctx;
+    let table = Table {
+        id: n.name.clone(),
+        caption: "Task scores: UUID accuracy (exact substring) and ROUGE-L F against the answer, mean ± std over samples".into(),
+        row_header: "Trace".into(),
+        columns: vec![Column::new("UUID accuracy").precision(3), Column::new("ROUGE-L").precision(3)],
+        rows,
+        ..Default::default()
+    };
+    Ok(vec![("table.json".into(), serde_json::to_vec_pretty(&table).unwrap())])
+}

@@ -1,0 +1,250 @@
+//! `trace … = generate(…)`: greedy generation with per-step captures and interventions.
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value as Json};
+
+use crate::lang::schema::{FuncSpec, int_min, int_range, list, decl, Ty, Family};
+use crate::analysis::dynamism::Head;
+
+use crate::lang::{Kind, Node, Value};
+use crate::ops::args::*;
+use crate::ops::inputs::*;
+use crate::ops::{Exec, Files, Inputs, OpDef, Refusal};
+use crate::plan::Step;
+use crate::run::Ctx;
+use crate::artifact::trace::{write_lines, TraceInfo, TraceLine, TraceStep, TRACE_FORMAT};
+use crate::data::niah;
+use crate::engine::capture::retrieval_heads;
+use crate::engine::device::{self, DType, DeviceRequest};
+use crate::engine::generate::{default_batch_size, generate_with, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy};
+use crate::engine::loader;
+use crate::engine::model::{HiddenSite, MaskMode};
+use crate::ops::model::model_spec;
+use crate::ops::trace::policy::{DynamicPolicy, DynamicSpec, PromptSets};
+
+pub const OP: OpDef = OpDef { kind: Kind::Trace, name: "generate", spec, source: file!(), check: Some(check), exec: Exec::Artifact(run) };
+
+fn spec() -> FuncSpec {
+    use Kind::*;
+    FuncSpec::new("generate", "Greedy generation with a KV cache; at every step records the captures and applies the interventions.")
+        .pos("model", decl(Model), "the model to run")
+        .pos("dataset", decl(Dataset), "the prompts")
+        .def("max_new_tokens", int_range(1, 32768), "50", "gen.max_new_tokens")
+        .def("capture", list(Ty::Func(Family::Capture)), "[retrieval(copy_paste)]", "what to record per step, layer and head")
+        .def("intervene", list(Ty::Func(Family::Intervention)), "[]", "what to change in the forward pass")
+        .opt("stop", list(int_min(0)), "gen.stop: extra stop token ids (EOS/eot always stop)")
+        .opt("batch_size", int_range(1, 4096), "prompts per batch (default: as many as fit in free GPU memory on CUDA, 1 on the CPU; batched results equal one-by-one results in f32)")
+        .seed("seed of any sampling inside interventions")
+}
+
+fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
+    let n = &step.node;
+    let model_name = n.arg("model").and_then(ref_name).ok_or("no model")?.to_string();
+    let dataset_name = n.arg("dataset").and_then(ref_name).ok_or("no dataset")?.to_string();
+    let model_node = node(ctx, &model_name)?.clone();
+    let data_node = node(ctx, &dataset_name)?.clone();
+    if !ctx.models.contains_key(&model_name) {
+        let spec = model_spec(&model_node)?;
+        let dev_req: DeviceRequest = req_enum(&model_node, "device")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
+        let dtype: DType = req_enum(&model_node, "dtype")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
+        let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
+        let lm = loader::load(&spec, dev, dtype.kind()).map_err(|e| format!("{e:#}"))?;
+        ctx.models.insert(model_name.clone(), lm);
+    }
+    let lm = &ctx.models[&model_name];
+    let extra: BTreeMap<String, Json> = [("enable_thinking".to_string(), json!(req_bool(&model_node, "enable_thinking")?))].into();
+
+    // Prompts, with the answer each generation is scored against: the dataset's op makes them.
+    let prompts_of = match crate::ops::find(data_node.kind, &data_node.constructor).map(|op| op.exec) {
+        Some(Exec::Dataset(prompts)) => prompts,
+        _ => return Err(format!("dataset `{}` cannot feed a trace", data_node.constructor)),
+    };
+    let prompts = prompts_of(&data_node, &lm.tokenizer, &extra)?;
+
+    // Captures and interventions.
+    let mut hidden = Vec::new();
+    let mut top_k = 0;
+    for (func, args) in calls(n, "capture") {
+        match func {
+            "hidden" => hidden.push(match call_arg(args, "layer") {
+                Some(Value::Int(l)) => HiddenSite::Layer(*l as usize),
+                _ => HiddenSite::Final,
+            }),
+            "top_k" => top_k = call_arg(args, "k").and_then(Value::as_int).ok_or("`top_k(k)` has no value (a bug in rhx's checker)")? as usize,
+            _ => {}
+        }
+    }
+    let mut fixed_mask = None;
+    let mut prompt_sets: Option<PromptSets> = None;
+    let mut dynamic: Option<DynamicSpec> = None;
+    let mut intervention = Json::Null;
+    for (_, args) in calls(n, "intervene") {
+        let heads_ref = call_arg(args, "heads").and_then(ref_name).ok_or("mask_heads needs a head set")?;
+        let art = inputs.get(heads_ref).ok_or_else(|| format!("head set `{heads_ref}` not computed"))?;
+        let mode = if call_arg(args, "mode").and_then(Value::as_str) == Some("zero_output") { MaskMode::ZeroOutput } else { MaskMode::UniformAttention };
+        let spec = read_json(art, "heads.json")?;
+        if spec["dynamic"] == json!(true) {
+            let d: DynamicSpec = serde_json::from_value(spec.clone()).map_err(|e| format!("{heads_ref}: {e}"))?;
+            intervention = json!({"kind": "dynamic", "heads": heads_ref, "k": d.k, "order": d.order, "post_token": d.post_token,
+                "source": if d.recorded.is_some() { "trace" } else { "online" }});
+            dynamic = Some(DynamicSpec { mode: Some(mode), ..d });
+            continue;
+        }
+        let heads = heads_of(art)?;
+        prompt_sets = PromptSets::from_spec(&spec, heads_ref)?;
+        intervention = json!({"kind": if prompt_sets.is_some() { "per_sample" } else { "fixed" }, "heads": heads_ref, "count": heads.len(),
+            "random": spec.get("random").map(|r| json!({"count": r["count"], "redraw": r["redraw"]}))});
+        let all = call_arg(args, "scope").and_then(Value::as_str) == Some("all_positions") || call_arg(args, "prefill") == Some(&Value::Bool(true));
+        fixed_mask = Some(FixedMask { heads, per_prompt: vec![], mode, scope: if all { MaskScope::AllPositions } else { MaskScope::Steps } });
+    }
+    let mut eos: Vec<u32> = lm.tokenizer.eos_ids.iter().chain(lm.model.config.eos_token_ids.iter()).copied().collect();
+    eos.extend(n.arg("stop").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_int).map(|x| x as u32));
+    let mut opts = GenerateOptions {
+        max_new_tokens: req_int(n, "max_new_tokens")? as usize,
+        eos_ids: eos,
+        argmax: true,
+        top_k,
+        hidden: hidden.clone(),
+        fixed_mask,
+        top_logits: 0,
+    };
+    // Unset: as large as the free GPU memory allows on CUDA (`auto_batch_size`), one prompt at
+    // a time on the CPU (batching gains nothing there and holds a padded batch in memory).
+    let batch = match int_arg(n, "batch_size") {
+        Some(b) => b.max(1) as usize,
+        None => default_batch_size(&lm.model, prompts.iter().map(|p| p.prep.ids.len()).max().unwrap_or(1), opts.max_new_tokens, 1),
+    };
+    let n_heads = lm.model.config.num_heads;
+    let mut lines: Vec<TraceLine> = Vec::with_capacity(prompts.len());
+    let total = prompts.len();
+    // Progress with ETA on a terminal (indicatif draws nothing when stderr is not one).
+    let bar = if ctx.opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total as u64) };
+    bar.set_style(indicatif::ProgressStyle::with_template("    {bar:30} {pos}/{len} prompts [{elapsed_precise}, ETA {eta}] {msg}").unwrap());
+    // Which decoding loops made the trace (CUDA graph, fused kernels), for its metadata.
+    let mut decode_loops = BTreeSet::new();
+    for chunk in prompts.chunks(batch) {
+        let ps: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.prep.ids.clone(), ..Default::default() }).collect();
+        if let (Some(sets), Some(m)) = (&prompt_sets, opts.fixed_mask.as_mut()) {
+            m.per_prompt = chunk.iter().map(|p| sets.heads_for(&p.prep.id, &p.meta)).collect::<Result<_, _>>()?;
+        }
+        let mut policy = dynamic.as_ref().map(|d| DynamicPolicy {
+            k: d.k,
+            order: d.order.clone(),
+            static_rank: d.static_rank.iter().enumerate().map(|(i, h)| (*h, i)).collect(),
+            mode: d.mode.unwrap_or(MaskMode::UniformAttention),
+            n_heads,
+            needles: chunk.iter().map(|p| {
+                let mut m = vec![false; p.prep.ids.len()];
+                p.prep.needle_span.iter().for_each(|&i| m[i] = true);
+                m
+            }).collect(),
+            rng: niah::PyRandom::new(d.seed),
+            recorded: d.recorded.as_ref().map(|r| chunk.iter().map(|p| r.get(&p.prep.id).cloned().unwrap_or_default()).collect()),
+        });
+        let (gens, stats) = generate_with(&lm.model, &ps, &opts, &ctx.engine.options, policy.as_mut().map(|p| p as &mut dyn StepPolicy), |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;
+        decode_loops.insert(stats.decode_loop());
+        bar.inc(chunk.len() as u64);
+        for (p, g) in chunk.iter().zip(gens) {
+            let mut needle = vec![false; p.prep.ids.len()];
+            p.prep.needle_span.iter().for_each(|&i| needle[i] = true);
+            let eq1 = |s: &crate::engine::generate::StepRecord| -> Vec<Head> { retrieval_heads(s, n_heads, &p.prep.ids, &needle) };
+            let steps: Vec<TraceStep> = g
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(step_i, s)| {
+                    let heads = eq1(s);
+                    let head_weights = heads.iter().map(|(l, h)| f64::from(s.argmax_weight.get(l * n_heads + h).copied().unwrap_or(0.0))).collect();
+                    let mut v = TraceStep { token: s.token, heads, head_weights, argmax: s.argmax.clone(), ..Default::default() };
+                    if let Some(rec) = dynamic.as_ref().and_then(|d| d.recorded.as_ref()) {
+                        // One-pass step with H_t read from the unablated trace (`source: trace`).
+                        let h: Vec<Head> = rec.get(&p.prep.id).and_then(|r| r.get(step_i)).map(|r| r.iter().map(|x| x.0).collect()).unwrap_or_default();
+                        v.clean_heads = Some(h);
+                        v.masked = Some(s.masked.clone());
+                    } else if let Some(d) = &dynamic {
+                        // Two-pass step: H_t and the token of the clean pass (the committed pass
+                        // itself when nothing was masked), and the heads masked.
+                        let clean = s.unmasked.as_deref().unwrap_or(s);
+                        v.clean_heads = Some(eq1(clean));
+                        v.clean_token = Some(clean.token);
+                        v.masked = Some(s.masked.clone());
+                        if d.post_token == "clean" && s.unmasked.is_some() {
+                            // H'_t scored against the clean pass's token ŷ_t (option 13).
+                            let rec = crate::engine::generate::StepRecord { token: clean.token, argmax: s.argmax.clone(), ..Default::default() };
+                            v.post_heads = Some(eq1(&rec));
+                        }
+                    } else if !s.masked.is_empty() {
+                        v.masked = Some(s.masked.clone());
+                    }
+                    v.hidden = s.hidden.iter().map(|h| h.iter().map(|&x| f64::from(x)).collect()).collect();
+                    v.top_k = s.top_k.clone();
+                    v
+                })
+                .collect();
+            lines.push(TraceLine {
+                answer: p.answer.clone(),
+                id: p.prep.id.clone(),
+                meta: p.meta.clone(),
+                needle_span: p.prep.needle_span.clone(),
+                pieces: g.tokens.iter().map(|&t| lm.tokenizer.decode_exact(&[t])).collect(),
+                prompt_tokens: p.prep.ids.len(),
+                steps,
+                stopped_by_eos: g.stopped_by_eos,
+                text: lm.tokenizer.decode(&g.tokens, true),
+                tokens: g.tokens.clone(),
+            });
+        }
+    }
+    bar.finish_and_clear();
+    let info = TraceInfo {
+        dataset: dataset_name,
+        decode_loops: decode_loops.into_iter().collect(),
+        device: device::describe(lm.model.device),
+        engine: serde_json::to_value(&ctx.engine).map_err(|e| e.to_string())?,
+        format: TRACE_FORMAT,
+        heads: n_heads,
+        intervention,
+        layers: lm.model.config.num_layers,
+        model: model_name,
+        samples: total,
+    };
+    let info = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
+    Ok(vec![("trace.jsonl".into(), write_lines(&lines).map_err(|e| e.to_string())?), ("trace_info.json".into(), info)])
+}
+
+/// Captures and interventions that are declared but not run yet.
+fn check(n: &Node) -> Result<(), Refusal> {
+    let no = |param: &str, what: String| Err(Refusal::new(param, format!("{what} is not implemented by the executor yet")));
+    for (func, args) in calls(n, "capture") {
+        match func {
+            "retrieval" => {
+                for (p, ok) in [("method", "copy_paste"), ("match", "id"), ("argmax_on", "fp32_logits"), ("keys", "all")] {
+                    if let Some(v) = call_arg(args, p).and_then(Value::as_str) {
+                        if v != ok {
+                            return no("capture", format!("`retrieval({p}: {v})`"));
+                        }
+                    }
+                }
+            }
+            "hidden" => {
+                if call_arg(args, "norm").and_then(Value::as_str) == Some("pre_norm") {
+                    return no("capture", "`hidden(norm: pre_norm)`".into());
+                }
+            }
+            "top_k" => {}
+            other => return no("capture", format!("capture `{other}`")),
+        }
+    }
+    for (func, args) in calls(n, "intervene") {
+        if func != "mask_heads" {
+            return no("intervene", format!("intervention `{func}`"));
+        }
+        if call_arg(args, "mode").and_then(Value::as_str) == Some("mean_output") {
+            return no("intervene", "`mask_heads(mode: mean_output)`".into());
+        }
+        if call_arg(args, "kv").and_then(Value::as_str) == Some("clean") {
+            return no("intervene", "`mask_heads(kv: clean)`".into());
+        }
+    }
+    Ok(())
+}

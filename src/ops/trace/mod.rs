@@ -1,0 +1,3 @@
+//! Trace constructors: generations of a model on a dataset, with captures and interventions.
+pub mod generate;
+pub mod policy;

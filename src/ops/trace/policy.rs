@@ -1,0 +1,156 @@
+//! Interventions a trace applies per sample or per step: fixed head sets that differ per sample
+//! (random baselines, matched counts) and the dynamic ablation policy (Section 3.3).
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value as Json};
+
+use crate::analysis::dynamism::Head;
+use crate::data::niah;
+use crate::engine::capture::retrieval_heads;
+use crate::engine::generate::{Prompt, StepPolicy};
+use crate::engine::model::MaskMode;
+
+/// The `heads.json` of a `dynamic(...)` head set.
+/// One sample's recorded trace: per step, H_t with each head's attention weight.
+pub(crate) type RecordedSteps = Vec<Vec<(Head, f32)>>;
+
+#[derive(serde::Deserialize)]
+pub(crate) struct DynamicSpec {
+    pub(crate) k: Option<usize>,
+    pub(crate) order: String,
+    #[serde(default)]
+    pub(crate) seed: u64,
+    #[serde(default = "post_masked")]
+    pub(crate) post_token: String,
+    #[serde(default)]
+    pub(crate) static_rank: Vec<Head>,
+    /// `source: trace`: per sample id, per step, H_t of the unablated trace with each head's
+    /// attention weight (the cheaper one-pass variant).
+    #[serde(default)]
+    pub(crate) recorded: Option<BTreeMap<String, RecordedSteps>>,
+    #[serde(skip)]
+    pub(crate) mode: Option<MaskMode>,
+}
+
+pub(crate) fn post_masked() -> String {
+    "masked".into()
+}
+
+/// Fixed head sets that differ per sample: a random baseline (redrawn per sample or per cell) or
+/// a ranking cut at each sample's own matched count.
+pub(crate) enum PromptSets {
+    Random { pool: Vec<Head>, count: usize, per_sample_count: Option<BTreeMap<String, usize>>, per_cell: bool, seed: u64, name: String },
+    PerSample { sets: BTreeMap<String, Vec<Head>>, name: String },
+}
+
+impl PromptSets {
+    pub(crate) fn from_spec(spec: &Json, name: &str) -> Result<Option<Self>, String> {
+        if let Some(r) = spec.get("random") {
+            let pool: Vec<Head> = serde_json::from_value(r["pool"].clone()).map_err(|e| e.to_string())?;
+            let per_sample_count: Option<BTreeMap<String, usize>> = serde_json::from_value(r["per_sample_count"].clone()).map_err(|e| e.to_string())?;
+            return Ok(Some(PromptSets::Random {
+                pool,
+                count: r["count"].as_u64().unwrap_or(0) as usize,
+                per_sample_count,
+                per_cell: r["redraw"] == json!("per_cell"),
+                seed: r["seed"].as_u64().unwrap_or(0),
+                name: name.to_string(),
+            }));
+        }
+        if let Some(p) = spec.get("per_sample") {
+            let sets = serde_json::from_value(p.clone()).map_err(|e| e.to_string())?;
+            return Ok(Some(PromptSets::PerSample { sets, name: name.to_string() }));
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn heads_for(&self, id: &str, meta: &Json) -> Result<Vec<Head>, String> {
+        let missing = |name: &str| format!("sample `{id}` is not in the trace that `{name}` is matched to: match it to a trace of the same dataset");
+        match self {
+            PromptSets::PerSample { sets, name } => sets.get(id).cloned().ok_or_else(|| missing(name)),
+            PromptSets::Random { pool, count, per_sample_count, per_cell, seed, name } => {
+                let count = match per_sample_count {
+                    Some(m) => *m.get(id).ok_or_else(|| missing(name))?,
+                    None => *count,
+                };
+                // One stream per sample (or per (length, depth) cell), derived from the seed, so a
+                // draw does not depend on batch order.
+                let key = if *per_cell { format!("{seed}/{}/{}", meta["length"], meta["depth"]) } else { format!("{seed}/{id}") };
+                use sha2::Digest;
+                let d = sha2::Sha256::digest(key.as_bytes());
+                let mut rng = niah::PyRandom::new(u64::from_le_bytes(d[..8].try_into().unwrap()));
+                let mut p = pool.clone();
+                for i in 0..count.min(p.len()) {
+                    let j = i + (rng.getrandbits_128() % (p.len() - i) as u128) as usize;
+                    p.swap(i, j);
+                }
+                let mut set = p[..count.min(p.len())].to_vec();
+                set.sort();
+                Ok(set)
+            }
+        }
+    }
+}
+
+/// Per-step dynamic ablation (Section 3.3): the unmasked pass of a step gives H_t (Eq. 1 with
+/// that pass's token); `k` of them (all if fewer or `k` unset), chosen by `order`, are masked in
+/// the committed pass.
+pub(crate) struct DynamicPolicy {
+    pub(crate) k: Option<usize>,
+    pub(crate) order: String,
+    /// Rank of each head in the static ranking (`order: static_rank`).
+    pub(crate) static_rank: BTreeMap<Head, usize>,
+    pub(crate) mode: MaskMode,
+    pub(crate) n_heads: usize,
+    /// Needle mask per sequence of the batch.
+    pub(crate) needles: Vec<Vec<bool>>,
+    pub(crate) rng: niah::PyRandom,
+    /// `source: trace`: per sequence of the batch, per step, the recorded H_t with weights.
+    pub(crate) recorded: Option<Vec<RecordedSteps>>,
+}
+
+impl StepPolicy for DynamicPolicy {
+    fn heads_to_mask(&mut self, seq: usize, step: usize, unmasked: &crate::engine::generate::StepRecord, prompt: &Prompt) -> Vec<(usize, usize)> {
+        let (mut h, weights): (Vec<Head>, BTreeMap<Head, f32>) = match &self.recorded {
+            Some(r) => {
+                let at: Vec<(Head, f32)> = r[seq].get(step).cloned().unwrap_or_default();
+                (at.iter().map(|x| x.0).collect(), at.into_iter().collect())
+            }
+            None => {
+                let h = retrieval_heads(unmasked, self.n_heads, &prompt.ids, &self.needles[seq]);
+                let w = h.iter().map(|x| (*x, unmasked.argmax_weight[x.0 * self.n_heads + x.1])).collect();
+                (h, w)
+            }
+        };
+        let w = |x: &Head| weights.get(x).copied().unwrap_or(0.0);
+        match self.order.as_str() {
+            // Largest attention weight at the copied position first; ties by (layer, head).
+            "attn_weight" => h.sort_by(|a, b| w(b).total_cmp(&w(a)).then(a.cmp(b))),
+            // Best static rank first; heads outside the ranking after them, by attention weight.
+            "static_rank" => h.sort_by(|a, b| {
+                let r = |x: &(usize, usize)| self.static_rank.get(x).copied().unwrap_or(usize::MAX);
+                r(a).cmp(&r(b)).then(w(b).total_cmp(&w(a))).then(a.cmp(b))
+            }),
+            "random" => {
+                // Fisher–Yates with the seeded stream.
+                for i in (1..h.len()).rev() {
+                    let j = (self.rng.getrandbits_128() % (i as u128 + 1)) as usize;
+                    h.swap(i, j);
+                }
+            }
+            _ => h.sort(),
+        }
+        if let Some(k) = self.k {
+            h.truncate(k);
+        }
+        h
+    }
+
+    fn mode(&self) -> MaskMode {
+        self.mode
+    }
+
+    fn needs_unmasked_pass(&self) -> bool {
+        self.recorded.is_none()
+    }
+}
