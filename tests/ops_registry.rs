@@ -131,3 +131,87 @@ fn ops_small_matches_golden() {
         insta::assert_snapshot!("ops_small", serde_json::to_string_pretty(&snap).unwrap());
     });
 }
+
+/// Options that leave this experiment's output as it is, each with the reason: the input has
+/// none of the cases the option decides (`op.param=value`). Any other declared option must
+/// change the output of `tests/run/section3_small.rhx` or be refused by `rhx check`.
+const NO_EFFECT_HERE: &[(&str, &str)] = &[
+    ("static_heads.rouge1_stem=false", "the answers are UUIDs: Porter stemming leaves them as they are"),
+    ("scores.uuid_match=case_insensitive", "the UUIDs and the generations are lower case"),
+    ("scores.rouge_stem=true", "the answers are UUIDs: Porter stemming leaves them as they are"),
+    ("ablation_grid.uuid_match=case_insensitive", "the UUIDs and the generations are lower case"),
+    ("progressive.uuid_match=case_insensitive", "the UUIDs and the generations are lower case"),
+    ("progressive.rouge_stem=true", "the answers are UUIDs: Porter stemming leaves them as they are"),
+    ("ablation_grid.rouge_stem=true", "the answers are UUIDs: Porter stemming leaves them as they are"),
+    ("probe.checkpoint=best_val_loss", "in 20 epochs the validation loss falls every epoch here, so the best epoch is the last"),
+];
+
+/// Options that only play a role beside another: `(op, option prefix, the other setting)`.
+const CONTEXT: &[(&str, &str, &str)] = &[("ablation_grid", "rouge_", "metric=rouge_l")];
+
+/// Every enum or boolean option of the analyses (head sets, tables, figures) of Section 3, set in
+/// turn to each value other than its default on `tests/run/section3_small.rhx`: the node's
+/// artifact must change, or `rhx check` must refuse the value, or it is listed in
+/// [`NO_EFFECT_HERE`] with the reason.
+#[test]
+fn every_declared_option_changes_the_output_or_is_refused() {
+    if !common::smollm2_installed() {
+        return;
+    }
+    use rhx::lang::schema::Ty;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("options");
+    let _ = std::fs::remove_dir_all(&dir);
+    let exp = root().join("tests/run/section3_small.rhx");
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let opts = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    // A node's artifact: its files' names and sha256s.
+    let files_of = |program: &rhx::lang::Program, name: &str| -> Vec<(String, String)> {
+        let plan = rhx::plan::plan(program, &cache).unwrap();
+        let a = cache.get(&plan.step(name).unwrap().key).unwrap().unwrap();
+        a.manifest.files.iter().map(|f| (f.name.clone(), f.sha256.clone())).collect()
+    };
+    let base = lang::check_path(&exp, &[], &NoShapes).unwrap();
+    run::run(&base, &cache, &opts).unwrap();
+    let (mut changed, mut refused, mut no_effect) = (vec![], vec![], vec![]);
+    for op in REGISTRY.iter().filter(|op| op.implemented() && matches!(op.kind, Kind::Heads | Kind::Table | Kind::Figure)) {
+        let Some(node) = base.nodes.iter().find(|n| n.kind == op.kind && n.constructor == op.name) else { continue };
+        let spec = (op.spec)();
+        for p in &spec.params {
+            let values: Vec<String> = match &p.ty {
+                Ty::Enum(vs) => vs.iter().map(|v| v.to_string()).collect(),
+                Ty::Bool => vec!["true".into(), "false".into()],
+                _ => continue,
+            };
+            let current = node.arg(p.name).map(Value::render);
+            let context: Vec<String> = CONTEXT.iter().filter(|(o, prefix, _)| *o == op.name && p.name.starts_with(prefix)).map(|(_, _, c)| format!("{}.{c}", node.name)).collect();
+            let reference = lang::check_path(&exp, &context, &NoShapes).unwrap();
+            run::run(&reference, &cache, &opts).unwrap();
+            for v in values.into_iter().filter(|v| Some(v) != current.as_ref()) {
+                let id = format!("{}.{}={v}", op.name, p.name);
+                let set = format!("{}.{}={v}", node.name, p.name);
+                let sets: Vec<String> = context.iter().cloned().chain([set.clone()]).collect();
+                let program = match lang::check_path(&exp, &sets, &NoShapes) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        refused.push(id);
+                        continue;
+                    }
+                };
+                if run::check_supported(&program).is_err() {
+                    refused.push(id);
+                    continue;
+                }
+                run::run(&program, &cache, &opts).unwrap_or_else(|e| panic!("{set}: {e}"));
+                if files_of(&program, &node.name) == files_of(&reference, &node.name) {
+                    no_effect.push(id);
+                } else {
+                    changed.push(id);
+                }
+            }
+        }
+    }
+    eprintln!("changed: {changed:?}\nrefused: {refused:?}\nno effect: {no_effect:?}");
+    let unexplained: Vec<&String> = no_effect.iter().filter(|id| !NO_EFFECT_HERE.iter().any(|(o, _)| o == id)).collect();
+    assert!(unexplained.is_empty(), "options that change nothing and are not refused: {unexplained:?}");
+    assert!(changed.len() >= 10, "{changed:?}");
+}

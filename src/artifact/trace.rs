@@ -46,6 +46,9 @@ pub struct TraceStep {
     /// Per head (layer-major), the argmax key position of its attention row.
     #[serde(default)]
     pub argmax: Vec<i64>,
+    /// Per head, the attention weight at its argmax (`rhx trace --full`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argmax_weight: Vec<f64>,
     /// Dynamic ablation: H_t of the clean pass (or of the unablated trace, `source: trace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_heads: Option<Vec<Head>>,

@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::data::prompts::{prepare_line, PreparedPrompt};
-use crate::engine::capture::retrieval_heads;
+use crate::analysis::metrics::uuid_accuracy;
+use crate::artifact::trace::TraceStep;
+use crate::ops::trace::generate::{base_step, needle_mask, trace_line};
 use crate::engine::device::{self, DType, DeviceRequest};
 use crate::engine::generate::{default_batch_size, generate_with, EngineOptions, FixedMask, GenerateOptions, MaskScope, Prompt};
 use crate::engine::loader;
@@ -24,8 +26,9 @@ use crate::engine::model::{HiddenSite, MaskMode};
 {\"id\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"...\"}], \"needle\": \"The magic word is ...\"}\n  \
 {\"id\": \"b\", \"text\": \"raw prompt, no chat template\", \"needle\": \"...\"}\n\n\
 OUTPUT (one JSON object per input line, same order):\n  \
-{\"id\", \"prompt_tokens\", \"needle_span\": [token positions], \"tokens\": [generated ids], \"text\",\n   \
-\"steps\": [{\"token\": id, \"heads\": [[layer, head], ...]}]}\n  \
+{\"id\", \"answer\", \"prompt_tokens\", \"needle_span\": [token positions], \"tokens\": [generated ids], \"pieces\", \"text\",\n   \
+\"stopped_by_eos\", \"steps\": [{\"token\": id, \"heads\": [[layer, head], ...], \"head_weights\", \"argmax\"}]}\n  \
+(the trace format of `rhx run`, src/artifact/trace.rs)\n  \
 A line that cannot be traced gives {\"id\", \"line\", \"error\"} and the run exits with status 1.\n\n\
 A head (l, h) is a retrieval head at step t (Eq. 1 of \"Retrieval Heads are Dynamic\") when the argmax of its\n\
 attention row lies in the needle span and the prompt token there equals the token generated at step t.\n\n\
@@ -55,7 +58,7 @@ pub struct TraceArgs {
     /// Prompts decoded together: each prompt is prefilled alone, decoding steps are batched
     /// (left padding). Results equal one-by-one generation; per-sample time drops because the
     /// weights are read once per step for the whole batch. Default: on CUDA the largest batch
-    /// whose KV cache fits in free GPU memory (longest prompt + max new tokens), else 8.
+    /// whose KV cache fits in free GPU memory (longest prompt + max new tokens), on the CPU 1.
     #[arg(long)]
     batch_size: Option<usize>,
     /// CPU threads for libtorch (default: libtorch's choice). Use 1 on a busy shared machine.
@@ -69,7 +72,8 @@ pub struct TraceArgs {
     /// steps: only the decoding steps' queries; all-positions: the prompt too
     #[arg(long, value_enum, default_value_t = CliMaskScope::Steps)]
     mask_scope: CliMaskScope,
-    /// Also write each step's per-head argmax position and weight, and the final hidden state
+    /// Also write each step's per-head attention weight at the argmax (`argmax_weight`) and the
+    /// final hidden state (`hidden`: one vector per captured site)
     #[arg(long)]
     full: bool,
     /// Write a Markdown summary (accuracy against each line's `answer`, head counts, provenance)
@@ -153,13 +157,16 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     };
 
     let ok: Vec<&PreparedPrompt> = lines.iter().filter_map(|l| l.as_ref().ok()).collect();
+    let answers = read_answers(&args.prompts);
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(ok.len() as u64) };
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} prompts, ETA {eta} {msg}").unwrap());
     let mut results: BTreeMap<usize, serde_json::Value> = BTreeMap::new();
     let mut summary = Vec::new();
     let mut gen_s = 0.0;
     let longest = ok.iter().map(|p| p.ids.len()).max().unwrap_or(1);
-    let batch_size = args.batch_size.unwrap_or_else(|| default_batch_size(&lm.model, longest, args.max_new_tokens, 8));
+    // As an experiment's `generate`: on CUDA as many as fit, on the CPU one at a time (batching
+    // gains nothing there and holds a padded batch in memory).
+    let batch_size = args.batch_size.unwrap_or_else(|| default_batch_size(&lm.model, longest, args.max_new_tokens, 1));
     if !args.quiet && args.batch_size.is_none() {
         eprintln!("note: batch size {batch_size} (automatic; --batch-size overrides)");
     }
@@ -171,31 +178,23 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         decode_loops.insert(stats.decode_loop());
         gen_s += t.elapsed().as_secs_f64();
         for (p, g) in chunk.iter().zip(gens) {
-            let mut needle = vec![false; p.ids.len()];
-            for &i in &p.needle_span {
-                needle[i] = true;
-            }
-            let text = lm.tokenizer.decode(&g.tokens, true);
-            let steps: Vec<serde_json::Value> = g
+            // The same trace line as an experiment's `generate` writes (artifact::trace).
+            let needle = needle_mask(p);
+            let steps: Vec<TraceStep> = g
                 .steps
                 .iter()
                 .map(|s| {
-                    let heads: Vec<[usize; 2]> = retrieval_heads(s, cfg.num_heads, &p.ids, &needle).into_iter().map(|(l, h)| [l, h]).collect();
-                    let mut v = json!({"token": s.token, "heads": heads});
+                    let mut v = base_step(s, cfg.num_heads, &p.ids, &needle);
                     if args.full {
-                        v["argmax"] = json!(s.argmax);
-                        v["argmax_weight"] = json!(s.argmax_weight);
-                        v["hidden_final"] = json!(s.hidden.first());
+                        v.argmax_weight = s.argmax_weight.iter().map(|&w| f64::from(w)).collect();
                     }
                     v
                 })
                 .collect();
-            let n_heads: usize = steps.iter().map(|s| s["heads"].as_array().map_or(0, Vec::len)).sum();
-            summary.push((p.id.clone(), p.ids.len(), g.tokens.len(), n_heads, text.clone(), p.line));
-            results.insert(
-                p.line,
-                json!({"id": p.id, "prompt_tokens": p.ids.len(), "needle_span": p.needle_span, "tokens": g.tokens, "text": text, "steps": steps}),
-            );
+            let line = trace_line(p, answers.get(&p.line).cloned(), json!({}), &g, &lm.tokenizer, steps);
+            let n_heads: usize = line.steps.iter().map(|s| s.heads.len()).sum();
+            summary.push((p.id.clone(), p.ids.len(), g.tokens.len(), n_heads, line.text.clone(), p.line));
+            results.insert(p.line, serde_json::to_value(&line)?);
             bar.inc(1);
         }
     }
@@ -215,7 +214,6 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         }
         Ok(())
     })?;
-    let answers = read_answers(&args.prompts);
     if !args.quiet {
         eprintln!(
             "traced {} prompt(s) on {} ({}, {} decoding) in {:.1} s ({:.2} s per prompt; model load {:.1} s) → {}",
@@ -230,7 +228,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         );
         for (id, pt, nt, nh, text, line) in &summary {
             let verdict = match answers.get(line) {
-                Some(a) if text.contains(a.as_str()) => " ✓ answer",
+                Some(a) if uuid_accuracy(text, a) == 1.0 => " ✓ answer",
                 Some(_) => " ✗ answer",
                 None => "",
             };
@@ -283,7 +281,7 @@ fn report_markdown(
         let found = match answers.get(line) {
             Some(a) => {
                 with_answer += 1;
-                if text.contains(a.as_str()) {
+                if uuid_accuracy(text, a) == 1.0 {
                     correct += 1;
                     "yes"
                 } else {

@@ -48,9 +48,6 @@ pub(crate) fn input<'a>(inputs: &'a BTreeMap<String, &Artifact>, n: &Node, param
     Ok((inputs.get(name).ok_or_else(|| format!("`{name}` not computed"))?, name.to_string()))
 }
 
-pub(crate) fn float_arg(n: &Node, name: &str) -> Option<f64> {
-    n.arg(name).and_then(Value::as_f64)
-}
 
 /// The message when a parameter that has a default in the schema reached the executor without a
 /// value: the checker fills every default, so this is a bug in rhx, not in the experiment.

@@ -38,20 +38,20 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (a, name) = input(inputs, n, "trace")?;
     let (gens, _, _) = generations(a, &name)?;
-    let offsets: Vec<usize> = n.arg("offsets").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_int).map(|k| k as usize).collect();
+    let offsets: Vec<usize> = req_list(n, "offsets")?.iter().filter_map(Value::as_int).map(|k| k as usize).collect();
     let opts = CcaOptions {
-        x_variance: float_arg(n, "x_variance").unwrap_or(0.95),
-        y_variance: float_arg(n, "y_variance").unwrap_or(0.99),
-        components: int_arg(n, "components").unwrap_or(50) as usize,
+        x_variance: req_f64(n, "x_variance")?,
+        y_variance: req_f64(n, "y_variance")?,
+        components: req_int(n, "components")? as usize,
         topk: if enum_arg(n, "topk_mode") == Some("first_k") { TopK::FirstK } else { TopK::LargestK },
         pca_fit: if enum_arg(n, "pca_fit") == Some("once") { PcaFit::Once } else { PcaFit::PerOffset },
         solver: if enum_arg(n, "solver") == Some("nipals_sklearn") { cca::Solver::NipalsSklearn { max_iter: 500, tol: 1e-6 } } else { cca::Solver::SvdExact },
     };
-    let evals: Vec<&str> = n.arg("eval").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_str).collect();
+    let evals: Vec<&str> = req_list(n, "eval")?.iter().filter_map(Value::as_str).collect();
     let held_out = evals.contains(&"held_out");
-    let seed = int_arg(n, "seed").unwrap_or(0) as u64;
+    let seed = seed(n)?;
     let order = shuffled(&gens, seed);
-    let n_test = ((gens.len() as f64) * float_arg(n, "held_out_fraction").unwrap_or(0.2)).round().max(1.0) as usize;
+    let n_test = ((gens.len() as f64) * req_f64(n, "held_out_fraction")?).round().max(1.0) as usize;
     if held_out && gens.len() < 2 {
         return Err(format!("held-out CCA needs at least 2 generations; `{name}` has {}", gens.len()));
     }

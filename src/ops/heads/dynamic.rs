@@ -7,6 +7,7 @@ use crate::analysis::dynamism::Head;
 
 use crate::lang::Kind;
 use crate::ops::args::*;
+use crate::ops::heads::ranking;
 use crate::ops::inputs::*;
 use crate::ops::{Exec, Files, Inputs, OpDef};
 use crate::plan::Step;
@@ -36,7 +37,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         Some(_) => {
             let (st, _) = input(inputs, n, "static")?;
             let v = read_json(st, "heads.json")?;
-            let ranked: Vec<(usize, usize, f64)> = serde_json::from_value(v["ranked"].clone()).unwrap_or_default();
+            let ranked: Vec<(usize, usize, f64)> = ranking(&v)?;
             if ranked.is_empty() { heads_of(st)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() }
         }
         None => vec![],

@@ -19,3 +19,12 @@ pub(crate) fn write_heads(selected: &[Head], ranked: &[(Head, f64)]) -> Files {
     let bytes = serde_json::to_vec_pretty(&json!({"heads": selected, "ranked": ranked})).expect("JSON of heads and numbers always serialises");
     vec![("heads.json".into(), bytes)]
 }
+
+/// The `ranked` list of a `heads.json`: `[layer, head, score]` triples, empty when the set has no
+/// ranking. A malformed list is an error, never an empty ranking.
+pub(crate) fn ranking(v: &Json) -> Result<Vec<(usize, usize, f64)>, String> {
+    match v.get("ranked") {
+        None | Some(Json::Null) => Ok(vec![]),
+        Some(r) => serde_json::from_value(r.clone()).map_err(|e| format!("heads.json `ranked`: {e}")),
+    }
+}

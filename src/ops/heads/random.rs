@@ -8,6 +8,7 @@ use crate::analysis::dynamism::Head;
 
 use crate::lang::{Kind, Node};
 use crate::ops::args::*;
+use crate::ops::heads::ranking;
 use crate::ops::inputs::*;
 use crate::ops::{Exec, Files, Inputs, OpDef, Refusal, only};
 use crate::plan::Step;
@@ -55,12 +56,13 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (m, _) = input(inputs, n, "model")?;
     let info = read_json(m, "model.json")?;
-    let (layers, per_layer) = (info["layers"].as_u64().unwrap_or(0) as usize, info["heads"].as_u64().unwrap_or(0) as usize);
+    let shape = |k: &str| info[k].as_u64().map(|x| x as usize).ok_or_else(|| format!("model.json of `{}` has no `{k}`", n.name));
+    let (layers, per_layer) = (shape("layers")?, shape("heads")?);
     let excluded: BTreeSet<Head> = match n.arg("exclude") {
         Some(_) => {
             let (e, _) = input(inputs, n, "exclude")?;
             let v = read_json(e, "heads.json")?;
-            let ranked: Vec<(usize, usize, f64)> = serde_json::from_value(v["ranked"].clone()).unwrap_or_default();
+            let ranked: Vec<(usize, usize, f64)> = ranking(&v)?;
             let list: Vec<Head> = if ranked.is_empty() { heads_of(e)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() };
             let top = req_int(n, "exclude_top")? as usize;
             list.into_iter().take(top).collect()

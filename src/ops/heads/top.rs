@@ -7,6 +7,7 @@ use crate::analysis::dynamism::Head;
 
 use crate::lang::{Kind, Node};
 use crate::ops::args::*;
+use crate::ops::heads::ranking;
 use crate::ops::inputs::*;
 use crate::ops::{Exec, Files, Inputs, OpDef, Refusal, only};
 use crate::plan::Step;
@@ -28,7 +29,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (a, _) = input(inputs, n, "heads")?;
     let v = read_json(a, "heads.json")?;
-    let ranked: Vec<(usize, usize, f64)> = serde_json::from_value(v["ranked"].clone()).unwrap_or_default();
+    let ranked: Vec<(usize, usize, f64)> = ranking(&v)?;
     let base: Vec<Head> = if ranked.is_empty() { heads_of(a)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() };
     let (k, per_sample) = match int_arg(n, "n") {
         Some(k) => (k as usize, None),

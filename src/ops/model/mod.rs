@@ -43,7 +43,7 @@ pub(crate) fn model_info(ctx: &mut Ctx, step: &Step, _inputs: &Inputs) -> Result
     let info = json!({
         "source": spec, "path": path.display().to_string(), "files": files,
         "arch": cfg.arch, "layers": cfg.num_layers, "heads": cfg.num_heads, "kv_heads": cfg.num_kv_heads,
-        "dtype": enum_arg(n, "dtype").unwrap_or("f32"), "device": enum_arg(n, "device").unwrap_or("auto"),
+        "dtype": req_enum(n, "dtype")?, "device": req_enum(n, "device")?,
     });
     Ok(vec![("model.json".into(), serde_json::to_vec_pretty(&info).unwrap())])
 }

@@ -47,7 +47,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (a, name) = input(inputs, n, "trace")?;
     let (gens, layers, n_heads) = generations(a, &name)?;
-    let seed = int_arg(n, "seed").unwrap_or(0) as u64;
+    let seed = seed(n)?;
     let macro_avg = enum_arg(n, "average") == Some("macro");
     // 70/20/10 by generation (default: no step of a test generation is seen in training) or by row.
     let by_row = enum_arg(n, "split_by") == Some("row");
@@ -90,18 +90,18 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let d = gens.iter().find_map(|g| g.hidden.first()).map_or(0, Vec::len);
     let layers_arg: Vec<usize> = n.arg("layers").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_int).map(|v| v as usize).collect();
     let widths = if layers_arg.is_empty() { vec![2 * d, d, d] } else { layers_arg };
-    let dev_req: device::DeviceRequest = enum_arg(n, "device").unwrap_or("cpu").parse().map_err(|e: device::DeviceError| e.to_string())?;
+    let dev_req: device::DeviceRequest = req_enum(n, "device")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
     let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
     let opts = ProbeOptions {
         layers: widths.clone(),
         gelu: enum_arg(n, "activation") == Some("gelu"),
-        dropout: float_arg(n, "dropout").unwrap_or(0.1),
-        epochs: int_arg(n, "epochs").unwrap_or(100) as usize,
-        lr: float_arg(n, "lr").unwrap_or(3e-4),
-        batch_size: int_arg(n, "batch_size").unwrap_or(128) as usize,
+        dropout: req_f64(n, "dropout")?,
+        epochs: req_int(n, "epochs")? as usize,
+        lr: req_f64(n, "lr")?,
+        batch_size: req_int(n, "batch_size")? as usize,
         clip_grad_norm: 1.0,
         patience: 3,
-        asl: Asl { gamma_pos: int_arg(n, "gamma_pos").unwrap_or(1) as f64, ..Asl::default() },
+        asl: Asl { gamma_pos: req_int(n, "gamma_pos")? as f64, ..Asl::default() },
         checkpoint: if enum_arg(n, "checkpoint") == Some("best_val_loss") { Checkpoint::BestValLoss } else { Checkpoint::Last },
         seed,
         device: dev,

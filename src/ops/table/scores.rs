@@ -26,8 +26,8 @@ fn spec() -> FuncSpec {
 
 fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
-    let traces: Vec<&str> = n.arg("traces").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(ref_name).collect();
-    let by: Vec<&str> = n.arg("by").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_str).collect();
+    let traces: Vec<&str> = req_list(n, "traces")?.iter().filter_map(ref_name).collect();
+    let by: Vec<&str> = req_list(n, "by")?.iter().filter_map(Value::as_str).collect();
     let mut rows = Vec::new();
     for t in &traces {
         let a = inputs.get(*t).ok_or_else(|| format!("`{t}` not computed"))?;

@@ -12,6 +12,9 @@ use crate::ops::inputs::*;
 use crate::ops::{Exec, Files, Inputs, OpDef, Refusal};
 use crate::plan::Step;
 use crate::run::Ctx;
+use crate::data::prompts::PreparedPrompt;
+use crate::engine::generate::{Generation, StepRecord};
+use crate::engine::tokenizer::Tokenizer;
 use crate::artifact::trace::{write_lines, TraceInfo, TraceLine, TraceStep, TRACE_FORMAT};
 use crate::data::niah;
 use crate::engine::capture::retrieval_heads;
@@ -145,17 +148,14 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         decode_loops.insert(stats.decode_loop());
         bar.inc(chunk.len() as u64);
         for (p, g) in chunk.iter().zip(gens) {
-            let mut needle = vec![false; p.prep.ids.len()];
-            p.prep.needle_span.iter().for_each(|&i| needle[i] = true);
+            let needle = needle_mask(&p.prep);
             let eq1 = |s: &crate::engine::generate::StepRecord| -> Vec<Head> { retrieval_heads(s, n_heads, &p.prep.ids, &needle) };
             let steps: Vec<TraceStep> = g
                 .steps
                 .iter()
                 .enumerate()
                 .map(|(step_i, s)| {
-                    let heads = eq1(s);
-                    let head_weights = heads.iter().map(|(l, h)| f64::from(s.argmax_weight.get(l * n_heads + h).copied().unwrap_or(0.0))).collect();
-                    let mut v = TraceStep { token: s.token, heads, head_weights, argmax: s.argmax.clone(), ..Default::default() };
+                    let mut v = base_step(s, n_heads, &p.prep.ids, &needle);
                     if let Some(rec) = dynamic.as_ref().and_then(|d| d.recorded.as_ref()) {
                         // One-pass step with H_t read from the unablated trace (`source: trace`).
                         let h: Vec<Head> = rec.get(&p.prep.id).and_then(|r| r.get(step_i)).map(|r| r.iter().map(|x| x.0).collect()).unwrap_or_default();
@@ -176,23 +176,10 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
                     } else if !s.masked.is_empty() {
                         v.masked = Some(s.masked.clone());
                     }
-                    v.hidden = s.hidden.iter().map(|h| h.iter().map(|&x| f64::from(x)).collect()).collect();
-                    v.top_k = s.top_k.clone();
                     v
                 })
                 .collect();
-            lines.push(TraceLine {
-                answer: p.answer.clone(),
-                id: p.prep.id.clone(),
-                meta: p.meta.clone(),
-                needle_span: p.prep.needle_span.clone(),
-                pieces: g.tokens.iter().map(|&t| lm.tokenizer.decode_exact(&[t])).collect(),
-                prompt_tokens: p.prep.ids.len(),
-                steps,
-                stopped_by_eos: g.stopped_by_eos,
-                text: lm.tokenizer.decode(&g.tokens, true),
-                tokens: g.tokens.clone(),
-            });
+            lines.push(trace_line(&p.prep, p.answer.clone(), p.meta.clone(), &g, &lm.tokenizer, steps));
         }
     }
     bar.finish_and_clear();
@@ -247,4 +234,44 @@ fn check(n: &Node) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// Which prompt positions are the needle's.
+pub fn needle_mask(prep: &PreparedPrompt) -> Vec<bool> {
+    let mut m = vec![false; prep.ids.len()];
+    prep.needle_span.iter().for_each(|&i| m[i] = true);
+    m
+}
+
+/// What every trace records of a step (the `generate` op and `rhx trace` alike): the token, H_t
+/// by Eq. 1, the attention weight of each head of H_t at its argmax, every head's argmax, and
+/// the captured hidden states and top-k positions.
+pub fn base_step(s: &StepRecord, n_heads: usize, ids: &[u32], needle: &[bool]) -> TraceStep {
+    let heads = retrieval_heads(s, n_heads, ids, needle);
+    let head_weights = heads.iter().map(|(l, h)| f64::from(s.argmax_weight.get(l * n_heads + h).copied().unwrap_or(0.0))).collect();
+    TraceStep {
+        token: s.token,
+        heads,
+        head_weights,
+        argmax: s.argmax.clone(),
+        hidden: s.hidden.iter().map(|h| h.iter().map(|&x| f64::from(x)).collect()).collect(),
+        top_k: s.top_k.clone(),
+        ..Default::default()
+    }
+}
+
+/// One generation as a trace line.
+pub fn trace_line(prep: &PreparedPrompt, answer: Option<String>, meta: Json, g: &Generation, tokenizer: &Tokenizer, steps: Vec<TraceStep>) -> TraceLine {
+    TraceLine {
+        answer,
+        id: prep.id.clone(),
+        meta,
+        needle_span: prep.needle_span.clone(),
+        pieces: g.tokens.iter().map(|&t| tokenizer.decode_exact(&[t])).collect(),
+        prompt_tokens: prep.ids.len(),
+        steps,
+        stopped_by_eos: g.stopped_by_eos,
+        text: tokenizer.decode(&g.tokens, true),
+        tokens: g.tokens.clone(),
+    }
 }
