@@ -42,7 +42,7 @@ fn main() {
 /// code, kernels, tokenizer and chat templates (`src/engine`, `csrc`), the prompt generators
 /// (`src/data`), the trace op and artifact types that write a trace, and `Cargo.lock` (tch,
 /// tokenizers and minijinja versions). Keep it in step with `docs/ARCHITECTURE.md`.
-const ENGINE_SOURCES: &[&str] = &["src/engine", "csrc", "src/data", "src/ops/trace", "Cargo.lock"];
+const ENGINE_SOURCES: &[&str] = &["src/engine", "csrc", "src/data", "src/support", "src/ops/trace", "Cargo.lock"];
 
 /// Hashes the sources at build time: `RHX_ENGINE_FINGERPRINT` (sha256 over [`ENGINE_SOURCES`],
 /// path and bytes of each file in sorted order) and `$OUT_DIR/source_hashes.rs`, the sha256 of

@@ -120,7 +120,7 @@ fn requests_for_missing_heads_or_layers_are_errors() {
 
 #[test]
 fn random_initialisation_of_a_preset_shape_runs() {
-    let cfg = rhx::engine::config::preset("smollm2-135m").unwrap();
+    let cfg = rhx::engine::presets::preset("smollm2-135m").unwrap();
     let w = weights::random_weights(&cfg, 0);
     let m = Model::new(cfg, w, Device::Cpu, Kind::Float).unwrap();
     let g = generate(&m, &[Prompt { ids: prompt(16), ..Default::default() }], &GenerateOptions { max_new_tokens: 3, ..Default::default() }, None, |_| {}).unwrap();

@@ -4,7 +4,8 @@
 mod common;
 use std::path::Path;
 
-use rhx::data::niah::{self, Cell, Haystack, PyRandom};
+use rhx::data::niah::{self, Cell, Haystack};
+use rhx::support::pyrandom::PyRandom;
 use rhx::engine::tokenizer::Tokenizer;
 use serde_json::Value;
 

@@ -13,7 +13,8 @@ use clap::Args;
 use rand_mt::Mt64;
 use tch::Device;
 
-use crate::engine::config::{self, ModelConfig};
+use crate::engine::config::ModelConfig;
+use crate::engine::presets;
 use crate::engine::cuda;
 use crate::engine::device::{self, DType, DeviceRequest};
 use crate::engine::generate::{auto_batch_size, generate_with, DecodeMode, EngineOptions, GenStats, GenerateOptions, Prompt};
@@ -315,7 +316,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let dev = device::resolve(args.device)?;
-    let mut cfg = config::preset(&args.shape).with_context(|| format!("unknown shape `{}` (known: {})", args.shape, config::PRESETS.join(", ")))?;
+    let mut cfg = presets::preset(&args.shape).with_context(|| format!("unknown shape `{}` (known: {})", args.shape, presets::PRESETS.join(", ")))?;
     if let Some(l) = args.layers {
         cfg.num_layers = l.clamp(1, cfg.num_layers);
     }

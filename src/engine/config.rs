@@ -16,24 +16,14 @@ pub enum ConfigError {
     Json { path: String, source: serde_json::Error },
     #[error("{path}: missing or invalid `{key}` ({why})")]
     Field { path: String, key: String, why: String },
-    #[error("{path}: unsupported architecture `{arch}`: rhx runs the Llama family (llama, mistral, qwen2, qwen3, phi3)")]
+    #[error("{path}: unsupported architecture `{arch}`: rhx runs the Llama family ({})", family::supported_names())]
     UnsupportedArch { path: String, arch: String },
     #[error(transparent)]
     Gguf(#[from] GgufError),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    /// Llama 2 / 3.x, Mistral, SmolLM2 (separate q/k/v and gate/up projections).
-    Llama,
-    /// Qwen2: as Llama but with q/k/v biases.
-    Qwen2,
-    /// Qwen3: RMSNorm on q and k per head, before RoPE.
-    Qwen3,
-    /// Phi-3 / Phi-4-mini: fused qkv and gate_up, partial rotary, longrope.
-    Phi3,
-}
+pub use super::family::Arch;
+use super::family;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -93,13 +83,8 @@ impl ModelConfig {
         let field = |key: &str, why: &str| ConfigError::Field { path: p.to_string(), key: key.to_string(), why: why.to_string() };
         let get_usize = |key: &str| v.get(key).and_then(Value::as_u64).map(|x| x as usize).ok_or_else(|| field(key, "expected a non-negative integer"));
         let model_type = v.get("model_type").and_then(Value::as_str).ok_or_else(|| field("model_type", "expected a string"))?;
-        let arch = match model_type {
-            "llama" | "mistral" => Arch::Llama,
-            "qwen2" => Arch::Qwen2,
-            "qwen3" => Arch::Qwen3,
-            "phi3" => Arch::Phi3,
-            other => return Err(ConfigError::UnsupportedArch { path: p.to_string(), arch: other.to_string() }),
-        };
+        let fam = family::by_hf_model_type(model_type).ok_or_else(|| ConfigError::UnsupportedArch { path: p.to_string(), arch: model_type.to_string() })?;
+        let arch = fam.arch;
         let hidden_size = get_usize("hidden_size")?;
         let num_heads = get_usize("num_attention_heads")?;
         let num_kv_heads = v.get("num_key_value_heads").and_then(Value::as_u64).map(|x| x as usize).unwrap_or(num_heads);
@@ -145,7 +130,7 @@ impl ModelConfig {
             partial_rotary_factor,
             max_position_embeddings,
             tie_word_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
-            attention_bias: v.get("attention_bias").and_then(Value::as_bool).unwrap_or(arch == Arch::Qwen2),
+            attention_bias: v.get("attention_bias").and_then(Value::as_bool).unwrap_or(fam.default_attention_bias),
             mlp_bias: v.get("mlp_bias").and_then(Value::as_bool).unwrap_or(false),
             bos_token_id: v.get("bos_token_id").and_then(Value::as_u64).map(|x| x as u32),
             eos_token_ids,
@@ -156,13 +141,7 @@ impl ModelConfig {
     pub fn from_gguf(g: &GgufFile) -> Result<Self, ConfigError> {
         let p = g.path().display().to_string();
         let arch_name = g.get_str("general.architecture")?.to_string();
-        let arch = match arch_name.as_str() {
-            "llama" | "mistral" => Arch::Llama,
-            "qwen2" => Arch::Qwen2,
-            "qwen3" => Arch::Qwen3,
-            "phi3" => Arch::Phi3,
-            other => return Err(ConfigError::UnsupportedArch { path: p, arch: other.to_string() }),
-        };
+        let arch = family::by_gguf_arch(&arch_name).ok_or_else(|| ConfigError::UnsupportedArch { path: p.clone(), arch: arch_name.clone() })?.arch;
         let a = arch_name.as_str();
         let key = |k: &str| format!("{a}.{k}");
         let u = |k: &str| g.get_u64(&key(k)).map(|x| x as usize);
@@ -252,59 +231,4 @@ fn parse_hf_rope_scaling(s: &Value, config: &Value, max_pos: usize) -> Result<Ro
         },
         other => return Err(format!("rope_type `{other}` is not supported (supported: default, linear, llama3, longrope)")),
     })
-}
-
-/// Shapes of the paper's models (and SmolLM2), for randomly initialised benchmark models:
-/// `(name, config)`. Values from the models' published `config.json` files; Phi-4-mini's
-/// LongRoPE factor lists are not reproduced (plain RoPE: same cost, different numbers).
-pub fn preset(name: &str) -> Option<ModelConfig> {
-    let base = |arch, vocab, hidden, inter, layers, heads, kv, theta: f64, max_pos, tie| ModelConfig {
-        arch,
-        vocab_size: vocab,
-        hidden_size: hidden,
-        intermediate_size: inter,
-        num_layers: layers,
-        num_heads: heads,
-        num_kv_heads: kv,
-        head_dim: 128,
-        rms_norm_eps: 1e-5,
-        rope_theta: theta,
-        rope_scaling: RopeScaling::None,
-        partial_rotary_factor: 1.0,
-        max_position_embeddings: max_pos,
-        tie_word_embeddings: tie,
-        attention_bias: false,
-        mlp_bias: false,
-        bos_token_id: None,
-        eos_token_ids: vec![],
-    };
-    let llama3 = |factor| RopeScaling::Llama3 { factor, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
-    Some(match name {
-        "llama-3.1-8b" => ModelConfig { rope_scaling: llama3(8.0), ..base(Arch::Llama, 128256, 4096, 14336, 32, 32, 8, 500000.0, 131072, false) },
-        "llama-3.2-3b" => ModelConfig { rope_scaling: llama3(32.0), ..base(Arch::Llama, 128256, 3072, 8192, 28, 24, 8, 500000.0, 131072, true) },
-        "qwen3-8b" => ModelConfig { rms_norm_eps: 1e-6, ..base(Arch::Qwen3, 151936, 4096, 12288, 36, 32, 8, 1000000.0, 40960, false) },
-        "llama-2-13b" => base(Arch::Llama, 32000, 5120, 13824, 40, 40, 40, 10000.0, 4096, false),
-        "phi-4-mini" => ModelConfig { partial_rotary_factor: 0.75, ..base(Arch::Phi3, 200064, 3072, 8192, 32, 24, 8, 10000.0, 131072, true) },
-        "smollm2-135m" => ModelConfig { head_dim: 64, ..base(Arch::Llama, 49152, 576, 1536, 30, 9, 3, 100000.0, 8192, true) },
-        _ => return None,
-    })
-}
-
-/// Names accepted by [`preset`].
-pub const PRESETS: &[&str] = &["llama-3.1-8b", "llama-3.2-3b", "qwen3-8b", "llama-2-13b", "phi-4-mini", "smollm2-135m"];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn presets_have_the_papers_head_counts() {
-        // Section 8.1 of the reference notes: layers × heads of each model.
-        for (name, layers, heads) in [("llama-3.1-8b", 32, 32), ("llama-3.2-3b", 28, 24), ("qwen3-8b", 36, 32), ("llama-2-13b", 40, 40), ("phi-4-mini", 32, 24)] {
-            let c = preset(name).unwrap();
-            assert_eq!((c.num_layers, c.num_heads), (layers, heads), "{name}");
-        }
-        assert!(PRESETS.iter().all(|p| preset(p).is_some()));
-        assert_eq!(preset("phi-4-mini").unwrap().rotary_dim(), 96);
-    }
 }

@@ -1,6 +1,8 @@
 //! The engine: load a model and its tokenizer, run greedy generation on libtorch, and capture
 //! per-step, per-head reductions of the attention of the last query row.
 pub mod config;
+pub mod family;
+pub mod presets;
 pub mod device;
 pub mod cuda;
 pub mod gguf;

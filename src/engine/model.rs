@@ -6,7 +6,8 @@
 //! `scaled_dot_product_attention` and recomputes only the last row eagerly.
 use tch::{Device, Kind, Tensor};
 
-use super::config::{Arch, ModelConfig};
+use super::config::ModelConfig;
+use super::family::{self, Activation};
 use super::kernels::{self, GemvMode, Kernels};
 use super::kv_cache::KvCache;
 use super::rope::{self, Rope};
@@ -173,9 +174,10 @@ impl Model {
         };
         let embed = mv(w.take("model.embed_tokens.weight", &[v, d])?);
         let mut layers: Vec<Layer> = Vec::with_capacity(c.num_layers);
+        let fam = family::of(c.arch);
         for l in 0..c.num_layers {
             let p = format!("model.layers.{l}");
-            let qkv = if c.arch == Arch::Phi3 {
+            let qkv = if fam.fused_qkv {
                 Qkv::Fused(linear(&mut w, &format!("{p}.self_attn.qkv_proj"), (nq + 2 * nkv) * hd, d, c.attention_bias)?)
             } else {
                 Qkv::Separate {
@@ -184,7 +186,7 @@ impl Model {
                     v: linear(&mut w, &format!("{p}.self_attn.v_proj"), nkv * hd, d, c.attention_bias)?,
                 }
             };
-            let gate_up = if c.arch == Arch::Phi3 {
+            let gate_up = if fam.fused_gate_up {
                 GateUp::Fused(linear(&mut w, &format!("{p}.mlp.gate_up_proj"), 2 * ff, d, c.mlp_bias)?)
             } else {
                 GateUp::Separate {
@@ -192,7 +194,7 @@ impl Model {
                     up: linear(&mut w, &format!("{p}.mlp.up_proj"), ff, d, c.mlp_bias)?,
                 }
             };
-            let (q_norm, k_norm) = if c.arch == Arch::Qwen3 {
+            let (q_norm, k_norm) = if fam.qk_norm {
                 (Some(mv(w.take(&format!("{p}.self_attn.q_norm.weight"), &[hd])?)), Some(mv(w.take(&format!("{p}.self_attn.k_norm.weight"), &[hd])?)))
             } else {
                 (None, None)
@@ -201,7 +203,7 @@ impl Model {
                 input_norm: mv(w.take(&format!("{p}.input_layernorm.weight"), &[d])?),
                 post_norm: mv(w.take(&format!("{p}.post_attention_layernorm.weight"), &[d])?),
                 qkv,
-                o: linear(&mut w, &format!("{p}.self_attn.o_proj"), d, nq * hd, c.attention_bias && c.arch != Arch::Qwen2)?,
+                o: linear(&mut w, &format!("{p}.self_attn.o_proj"), d, nq * hd, c.attention_bias && fam.o_proj_bias)?,
                 q_norm,
                 k_norm,
                 gate_up,
@@ -461,6 +463,11 @@ impl Model {
             return Err("fused kernels have no LongRoPE regime switch".into());
         }
         let c = &self.config;
+        // Only a family that opted in, and only for the activation the kernels compute.
+        let fam = family::of(c.arch);
+        if !fam.fused_kernels || fam.activation != Activation::Silu {
+            return Err(format!("the {:?} family does not run on the fused kernels", c.arch));
+        }
         let spec = kernels::Spec {
             kind: self.kind,
             head_dim: c.head_dim,

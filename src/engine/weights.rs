@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use tch::{Kind, Tensor};
 
-use super::config::{Arch, ConfigError, ModelConfig};
+use super::config::{ConfigError, ModelConfig};
+use super::family;
 use super::gguf::{GgufError, GgufFile};
 
 #[derive(Debug, thiserror::Error)]
@@ -116,15 +117,16 @@ pub fn load_gguf_file(g: &GgufFile) -> Result<(ModelConfig, WeightMap), WeightsE
     let path = g.path();
     let config = ModelConfig::from_gguf(g)?;
     let mut tensors = HashMap::new();
+    let fam = family::of(config.arch);
     for info in &g.tensors {
         let Some(mut hf) = gguf_to_hf_name(&info.name) else { continue };
-        if config.arch == Arch::Phi3 && hf.ends_with("mlp.up_proj.weight") {
+        if fam.fused_gate_up && hf.ends_with("mlp.up_proj.weight") {
             hf = hf.replace("mlp.up_proj", "mlp.gate_up_proj");
         }
         let data = g.dequantize(&info.name)?;
         let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
         let mut t = Tensor::from_slice(&data).view(shape.as_slice());
-        if config.arch == Arch::Llama {
+        if fam.gguf_permuted_qk {
             if info.name.ends_with("attn_q.weight") {
                 t = unpermute_rows(&t, config.num_heads as i64);
             } else if info.name.ends_with("attn_k.weight") {
@@ -204,19 +206,23 @@ pub fn random_weights_on(config: &ModelConfig, seed: i64, device: tch::Device, k
         let p = format!("model.layers.{l}");
         put(format!("{p}.input_layernorm.weight"), &[d], true);
         put(format!("{p}.post_attention_layernorm.weight"), &[d], true);
-        if c.arch == Arch::Phi3 {
+        let fam = family::of(c.arch);
+        if fam.fused_qkv {
             put(format!("{p}.self_attn.qkv_proj.weight"), &[(nq + 2 * nkv) * hd, d], false);
-            put(format!("{p}.mlp.gate_up_proj.weight"), &[2 * ff, d], false);
         } else {
             put(format!("{p}.self_attn.q_proj.weight"), &[nq * hd, d], false);
             put(format!("{p}.self_attn.k_proj.weight"), &[nkv * hd, d], false);
             put(format!("{p}.self_attn.v_proj.weight"), &[nkv * hd, d], false);
+        }
+        if fam.fused_gate_up {
+            put(format!("{p}.mlp.gate_up_proj.weight"), &[2 * ff, d], false);
+        } else {
             put(format!("{p}.mlp.gate_proj.weight"), &[ff, d], false);
             put(format!("{p}.mlp.up_proj.weight"), &[ff, d], false);
         }
         put(format!("{p}.self_attn.o_proj.weight"), &[d, nq * hd], false);
         put(format!("{p}.mlp.down_proj.weight"), &[d, ff], false);
-        if c.arch == Arch::Qwen3 {
+        if fam.qk_norm {
             put(format!("{p}.self_attn.q_norm.weight"), &[hd], true);
             put(format!("{p}.self_attn.k_norm.weight"), &[hd], true);
         }

@@ -16,7 +16,7 @@ use crate::data::prompts::PreparedPrompt;
 use crate::engine::generate::{Generation, StepRecord};
 use crate::engine::tokenizer::Tokenizer;
 use crate::artifact::trace::{write_lines, TraceInfo, TraceLine, TraceStep, TRACE_FORMAT};
-use crate::data::niah;
+use crate::support::pyrandom::PyRandom;
 use crate::engine::capture::retrieval_heads;
 use crate::engine::device::{self, DType, DeviceRequest};
 use crate::engine::generate::{default_batch_size, generate_with, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy};
@@ -141,7 +141,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
                 p.prep.needle_span.iter().for_each(|&i| m[i] = true);
                 m
             }).collect(),
-            rng: niah::PyRandom::new(d.seed),
+            rng: PyRandom::new(d.seed),
             recorded: d.recorded.as_ref().map(|r| chunk.iter().map(|p| r.get(&p.prep.id).cloned().unwrap_or_default()).collect()),
         });
         let (gens, stats) = generate_with(&lm.model, &ps, &opts, &ctx.engine.options, policy.as_mut().map(|p| p as &mut dyn StepPolicy), |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value as Json};
 
 use crate::analysis::dynamism::Head;
-use crate::data::niah;
+use crate::support::pyrandom::PyRandom;
 use crate::engine::capture::retrieval_heads;
 use crate::engine::generate::{Prompt, StepPolicy};
 use crate::engine::model::MaskMode;
@@ -78,7 +78,7 @@ impl PromptSets {
                 let key = if *per_cell { format!("{seed}/{}/{}", meta["length"], meta["depth"]) } else { format!("{seed}/{id}") };
                 use sha2::Digest;
                 let d = sha2::Sha256::digest(key.as_bytes());
-                let mut rng = niah::PyRandom::new(u64::from_le_bytes(d[..8].try_into().unwrap()));
+                let mut rng = PyRandom::new(u64::from_le_bytes(d[..8].try_into().unwrap()));
                 let mut p = pool.clone();
                 for i in 0..count.min(p.len()) {
                     let j = i + (rng.getrandbits_128() % (p.len() - i) as u128) as usize;
@@ -104,7 +104,7 @@ pub(crate) struct DynamicPolicy {
     pub(crate) n_heads: usize,
     /// Needle mask per sequence of the batch.
     pub(crate) needles: Vec<Vec<bool>>,
-    pub(crate) rng: niah::PyRandom,
+    pub(crate) rng: PyRandom,
     /// `source: trace`: per sequence of the batch, per step, the recorded H_t with weights.
     pub(crate) recorded: Option<Vec<RecordedSteps>>,
 }
