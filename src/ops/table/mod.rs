@@ -1,5 +1,6 @@
 //! Table constructors: analyses whose result is a table (`table.json`).
 pub mod compensated;
 pub mod dynamism;
+pub mod head_table;
 pub mod probe;
 pub mod scores;
