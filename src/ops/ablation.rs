@@ -2,7 +2,6 @@
 //! a node, per-sample compensation m_s, per-trace summaries.
 use std::collections::{BTreeMap, BTreeSet};
 
-
 use crate::analysis::dynamism::{Head, Spread};
 use crate::artifact::trace::TraceLine;
 use crate::cache::Artifact;
@@ -19,7 +18,6 @@ pub(crate) fn traces<'a>(n: &'a Node, inputs: &'a BTreeMap<String, &Artifact>) -
         .map(|t| inputs.get(t).map(|a| (t, *a)).ok_or_else(|| format!("`{t}` not computed")))
         .collect()
 }
-
 
 /// Compensation in one sample of a dynamic-ablation trace.
 pub(crate) struct Compensation {

@@ -48,7 +48,6 @@ pub(crate) fn input<'a>(inputs: &'a BTreeMap<String, &Artifact>, n: &Node, param
     Ok((inputs.get(name).ok_or_else(|| format!("`{name}` not computed"))?, name.to_string()))
 }
 
-
 /// The message when a parameter that has a default in the schema reached the executor without a
 /// value: the checker fills every default, so this is a bug in rhx, not in the experiment.
 fn unfilled(n: &Node, name: &str) -> String {

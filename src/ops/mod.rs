@@ -51,6 +51,9 @@ pub struct SamplePrompt {
 /// Makes a dataset's prompts for a model's tokenizer; `extra` holds chat-template variables.
 pub type PromptsFn = fn(&Node, &Tokenizer, &BTreeMap<String, Json>) -> Result<Vec<SamplePrompt>, String>;
 
+/// Refuses options an op declares but does not run yet.
+pub type CheckFn = fn(&Node) -> Result<(), Refusal>;
+
 /// How an op executes.
 #[derive(Clone, Copy)]
 pub enum Exec {
@@ -98,7 +101,7 @@ pub struct OpDef {
     /// them recomputes exactly what it makes.
     pub source: &'static str,
     /// Options it declares but does not implement yet, refused before anything runs.
-    pub check: Option<fn(&Node) -> Result<(), Refusal>>,
+    pub check: Option<CheckFn>,
     pub exec: Exec,
 }
 

@@ -1,6 +1,4 @@
 //! `dataset … = hotpotqa(…)`: HotpotQA questions (Section 4; declared, not implemented yet).
-
-
 use crate::lang::schema::{FuncSpec, int_min, enm, Ty, PathKind};
 
 use crate::lang::Kind;
@@ -33,5 +31,4 @@ fn spec() -> FuncSpec {
         "hotpot.context_format",
     )
 }
-
 

@@ -31,7 +31,6 @@ fn spec() -> FuncSpec {
     .with(metric_params)
 }
 
-
 /// Fig. 2: the metric over (length, depth), one panel per trace, with each panel's average.
 fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;

@@ -1,5 +1,4 @@
 //! `figure … = cca(…)`: Fig. 4.
-
 use serde_json::{json, Value as Json};
 
 use crate::lang::schema::{FuncSpec, int_min, float_range, enm, list, decl};
@@ -30,7 +29,6 @@ fn spec() -> FuncSpec {
         .def("pca_fit", enm(&["per_offset", "once"]), "per_offset", "cca.pca_fit")
         .seed("seed of the held-out split")
 }
-
 
 /// `figure cca(trace)`: canonical correlations for every offset k, in-sample (as the paper) and
 /// on held-out generations.

@@ -1,7 +1,6 @@
 //! `figure … = heatmap(…)`: Fig. 1.
 use std::collections::{BTreeMap, BTreeSet};
 
-
 use crate::lang::schema::{FuncSpec, int_min, decl};
 use crate::analysis::dynamism::Head;
 use crate::report::{self, Figure, Heatmap};

@@ -1,5 +1,4 @@
 //! `figure … = progressive(…)`: Fig. 3.
-
 use serde_json::{json, Value as Json};
 
 use crate::lang::schema::{FuncSpec, enm, list, decl, metric_params, METRICS};
@@ -29,7 +28,6 @@ fn spec() -> FuncSpec {
     .def("metric", enm(METRICS), "uuid_accuracy", "which metric")
     .with(metric_params)
 }
-
 
 /// Fig. 3: compensated static heads m_s (left axis) and the task metric (right axis) against k.
 fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {

@@ -1,5 +1,4 @@
 //! `heads … = dynamic(…)`: per-step dynamic retrieval heads H_t, found by the trace that masks them.
-
 use serde_json::{json, Value as Json};
 
 use crate::lang::schema::{FuncSpec, int_min, enm, decl};

@@ -1,6 +1,4 @@
 //! `heads … = explicit(…)`: a fixed list of heads.
-
-
 use crate::lang::schema::{FuncSpec, list, Ty};
 
 use crate::lang::{Kind, Value};

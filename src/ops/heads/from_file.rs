@@ -1,6 +1,4 @@
 //! `heads … = from_file(…)`: heads listed in a file.
-
-
 use crate::lang::schema::{FuncSpec, enm, Ty, PathKind};
 use crate::analysis::dynamism::{self, Head};
 

@@ -1,7 +1,6 @@
 //! `heads … = static_heads(…)`: Wu et al.'s static retrieval heads.
 use std::collections::BTreeMap;
 
-
 use crate::lang::schema::{FuncSpec, int_min, float_range, enm, decl, Ty};
 use crate::analysis::dynamism::{self, Head, SampleHeads};
 

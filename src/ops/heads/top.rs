@@ -1,5 +1,4 @@
 //! `heads … = top(…)`: the first n heads of a ranking, or as many as a trace masked.
-
 use serde_json::{json, Value as Json};
 
 use crate::lang::schema::{FuncSpec, int_min, enm, decl};

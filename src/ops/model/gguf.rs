@@ -1,6 +1,4 @@
 //! `model … = gguf(…)`: a GGUF file or a known model name.
-
-
 use crate::lang::schema::{FuncSpec, model_common, Ty};
 
 use crate::lang::Kind;
@@ -13,5 +11,4 @@ fn spec() -> FuncSpec {
         .pos("source", Ty::ModelSource, "model name or .gguf path")
         .with(model_common)
 }
-
 

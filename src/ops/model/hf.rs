@@ -1,6 +1,4 @@
 //! `model … = hf(…)`: a Hugging Face model folder.
-
-
 use crate::lang::schema::{FuncSpec, model_common, Ty, PathKind};
 
 use crate::lang::Kind;
@@ -13,5 +11,4 @@ fn spec() -> FuncSpec {
         .pos("path", Ty::Path(PathKind::HfModelDir), "model folder")
         .with(model_common)
 }
-
 

@@ -15,7 +15,6 @@ use crate::ops::{Files, Inputs};
 use crate::plan::Step;
 use crate::run::Ctx;
 
-
 pub(crate) fn model_spec(n: &Node) -> Result<String, String> {
     match n.args.first().and_then(|a| a.value.as_ref()) {
         Some(Value::ModelName(s)) | Some(Value::Str(s)) => Ok(s.clone()),
@@ -23,7 +22,6 @@ pub(crate) fn model_spec(n: &Node) -> Result<String, String> {
         other => Err(format!("unexpected model source {other:?}")),
     }
 }
-
 
 pub(crate) fn model_info(ctx: &mut Ctx, step: &Step, _inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;

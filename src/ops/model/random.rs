@@ -1,6 +1,4 @@
 //! `model … = random(…)`: a randomly initialised model (declared; the executor does not run it yet).
-
-
 use crate::lang::schema::{FuncSpec, int_range, enm, model_common, ARCHS};
 
 use crate::lang::Kind;
@@ -27,5 +25,4 @@ fn spec() -> FuncSpec {
     .seed("initialisation seed")
     .with(model_common)
 }
-
 

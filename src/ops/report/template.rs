@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use crate::run::RunError;
 use std::collections::BTreeSet;
 
-
 use crate::lang::schema::{FuncSpec, enm, list, text, decl, PAPER_REFS, Ty, PathKind};
 use crate::cache::Artifact;
 use crate::engine::device;
@@ -130,7 +129,6 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     }
     Ok(files)
 }
-
 
 /// Renders a report artifact into `<reports_dir>/<report name>/`.
 pub(crate) fn publish_report(ctx: &Ctx, step: &Step, a: &Artifact) -> Result<PathBuf, RunError> {

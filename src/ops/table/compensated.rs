@@ -1,6 +1,4 @@
 //! `table … = compensated(…)`: compensated heads (A.2).
-
-
 use crate::lang::schema::{FuncSpec, list, decl};
 use crate::analysis::dynamism::Spread;
 use crate::report::{Cell as RCell, Column, Row, Table};

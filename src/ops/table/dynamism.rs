@@ -1,7 +1,6 @@
 //! `table … = dynamism(…)`: Table 1.
 use std::collections::BTreeSet;
 
-
 use crate::lang::schema::{FuncSpec, enm, decl};
 use crate::analysis::dynamism::{self, BothEmpty, DynamismOptions, EmptyStep, EntropyPool, Head, SampleHeads};
 use crate::report::{Cell as RCell, Column, Row, Table};

@@ -41,7 +41,6 @@ fn spec() -> FuncSpec {
         .seed("seed of the split and initialisation")
 }
 
-
 /// `table probe(trace, static?)`: the MLP probe of A.5 and two baselines, on the test split.
 fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
@@ -170,11 +169,9 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     ])
 }
 
-
 fn to_f32(rows: &[Vec<f64>]) -> Vec<Vec<f32>> {
     rows.iter().map(|r| r.iter().map(|v| *v as f32).collect()).collect()
 }
-
 
 /// Precision, recall, F1 at a threshold and AUPRC, micro (all (row, head) pairs) or macro (mean
 /// over heads with a positive in the split).
@@ -193,7 +190,6 @@ fn scores(s: &Tensor, y: &Tensor, threshold: f64, macro_avg: bool) -> (Prf, Opti
     let mean = |f: &dyn Fn(&Prf) -> f64| prfs.iter().map(f).sum::<f64>() / m;
     (Prf { precision: mean(&|p| p.precision), recall: mean(&|p| p.recall), f: mean(&|p| p.f) }, Some(ap))
 }
-
 
 /// One L2-regularised logistic regression per head on standardised features (sklearn's
 /// `LogisticRegression` defaults: C = 1, L-BFGS), fitted with smartcore. A head never active in

@@ -1,7 +1,6 @@
 //! `table … = scores(…)`: task metrics of traces.
 use std::collections::BTreeMap;
 
-
 use crate::lang::schema::{FuncSpec, enm, list, decl, metric_params, METRICS};
 use crate::analysis::dynamism::{self};
 use crate::report::{Cell as RCell, Column, Row, Table};
