@@ -140,8 +140,13 @@ pub(crate) fn publish_report(ctx: &Ctx, step: &Step, a: &Artifact) -> Result<Pat
     Ok(files.dir)
 }
 
-/// `compare: [paper.<name>]` needs that reference's values transcribed.
+/// `compare: [paper.<name>]` needs that reference's values transcribed; a report is written in
+/// both formats (`formats` other than `[md, html]` is declared, not implemented).
 fn check(n: &Node) -> Result<(), Refusal> {
+    let formats: Vec<&str> = n.arg("formats").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_str).collect();
+    if !formats.is_empty() && formats != ["md", "html"] && formats != ["html", "md"] {
+        return Err(Refusal::new("formats", format!("`formats: [{}]` is not implemented by the executor yet: a report is written as Markdown and HTML (`[md, html]`)", formats.join(", "))));
+    }
     for v in n.arg("compare").and_then(Value::as_list).unwrap_or(&[]) {
         if let Value::Builtin { name, .. } = v {
             if !super::paper::has(name) {

@@ -27,6 +27,8 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let traces: Vec<&str> = req_list(n, "traces")?.iter().filter_map(ref_name).collect();
     let by: Vec<&str> = req_list(n, "by")?.iter().filter_map(Value::as_str).collect();
+    // The columns, in the order written (`metrics: [rouge_l]` gives one column).
+    let metrics: Vec<&str> = req_list(n, "metrics")?.iter().filter_map(Value::as_str).collect();
     let mut rows = Vec::new();
     for t in &traces {
         let a = inputs.get(*t).ok_or_else(|| format!("`{t}` not computed"))?;
@@ -40,19 +42,25 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         }
         for (key, (acc, rl)) in groups {
             let label = if key.is_empty() { t.to_string() } else { format!("{t} ({key})") };
-            let s_acc = dynamism::Spread::of(&acc);
-            let s_rl = dynamism::Spread::of(&rl);
-            rows.push(Row::new(label, vec![RCell::num_pm(s_acc.mean, s_acc.std, s_acc.n as u64), RCell::num_pm(s_rl.mean, s_rl.std, s_rl.n as u64)]));
+            let cell = |v: &[f64]| {
+                let s = dynamism::Spread::of(v);
+                RCell::num_pm(s.mean, s.std, s.n as u64)
+            };
+            rows.push(Row::new(label, metrics.iter().map(|m| if *m == "rouge_l" { cell(&rl) } else { cell(&acc) }).collect()));
         }
     }
     let _ = ctx;
+    let name = |m: &str| if m == "rouge_l" { "ROUGE-L F" } else { "UUID accuracy (exact substring)" };
     let table = Table {
         id: n.name.clone(),
-        caption: "Task scores: UUID accuracy (exact substring) and ROUGE-L F against the answer, mean ± std over samples".into(),
+        caption: match metrics.as_slice() {
+            ["uuid_accuracy", "rouge_l"] => "Task scores: UUID accuracy (exact substring) and ROUGE-L F against the answer, mean ± std over samples".into(),
+            ms => format!("Task scores: {} against the answer, mean ± std over samples", ms.iter().map(|m| name(m)).collect::<Vec<_>>().join(", ")),
+        },
         row_header: "Trace".into(),
-        columns: vec![Column::new("UUID accuracy").precision(3), Column::new("ROUGE-L").precision(3)],
+        columns: metrics.iter().map(|m| Column::new(if *m == "rouge_l" { "ROUGE-L" } else { "UUID accuracy" }).precision(3)).collect(),
         rows,
         ..Default::default()
     };
-    Ok(vec![("table.json".into(), serde_json::to_vec_pretty(&table).unwrap())])
+    Ok(vec![("table.json".into(), serde_json::to_vec_pretty(&table).map_err(|e| e.to_string())?)])
 }
