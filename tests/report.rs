@@ -62,6 +62,7 @@ fn heads_heatmap() -> Heatmap {
         vmax: Some(1.0),
         colormap: Colormap::Blues,
         annotate: false,
+        ..Default::default()
     }
 }
 
@@ -103,6 +104,7 @@ fn ablation_grid() -> GridHeatmaps {
         colormap: Colormap::RedYellowGreen,
         annotate: true,
         columns: None,
+        ..Default::default()
     }
 }
 
@@ -149,16 +151,19 @@ fn condition_bars() -> BarChart {
                 name: "dynamic".into(),
                 values: vec![0.3, 0.2, 0.1],
                 errors: Some(vec![0.05, 0.04, 0.03]),
+                ..Default::default()
             },
             BarSeries {
                 name: "static".into(),
                 values: vec![0.7, 0.6, 0.5],
                 errors: Some(vec![0.05, 0.05, 0.05]),
+                ..Default::default()
             },
             BarSeries {
                 name: "random".into(),
                 values: vec![0.9, 0.85, f64::NAN],
                 errors: None,
+                ..Default::default()
             },
         ],
         y_range: Some((0.0, 1.0)),
@@ -280,6 +285,7 @@ fn fixture() -> Report {
             seeds: BTreeMap::from([("experiment".into(), 0), ("niah".into(), 1234)]),
             settings: BTreeMap::from([("mask.mode".into(), "uniform_attn".into()), ("retrieval.match".into(), "id".into())]),
             cache_keys: BTreeMap::from([("base".into(), "ef".repeat(32))]),
+            report: String::new(),
         },
     }
 }

@@ -204,6 +204,20 @@ fn shards_split_the_traces_and_a_final_run_assembles() {
     assert!(dir.join("reports/out/report.html").exists());
 }
 
+/// Copies a report folder (two levels: files, `tables/`, `figures/`).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
 #[test]
 fn reproduce_certifies_a_report_and_catches_a_changed_number() {
     if !installed() {
@@ -223,25 +237,64 @@ fn reproduce_certifies_a_report_and_catches_a_changed_number() {
         .status()
         .unwrap();
     assert!(st.success());
-    // From scratch (fresh cache): every number must come back.
-    let out = std::process::Command::new(rhx).arg("reproduce").arg(reports.join("out")).output().unwrap();
+    // From scratch (fresh cache): every number must come back, and every file is what
+    // report.json renders to.
+    let cert = dir.join("certificate.md");
+    let out = std::process::Command::new(rhx).arg("reproduce").arg(reports.join("out")).arg("--certificate").arg(&cert).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.contains(" --profile short --set masked.max_new_tokens=5)"), "{stderr}");
-    assert!(stdout.contains("| pass |") && !stdout.contains("FAIL"), "{stdout}");
-    // A report whose number was changed after the fact fails the certificate.
-    let tampered = dir.join("tampered/out");
-    std::fs::create_dir_all(&tampered).unwrap();
-    let text = std::fs::read_to_string(reports.join("out/report.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let cell = &mut v["sections"][0]["tables"][0]["rows"][0]["cells"][1]["value"];
-    *cell = serde_json::json!(cell.as_f64().unwrap() + 0.01);
-    std::fs::write(tampered.join("report.json"), serde_json::to_string(&v).unwrap()).unwrap();
-    let out = std::process::Command::new(rhx).arg("reproduce").arg(&tampered).arg("--use-cache").arg("--cache").arg(&cache).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL"), "{stdout}");
+    assert!(stdout.contains("exactly what report.json renders to") && stdout.contains("within tolerance") && stdout.contains(", 0 different"), "{stdout}");
+    let full = std::fs::read_to_string(&cert).unwrap();
+    assert!(full.contains("| bit-identical |") && !full.contains("DIFFERENT"), "{full}");
+
+    let reproduce = |folder: &Path| {
+        let out = std::process::Command::new(rhx).arg("reproduce").arg(folder).arg("--use-cache").arg("--cache").arg(&cache).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    // A renamed copy of the folder reproduces (the report's name is in its provenance).
+    let renamed = dir.join("elsewhere/renamed");
+    copy_dir(&reports.join("out"), &renamed);
+    let (code, text) = reproduce(&renamed);
+    assert_eq!(code, Some(0), "{text}");
+
+    // A number changed in report.json fails the certificate, named by its place.
+    let doctored = |name: &str, file: &str, edit: &dyn Fn(String) -> String| {
+        let d = dir.join("doctored").join(name).join("out");
+        copy_dir(&reports.join("out"), &d);
+        let p = d.join(file);
+        let before = std::fs::read_to_string(&p).unwrap();
+        let after = edit(before.clone());
+        assert_ne!(before, after, "{file}: the edit changed nothing");
+        std::fs::write(&p, after).unwrap();
+        let (code, text) = reproduce(&d);
+        assert_eq!(code, Some(1), "{file}: {text}");
+        text
+    };
+    let text = doctored("json", "report.json", &|t| {
+        let mut v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        let cell = &mut v["sections"][0]["tables"][0]["rows"][0]["cells"][1]["value"];
+        *cell = serde_json::json!(cell.as_f64().unwrap() + 0.01);
+        serde_json::to_string_pretty(&v).unwrap()
+    });
+    assert!(text.contains("**DIFFERENT**") && text.contains(".cells["), "{text}");
+    // A number changed by hand in the Markdown, a CSV or the HTML: the file and line are named.
+    let bump = |t: String| -> String {
+        // The first decimal number after the first table rule: one digit changed.
+        let start = t.find("0.").unwrap_or(0);
+        let mut b = t.into_bytes();
+        let i = start + 2;
+        b[i] = if b[i] == b'9' { b'8' } else { b[i] + 1 };
+        String::from_utf8(b).unwrap()
+    };
+    for file in ["report.md", "report.html"] {
+        let text = doctored(file, file, &|t| bump(t));
+        assert!(text.contains(&format!("{file}:")) && text.contains("differs from what report.json renders to"), "{file}: {text}");
+    }
+    let csv = std::fs::read_dir(reports.join("out/tables")).unwrap().next().unwrap().unwrap().file_name().to_string_lossy().into_owned();
+    let text = doctored("csv", &format!("tables/{csv}"), &|t| bump(t));
+    assert!(text.contains(&format!("tables/{csv}:")) && text.contains("differs from what report.json renders to"), "{text}");
 }
 
 #[test]

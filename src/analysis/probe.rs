@@ -65,6 +65,9 @@ pub struct ProbeOptions {
     pub checkpoint: Checkpoint,
     pub seed: u64,
     pub device: Device,
+    /// Train in f64 (default) rather than f32: f32 training amplifies the ~1e-7 differences of
+    /// BLAS paths between CPUs into ±0.03 F1, f64 training does not (docs/FIDELITY.md).
+    pub double: bool,
 }
 
 /// Rows of one split: hidden states `[N, d]` and 0/1 labels `[N, heads]`, f32.
@@ -107,16 +110,25 @@ fn mlp(vs: &nn::Path, d_in: i64, layers: &[usize], d_out: i64, dropout: f64, gel
     seq.add(nn::linear(vs / "out", d, d_out, Default::default()))
 }
 
-/// Trains the probe and returns the sigmoid scores of `eval` splits (on the CPU, f32) and the log.
+/// Trains the probe and returns the sigmoid scores of `eval` splits (on the CPU, in the training
+/// precision) and the log.
 pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -> Result<(Vec<Tensor>, TrainLog), tch::TchError> {
     tch::manual_seed(opts.seed as i64);
     let vs = nn::VarStore::new(opts.device);
     let d_in = train.x.size()[1];
     let d_out = train.y.size()[1];
     let net = mlp(&vs.root(), d_in, &opts.layers, d_out, opts.dropout, opts.gelu);
+    let mut vs = vs;
+    let kind = if opts.double {
+        vs.double();
+        Kind::Double
+    } else {
+        Kind::Float
+    };
     let mut opt = nn::Adam::default().build(&vs, opts.lr)?;
-    let (tx, ty) = (train.x.to_device(opts.device), train.y.to_device(opts.device));
-    let (vx, vy) = (val.x.to_device(opts.device), val.y.to_device(opts.device));
+    let on_device = |t: &Tensor| t.to_device(opts.device).to_kind(kind);
+    let (tx, ty) = (on_device(&train.x), on_device(&train.y));
+    let (vx, vy) = (on_device(&val.x), on_device(&val.y));
     let n = tx.size()[0];
     let bs = opts.batch_size as i64;
     let mut lr = opts.lr;
@@ -175,7 +187,7 @@ pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -
     }
     let scores = eval
         .iter()
-        .map(|s| tch::no_grad(|| net.forward_t(&s.x.to_device(opts.device), false).sigmoid().to_device(Device::Cpu)))
+        .map(|s| tch::no_grad(|| net.forward_t(&on_device(&s.x), false).sigmoid().to_device(Device::Cpu)))
         .collect();
     Ok((scores, log))
 }

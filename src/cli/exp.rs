@@ -305,13 +305,16 @@ pub fn cache(c: CacheCmd) -> Result<ExitCode> {
 }
 
 #[derive(Args)]
-#[command(after_help = "EXAMPLE:\n  rhx reproduce reports/niah_smoke      # re-runs experiments/niah_smoke.rhx from scratch and compares every number")]
+#[command(after_help = "EXAMPLES:\n  rhx reproduce reports/niah_smoke                       # re-runs experiments/niah_smoke.rhx from scratch, certifies every number\n  rhx reproduce reports/section3 --certificate cert.md   # also writes every number's verdict to cert.md\n\nEach number is held to the tolerance its op declared in report.json: exact for counts and\nanything computed from traces, a float tolerance where a CPU's floating-point path moves it\n(CCA, probes), the stated spread for a mean over seeds. report.md, report.html, tables/*.csv\nand figures/*.svg must be exactly what report.json renders to.")]
 pub struct ReproduceArgs {
     /// A report folder written by `rhx run` (it holds report.json with the provenance)
     pub report_dir: PathBuf,
-    /// Allowed |original − rerun| per number, relative to max(1, |original|)
-    #[arg(long, default_value_t = 1e-9)]
-    pub tolerance: f64,
+    /// List every number, not only those that are not bit-identical
+    #[arg(long)]
+    pub all: bool,
+    /// Write the full certificate (every number and text, with its verdict) as Markdown here
+    #[arg(long)]
+    pub certificate: Option<PathBuf>,
     /// Reuse cached artifacts instead of recomputing everything
     #[arg(long)]
     pub use_cache: bool,
@@ -345,31 +348,49 @@ fn recorded_invocation(argv: &[String]) -> Result<ProgramArgs> {
     Ok(ProgramArgs { file, overrides: sets, profile })
 }
 
-/// Every number of a report's tables and figures, by a readable path.
-fn numbers(r: &crate::report::Report) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
-    for s in &r.sections {
-        for t in &s.tables {
-            for row in &t.rows {
-                for (c, cell) in t.columns.iter().zip(&row.cells) {
-                    if let crate::report::CellValue::Number { value, spread, .. } = &cell.value {
-                        out.push((format!("{} / {} / {}", t.id, row.label, c.name), *value));
-                        if let Some(sp) = spread {
-                            out.push((format!("{} / {} / {} (spread)", t.id, row.label, c.name), *sp));
-                        }
-                    }
-                }
+/// Checks that every file of a report folder is exactly what its `report.json` renders to (the
+/// Markdown template is the one the experiment names). Returns one line per problem: a file
+/// edited by hand, missing, or not written by the renderer.
+fn verify_rendered(dir: &Path, original: &crate::report::Report, markdown_template: Option<PathBuf>, scratch: &Path) -> Result<(usize, Vec<String>)> {
+    let rendered = scratch.join("rendered").join(dir.file_name().context("report folder has no name")?);
+    let templates = crate::report::Templates { markdown: markdown_template, html: None };
+    crate::report::write_report_with(original, &rendered, &templates)?;
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeSet<PathBuf>) -> Result<()> {
+        for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else {
+                out.insert(p.strip_prefix(root)?.to_path_buf());
             }
         }
-        for f in &s.figures {
-            if let crate::report::Figure::Heatmap(h) = f {
-                for (i, v) in h.values.iter().enumerate() {
-                    out.push((format!("{} / cell {i}", h.id), *v));
+        Ok(())
+    }
+    let files = |root: &Path| -> Result<std::collections::BTreeSet<PathBuf>> {
+        let mut out = std::collections::BTreeSet::new();
+        walk(root, root, &mut out)?;
+        Ok(out)
+    };
+    let (want, have) = (files(&rendered)?, files(dir)?);
+    let mut problems = Vec::new();
+    for f in want.union(&have) {
+        let shown = dir.join(f);
+        match (want.contains(f), have.contains(f)) {
+            (true, false) => problems.push(format!("{}: missing (report.json renders it)", shown.display())),
+            (false, true) => problems.push(format!("{}: not written by rhx (report.json does not render it)", shown.display())),
+            _ => {
+                let (a, b) = (std::fs::read(rendered.join(f))?, std::fs::read(dir.join(f))?);
+                if a != b {
+                    let (a, b) = (String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
+                    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+                    let i = (0..la.len().max(lb.len())).find(|&i| la.get(i) != lb.get(i)).unwrap_or(0);
+                    let clip = |s: Option<&&str>| s.map_or("(end of file)".to_string(), |s| if s.chars().count() > 160 { s.chars().take(160).collect::<String>() + "…" } else { s.to_string() });
+                    problems.push(format!("{}:{}: differs from what report.json renders to\n    on disk:  {}\n    rendered: {}", shown.display(), i + 1, clip(lb.get(i)), clip(la.get(i))));
                 }
             }
         }
     }
-    out
+    Ok((want.len(), problems))
 }
 
 pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
@@ -379,33 +400,44 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     eprintln!("reproducing {} (experiment {}{profile}{}), commit {} → now {}", a.report_dir.display(), args.file.display(), args.overrides.iter().map(|s| format!(" --set {s}")).collect::<String>(), original.provenance.git_commit, env!("RHX_GIT_COMMIT"));
     let program = load(&args, true)?;
     let scratch = std::env::temp_dir().join(format!("rhx-reproduce-{}", std::process::id()));
+    let folder = a.report_dir.file_name().context("report folder has no name")?.to_string_lossy().into_owned();
+    let name = if original.provenance.report.is_empty() { folder } else { original.provenance.report.clone() };
+    let node = program.nodes.iter().find(|n| n.kind == crate::lang::Kind::Report && n.name == name).with_context(|| format!("the experiment {} has no report named `{name}`", args.file.display()))?;
+    let template = match node.arg("path") {
+        Some(crate::lang::Value::Path { resolved, .. }) => Some(resolved.clone()),
+        _ => None,
+    };
+    // 1. The files a reviewer reads are what report.json renders to.
+    let (n_files, problems) = verify_rendered(&a.report_dir, &original, template, &scratch)?;
+    if problems.is_empty() {
+        println!("{n_files} files (report.md, report.html, tables, figures) are exactly what report.json renders to");
+    } else {
+        println!("{} of {n_files} files are not what report.json renders to (edited by hand, or rendered by other code):", problems.len());
+        for p in &problems {
+            println!("  {p}");
+        }
+    }
+    // 2. Every number of report.json, recomputed.
     let cache_dir = if a.use_cache { a.cache.cache.clone() } else { scratch.join("cache") };
     let cache = Cache::open(&cache_dir)?;
     let opts = RunOptions { shard: None, reports_dir: scratch.join("reports"), recompute: false, quiet: false, compute_traces: true, threads: a.threads, engine: None };
     let summary = run::run(&program, &cache, &opts)?;
-    let name = a.report_dir.file_name().context("report folder has no name")?;
-    let rerun_dir = summary.reports.iter().find(|r| r.file_name() == Some(name)).with_context(|| format!("the experiment has no report named {}", name.to_string_lossy()))?;
+    let rerun_dir = summary.reports.iter().find(|r| r.file_name().is_some_and(|f| f.to_string_lossy() == name)).with_context(|| format!("the rerun wrote no report named `{name}`"))?;
     let rerun = crate::report::load_report(&rerun_dir.join("report.json"))?;
-    let (want, got) = (numbers(&original), numbers(&rerun));
-    let got: std::collections::HashMap<&str, f64> = got.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let mut failures = 0;
-    println!("| number | original | rerun | tolerance | result |\n|---|---:|---:|---:|---|");
-    for (k, v) in &want {
-        let (r, ok) = match got.get(k.as_str()) {
-            Some(r) => {
-                let tol = a.tolerance * v.abs().max(1.0);
-                (format!("{r}"), (v.is_nan() && r.is_nan()) || (v - r).abs() <= tol)
-            }
-            None => ("missing".into(), false),
-        };
-        failures += usize::from(!ok);
-        println!("| {k} | {v} | {r} | {:e} | {} |", a.tolerance, if ok { "pass" } else { "FAIL" });
+    let cert = crate::report::certify(&original, &rerun);
+    println!("\n{}", cert.markdown(a.all));
+    if let Some(path) = &a.certificate {
+        std::fs::write(path, cert.markdown(true)).with_context(|| format!("cannot write the certificate to {}", path.display()))?;
+        println!("full certificate: {}", path.display());
     }
-    println!("\n{} of {} numbers reproduced within tolerance; rerun wall time {:.1} s", want.len() - failures, want.len(), summary.wall_time_s);
+    println!("rerun wall time {:.1} s", summary.wall_time_s);
+    let ok = cert.passed() && !cert.numbers.is_empty() && problems.is_empty();
+    println!("{}", if ok { "REPRODUCED" } else { "NOT REPRODUCED (see above)" });
+    let _ = std::fs::remove_dir_all(scratch.join("rendered"));
     if !a.use_cache {
         let _ = std::fs::remove_dir_all(&scratch);
     }
-    Ok(if failures > 0 || want.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 #[derive(Args)]

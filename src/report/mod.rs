@@ -5,6 +5,8 @@
 //!   value such as the paper's, figures, provenance); serde, so `report.json` round-trips.
 //! * [`figures`]: figures → SVG with `plotters` (SVG backend only; no font files or system
 //!   libraries are needed to draw: text stays `<text>` for the viewer to render).
+//! * [`certify`]: a rerun's report against the original, each number within the tolerance its
+//!   op declared (`rhx reproduce`, the golden tests).
 //! * [`render`]: `minijinja` templates (`reports/templates/`, built into the binary; an
 //!   experiment may bring its own by path) and [`write_report`], which writes everything
 //!   atomically (temp folder + rename).
@@ -32,6 +34,7 @@
 //! let files = write_report(&report, std::path::Path::new("out/section3")).unwrap();
 //! println!("{}", files.html.display());
 //! ```
+pub mod certify;
 pub mod figures;
 pub mod format;
 pub mod model;
@@ -39,6 +42,7 @@ pub mod render;
 
 use std::path::PathBuf;
 
+pub use certify::{certify, Certificate, Verdict};
 pub use figures::{figure_svg, COLORBAR_STEPS};
 pub use format::{fmt_delta, fmt_num, fmt_pm};
 pub use model::*;

@@ -118,6 +118,51 @@ pub struct Cell {
     pub value: CellValue,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<Reference>,
+    /// What a rerun on another machine must match (omitted: bit for bit).
+    #[serde(default, skip_serializing_if = "Tolerance::is_exact")]
+    pub tolerance: Tolerance,
+}
+
+/// How closely a rerun must match a number for `rhx reproduce` and the golden tests to call it
+/// reproduced. The op that computes the number declares it: exact for counts and everything
+/// derived from traces, a float tolerance where the number depends on a CPU's floating-point
+/// path (hidden states differ by ~1e-7 between CPU vendors), a statistical one for trained
+/// probes reported as mean ± spread over seeds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Tolerance {
+    /// Bit for bit.
+    #[default]
+    Exact,
+    /// |rerun − original| ≤ `abs`; `why` says what moves it.
+    Float { abs: f64, why: String },
+    /// A mean over `seeds` trainings: the rerun's mean must lie within ± `abs` (the spread
+    /// stated beside the number, or one decision's worth when the spread is smaller).
+    Statistical { abs: f64, seeds: u64 },
+}
+
+impl Tolerance {
+    pub fn is_exact(&self) -> bool {
+        matches!(self, Tolerance::Exact)
+    }
+    pub fn float(abs: f64, why: impl Into<String>) -> Self {
+        Tolerance::Float { abs, why: why.into() }
+    }
+    /// The largest |Δ| that passes (0 for exact).
+    pub fn allowed(&self) -> f64 {
+        match self {
+            Tolerance::Exact => 0.0,
+            Tolerance::Float { abs, .. } | Tolerance::Statistical { abs, .. } => *abs,
+        }
+    }
+    /// One line for a certificate: "exact", "±1e-6 (float: …)", "±0.012 (3 seeds)".
+    pub fn describe(&self) -> String {
+        match self {
+            Tolerance::Exact => "exact".into(),
+            Tolerance::Float { abs, why } => format!("±{abs:.1e} ({why})"),
+            Tolerance::Statistical { abs, seeds } => format!("±{abs:.3} (mean of {seeds} seeds)"),
+        }
+    }
 }
 
 /// The measured part of a cell.
@@ -166,6 +211,7 @@ impl Cell {
                 n: None,
             },
             reference: None,
+            tolerance: Tolerance::Exact,
         }
     }
     pub fn num_pm(value: f64, spread: f64, n: u64) -> Self {
@@ -176,12 +222,14 @@ impl Cell {
                 n: Some(n),
             },
             reference: None,
+            tolerance: Tolerance::Exact,
         }
     }
     pub fn text(text: impl Into<String>) -> Self {
         Cell {
             value: CellValue::Text { text: text.into() },
             reference: None,
+            tolerance: Tolerance::Exact,
         }
     }
     /// Adds a reference value.
@@ -198,6 +246,11 @@ impl Cell {
         if let Some(r) = &mut self.reference {
             r.tolerance = Some(tolerance);
         }
+        self
+    }
+    /// Declares what a rerun must match (see [`Tolerance`]).
+    pub fn within(mut self, tolerance: Tolerance) -> Self {
+        self.tolerance = tolerance;
         self
     }
     /// The measured number, if this is a number cell.
@@ -318,6 +371,9 @@ pub struct Heatmap {
     /// Write each cell's value in it (for small grids).
     #[serde(default)]
     pub annotate: bool,
+    /// What a rerun must match, for every value (omitted: bit for bit).
+    #[serde(default, skip_serializing_if = "Tolerance::is_exact")]
+    pub tolerance: Tolerance,
 }
 
 /// Several heatmaps sharing axes and one colour scale, e.g. context length × needle depth
@@ -348,6 +404,9 @@ pub struct GridHeatmaps {
     /// Panels per row (default: all in one row, at most 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<usize>,
+    /// What a rerun must match, for every value (omitted: bit for bit).
+    #[serde(default, skip_serializing_if = "Tolerance::is_exact")]
+    pub tolerance: Tolerance,
 }
 
 /// One panel of a [`GridHeatmaps`].
@@ -405,6 +464,9 @@ pub struct Series {
     /// Plot against the right-hand axis.
     #[serde(default)]
     pub secondary: bool,
+    /// What a rerun must match, for every value of the series (omitted: bit for bit).
+    #[serde(default, skip_serializing_if = "Tolerance::is_exact")]
+    pub tolerance: Tolerance,
 }
 
 impl Series {
@@ -423,6 +485,10 @@ impl Series {
     }
     pub fn secondary(mut self) -> Self {
         self.secondary = true;
+        self
+    }
+    pub fn within(mut self, tolerance: Tolerance) -> Self {
+        self.tolerance = tolerance;
         self
     }
 }
@@ -457,6 +523,9 @@ pub struct BarSeries {
         with = "nan_as_null_opt_vec"
     )]
     pub errors: Option<Vec<f64>>,
+    /// What a rerun must match (omitted: bit for bit).
+    #[serde(default, skip_serializing_if = "Tolerance::is_exact")]
+    pub tolerance: Tolerance,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +560,10 @@ pub struct Provenance {
     /// Node name → content key of its cached artifact.
     #[serde(default)]
     pub cache_keys: BTreeMap<String, String>,
+    /// The report declaration that wrote this folder (`rhx reproduce` finds it by this name, so
+    /// a renamed folder still reproduces; empty in reports written before it was recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub report: String,
 }
 
 impl Provenance {

@@ -96,6 +96,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         colormap: report::Colormap::RedYellowGreen,
         annotate: true,
         columns: None,
+        tolerance: report::Tolerance::Exact,
     });
     let data: Vec<Json> = per_trace.iter().map(|(name, _, avg, kind)| json!({"trace": name, "intervention": kind, "metric": metric, "mean": avg.mean, "std": avg.std, "n": avg.n})).collect();
     let compare = json!({

@@ -56,6 +56,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         vmax: Some(1.0),
         colormap: report::Colormap::Blues,
         annotate: false,
+        tolerance: report::Tolerance::Exact,
     });
     Ok(vec![("figure.json".into(), serde_json::to_vec_pretty(&fig).unwrap())])
 }

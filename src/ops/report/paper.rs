@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value as Json;
 
-use crate::report::{Cell as RCell, CellValue, Column, Row, Table};
+use crate::report::{Cell as RCell, CellValue, Column, Row, Table, Tolerance};
 
 const PAPER_JSON: &str = include_str!("../../../reports/paper/retrieval-heads-are-dynamic.json");
 
@@ -56,10 +56,14 @@ fn paper() -> PaperFile {
     serde_json::from_str(PAPER_JSON).expect("reports/paper/retrieval-heads-are-dynamic.json is valid (checked by a test)")
 }
 
-/// Our rows for a reference's columns: from a `compare.json` (matched by column name), or from a
-/// table (columns matched by header).
-fn our_rows(r: &PaperRef, o: &Ours) -> Vec<(String, Vec<Option<f64>>)> {
-    let pick = |names: &[String], label: String, vals: &dyn Fn(usize) -> Option<f64>| -> Option<(String, Vec<Option<f64>>)> {
+/// One of our numbers and what a rerun must match.
+type Num = (f64, Tolerance);
+
+/// Our rows for a reference's columns: from a `compare.json` (matched by column name; its
+/// optional `tolerances` are parallel to `rows` without the label), or from a table (columns
+/// matched by header).
+fn our_rows(r: &PaperRef, o: &Ours) -> Vec<(String, Vec<Option<Num>>)> {
+    let pick = |names: &[String], label: String, vals: &dyn Fn(usize) -> Option<Num>| -> Option<(String, Vec<Option<Num>>)> {
         let idx: Vec<Option<usize>> = r.columns.iter().map(|c| names.iter().position(|n| n.eq_ignore_ascii_case(c))).collect();
         idx.iter().any(Option::is_some).then(|| (label, idx.iter().map(|i| i.and_then(vals)).collect()))
     };
@@ -69,9 +73,11 @@ fn our_rows(r: &PaperRef, o: &Ours) -> Vec<(String, Vec<Option<f64>>)> {
             .as_array()
             .map(|rows| {
                 rows.iter()
-                    .filter_map(|row| {
+                    .enumerate()
+                    .filter_map(|(ri, row)| {
                         let label = format!("ours: {}", row[0].as_str().unwrap_or(&o.node));
-                        pick(&names, label, &|i| row.get(i + 1).and_then(Json::as_f64))
+                        let tol = |i: usize| c["tolerances"].get(ri).and_then(|t| t.get(i)).and_then(|t| serde_json::from_value::<Tolerance>(t.clone()).ok()).unwrap_or_default();
+                        pick(&names, label, &|i| row.get(i + 1).and_then(Json::as_f64).map(|v| (v, tol(i))))
                     })
                     .collect()
             })
@@ -84,8 +90,8 @@ fn our_rows(r: &PaperRef, o: &Ours) -> Vec<(String, Vec<Option<f64>>)> {
             .iter()
             .filter_map(|row| {
                 let label = format!("ours: {} ({})", row.label, o.node);
-                pick(&names, label, &|i| match row.cells.get(i).map(|c| &c.value) {
-                    Some(CellValue::Number { value, .. }) => Some(*value),
+                pick(&names, label, &|i| match row.cells.get(i) {
+                    Some(c @ RCell { value: CellValue::Number { value, .. }, .. }) => Some((*value, c.tolerance.clone())),
                     _ => None,
                 })
             })
@@ -158,10 +164,10 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
     }
     let paper_rows: Vec<(String, Vec<Option<f64>>)> =
         r.rows.iter().map(|row| (row[0].as_str().unwrap_or("").to_string(), row[1..].iter().map(Json::as_f64).collect())).collect();
-    let our: Vec<(String, Vec<Option<f64>>)> = mine.iter().flat_map(|o| our_rows(r, o)).collect();
+    let our: Vec<(String, Vec<Option<Num>>)> = mine.iter().flat_map(|o| our_rows(r, o)).collect();
     let cell = |v: Option<f64>| v.map(RCell::num).unwrap_or_else(RCell::empty);
     let mut rows: Vec<Row> = paper_rows.iter().map(|(l, v)| Row::new(format!("paper: {l}"), v.iter().map(|x| cell(*x)).collect())).collect();
-    rows.extend(our.iter().map(|(l, v)| Row::new(l.clone(), v.iter().map(|x| cell(*x)).collect())));
+    rows.extend(our.iter().map(|(l, v)| Row::new(l.clone(), v.iter().map(|x| x.as_ref().map(|(v, t)| RCell::num(*v).within(t.clone())).unwrap_or_else(RCell::empty)).collect())));
     // Where each of our numbers falls relative to the paper's range for that column.
     let mut notes = Vec::new();
     for (ci, col) in r.columns.iter().enumerate() {
@@ -171,7 +177,7 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
         }
         let (lo, hi) = pv.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
         for (label, v) in &our {
-            if let Some(x) = v.get(ci).copied().flatten() {
+            if let Some((x, _)) = v.get(ci).cloned().flatten() {
                 let at = if x < lo {
                     "below the paper's range"
                 } else if x > hi {

@@ -93,6 +93,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     prov.started = ctx.started_at.clone();
     prov.wall_time_s = ctx.started.elapsed().as_secs_f64();
     prov.seeds.insert("experiment".into(), ctx.plan.seed);
+    prov.report = n.name.clone();
     let mut devices = BTreeSet::new();
     for s in &ctx.plan.steps {
         prov.cache_keys.insert(s.node.name.clone(), s.key.as_str().to_string());

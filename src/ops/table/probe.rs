@@ -8,7 +8,7 @@ use crate::analysis::dynamism::Head;
 use crate::analysis::metrics::{average_precision, best_f1_threshold, prf_at, Prf};
 use crate::analysis::probe::{self, Asl, Checkpoint, ProbeOptions, Split};
 use crate::engine::device;
-use crate::report::{Cell as RCell, Column, Row, Table};
+use crate::report::{self, Cell as RCell, Column, Row, Table};
 use crate::ops::hidden::*;
 use sha2::{Digest, Sha256};
 use tch::Tensor;
@@ -38,6 +38,8 @@ fn spec() -> FuncSpec {
         .def("gamma_pos", int_range(0, 1), "1", "asl.gamma_pos")
         .def("checkpoint", enm(&["last", "best_val_loss"]), "last", "probe.checkpoint: weights after the last epoch or at the lowest validation loss")
         .def("device", Ty::Device, "auto", "where to train: auto (CUDA if present), cpu, cuda or \"cuda:N\"")
+        .def("precision", enm(&["f64", "f32"]), "f64", "probe.precision: f64 reproduces across CPUs; f32 (PyTorch's default) moves F1 by up to 0.03 between CPU vendors")
+        .def("seeds", int_range(1, 1000), "1", "probe.seeds: trainings (seeds seed, seed+1, …); with 2 or more the MLP's metrics are mean ± std and a rerun must land within that spread")
         .seed("seed of the split and initialisation")
 }
 
@@ -91,6 +93,8 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let widths = if layers_arg.is_empty() { vec![2 * d, d, d] } else { layers_arg };
     let dev_req: device::DeviceRequest = req_enum(n, "device")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
     let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
+    let double = enum_arg(n, "precision") != Some("f32");
+    let seeds = req_int(n, "seeds")? as u64;
     let opts = ProbeOptions {
         layers: widths.clone(),
         gelu: enum_arg(n, "activation") == Some("gelu"),
@@ -104,17 +108,43 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         checkpoint: if enum_arg(n, "checkpoint") == Some("best_val_loss") { Checkpoint::BestValLoss } else { Checkpoint::Last },
         seed,
         device: dev,
+        double,
     };
-    let (scored, log) = probe::train(&train, &val, &[&val, &test], &opts).map_err(|e| e.to_string())?;
     // The decision threshold maximises F1 on the validation split's PR curve (micro pairs).
     let threshold = |s: &Tensor, y: &Tensor| {
         let (sc, l) = probe::pairs(s, y);
         best_f1_threshold(&sc, &l).map_or(0.5, |(t, _)| t)
     };
-    let thr = threshold(&scored[0], &val.y);
-    let (mlp, mlp_ap) = scores(&scored[1], &test.y, thr, macro_avg);
+    // One training per seed (seed, seed + 1, …) on the same split.
+    let mut runs: Vec<[f64; 5]> = Vec::new();
+    let mut logs = Vec::new();
+    for i in 0..seeds {
+        let o = ProbeOptions { seed: seed.wrapping_add(i), ..opts.clone() };
+        let (scored, log) = probe::train(&train, &val, &[&val, &test], &o).map_err(|e| e.to_string())?;
+        let thr = threshold(&scored[0], &val.y);
+        let (p, ap) = scores(&scored[1], &test.y, thr, macro_avg);
+        runs.push([p.f, p.precision, p.recall, ap.unwrap_or(f64::NAN), thr]);
+        logs.push(log);
+    }
+    let log = logs[0].clone();
+    let thr = runs[0][4];
+    let mean: Vec<f64> = (0..5).map(|c| runs.iter().map(|r| r[c]).sum::<f64>() / runs.len() as f64).collect();
+    let std: Vec<f64> = (0..5)
+        .map(|c| if runs.len() < 2 { 0.0 } else { (runs.iter().map(|r| (r[c] - mean[c]).powi(2)).sum::<f64>() / (runs.len() - 1) as f64).sqrt() })
+        .collect();
+    // What a rerun on another CPU must match. The hidden states differ by ~1e-7 between CPU
+    // vendors; with f64 training that moves a score by ~1e-7 and flips at most a decision or
+    // two near the threshold, so the tolerance of a metric is two decisions' worth of it.
+    let positives = test.y.sum(tch::Kind::Double).double_value(&[]).max(1.0);
+    let decision = 2.0 / positives;
+    let why = if double { "hidden states differ by ~1e-7 between CPUs: two decisions" } else { "f32 training: differs by up to 0.03 between CPU vendors" };
+    let float_tol = |c: usize| if !double { 0.05 } else if c == 4 { 1e-3 } else { decision };
+    let mlp_tol = |c: usize| if seeds >= 2 { report::Tolerance::Statistical { abs: std[c].max(float_tol(c)), seeds } } else { report::Tolerance::float(float_tol(c), why) };
+    let mlp = Prf { f: mean[0], precision: mean[1], recall: mean[2] };
+    let mlp_ap = (!mean[3].is_nan()).then_some(mean[3]);
 
-    let mut rows = vec![(format!("MLP probe {:?}", widths), mlp, mlp_ap, thr)];
+    let mut rows = vec![(format!("MLP probe {:?}", widths), mlp, mlp_ap, mean[4])];
+    let mut tols: Vec<Vec<report::Tolerance>> = vec![(0..5).map(mlp_tol).collect()];
     // Baseline: always predict the static set.
     if let Ok((sa, sname)) = input(inputs, n, "static") {
         let stat: BTreeSet<Head> = heads_of(sa)?.into_iter().collect();
@@ -127,20 +157,26 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         let s = Tensor::from_slice(&v).unsqueeze(0).expand([test.rows(), v.len() as i64], false).contiguous();
         let (p, ap) = scores(&s, &test.y, 1.0, macro_avg);
         rows.push((format!("always the static set `{sname}` ({} heads)", stat.len()), p, ap, 1.0));
+        tols.push(vec![report::Tolerance::Exact; 5]);
     }
     // Baseline: a logistic regression per head (a linear probe), threshold chosen the same way.
     let lin = logistic(&train, &[&val, &test])?;
     let lthr = threshold(&lin[0], &val.y);
     let (lp, lap) = scores(&lin[1], &test.y, lthr, macro_avg);
     rows.push(("logistic regression per head".to_string(), lp, lap, lthr));
+    tols.push((0..5).map(|c| report::Tolerance::float(if c == 4 { 1e-3 } else { decision }, "hidden states differ by ~1e-7 between CPUs: two decisions")).collect());
 
-    let cell = |v: f64| RCell::num(v);
+    let cell = |v: f64, c: usize, r: usize| {
+        let t = tols[r][c].clone();
+        if r == 0 && seeds >= 2 { RCell::num_pm(v, std[c], seeds).within(t) } else { RCell::num(v).within(t) }
+    };
     let table = Table {
         id: n.name.clone(),
         caption: format!(
-            "Paper Table 2: predicting the step's retrieval heads (Eq. 1, {} heads) from the final hidden state (d = {d}) of `{name}`. Split by {}: {} / {} / {} rows for train / validation / test ({} generations); metrics on test, {}-averaged, at the threshold that maximises validation F1. ASL (γ− 4, γ+ {}, clip 0.05), Adam {}, batch {}, {} epochs, best validation loss at epoch {}.",
+            "Paper Table 2: predicting the step's retrieval heads (Eq. 1, {} heads) from the final hidden state (d = {d}) of `{name}`. Split by {}: {} / {} / {} rows for train / validation / test ({} generations); metrics on test, {}-averaged, at the threshold that maximises validation F1. ASL (γ− 4, γ+ {}, clip 0.05), Adam {}, batch {}, {} epochs in {}, best validation loss at epoch {}{}.",
             layers * n_heads, if by_row { "step" } else { "generation" }, train.rows(), val.rows(), test.rows(), gens.len(),
-            if macro_avg { "macro" } else { "micro" }, opts.asl.gamma_pos, opts.lr, opts.batch_size, opts.epochs, log.best_epoch + 1
+            if macro_avg { "macro" } else { "micro" }, opts.asl.gamma_pos, opts.lr, opts.batch_size, opts.epochs, if double { "f64" } else { "f32" }, log.best_epoch + 1,
+            if seeds >= 2 { format!(" (first seed); the MLP row is the mean over {seeds} trainings (seeds {seed}…{})", seed + seeds - 1) } else { String::new() }
         ),
         row_header: "Predictor".into(),
         columns: vec![
@@ -150,18 +186,22 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             Column::new("AUPRC").precision(4),
             Column::new("Threshold").precision(3),
         ],
+        spread_label: (seeds >= 2).then(|| format!("std over {seeds} trainings of the MLP probe")),
         rows: rows
             .iter()
-            .map(|(l, p, ap, t)| Row::new(l.clone(), vec![cell(p.f), cell(p.precision), cell(p.recall), ap.map(cell).unwrap_or_else(RCell::empty), cell(*t)]))
+            .enumerate()
+            .map(|(r, (l, p, ap, t))| Row::new(l.clone(), vec![cell(p.f, 0, r), cell(p.precision, 1, r), cell(p.recall, 2, r), ap.map(|v| cell(v, 3, r)).unwrap_or_else(RCell::empty), cell(*t, 4, r)]))
             .collect(),
         ..Default::default()
     };
     let compare = json!({
         "columns": ["F1", "Precision", "Recall", "AUPRC"],
         "rows": rows.iter().map(|(l, p, ap, _)| json!([format!("{name}, {l}"), p.f, p.precision, p.recall, ap])).collect::<Vec<_>>(),
+        "tolerances": tols.iter().map(|t| t[..4].to_vec()).collect::<Vec<_>>(),
     });
     let data = json!({"trace": name, "train_rows": train.rows(), "val_rows": val.rows(), "test_rows": test.rows(), "threshold": thr,
-        "positive_rate_test": test.y.mean(tch::Kind::Double).double_value(&[]), "log": log, "layers": widths, "device": device::describe(dev)});
+        "positive_rate_test": test.y.mean(tch::Kind::Double).double_value(&[]), "log": log, "layers": widths, "device": device::describe(dev),
+        "precision": if double { "f64" } else { "f32" }, "runs": runs, "logs": logs});
     Ok(vec![
         ("table.json".into(), serde_json::to_vec_pretty(&table).unwrap()),
         ("probe.json".into(), serde_json::to_vec_pretty(&data).unwrap()),
@@ -198,10 +238,12 @@ fn logistic(train: &Split, eval: &[&Split]) -> Result<Vec<Tensor>, String> {
     use smartcore::linalg::basic::arrays::Array;
     use smartcore::linalg::basic::matrix::DenseMatrix;
     use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
-    let mean = train.x.mean_dim(0, true, tch::Kind::Float);
-    let std = train.x.std_dim(0, false, true).clamp_min(1e-6);
+    // Standardised in f64, so the features do not carry f32 reduction-order noise.
+    let xd = train.x.to_kind(tch::Kind::Double);
+    let mean = xd.mean_dim(0, true, tch::Kind::Double);
+    let std = xd.std_dim(0, false, true).clamp_min(1e-6);
     let rows = |x: &Tensor| -> Vec<Vec<f64>> {
-        let z = ((x - &mean) / &std).to_kind(tch::Kind::Double);
+        let z = (x.to_kind(tch::Kind::Double) - &mean) / &std;
         let (n, d) = (z.size()[0] as usize, z.size()[1] as usize);
         let flat = Vec::<f64>::try_from(&z.contiguous().view(-1)).unwrap_or_default();
         (0..n).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect()
