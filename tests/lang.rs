@@ -570,3 +570,36 @@ fn engine_shapes_read_gguf_header() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Diagnostics on very long lines: never a panic (miette's width argument overflows past column
+/// 65,535), `file:line:col` exact, the snippet cut to a window around the span, a long
+/// neighbouring line left out, and the check itself fast.
+#[test]
+fn long_lines_give_clipped_diagnostics() {
+    let started = std::time::Instant::now();
+    let pad = " ".repeat(70_000);
+    let text = format!("experiment \"x\" {{ seed: 0 }}\nmodel lm = gguf(\"smollm2-135m-instruct\") {{ dtype: f32, {pad}bogus: 1 }}\n");
+    let d = rhx::lang::check_str("long.rhx", Path::new("long.rhx"), &text, &[], &NoShapes).unwrap_err();
+    let out = render_diagnostics(&d);
+    assert!(out.contains("[long.rhx:2:70056]"), "{}", &out[..out.len().min(2000)]);
+    assert!(out.contains("bogus: 1 }") && out.lines().all(|l| l.chars().count() < 400), "{}", &out[..out.len().min(2000)]);
+
+    // A 100 KB comment line just above the error is not printed.
+    let text = format!("experiment \"x\" {{ seed: 0 }}\n# {}\nmodel lm = gguf(\"smollm2-135m-instruct\") {{ bogus: 1 }}\n", "a".repeat(100_000));
+    let out = render_diagnostics(&rhx::lang::check_str("c.rhx", Path::new("c.rhx"), &text, &[], &NoShapes).unwrap_err());
+    assert!(out.contains("[c.rhx:3:") && out.lines().all(|l| l.chars().count() < 400), "{}", &out[..out.len().min(2000)]);
+
+    // A `--set` value longer than 65,535 characters with a mistake at its end.
+    let text = "experiment \"x\" { seed: 0 }\ndataset d = niah { runs: 1, lengths: [300] }\n";
+    let set = format!("d.runs={}x", " ".repeat(70_000));
+    let out = render_diagnostics(&rhx::lang::check_str("s.rhx", Path::new("s.rhx"), text, &[set], &NoShapes).unwrap_err());
+    assert!(out.contains("[--set:1:70008]") && out.lines().all(|l| l.chars().count() < 400), "{}", &out[..out.len().min(2000)]);
+
+    // A 2 MB file with an error on every declaration checks in seconds and lists the first 100.
+    let many = (0..20_000).map(|i| format!("model m{i} = gguf(\"a\") {{ bogus: 1 }}")).collect::<Vec<_>>().join(" ");
+    let text = format!("experiment \"x\" {{ seed: 0 }} {many} {}\n", " ".repeat(1_500_000));
+    let d = rhx::lang::check_str("big.rhx", Path::new("big.rhx"), &text, &[], &NoShapes).unwrap_err();
+    let out = render_diagnostics(&d);
+    assert!(out.contains(&format!("and {} more error(s) not shown", d.len() - 100)), "{}", &out[out.len().saturating_sub(500)..]);
+    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+}

@@ -5,7 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use miette::{
-    GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity, SourceCode,
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, Severity,
+    SourceCode, SourceSpan, SpanContents,
 };
 
 use super::source::{SourceFile, SourceMap, Span};
@@ -239,11 +240,16 @@ pub fn render_diagnostics(diags: &[Diagnostic]) -> String {
         .with_width(100)
         .with_links(false);
     let mut out = String::new();
-    for d in diags {
+    // A file with thousands of mistakes: the first ones are what to fix first.
+    const SHOWN: usize = 100;
+    for d in diags.iter().take(SHOWN) {
         let view = View::new(d);
         if handler.render_report(&mut out, &view).is_err() {
             out.push_str(&format!("{d}\n"));
         }
+    }
+    if diags.len() > SHOWN {
+        out.push_str(&format!("\n… and {} more error(s) not shown (fix the ones above first)\n", diags.len() - SHOWN));
     }
     out
 }
@@ -255,7 +261,7 @@ struct View {
     message: String,
     help: Option<String>,
     severity: Severity,
-    source: Option<NamedSource<String>>,
+    source: Option<ClippedSource>,
     labels: Vec<LabeledSpan>,
     related: Vec<View>,
 }
@@ -281,7 +287,7 @@ impl View {
                     message: n.label.clone(),
                     help: None,
                     severity: Severity::Advice,
-                    source: Some(NamedSource::new(src.name.clone(), src.text.clone())),
+                    source: Some(ClippedSource::new(src)),
                     labels: vec![LabeledSpan::new_with_span(None, clamp(n.span, src))],
                     related: vec![],
                 }),
@@ -296,18 +302,67 @@ impl View {
             source: d
                 .src
                 .as_ref()
-                .map(|s| NamedSource::new(s.name.clone(), s.text.clone())),
+                .map(|s| ClippedSource::new(s)),
             labels,
             related,
         }
     }
 }
 
+/// The longest underline drawn; a longer span is underlined from its start.
+const MAX_LABEL: usize = 120;
+/// Lines longer than this are cut to a window around the span in a snippet.
+const MAX_LINE: usize = 240;
+/// Bytes shown on each side of the span in a cut line.
+const WINDOW: usize = 60;
+
 fn clamp(span: Span, src: &SourceFile) -> (usize, usize) {
     let len = src.text.len();
     let start = super::source::floor_char_boundary(&src.text, span.start.min(len));
-    let end = super::source::floor_char_boundary(&src.text, span.end.min(len)).max(start);
+    let end = super::source::floor_char_boundary(&src.text, span.end.min(len).min(start + MAX_LABEL)).max(start);
     (start, end - start)
+}
+
+/// A named source whose snippets never show more than [`MAX_LINE`] bytes of a line: a long line
+/// is cut to a window around the span, and long neighbouring lines are left out. miette panics
+/// on a column past 65,535, and a 2 MB line printed whole helps no one; `file:line:col` stays
+/// exact.
+#[derive(Clone)]
+struct ClippedSource {
+    name: String,
+    text: Arc<SourceFile>,
+}
+
+impl ClippedSource {
+    fn new(src: &Arc<SourceFile>) -> Self {
+        ClippedSource { name: src.name.clone(), text: src.clone() }
+    }
+}
+
+impl SourceCode for ClippedSource {
+    fn read_span<'a>(&'a self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let text = self.text.text.as_str();
+        let c = text.read_span(span, before, after)?;
+        if !c.data().split(|b| *b == b'\n').any(|l| l.len() > MAX_LINE) {
+            return Ok(Box::new(MietteSpanContents::new_named(self.name.clone(), c.data(), *c.span(), c.line(), c.column(), c.line_count())));
+        }
+        // Only the span's own line, cut to a window around the span when it is long. Without
+        // context (the `file:line:col` header) the window starts at the span.
+        let floor = |i: usize| super::source::floor_char_boundary(text, i.min(text.len()));
+        let start = floor(span.offset());
+        let end = floor(span.offset() + span.len()).max(start);
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+        let (ws, we) = if line_end - line_start <= MAX_LINE {
+            (line_start, line_end)
+        } else {
+            let ws = if before == 0 && after == 0 { start } else { start.saturating_sub(WINDOW).max(line_start) };
+            (floor(ws), floor((end + WINDOW).min(line_end).min(ws + MAX_LINE)).max(floor(ws)))
+        };
+        let line = text.as_bytes()[..ws].iter().filter(|b| **b == b'\n').count();
+        let column = text[line_start..ws].chars().count();
+        Ok(Box::new(MietteSpanContents::new_named(self.name.clone(), text[ws..we].as_bytes(), (ws, we - ws).into(), line, column, 1)))
+    }
 }
 
 impl fmt::Debug for View {
