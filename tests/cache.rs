@@ -981,6 +981,42 @@ fn digest_cache_reuses_and_notices_changes() {
     assert_eq!(report.pruned_digests, 1);
 }
 
+/// `digests.json` edited by hand (a model's sha256 set to zeros) is neither used by a run nor
+/// passed by `rhx cache verify`.
+#[test]
+fn poisoned_digest_is_not_used_and_verify_catches_it() {
+    let root = scratch("digests_poisoned");
+    let files = scratch("digests_poisoned_files");
+    let cache = Cache::open(&root).unwrap();
+    let model = files.join("model.bin");
+    fs::write(&model, b"weights").unwrap();
+    fs::File::options().write(true).open(&model).unwrap().set_modified(SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    let good = cache.file_digest(&model).unwrap();
+    assert_eq!(cache.file_digest_traced(&model).unwrap().1, DigestSource::Cached);
+    let table = root.join("digests.json");
+    let poison = || {
+        let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&table).unwrap()).unwrap();
+        for e in v["entries"].as_object_mut().unwrap().values_mut() {
+            e["sha256"] = serde_json::json!("0".repeat(64));
+        }
+        fs::write(&table, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    };
+    poison();
+    // Not used: the file is hashed again and the key gets its real digest.
+    let (d, src) = cache.file_digest_traced(&model).unwrap();
+    assert_eq!((d, src), (good.clone(), DigestSource::Computed));
+    // Caught by verify, named, and dropped.
+    poison();
+    let r = cache.verify().unwrap();
+    assert_eq!(r.digests_checked, 1);
+    assert_eq!(r.digests_wrong.len(), 1, "{r:?}");
+    assert!(r.digests_wrong[0].contains("model.bin") && r.digests_wrong[0].contains("edited"), "{r:?}");
+    assert!(!r.is_clean());
+    let r = cache.verify().unwrap();
+    assert!(r.is_clean() && r.digests_checked == 0, "{r:?}");
+    assert_eq!(cache.file_digest_traced(&model).unwrap(), (good, DigestSource::Computed));
+}
+
 // ------------------------------------------------------------------------------------ gc
 
 #[test]

@@ -11,6 +11,15 @@
 //!   file systems, 1 s on some NFS servers) could otherwise go unseen. Such a file is simply
 //!   hashed again next time.
 //!
+//! * each entry also holds a cheap probe (sha256 of the file's first and last 64 KiB), checked on
+//!   every reuse: a file rewritten in place that somehow keeps size, mtime, ctime and inode
+//!   (a file system with coarse or frozen ctime, a restored snapshot) is still caught when the
+//!   change touches either end — where GGUF and safetensors keep their headers.
+//!
+//! Entries are sealed like manifests: a checksum over (path, stamp, probe, sha256). An entry
+//! edited by hand (a sha256 set to zeros) fails its seal and is not used; `rhx cache verify`
+//! re-hashes every file the table names and drops the entries that are wrong.
+//!
 //! The device number is not part of the stamp, because one NFS file shows different device
 //! numbers on different cluster nodes; the inode number (NFS fileid) is stable.
 
@@ -89,6 +98,57 @@ struct Entry {
     #[serde(flatten)]
     stamp: Stamp,
     sha256: String,
+    /// sha256 of the first and last [`PROBE_BYTES`] of the file.
+    probe: String,
+    /// Checksum of (path, stamp, probe, sha256): see [`Entry::seal_of`].
+    seal: String,
+}
+
+/// Bytes read from each end of a file for its probe.
+const PROBE_BYTES: u64 = 64 * 1024;
+
+impl Entry {
+    fn seal_of(path: &str, stamp: &Stamp, probe: &str, sha256: &str) -> String {
+        let text = serde_json::json!(["rhx-digest/1", path, stamp, probe, sha256]).to_string();
+        super::key::Key::of_bytes(text.as_bytes()).to_string()
+    }
+    fn new(path: &str, stamp: Stamp, probe: String, sha256: String) -> Entry {
+        let seal = Entry::seal_of(path, &stamp, &probe, &sha256);
+        Entry { stamp, sha256, probe, seal }
+    }
+    fn sealed(&self, path: &str) -> bool {
+        self.seal == Entry::seal_of(path, &self.stamp, &self.probe, &self.sha256)
+    }
+}
+
+/// sha256 of a file's first and last [`PROBE_BYTES`] (all of it when smaller than twice that).
+fn probe(f: &File, size: u64) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut buf = vec![0u8; PROBE_BYTES as usize];
+    let ranges = if size <= 2 * PROBE_BYTES { vec![(0, size)] } else { vec![(0, PROBE_BYTES), (size - PROBE_BYTES, PROBE_BYTES)] };
+    for (at, len) in ranges {
+        let mut done = 0u64;
+        while done < len {
+            let want = ((len - done) as usize).min(buf.len());
+            let n = f.read_at(&mut buf[..want], at + done)?;
+            if n == 0 {
+                break;
+            }
+            sha2::Digest::update(&mut hasher, &buf[..n]);
+            done += n as u64;
+        }
+    }
+    Ok(super::key::hex(&sha2::Digest::finalize(hasher)))
+}
+
+/// What `rhx cache verify` found in the digest cache.
+#[derive(Clone, Debug, Default)]
+pub struct DigestCheck {
+    /// Entries whose file was re-hashed.
+    pub checked: usize,
+    /// Entries that were wrong (path and why); they are dropped from the table.
+    pub wrong: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -97,7 +157,8 @@ struct Table {
     entries: BTreeMap<String, Entry>,
 }
 
-const TABLE_FORMAT: u32 = 1;
+/// 2: entries carry a probe and a seal (format-1 tables are read as empty: files are re-hashed once).
+const TABLE_FORMAT: u32 = 2;
 
 pub(crate) struct DigestCache {
     pub(crate) file: PathBuf,
@@ -156,7 +217,8 @@ impl DigestCache {
         let name = abs.to_string_lossy().into_owned();
         let stamp = Stamp::of(&meta);
         if let Some(e) = self.load().entries.get(&name) {
-            if e.stamp == stamp {
+            let same_ends = || File::open(&abs).and_then(|f| probe(&f, stamp.size)).is_ok_and(|p| p == e.probe);
+            if e.stamp == stamp && e.sealed(&name) && same_ends() {
                 return Ok((
                     FileDigest {
                         sha256: e.sha256.clone(),
@@ -171,28 +233,64 @@ impl DigestCache {
         let (digest, stamp, stable) = loop {
             let f = File::open(&abs).map_err(|e| io_err("open", &abs, e))?;
             let before = Stamp::of(&f.metadata().map_err(|e| io_err("stat", &abs, e))?);
+            let ends = probe(&f, before.size).map_err(|e| io_err("read", &abs, e))?;
             let (sha256, size) = sys::sha256_reader(&f).map_err(|e| io_err("read", &abs, e))?;
             let after = std::fs::metadata(&abs).map_err(|e| io_err("stat", &abs, e))?;
             let stable = before == Stamp::of(&after) && size == before.size;
             attempt += 1;
             if stable || attempt >= 3 {
-                break (FileDigest { sha256, size }, before, stable);
+                break (FileDigest { sha256, size }, (before, ends), stable);
             }
         };
+        let (stamp, ends) = stamp;
         if stable && stamp.settled() {
             let _guard = FileLock::acquire(&self.lock, Wait::Forever)?;
             let mut table = self.load();
             table.format = TABLE_FORMAT;
-            table.entries.insert(
-                name,
-                Entry {
-                    stamp,
-                    sha256: digest.sha256.clone(),
-                },
-            );
+            table.entries.insert(name.clone(), Entry::new(&name, stamp, ends, digest.sha256.clone()));
             self.store(&table, &tmp_name())?;
         }
         Ok((digest, DigestSource::Computed))
+    }
+
+    /// Re-hashes every file the table names and drops the entries that are wrong: a broken
+    /// seal (edited by hand), a stamp that no longer matches, or a digest that is not the file's.
+    pub(crate) fn verify(&self, tmp_name: impl Fn() -> String) -> Result<DigestCheck, CacheError> {
+        if !self.file.exists() {
+            return Ok(DigestCheck::default());
+        }
+        let _guard = FileLock::acquire(&self.lock, Wait::Forever)?;
+        let mut table = self.load();
+        let mut check = DigestCheck::default();
+        let mut drop = Vec::new();
+        for (path, e) in &table.entries {
+            let Ok(f) = File::open(path) else { continue };
+            check.checked += 1;
+            let stamp = f.metadata().map(|m| Stamp::of(&m));
+            let wrong = if !e.sealed(path) {
+                Some("its entry was edited (the seal does not match)".to_string())
+            } else if stamp.as_ref().ok() != Some(&e.stamp) {
+                Some("the file changed since it was hashed".to_string())
+            } else {
+                match sys::sha256_reader(&f) {
+                    Ok((sha, _)) if sha == e.sha256 => None,
+                    Ok((sha, _)) => Some(format!("recorded sha256 {} but the file hashes to {sha}", e.sha256)),
+                    Err(err) => Some(format!("cannot read it: {err}")),
+                }
+            };
+            if let Some(why) = wrong {
+                check.wrong.push(format!("{path}: {why}"));
+                drop.push(path.clone());
+            }
+        }
+        if !drop.is_empty() {
+            for p in &drop {
+                table.entries.remove(p);
+            }
+            table.format = TABLE_FORMAT;
+            self.store(&table, &tmp_name())?;
+        }
+        Ok(check)
     }
 
     /// Drops entries whose file no longer exists. Returns how many were dropped.

@@ -198,11 +198,15 @@ pub struct VerifyReport {
     pub corrupted: Vec<Corrupted>,
     /// I/O problems that are not evidence of damage (e.g. permission denied), per path.
     pub errors: Vec<String>,
+    /// Input files whose remembered digest was re-hashed (`digests.json`).
+    pub digests_checked: usize,
+    /// Remembered digests that were wrong (dropped; the file is hashed again on next use).
+    pub digests_wrong: Vec<String>,
 }
 
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
-        self.corrupted.is_empty() && self.errors.is_empty()
+        self.corrupted.is_empty() && self.errors.is_empty() && self.digests_wrong.is_empty()
     }
 }
 
@@ -863,7 +867,8 @@ impl Cache {
     }
 
     /// Rehashes every artifact; damaged ones (and entries under `objects/` that are not
-    /// artifacts) are quarantined and listed.
+    /// artifacts) are quarantined and listed. Re-hashes every input file `digests.json`
+    /// remembers and drops the entries that are wrong.
     pub fn verify(&self) -> Result<VerifyReport, CacheError> {
         enum Outcome {
             Ok(u64),
@@ -899,6 +904,9 @@ impl Cache {
             })
             .collect();
         let mut report = VerifyReport::default();
+        let digests = self.digests.verify(|| self.tmp_name("digests"))?;
+        report.digests_checked = digests.checked;
+        report.digests_wrong = digests.wrong;
         for o in outcomes {
             match o {
                 Outcome::Ok(bytes) => {

@@ -271,6 +271,10 @@ pub fn cache(c: CacheCmd) -> Result<ExitCode> {
             for e in &r.errors {
                 println!("error: {e}");
             }
+            println!("{} remembered input digests re-hashed, {} wrong", r.digests_checked, r.digests_wrong.len());
+            for w in &r.digests_wrong {
+                println!("wrong digest (dropped, the file will be hashed again): {w}");
+            }
             if !r.is_clean() {
                 return Ok(ExitCode::from(1));
             }
