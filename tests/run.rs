@@ -297,6 +297,33 @@ fn reproduce_certifies_a_report_and_catches_a_changed_number() {
     assert!(text.contains(&format!("tables/{csv}:")) && text.contains("differs from what report.json renders to"), "{text}");
 }
 
+/// A report served from the cache says who wrote this copy (the second run's command line) and,
+/// separately, which run computed each artifact (the first run's, for the report itself).
+#[test]
+fn provenance_of_a_cached_report_names_this_run_and_the_computing_run() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("provenance");
+    let rhx = env!("CARGO_BIN_EXE_rhx");
+    let cache = dir.join("cache");
+    let run = |reports: &str| {
+        let st = std::process::Command::new(rhx).args(["run", "--quiet", "--profile", "short", "--cache"]).arg(&cache).arg("--reports").arg(dir.join(reports)).arg(exp()).status().unwrap();
+        assert!(st.success());
+        rhx::report::load_report(&dir.join(reports).join("out/report.json")).unwrap().provenance
+    };
+    let first = run("first");
+    let second = run("second");
+    let joined = |v: &[String]| v.join(" ");
+    assert!(joined(&first.command_line).contains("first") && joined(&second.command_line).contains("second"), "{:?}", second.command_line);
+    assert_ne!(first.started, second.started);
+    assert_eq!(second.report, "out");
+    let computed = &second.computed["out"];
+    assert!(joined(&computed.command_line).contains("first"), "{computed:?}");
+    assert_eq!(computed.created, first.computed["out"].created);
+    assert!(second.computed.contains_key("base") && !second.computed["base"].created.is_empty(), "{:?}", second.computed.keys());
+}
+
 #[test]
 fn report_assembles_from_cached_traces_only() {
     if !installed() {

@@ -560,10 +560,28 @@ pub struct Provenance {
     /// Node name → content key of its cached artifact.
     #[serde(default)]
     pub cache_keys: BTreeMap<String, String>,
+    /// Which run computed each artifact behind this report (node → its cache manifest's time,
+    /// rhx version and compute time; for the report node also that run's command line). The
+    /// fields above say who wrote this copy of the report, which may have served everything
+    /// from the cache.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub computed: BTreeMap<String, Computed>,
     /// The report declaration that wrote this folder (`rhx reproduce` finds it by this name, so
     /// a renamed folder still reproduces; empty in reports written before it was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub report: String,
+}
+
+/// When and by what an artifact was computed (from its cache manifest).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Computed {
+    /// RFC 3339 UTC.
+    pub created: String,
+    pub rhx_version: String,
+    pub wall_time_s: f64,
+    /// The command line of the run that computed it, where known (the report node's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command_line: Vec<String>,
 }
 
 impl Provenance {

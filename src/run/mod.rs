@@ -155,7 +155,7 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
                 artifacts.insert(name.clone(), a);
                 outcomes.push((name.clone(), step.key.short().to_string(), Outcome::Cached, 0.0));
                 if step.node.kind == crate::lang::Kind::Report {
-                    reports.push(crate::ops::report::template::publish_report(&ctx, step, artifacts.get(name).unwrap())?);
+                    reports.push(crate::ops::report::template::publish_report(&ctx, step, &artifacts)?);
                 }
                 continue;
             }
@@ -192,10 +192,10 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
                 (a, Outcome::Computed)
             }
         };
-        if step.node.kind == crate::lang::Kind::Report {
-            reports.push(crate::ops::report::template::publish_report(&ctx, step, &artifact)?);
-        }
         artifacts.insert(name.clone(), artifact);
+        if step.node.kind == crate::lang::Kind::Report {
+            reports.push(crate::ops::report::template::publish_report(&ctx, step, &artifacts)?);
+        }
         outcomes.push((name.clone(), step.key.short().to_string(), outcome, t0.elapsed().as_secs_f64()));
     }
     for w in cache.take_warnings() {

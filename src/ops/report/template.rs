@@ -131,10 +131,30 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     Ok(files)
 }
 
-/// Renders a report artifact into `<reports_dir>/<report name>/`.
-pub(crate) fn publish_report(ctx: &Ctx, step: &Step, a: &Artifact) -> Result<PathBuf, RunError> {
+/// Renders a report artifact into `<reports_dir>/<report name>/`. The provenance says who wrote
+/// this copy (this run: its command line, commit, start and wall time) and, under `computed`,
+/// which run computed each artifact (the report artifact may come from the cache).
+pub(crate) fn publish_report(ctx: &Ctx, step: &Step, artifacts: &std::collections::HashMap<String, Artifact>) -> Result<PathBuf, RunError> {
     let err = |m: String| RunError::node(&step.node.name, m);
-    let report: Report = serde_json::from_value(read_json(a, "report.json").map_err(err)?).map_err(|e| err(e.to_string()))?;
+    let a = artifacts.get(&step.node.name).ok_or_else(|| err("the report artifact is missing".into()))?;
+    let mut report: Report = serde_json::from_value(read_json(a, "report.json").map_err(err)?).map_err(|e| err(e.to_string()))?;
+    let original = report.provenance.clone();
+    let now = report::Provenance::current();
+    let p = &mut report.provenance;
+    p.rhx_version = now.rhx_version;
+    p.git_commit = now.git_commit;
+    p.command_line = now.command_line;
+    p.started = ctx.started_at.clone();
+    p.wall_time_s = ctx.started.elapsed().as_secs_f64();
+    p.report = step.node.name.clone();
+    p.computed.clear();
+    for s in &ctx.plan.steps {
+        if let Some(x) = artifacts.get(&s.node.name) {
+            let m = &x.manifest;
+            let command_line = if s.node.name == step.node.name { original.command_line.clone() } else { vec![] };
+            p.computed.insert(s.node.name.clone(), report::Computed { created: m.created.clone(), rhx_version: m.rhx_version.clone(), wall_time_s: m.wall_time_s, command_line });
+        }
+    }
     let templates = report::Templates { markdown: a.file("template.md.j2"), html: None };
     let dir = ctx.opts.reports_dir.join(&step.node.name);
     let files = report::write_report_with(&report, &dir, &templates).map_err(|e| err(e.to_string()))?;
