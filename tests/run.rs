@@ -297,6 +297,40 @@ fn reproduce_certifies_a_report_and_catches_a_changed_number() {
     assert!(text.contains(&format!("tables/{csv}:")) && text.contains("differs from what report.json renders to"), "{text}");
 }
 
+/// `rhx reproduce` from another working directory, and of a folder moved out of its project
+/// (then the experiment is named with `--experiment`).
+#[test]
+fn reproduce_from_anywhere() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("reproduce_anywhere");
+    let rhx = env!("CARGO_BIN_EXE_rhx");
+    let cache = dir.join("cache");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Run from the project root with a relative experiment path, as a user would.
+    let st = std::process::Command::new(rhx).current_dir(root).args(["run", "--quiet", "--profile", "short", "tests/run/tiny.rhx", "--cache"]).arg(&cache).arg("--reports").arg(dir.join("reports")).status().unwrap();
+    assert!(st.success());
+    let elsewhere = dir.join("cwd");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let reproduce = |folder: &Path, extra: &[&str]| {
+        let out = std::process::Command::new(rhx).current_dir(&elsewhere).arg("reproduce").arg(folder).args(["--use-cache", "--cache"]).arg(&cache).args(extra).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, text) = reproduce(&dir.join("reports/out"), &[]);
+    assert_eq!(code, Some(0), "{text}");
+    // Moved out of the project and renamed: found with --experiment, refused with a hint without.
+    let moved = dir.join("review/by/someone/section");
+    copy_dir(&dir.join("reports/out"), &moved);
+    let (code, text) = reproduce(&moved, &[]);
+    assert!(code.is_some_and(|c| c != 0), "{text}");
+    assert!(text.contains("--experiment"), "{text}");
+    let exp = root.join("tests/run/tiny.rhx");
+    let (code, text) = reproduce(&moved, &["--experiment", exp.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("REPRODUCED"), "{text}");
+}
+
 /// A report served from the cache says who wrote this copy (the second run's command line) and,
 /// separately, which run computed each artifact (the first run's, for the report itself).
 #[test]

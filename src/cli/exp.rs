@@ -309,7 +309,7 @@ pub fn cache(c: CacheCmd) -> Result<ExitCode> {
 }
 
 #[derive(Args)]
-#[command(after_help = "EXAMPLES:\n  rhx reproduce reports/niah_smoke                       # re-runs experiments/niah_smoke.rhx from scratch, certifies every number\n  rhx reproduce reports/section3 --certificate cert.md   # also writes every number's verdict to cert.md\n\nEach number is held to the tolerance its op declared in report.json: exact for counts and\nanything computed from traces, a float tolerance where a CPU's floating-point path moves it\n(CCA, probes), the stated spread for a mean over seeds. report.md, report.html, tables/*.csv\nand figures/*.svg must be exactly what report.json renders to.")]
+#[command(after_help = "EXAMPLES:\n  rhx reproduce reports/niah_smoke                       # re-runs experiments/niah_smoke.rhx from scratch, certifies every number\n  rhx reproduce reports/section3 --certificate cert.md   # also writes every number's verdict to cert.md\n  rhx reproduce ~/review/section3 --experiment rhx/experiments/section3.rhx   # a folder moved elsewhere\n\nEach number is held to the tolerance its op declared in report.json: exact for counts and\nanything computed from traces, a float tolerance where a CPU's floating-point path moves it\n(CCA, probes), the stated spread for a mean over seeds. report.md, report.html, tables/*.csv\nand figures/*.svg must be exactly what report.json renders to.")]
 pub struct ReproduceArgs {
     /// A report folder written by `rhx run` (it holds report.json with the provenance)
     pub report_dir: PathBuf,
@@ -319,6 +319,10 @@ pub struct ReproduceArgs {
     /// Write the full certificate (every number and text, with its verdict) as Markdown here
     #[arg(long)]
     pub certificate: Option<PathBuf>,
+    /// The experiment file to rerun (default: the one the report names, found from the working
+    /// directory or from the report folder)
+    #[arg(long)]
+    pub experiment: Option<PathBuf>,
     /// Reuse cached artifacts instead of recomputing everything
     #[arg(long)]
     pub use_cache: bool,
@@ -326,6 +330,31 @@ pub struct ReproduceArgs {
     pub cache: CacheDir,
     #[arg(long)]
     pub threads: Option<i32>,
+}
+
+/// Where the experiment of a report is: `--experiment`; the recorded path from the working
+/// directory; the path recorded relative to the report folder; the recorded path from the
+/// project the folder sits in (`<project>/reports/<name>`).
+fn find_experiment(a: &ReproduceArgs, recorded: &Path, prov: &crate::report::Provenance) -> Result<PathBuf> {
+    if let Some(e) = &a.experiment {
+        anyhow::ensure!(e.is_file(), "--experiment {}: no such file", e.display());
+        return Ok(e.clone());
+    }
+    let mut tried = vec![recorded.to_path_buf()];
+    if !prov.experiment.is_empty() {
+        tried.push(a.report_dir.join(&prov.experiment));
+    }
+    if recorded.is_relative() {
+        tried.push(a.report_dir.join("../..").join(recorded));
+    }
+    if let Some(found) = tried.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    bail!(
+        "cannot find the experiment of {} (tried {}); pass it with --experiment PATH",
+        a.report_dir.display(),
+        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// The experiment file, `--profile` and `--set` overrides of the command line recorded in a
@@ -399,7 +428,8 @@ fn verify_rendered(dir: &Path, original: &crate::report::Report, markdown_templa
 
 pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     let original = crate::report::load_report(&a.report_dir.join("report.json")).with_context(|| format!("cannot read {}/report.json", a.report_dir.display()))?;
-    let args = recorded_invocation(&original.provenance.command_line)?;
+    let mut args = recorded_invocation(&original.provenance.command_line)?;
+    args.file = find_experiment(&a, &args.file, &original.provenance)?;
     let profile = args.profile.as_ref().map(|p| format!(" --profile {p}")).unwrap_or_default();
     eprintln!("reproducing {} (experiment {}{profile}{}), commit {} → now {}", a.report_dir.display(), args.file.display(), args.overrides.iter().map(|s| format!(" --set {s}")).collect::<String>(), original.provenance.git_commit, env!("RHX_GIT_COMMIT"));
     let program = load(&args, true)?;

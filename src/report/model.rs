@@ -566,6 +566,10 @@ pub struct Provenance {
     /// from the cache.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub computed: BTreeMap<String, Computed>,
+    /// The experiment file, relative to this report folder as it was written (so `rhx
+    /// reproduce` finds it from any working directory while the folder stays in its project).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub experiment: String,
     /// The report declaration that wrote this folder (`rhx reproduce` finds it by this name, so
     /// a renamed folder still reproduces; empty in reports written before it was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -147,6 +147,10 @@ pub(crate) fn publish_report(ctx: &Ctx, step: &Step, artifacts: &std::collection
     p.started = ctx.started_at.clone();
     p.wall_time_s = ctx.started.elapsed().as_secs_f64();
     p.report = step.node.name.clone();
+    let out_dir = ctx.opts.reports_dir.join(&step.node.name);
+    if let Some(f) = ctx.program.files.first() {
+        p.experiment = relative_path(&out_dir, std::path::Path::new(&f.name)).unwrap_or_default();
+    }
     p.computed.clear();
     for s in &ctx.plan.steps {
         if let Some(x) = artifacts.get(&s.node.name) {
@@ -159,6 +163,37 @@ pub(crate) fn publish_report(ctx: &Ctx, step: &Step, artifacts: &std::collection
     let dir = ctx.opts.reports_dir.join(&step.node.name);
     let files = report::write_report_with(&report, &dir, &templates).map_err(|e| err(e.to_string()))?;
     Ok(files.dir)
+}
+
+/// `to` relative to the folder `from` (which need not exist yet), through their absolute forms.
+fn relative_path(from: &std::path::Path, to: &std::path::Path) -> Option<String> {
+    use std::path::Component;
+    let abs = |p: &std::path::Path| -> Option<PathBuf> {
+        let p = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().ok()?.join(p) };
+        // Lexical normalisation (`a/./b/../c` → `a/c`); the folder may not exist yet.
+        let mut out = PathBuf::new();
+        for c in p.components() {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                c => out.push(c),
+            }
+        }
+        Some(out)
+    };
+    let (from, to) = (abs(from)?, abs(to)?);
+    let (fc, tc): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = fc.iter().zip(&tc).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..fc.len() {
+        rel.push("..");
+    }
+    for c in &tc[common..] {
+        rel.push(c);
+    }
+    Some(rel.to_string_lossy().into_owned())
 }
 
 /// `compare: [paper.<name>]` needs that reference's values transcribed; a report is written in
