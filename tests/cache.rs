@@ -981,6 +981,29 @@ fn digest_cache_reuses_and_notices_changes() {
     assert_eq!(report.pruned_digests, 1);
 }
 
+/// A folder that is not a cache (files, no marker) is refused by every command, and nothing in
+/// it is touched or stamped.
+#[test]
+fn a_folder_that_is_not_a_cache_is_refused() {
+    let root = scratch("not_a_cache");
+    fs::create_dir_all(root.join("objects/ab")).unwrap();
+    fs::write(root.join("objects/ab/precious.txt"), b"someone's data").unwrap();
+    fs::write(root.join("notes.md"), b"notes").unwrap();
+    let err = Cache::open(&root).err().expect("refused");
+    assert!(err.to_string().contains("not an rhx cache"), "{err}");
+    assert!(root.join("objects/ab/precious.txt").exists());
+    assert!(!root.join("rhx-cache-layout").exists() && !root.join("CACHEDIR.TAG").exists());
+    // Through the CLI: `rhx cache gc` says so and exits non-zero.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rhx")).args(["cache", "gc", "--cache"]).arg(&root).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an rhx cache"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(root.join("objects/ab/precious.txt").exists());
+    // An empty folder becomes a cache.
+    let empty = scratch("empty_cache");
+    fs::create_dir_all(&empty).unwrap();
+    assert!(Cache::open(&empty).is_ok());
+}
+
 /// `digests.json` edited by hand (a model's sha256 set to zeros) is neither used by a run nor
 /// passed by `rhx cache verify`.
 #[test]

@@ -509,3 +509,16 @@ fn dynamic_ablation_masks_the_k_strongest_heads_of_each_step() {
     }
     assert!(cheap_masked > 5, "the cheap variant must mask ({cheap_masked} steps)");
 }
+
+/// `--reports` naming a file is refused before any work, naming the option.
+#[test]
+fn reports_option_that_is_a_file_is_named() {
+    let dir = tmp("reports_is_file");
+    let file = dir.join("notes.txt");
+    std::fs::write(&file, "x").unwrap();
+    for reports in [file.clone(), file.join("out")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rhx")).arg("run").arg(exp()).arg("--reports").arg(&reports).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("--reports") && err.contains("is a file, not a folder"), "{err}");
+    }
+}

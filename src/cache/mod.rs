@@ -351,6 +351,15 @@ impl Cache {
                 reason: "not a directory".into(),
             });
         }
+        // A folder with files but without the cache's own marker is someone else's: never write
+        // into it (`rhx cache gc` there would delete files under its `objects/`).
+        let non_empty = fs::read_dir(&root).map_err(|e| io_err("list", &root, e))?.next().is_some();
+        if non_empty && !root.join(LAYOUT_FILE).exists() {
+            return Err(CacheError::NotACache {
+                path: root,
+                reason: format!("the folder is not empty and has no `{LAYOUT_FILE}` marker, so it is not an rhx cache; give the cache's own folder, or a new or empty one"),
+            });
+        }
         for sub in ["objects", "tmp", "locks", "quarantine"] {
             let d = root.join(sub);
             fs::create_dir_all(&d).map_err(|e| io_err("create", &d, e))?;

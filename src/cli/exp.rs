@@ -153,7 +153,19 @@ fn load_checked(p: &ProgramArgs, shapes: bool, all_profiles: bool) -> Result<Pro
     })
 }
 
+/// `--reports` must be a folder (or not exist yet): said before any work, naming the option.
+fn check_reports_dir(reports: &Path) -> Result<()> {
+    // Every ancestor too: `--reports notes.txt/out` fails the same way.
+    for p in reports.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        if p.exists() && !p.is_dir() {
+            bail!("--reports {}: {} is a file, not a folder; give a folder for the reports (default: reports)", reports.display(), p.display());
+        }
+    }
+    Ok(())
+}
+
 pub fn run(a: RunArgs) -> Result<ExitCode> {
+    check_reports_dir(&a.reports)?;
     let program = load(&a.program, true)?;
     supported(&program, &a.program.file)?;
     let cache = Cache::open(&a.cache.cache).with_context(|| format!("cannot open cache {}", a.cache.cache.display()))?;
@@ -488,6 +500,7 @@ pub struct ReportArgs {
 
 /// Assembles tables, figures and reports from cached traces; never runs a model.
 pub fn report(a: ReportArgs) -> Result<ExitCode> {
+    check_reports_dir(&a.reports)?;
     let program = load(&a.program, false)?;
     let cache = Cache::open(&a.cache.cache)?;
     let opts = RunOptions { shard: None, reports_dir: a.reports.clone(), recompute: false, quiet: true, compute_traces: false, threads: None, engine: None };
