@@ -603,3 +603,20 @@ fn long_lines_give_clipped_diagnostics() {
     assert!(out.contains(&format!("and {} more error(s) not shown", d.len() - 100)), "{}", &out[out.len().saturating_sub(500)..]);
     assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
 }
+
+/// A file that is not UTF-8 is reported at its first bad byte, not as a missing file.
+#[test]
+fn invalid_utf8_is_reported_at_the_byte() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lang_utf8");
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.rhx");
+    std::fs::write(&f, b"experiment \"x\" { seed: 0 }\n# caf\xe9\n").unwrap();
+    let d = rhx::lang::check_path(&f, &[], &NoShapes).unwrap_err();
+    let out = render_diagnostics(&d);
+    assert!(out.contains("not valid UTF-8 (byte offset 32)") && out.contains("bad.rhx:2:6]") && !out.contains("cannot read"), "{out}");
+    // Through an import: named at the import, with the line and column of the bad byte.
+    let g = dir.join("main.rhx");
+    std::fs::write(&g, "import \"bad.rhx\"\n").unwrap();
+    let out = render_diagnostics(&rhx::lang::check_path(&g, &[], &NoShapes).unwrap_err());
+    assert!(out.contains("is not valid UTF-8 at 2:6") && out.contains("main.rhx:1:8]"), "{out}");
+}

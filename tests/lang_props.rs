@@ -18,7 +18,8 @@ use rhx::lang::ast::{
     Item, Param, Profile, ProfileEntry, StrLit, Sweep, SweepVar,
 };
 use rhx::lang::{
-    check_str, check_str_with, format_source, lexer, parse_str, CheckOptions, FileId, Span,
+    check_str, check_str_with, format_source, lexer, parse_str, render_diagnostics, CheckOptions,
+    FileId, Span,
 };
 use support::{rhx_files, FakeShapes};
 
@@ -566,19 +567,25 @@ fn format_valid_files() {
 // ---- never panic -----------------------------------------------------------------------------
 
 fn run_all(text: &str) {
-    let _ = parse_str("fuzz.rhx", text);
+    // Every diagnostic is rendered too: the renderer is where long lines used to panic.
+    let show = |r: Result<_, Vec<rhx::lang::Diagnostic>>| {
+        if let Err(d) = r {
+            let _ = render_diagnostics(&d);
+        }
+    };
+    show(parse_str("fuzz.rhx", text).map(|_| ()));
     let _ = format_source(text);
     let every = CheckOptions {
         all_profiles: true,
         ..CheckOptions::default()
     };
-    let _ = check_str_with(
+    show(check_str_with(
         "fuzz.rhx",
         Path::new("tests/lang/valid/fuzz.rhx"),
         text,
         &every,
         &FakeShapes,
-    );
+    ).map(|_| ()));
     let full = CheckOptions {
         profile: Some("full"),
         ..CheckOptions::default()
@@ -590,13 +597,13 @@ fn run_all(text: &str) {
         &full,
         &FakeShapes,
     );
-    let _ = check_str(
+    show(check_str(
         "fuzz.rhx",
         Path::new("tests/lang/valid/fuzz.rhx"),
         "model m = gguf(\"smollm2-135m-instruct\")\n",
         &[format!("m.dtype={text}")],
         &FakeShapes,
-    );
+    ).map(|_| ()));
 }
 
 #[derive(Debug, Clone)]
@@ -721,6 +728,42 @@ fn never_panics_on_random_token_soup() {
         ),
         |toks| {
             run_all(&toks.concat());
+            Ok(())
+        },
+    )
+    .unwrap();
+}
+
+/// Mutations with lines past column 65,535 (miette's width limit) and arbitrary bytes read from a
+/// file: never a panic, and a bounded time (the case count is fixed).
+#[test]
+fn never_panics_on_long_lines_and_bytes_from_files() {
+    let files: Vec<String> = rhx_files("tests/lang/valid")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let mut r = runner(40, 5);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lang_props_long");
+    std::fs::create_dir_all(&dir).unwrap();
+    r.run(
+        &(0..files.len(), vec(mutation(), 0..3), any::<usize>(), 65_000usize..140_000, select(&[" ", "a", "é", "\"", "[1, ", "\u{0}"][..]), vec(any::<u8>(), 0..40)),
+        |(i, muts, at, len, pad, bytes)| {
+            let mut t = files[i].clone();
+            for m in &muts {
+                t = apply(&t, m);
+            }
+            t = apply(&t, &Mutation::Insert(at, pad.repeat(len / pad.len())));
+            run_all(&t);
+            // The same text with raw bytes spliced in, read from a file as `rhx check` reads it.
+            let mut raw = t.into_bytes();
+            let k = if raw.is_empty() { 0 } else { at % raw.len() };
+            raw.splice(k..k, bytes);
+            let f = dir.join("fuzz.rhx");
+            std::fs::write(&f, &raw).unwrap();
+            if let Err(d) = rhx::lang::check_path(&f, &[], &FakeShapes) {
+                let out = render_diagnostics(&d);
+                prop_assert!(out.lines().all(|l| l.chars().count() < 1000), "a snippet line is not clipped");
+            }
             Ok(())
         },
     )

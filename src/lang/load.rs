@@ -67,13 +67,33 @@ impl SourceSet {
 /// Loads `path` and its imports.
 pub fn load_path(path: &Path) -> Result<SourceSet, Vec<Diagnostic>> {
     let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&name, path, &text),
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => load_str(&name, path, &text),
+            Err(e) => Err(not_utf8(&name, path, e)),
+        },
         Err(e) => Err(vec![Diagnostic::global(
             Code::MissingFile,
             format!("cannot read `{name}`: {e}"),
         )]),
     }
+}
+
+/// A file that is not UTF-8: the error points at the first bad byte (`file:line:col`).
+fn not_utf8(name: &str, path: &Path, e: std::string::FromUtf8Error) -> Vec<Diagnostic> {
+    let at = e.utf8_error().valid_up_to();
+    // The lossy text is byte-identical up to the bad byte, which becomes U+FFFD (3 bytes).
+    let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+    let mut sources = SourceMap::new();
+    let id = sources.add(name, Some(path.to_path_buf()), text);
+    let d = Diagnostic::new(
+        Code::Syntax,
+        Span { file: id, start: at, end: at + 3 },
+        format!("`{name}` is not valid UTF-8 (byte offset {at})"),
+    )
+    .label("not UTF-8")
+    .help("save the file as UTF-8");
+    finish(vec![d], &sources)
 }
 
 /// Loads a program whose root text is given; `path` is where it is considered to live (its
@@ -213,8 +233,20 @@ impl Loader {
             if self.seen.contains_key(&canon) {
                 continue; // already loaded through another import
             }
-            let text = match std::fs::read_to_string(&target) {
-                Ok(t) => t,
+            let text = match std::fs::read(&target).map(String::from_utf8) {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    let at = e.utf8_error().valid_up_to();
+                    let before = &e.as_bytes()[..at];
+                    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                    let col = String::from_utf8_lossy(&before[before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)..]).chars().count() + 1;
+                    self.diags.push(
+                        Diagnostic::new(Code::Syntax, imp.path.span, format!("`{display}` is not valid UTF-8 at {line}:{col} (byte offset {at})"))
+                            .label("not UTF-8")
+                            .help("save the file as UTF-8"),
+                    );
+                    continue;
+                }
                 Err(e) => {
                     self.diags.push(
                         Diagnostic::new(
