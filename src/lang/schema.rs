@@ -114,6 +114,8 @@ impl Family {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
     File,
+    /// A folder of `.txt` files (a NIAH haystack, the only folder parameter): it must hold at
+    /// least one.
     Dir,
     /// A folder with `config.json` (and safetensors).
     HfModelDir,
@@ -187,7 +189,7 @@ impl Ty {
             }
             Ty::Str { .. } => "a string".into(),
             Ty::Path(PathKind::File) => "a path to a file (a string)".into(),
-            Ty::Path(PathKind::Dir) => "a path to a folder (a string)".into(),
+            Ty::Path(PathKind::Dir) => "a path to a folder of .txt files (a string)".into(),
             Ty::Path(PathKind::HfModelDir) => {
                 "a path to a Hugging Face model folder (a string)".into()
             }

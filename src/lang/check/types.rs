@@ -486,6 +486,13 @@ impl<'a> Checker<'a> {
                 PathKind::File if !resolved.is_file() => Some("does not exist".into()),
                 PathKind::Dir if resolved.is_file() => Some("is a file, not a folder".into()),
                 PathKind::Dir if !resolved.is_dir() => Some("does not exist".into()),
+                PathKind::Dir
+                    if !std::fs::read_dir(&resolved).is_ok_and(|rd| {
+                        rd.flatten().any(|e| e.path().extension().is_some_and(|x| x == "txt") && e.path().is_file())
+                    }) =>
+                {
+                    Some("has no .txt files".into())
+                }
                 PathKind::HfModelDir if !resolved.is_dir() => Some("does not exist".into()),
                 PathKind::HfModelDir if !resolved.join("config.json").is_file() => {
                     Some("has no config.json (not a Hugging Face model folder)".into())
@@ -497,11 +504,11 @@ impl<'a> Checker<'a> {
             let shown = crate::lang::load::normalize(&resolved).display().to_string();
             let noun = match kind {
                 PathKind::File => "file",
-                PathKind::Dir => "folder",
+                PathKind::Dir => "folder of .txt files",
                 PathKind::HfModelDir => "model folder",
             };
             self.err(
-                Diagnostic::new(Code::MissingFile, e.span, format!("{noun} `{shown}` {p}"))
+                Diagnostic::new(Code::MissingFile, e.span, format!("{} `{shown}` {p}", if kind == PathKind::Dir { "folder" } else { noun }))
                     .label(format!("`{}` must name an existing {noun}", what.param))
                     .help(if src.path.is_some() {
                         format!(
