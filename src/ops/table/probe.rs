@@ -133,13 +133,21 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         .map(|c| if runs.len() < 2 { 0.0 } else { (runs.iter().map(|r| (r[c] - mean[c]).powi(2)).sum::<f64>() / (runs.len() - 1) as f64).sqrt() })
         .collect();
     // What a rerun on another CPU must match. The hidden states differ by ~1e-7 between CPU
-    // vendors; with f64 training that moves a score by ~1e-7 and flips at most a decision or
-    // two near the threshold, so the tolerance of a metric is two decisions' worth of it.
+    // vendors (BLAS paths). The logistic regression is convex: that moves its scores by ~1e-6
+    // and flips at most a decision or two near the threshold, so its tolerance is two decisions'
+    // worth. Training the MLP is not: one training on an Intel Xeon and on an AMD EPYC gave
+    // F1 0.7795 vs 0.7871, recall 0.795 vs 0.834, threshold 0.662 vs 0.632 (Section 3, f64), so
+    // one training is held to ±0.05, and a mean over N ≥ 2 seeds to three standard errors of a
+    // difference of two such means, 3·sd·√(2/N).
     let positives = test.y.sum(tch::Kind::Double).double_value(&[]).max(1.0);
     let decision = 2.0 / positives;
-    let why = if double { "hidden states differ by ~1e-7 between CPUs: two decisions" } else { "f32 training: differs by up to 0.03 between CPU vendors" };
-    let float_tol = |c: usize| if !double { 0.05 } else if c == 4 { 1e-3 } else { decision };
-    let mlp_tol = |c: usize| if seeds >= 2 { report::Tolerance::Statistical { abs: std[c].max(float_tol(c)), seeds } } else { report::Tolerance::float(float_tol(c), why) };
+    let mlp_tol = |c: usize| {
+        if seeds >= 2 {
+            report::Tolerance::Statistical { abs: (3.0 * std[c] * (2.0 / seeds as f64).sqrt()).max(decision), seeds }
+        } else {
+            report::Tolerance::float(0.05, "one training: the MLP's training amplifies CPU float differences (Intel vs AMD: F1 ±0.008, recall ±0.04); use probe(seeds: N) for a tighter interval")
+        }
+    };
     let mlp = Prf { f: mean[0], precision: mean[1], recall: mean[2] };
     let mlp_ap = (!mean[3].is_nan()).then_some(mean[3]);
 
@@ -173,10 +181,10 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let table = Table {
         id: n.name.clone(),
         caption: format!(
-            "Paper Table 2: predicting the step's retrieval heads (Eq. 1, {} heads) from the final hidden state (d = {d}) of `{name}`. Split by {}: {} / {} / {} rows for train / validation / test ({} generations); metrics on test, {}-averaged, at the threshold that maximises validation F1. ASL (γ− 4, γ+ {}, clip 0.05), Adam {}, batch {}, {} epochs in {}, best validation loss at epoch {}{}.",
+            "Paper Table 2: predicting the step's retrieval heads (Eq. 1, {} heads) from the final hidden state (d = {d}) of `{name}`. Split by {}: {} / {} / {} rows for train / validation / test ({} generations); metrics on test, {}-averaged, at the threshold that maximises validation F1. ASL (γ− 4, γ+ {}, clip 0.05), Adam {}, batch {}, {} epochs in {}{}.",
             layers * n_heads, if by_row { "step" } else { "generation" }, train.rows(), val.rows(), test.rows(), gens.len(),
-            if macro_avg { "macro" } else { "micro" }, opts.asl.gamma_pos, opts.lr, opts.batch_size, opts.epochs, if double { "f64" } else { "f32" }, log.best_epoch + 1,
-            if seeds >= 2 { format!(" (first seed); the MLP row is the mean over {seeds} trainings (seeds {seed}…{})", seed + seeds - 1) } else { String::new() }
+            if macro_avg { "macro" } else { "micro" }, opts.asl.gamma_pos, opts.lr, opts.batch_size, opts.epochs, if double { "f64" } else { "f32" },
+            if seeds >= 2 { format!("; the MLP row is the mean over {seeds} trainings (seeds {seed}…{})", seed + seeds - 1) } else { String::new() }
         ),
         row_header: "Predictor".into(),
         columns: vec![
