@@ -286,6 +286,7 @@ fn fixture() -> Report {
             settings: BTreeMap::from([("mask.mode".into(), "uniform_attn".into()), ("retrieval.match".into(), "id".into())]),
             cache_keys: BTreeMap::from([("base".into(), "ef".repeat(32))]),
             report: String::new(),
+            ..Default::default()
         },
     }
 }
