@@ -353,8 +353,15 @@ impl Cache {
         }
         // A folder with files but without the cache's own marker is someone else's: never write
         // into it (`rhx cache gc` there would delete files under its `objects/`).
-        let non_empty = fs::read_dir(&root).map_err(|e| io_err("list", &root, e))?.next().is_some();
-        if non_empty && !root.join(LAYOUT_FILE).exists() {
+        // (Another process may be creating this cache right now: its own entries, with an empty
+        // `objects/`, are not a reason to refuse.)
+        const OWN: &[&str] = &["objects", "tmp", "locks", "quarantine", "digests.json", "CACHEDIR.TAG", LAYOUT_FILE];
+        let foreign = fs::read_dir(&root)
+            .map_err(|e| io_err("list", &root, e))?
+            .flatten()
+            .any(|e| !OWN.contains(&e.file_name().to_string_lossy().as_ref()));
+        let objects = fs::read_dir(root.join("objects")).map(|mut rd| rd.next().is_some()).unwrap_or(false);
+        if (foreign || objects) && !root.join(LAYOUT_FILE).exists() {
             return Err(CacheError::NotACache {
                 path: root,
                 reason: format!("the folder is not empty and has no `{LAYOUT_FILE}` marker, so it is not an rhx cache; give the cache's own folder, or a new or empty one"),
