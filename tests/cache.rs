@@ -989,7 +989,7 @@ fn a_folder_that_is_not_a_cache_is_refused() {
     fs::create_dir_all(root.join("objects/ab")).unwrap();
     fs::write(root.join("objects/ab/precious.txt"), b"someone's data").unwrap();
     fs::write(root.join("notes.md"), b"notes").unwrap();
-    let err = Cache::open(&root).err().expect("refused");
+    let err = Cache::open(&root).expect_err("refused");
     assert!(err.to_string().contains("not an rhx cache"), "{err}");
     assert!(root.join("objects/ab/precious.txt").exists());
     assert!(!root.join("rhx-cache-layout").exists() && !root.join("CACHEDIR.TAG").exists());

@@ -124,7 +124,7 @@ fn ops_small_matches_golden() {
         snap[format!("{t}.samples")] = info["samples"].clone();
     }
     // The random draw comes from the tiny model's shape (3 layers x 4 heads).
-    let pool = snap["drawn"]["random"]["pool"].as_array().unwrap().len();
+    let pool = snap["drawn"]["set"]["pool"].as_array().unwrap().len();
     assert_eq!(pool, 12);
     round(&mut snap);
     insta::with_settings!({snapshot_path => "../golden/ops", prepend_module_to_snapshot => false, omit_expression => true}, {

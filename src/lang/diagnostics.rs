@@ -302,7 +302,7 @@ impl View {
             source: d
                 .src
                 .as_ref()
-                .map(|s| ClippedSource::new(s)),
+                .map(ClippedSource::new),
             labels,
             related,
         }
@@ -361,7 +361,7 @@ impl SourceCode for ClippedSource {
         };
         let line = text.as_bytes()[..ws].iter().filter(|b| **b == b'\n').count();
         let column = text[line_start..ws].chars().count();
-        Ok(Box::new(MietteSpanContents::new_named(self.name.clone(), text[ws..we].as_bytes(), (ws, we - ws).into(), line, column, 1)))
+        Ok(Box::new(MietteSpanContents::new_named(self.name.clone(), &text.as_bytes()[ws..we], (ws, we - ws).into(), line, column, 1)))
     }
 }
 

@@ -66,8 +66,8 @@ pub(crate) struct TraceSummary {
 }
 
 pub(crate) fn summarise(n: &Node, inputs: &BTreeMap<String, &Artifact>) -> Result<(Vec<TraceSummary>, usize), String> {
-    let (st, _) = input(inputs, n, "static")?;
-    let stat: BTreeSet<Head> = heads_of(st)?.into_iter().collect();
+    let (st, st_name) = input(inputs, n, "static")?;
+    let stat: BTreeSet<Head> = fixed_heads(st, &st_name)?.into_iter().collect();
     let mut out = Vec::new();
     for (name, a) in traces(n, inputs)? {
         let (mut m, mut new, mut masked, mut acc, mut rouge) = (vec![], vec![], vec![], vec![], vec![]);

@@ -5,6 +5,7 @@ use serde_json::Value as Json;
 
 use crate::analysis::dynamism::{Head, SampleHeads};
 use crate::analysis::metrics::{rouge1_with, rouge_l_with, uuid_accuracy};
+use crate::artifact::heads::HeadSet;
 use crate::artifact::trace::{self, TraceInfo, TraceLine};
 use crate::cache::Artifact;
 use crate::lang::{Node, Value};
@@ -15,9 +16,15 @@ pub(crate) fn read_json(a: &Artifact, file: &str) -> Result<Json, String> {
     serde_json::from_slice(&bytes).map_err(|e| format!("{file}: {e}"))
 }
 
-pub(crate) fn heads_of(a: &Artifact) -> Result<Vec<Head>, String> {
-    let v = read_json(a, "heads.json")?;
-    serde_json::from_value(v["heads"].clone()).map_err(|e| e.to_string())
+/// The head set of an input (the one typed reader, `artifact::heads`).
+pub(crate) fn head_set(a: &Artifact) -> Result<HeadSet, String> {
+    HeadSet::read(a).map_err(|e| e.to_string())
+}
+
+/// The heads of an input that must be one fixed set (e.g. the static heads of Table 1); a set
+/// chosen per sample or per step is refused, never read as an empty list.
+pub(crate) fn fixed_heads(a: &Artifact, name: &str) -> Result<Vec<Head>, String> {
+    Ok(head_set(a)?.fixed_heads(name).map_err(|e| e.to_string())?.to_vec())
 }
 
 /// Per-sample head sets of a trace, with Wu's success flag.

@@ -1,4 +1,5 @@
 //! `figure … = ablation_grid(…)`: Fig. 2.
+use crate::artifact::compare::{Compare, CompareRow, CompareValue};
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value as Json};
@@ -99,13 +100,13 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         tolerance: report::Tolerance::Exact,
     });
     let data: Vec<Json> = per_trace.iter().map(|(name, _, avg, kind)| json!({"trace": name, "intervention": kind, "metric": metric, "mean": avg.mean, "std": avg.std, "n": avg.n})).collect();
-    let compare = json!({
-        "columns": ["masking", format!("mean {label}")],
-        "rows": per_trace.iter().map(|(name, _, avg, kind)| json!([name, kind, avg.mean])).collect::<Vec<_>>(),
-    });
+    let compare = Compare::new(
+        &["masking", &format!("mean {label}")],
+        per_trace.iter().map(|(name, _, avg, kind)| CompareRow::new(name.to_string(), vec![CompareValue::Text(kind.to_string()), avg.mean.into()])).collect(),
+    );
     Ok(vec![
         ("figure.json".into(), serde_json::to_vec_pretty(&fig).unwrap()),
         ("grid.json".into(), serde_json::to_vec_pretty(&data).unwrap()),
-        ("compare.json".into(), serde_json::to_vec_pretty(&compare).unwrap()),
+        compare.file(),
     ])
 }

@@ -1,5 +1,6 @@
 //! `figure … = cca(…)`: Fig. 4.
-use serde_json::{json, Value as Json};
+use crate::artifact::compare::{Compare, CompareRow, CompareValue};
+use serde_json::json;
 
 use crate::lang::schema::{FuncSpec, int_min, float_range, enm, list, decl};
 use crate::analysis::cca::{self, CcaOptions, Pca, PcaFit, TopK};
@@ -123,17 +124,17 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         y_range: Some((0.0, 1.0)),
         ..Default::default()
     });
-    let pick = |path: &[&str], k: usize| per_k.iter().find(|e| e["k"].as_u64() == Some(k as u64)).map(|e| path.iter().fold(e, |v, p| &v[*p]).clone()).unwrap_or(Json::Null);
-    let mut rows = vec![json!([format!("{name} (in-sample, top-1)"), pick(&["top1"], 0), pick(&["top1"], 1), pick(&["top1"], 2)])];
+    let pick = |path: &[&str], k: usize| -> CompareValue { per_k.iter().find(|e| e["k"].as_u64() == Some(k as u64)).and_then(|e| path.iter().fold(e, |v, p| &v[*p]).as_f64()).into() };
+    let row = |label: String, path: &[&str]| CompareRow::new(label, (0..3).map(|k| pick(path, k)).collect()).within(vec![tol(); 3]);
+    let mut rows = vec![row(format!("{name} (in-sample, top-1)"), &["top1"])];
     if held_out {
-        rows.push(json!([format!("{name} (held-out, top-1)"), pick(&["held_out", "top1"], 0), pick(&["held_out", "top1"], 1), pick(&["held_out", "top1"], 2)]));
+        rows.push(row(format!("{name} (held-out, top-1)"), &["held_out", "top1"]));
     }
-    let tols: Vec<Vec<report::Tolerance>> = rows.iter().map(|_| vec![tol(); 3]).collect();
-    let compare = json!({"columns": ["k = 0", "k = 1", "k = 2"], "rows": rows, "tolerances": tols});
+    let compare = Compare::new(&["k = 0", "k = 1", "k = 2"], rows);
     let data = json!({"trace": name, "generations": gens.len(), "train": train.len(), "test": test.len(), "offsets": per_k});
     Ok(vec![
         ("figure.json".into(), serde_json::to_vec_pretty(&fig).unwrap()),
         ("cca.json".into(), serde_json::to_vec_pretty(&data).unwrap()),
-        ("compare.json".into(), serde_json::to_vec_pretty(&compare).unwrap()),
+        compare.file(),
     ])
 }

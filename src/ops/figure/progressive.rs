@@ -1,4 +1,5 @@
 //! `figure … = progressive(…)`: Fig. 3.
+use crate::artifact::compare::{Compare, CompareRow};
 use serde_json::{json, Value as Json};
 
 use crate::lang::schema::{FuncSpec, enm, list, decl, metric_params, METRICS};
@@ -71,13 +72,13 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         .iter()
         .map(|r| json!({"trace": r.name, "k": r.k, "m_s": r.m.mean, "m_s_std": r.m.std, "compensated_per_step": r.new.mean, "masked_per_step": r.masked.mean, "uuid_accuracy": r.acc.mean, "rouge_l": r.rouge.mean, "n": r.m.n}))
         .collect();
-    let compare = json!({
-        "columns": ["k", "m_s (static compensated)", "UUID accuracy"],
-        "rows": rows.iter().map(|r| json!([r.name, r.k, r.m.mean, r.acc.mean])).collect::<Vec<_>>(),
-    });
+    let compare = Compare::new(
+        &["k", "m_s (static compensated)", "UUID accuracy"],
+        rows.iter().map(|r| CompareRow::new(r.name.clone(), vec![r.k.into(), r.m.mean.into(), r.acc.mean.into()])).collect(),
+    );
     Ok(vec![
         ("figure.json".into(), serde_json::to_vec_pretty(&fig).unwrap()),
         ("progressive.json".into(), serde_json::to_vec_pretty(&data).unwrap()),
-        ("compare.json".into(), serde_json::to_vec_pretty(&compare).unwrap()),
+        compare.file(),
     ])
 }

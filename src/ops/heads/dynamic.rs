@@ -1,12 +1,13 @@
 //! `heads … = dynamic(…)`: per-step dynamic retrieval heads H_t, found by the trace that masks them.
-use serde_json::{json, Value as Json};
+use std::collections::BTreeMap;
+
+use crate::artifact::heads::{parse_option, Choice, DynamicSpec, HeadSet, Order, RecordedSteps};
 
 use crate::lang::schema::{FuncSpec, int_min, enm, decl};
 use crate::analysis::dynamism::Head;
 
 use crate::lang::Kind;
 use crate::ops::args::*;
-use crate::ops::heads::ranking;
 use crate::ops::inputs::*;
 use crate::ops::{Exec, Files, Inputs, OpDef};
 use crate::plan::Step;
@@ -34,32 +35,29 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let k = int_arg(n, "k");
     let static_rank: Vec<Head> = match n.arg("static") {
         Some(_) => {
-            let (st, _) = input(inputs, n, "static")?;
-            let v = read_json(st, "heads.json")?;
-            let ranked: Vec<(usize, usize, f64)> = ranking(&v)?;
-            if ranked.is_empty() { heads_of(st)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() }
+            let (st, st_name) = input(inputs, n, "static")?;
+            head_set(st)?.order(&st_name).map_err(|e| e.to_string())?
         }
         None => vec![],
     };
-    let source = req_enum(n, "source")?;
-    let mut v = json!({"dynamic": true, "k": k, "order": req_enum(n, "order")?, "seed": seed(n)?,
-        "post_token": req_enum(n, "post_token")?, "static_rank": static_rank, "source": source});
-    if source == "trace" {
+    let order: Order = parse_option(req_enum(n, "order")?)?;
+    let recorded = match req_enum(n, "source")? {
         // The cheaper variant: H_t read from the unablated trace at the same step.
-        let (t, t_name) = input(inputs, n, "trace")?;
-        let mut rec = serde_json::Map::new();
-        for line in trace_lines(t)? {
-            if line.steps.iter().any(|st| st.head_weights.len() != st.heads.len()) && v["order"] == json!("attn_weight") {
-                return Err(format!("trace `{t_name}` records no per-head attention weights (made by an older rhx): recompute it (`rhx run --recompute`)"));
+        "trace" => {
+            let (t, t_name) = input(inputs, n, "trace")?;
+            let mut rec = BTreeMap::new();
+            for line in trace_lines(t)? {
+                if line.steps.iter().any(|st| st.head_weights.len() != st.heads.len()) && order == Order::AttnWeight {
+                    return Err(format!("trace `{t_name}` records no per-head attention weights (made by an older rhx): recompute it (`rhx run --recompute`)"));
+                }
+                // Weights are the engine's f32, written as f64: the cast back is exact.
+                let per_step: RecordedSteps = line.steps.iter().map(|st| st.heads.iter().enumerate().map(|(i, h)| (*h, st.head_weights.get(i).copied().unwrap_or(0.0) as f32)).collect()).collect();
+                rec.insert(line.id.clone(), per_step);
             }
-            let per_step: Vec<Json> = line
-                .steps
-                .iter()
-                .map(|st| json!(st.heads.iter().enumerate().map(|(i, h)| json!([h, st.head_weights.get(i).copied().unwrap_or(0.0)])).collect::<Vec<_>>()))
-                .collect();
-            rec.insert(line.id.clone(), json!(per_step));
+            Some(rec)
         }
-        v["recorded"] = Json::Object(rec);
-    }
-    Ok(vec![("heads.json".into(), serde_json::to_vec_pretty(&v).map_err(|e| e.to_string())?)])
+        _ => None,
+    };
+    let spec = DynamicSpec { k: k.map(|k| k as usize), order, seed: seed(n)?, post_token: parse_option(req_enum(n, "post_token")?)?, static_rank, recorded };
+    Ok(super::write(&HeadSet::new(Choice::Dynamic(spec))))
 }

@@ -26,5 +26,5 @@ fn run(_ctx: &mut Ctx, step: &Step, _inputs: &Inputs) -> Result<Files, String> {
             other => Err(format!("`heads` holds {other:?}, not a head")),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(super::write_heads(&heads, &[]))
+    Ok(super::write_fixed(heads, vec![]))
 }

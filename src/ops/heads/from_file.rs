@@ -44,5 +44,5 @@ fn run(_ctx: &mut Ctx, step: &Step, _inputs: &Inputs) -> Result<Files, String> {
         let v: Vec<Head> = serde_json::from_str(&text).map_err(|e| format!("{}: expected a JSON list of [layer, head]: {e}", resolved.display()))?;
         (v, vec![])
     };
-    Ok(super::write_heads(&selected, &ranked))
+    Ok(super::write_fixed(selected, ranked.iter().map(|((l, h), s)| (*l, *h, *s)).collect()))
 }

@@ -8,23 +8,15 @@ pub mod random;
 pub mod static_heads;
 pub mod top;
 
-use serde_json::{json, Value as Json};
-
 use crate::analysis::dynamism::Head;
+use crate::artifact::heads::{HeadSet, Ranked, FILE};
 use crate::ops::Files;
 
-/// `heads.json` of a fixed set: the selected heads and the ranking (head, score) they come from.
-pub(crate) fn write_heads(selected: &[Head], ranked: &[(Head, f64)]) -> Files {
-    let ranked: Vec<Json> = ranked.iter().map(|((l, h), s)| json!([l, h, s])).collect();
-    let bytes = serde_json::to_vec_pretty(&json!({"heads": selected, "ranked": ranked})).expect("JSON of heads and numbers always serialises");
-    vec![("heads.json".into(), bytes)]
+/// The artifact of a fixed set: the selected heads and the ranking they come from.
+pub(crate) fn write_fixed(selected: Vec<Head>, ranked: Vec<Ranked>) -> Files {
+    write(&HeadSet::fixed(selected, ranked))
 }
 
-/// The `ranked` list of a `heads.json`: `[layer, head, score]` triples, empty when the set has no
-/// ranking. A malformed list is an error, never an empty ranking.
-pub(crate) fn ranking(v: &Json) -> Result<Vec<(usize, usize, f64)>, String> {
-    match v.get("ranked") {
-        None | Some(Json::Null) => Ok(vec![]),
-        Some(r) => serde_json::from_value(r.clone()).map_err(|e| format!("heads.json `ranked`: {e}")),
-    }
+pub(crate) fn write(set: &HeadSet) -> Files {
+    vec![(FILE.into(), set.to_bytes())]
 }

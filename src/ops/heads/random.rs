@@ -1,14 +1,12 @@
 //! `heads … = random(…)`: uniformly drawn heads (the random baseline of Fig. 2).
 use std::collections::BTreeSet;
 
-use serde_json::json;
-
 use crate::lang::schema::{FuncSpec, int_min, enm, decl};
 use crate::analysis::dynamism::Head;
 
 use crate::lang::{Kind, Node};
 use crate::ops::args::*;
-use crate::ops::heads::ranking;
+use crate::artifact::heads::{parse_option, Choice, HeadSet, RandomDraw};
 use crate::ops::inputs::*;
 use crate::ops::{Exec, Files, Inputs, OpDef, Refusal, only};
 use crate::plan::Step;
@@ -60,10 +58,8 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let (layers, per_layer) = (shape("layers")?, shape("heads")?);
     let excluded: BTreeSet<Head> = match n.arg("exclude") {
         Some(_) => {
-            let (e, _) = input(inputs, n, "exclude")?;
-            let v = read_json(e, "heads.json")?;
-            let ranked: Vec<(usize, usize, f64)> = ranking(&v)?;
-            let list: Vec<Head> = if ranked.is_empty() { heads_of(e)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() };
+            let (e, e_name) = input(inputs, n, "exclude")?;
+            let list: Vec<Head> = head_set(e)?.order(&e_name).map_err(|e| e.to_string())?;
             let top = req_int(n, "exclude_top")? as usize;
             list.into_iter().take(top).collect()
         }
@@ -82,12 +78,8 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     if most > pool.len() {
         return Err(format!("{most} random heads asked of a pool of {} heads ({} left out)", pool.len(), excluded.len()));
     }
-    let spec = json!({
-        "heads": [], "ranked": [],
-        "random": {"pool": pool, "count": count, "per_sample_count": per_sample, "excluded": excluded.len(),
-                   "redraw": req_enum(n, "redraw")?, "seed": seed(n)?},
-    });
-    Ok(vec![("heads.json".into(), serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?)])
+    let draw = RandomDraw { pool, count, per_sample_count: per_sample, excluded: excluded.len(), redraw: parse_option(req_enum(n, "redraw")?)?, seed: seed(n)? };
+    Ok(super::write(&HeadSet::new(Choice::Random(draw))))
 }
 
 /// `match_count: per_step` and `redraw: per_step` are declared but not run yet.

@@ -47,7 +47,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     };
     let top = req_int(n, "top")? as usize;
     let selected: Vec<Head> = ranked.iter().take(top).map(|x| x.0).collect();
-    Ok(super::write_heads(&selected, &ranked))
+    Ok(super::write_fixed(selected, ranked.iter().map(|((l, h), s)| (*l, *h, *s)).collect()))
 }
 
 /// `method: wu_data` (Wu's own detection data) is declared but not run yet.

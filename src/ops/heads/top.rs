@@ -1,12 +1,10 @@
 //! `heads … = top(…)`: the first n heads of a ranking, or as many as a trace masked.
-use serde_json::{json, Value as Json};
-
 use crate::lang::schema::{FuncSpec, int_min, enm, decl};
 use crate::analysis::dynamism::Head;
 
 use crate::lang::{Kind, Node};
 use crate::ops::args::*;
-use crate::ops::heads::ranking;
+use crate::artifact::heads::{Choice, HeadSet, Ranked};
 use crate::ops::inputs::*;
 use crate::ops::{Exec, Files, Inputs, OpDef, Refusal, only};
 use crate::plan::Step;
@@ -26,10 +24,9 @@ fn spec() -> FuncSpec {
 
 fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
-    let (a, _) = input(inputs, n, "heads")?;
-    let v = read_json(a, "heads.json")?;
-    let ranked: Vec<(usize, usize, f64)> = ranking(&v)?;
-    let base: Vec<Head> = if ranked.is_empty() { heads_of(a)? } else { ranked.iter().map(|r| (r.0, r.1)).collect() };
+    let (a, a_name) = input(inputs, n, "heads")?;
+    let set = head_set(a)?;
+    let base: Vec<Head> = set.order(&a_name).map_err(|e| e.to_string())?;
     let (k, per_sample) = match int_arg(n, "n") {
         Some(k) => (k as usize, None),
         None => {
@@ -40,15 +37,13 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     };
     // A ranking shorter than k (e.g. a static set from runs that all failed Wu's success
     // filter) gives what it has; heads.json records both counts.
-    let selected: Vec<Head> = base.iter().copied().take(k).collect();
-    let mut files = super::write_heads(&selected, &ranked.iter().take(k).map(|r| ((r.0, r.1), r.2)).collect::<Vec<_>>());
-    if let Some(per) = per_sample {
+    let heads: Vec<Head> = base.iter().copied().take(k).collect();
+    let ranked: Vec<Ranked> = set.ranked().iter().copied().take(k).collect();
+    Ok(super::write(&HeadSet::new(match per_sample {
+        None => Choice::Fixed { heads, ranked },
         // Each sample masks its own count of the ranking's first heads.
-        let mut v: Json = serde_json::from_slice(&files[0].1).map_err(|e| e.to_string())?;
-        v["per_sample"] = json!(per.iter().map(|(id, &c)| (id.clone(), json!(base.iter().take(c).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>());
-        files[0].1 = serde_json::to_vec_pretty(&v).map_err(|e| e.to_string())?;
-    }
-    Ok(files)
+        Some(per) => Choice::PerSample { heads, ranked, per_sample: per.iter().map(|(id, &c)| (id.clone(), base.iter().copied().take(c).collect())).collect() },
+    })))
 }
 
 /// `match_count: per_step` is declared but not run yet.

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+use crate::artifact::compare::{Compare, CompareRow, CompareValue};
 use crate::report::{Cell as RCell, CellValue, Column, Row, Table, Tolerance};
 
 const PAPER_JSON: &str = include_str!("../../../reports/paper/retrieval-heads-are-dynamic.json");
@@ -36,8 +37,8 @@ pub(crate) struct Ours {
     pub node: String,
     /// Its table, when it is one.
     pub table: Option<Table>,
-    /// Its `compare.json` (`{"columns": [...], "rows": [[label, v, …]]}`), when it wrote one.
-    pub compare: Option<Json>,
+    /// Its `compare.json`, when it wrote one.
+    pub compare: Option<Compare>,
 }
 
 /// What a reference turns into in the report.
@@ -68,20 +69,11 @@ fn our_rows(r: &PaperRef, o: &Ours) -> Vec<(String, Vec<Option<Num>>)> {
         idx.iter().any(Option::is_some).then(|| (label, idx.iter().map(|i| i.and_then(vals)).collect()))
     };
     if let Some(c) = &o.compare {
-        let names: Vec<String> = c["columns"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
-        return c["rows"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .enumerate()
-                    .filter_map(|(ri, row)| {
-                        let label = format!("ours: {}", row[0].as_str().unwrap_or(&o.node));
-                        let tol = |i: usize| c["tolerances"].get(ri).and_then(|t| t.get(i)).and_then(|t| serde_json::from_value::<Tolerance>(t.clone()).ok()).unwrap_or_default();
-                        pick(&names, label, &|i| row.get(i + 1).and_then(Json::as_f64).map(|v| (v, tol(i))))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        return c
+            .rows
+            .iter()
+            .filter_map(|row| pick(&c.columns, format!("ours: {}", row.label), &|i| row.values.get(i).and_then(CompareValue::number).map(|v| (v, row.tolerance(i)))))
+            .collect();
     }
     if let Some(t) = &o.table {
         let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
@@ -103,11 +95,9 @@ fn our_rows(r: &PaperRef, o: &Ours) -> Vec<(String, Vec<Option<Num>>)> {
 /// Figure 2's claim in numbers: how much of the unablated score each masked condition keeps,
 /// and for which conditions "dynamic ≪ static, random" holds (a condition keeps at least half of
 /// the unablated score while dynamic masking keeps less than half).
-fn grid_verdict(c: &Json) -> String {
-    let rows: Vec<(String, String, f64)> = c["rows"]
-        .as_array()
-        .map(|rows| rows.iter().filter_map(|r| Some((r[0].as_str()?.to_string(), r[1].as_str()?.to_string(), r.get(2)?.as_f64()?))).collect())
-        .unwrap_or_default();
+fn grid_verdict(c: &Compare) -> String {
+    let rows: Vec<(String, String, f64)> =
+        c.rows.iter().filter_map(|r| Some((r.label.clone(), r.values.first()?.text()?.to_string(), r.values.get(1)?.number()?))).collect();
     let Some(base) = rows.iter().find(|r| r.1 == "none").map(|r| r.2).filter(|b| *b > 0.0) else { return String::new() };
     let Some(dynamic) = rows.iter().find(|r| r.1 == "dynamic").map(|r| r.2) else { return String::new() };
     let keep = |v: f64| v / base;
@@ -149,12 +139,9 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
         // Text-only reference: list our numbers.
         for o in &mine {
             if let Some(c) = &o.compare {
-                let cols: Vec<&str> = c["columns"].as_array().map(|a| a.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
-                let rows: Vec<String> = c["rows"]
-                    .as_array()
-                    .map(|rows| rows.iter().map(|row| format!("`{}` ({}): {}", row[0].as_str().unwrap_or(""), row[1].as_str().unwrap_or(""), row.get(2).and_then(Json::as_f64).map(fmt).unwrap_or("—".into()))).collect())
-                    .unwrap_or_default();
-                text += &format!(" Ours ({}, `{}`): {}.", cols.last().unwrap_or(&""), o.node, rows.join("; "));
+                let value = |row: &CompareRow, i: usize| row.values.get(i).and_then(CompareValue::number).map(fmt).unwrap_or("—".into());
+                let rows: Vec<String> = c.rows.iter().map(|row| format!("`{}` ({}): {}", row.label, row.values.first().and_then(CompareValue::text).unwrap_or(""), value(row, 1))).collect();
+                text += &format!(" Ours ({}, `{}`): {}.", c.columns.last().map_or("", String::as_str), o.node, rows.join("; "));
                 if r.constructor == "ablation_grid" {
                     text += &grid_verdict(c);
                 }

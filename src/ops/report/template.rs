@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use crate::lang::schema::{FuncSpec, enm, list, text, decl, PAPER_REFS, Ty, PathKind};
 use crate::cache::Artifact;
 use crate::engine::device;
+use crate::artifact::compare::Compare;
 use crate::report::{self, Figure, Report, Section, Table};
 
 use crate::lang::{Kind, Node, Value};
@@ -68,14 +69,14 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     for t in names("tables") {
         let a = inputs.get(&t).ok_or_else(|| format!("`{t}` not computed"))?;
         let table = serde_json::from_value::<Table>(read_json(a, "table.json")?).map_err(|e| e.to_string())?;
-        ours.push(super::paper::Ours { constructor: constructor(&t), node: t.clone(), table: Some(table.clone()), compare: read_json(a, "compare.json").ok() });
+        ours.push(super::paper::Ours { constructor: constructor(&t), node: t.clone(), table: Some(table.clone()), compare: Compare::read(a)? });
         tables.push(table);
     }
     let mut figures = Vec::new();
     for f in names("figures") {
         let a = inputs.get(&f).ok_or_else(|| format!("`{f}` not computed"))?;
         figures.push(serde_json::from_value::<Figure>(read_json(a, "figure.json")?).map_err(|e| e.to_string())?);
-        ours.push(super::paper::Ours { constructor: constructor(&f), node: f.clone(), table: None, compare: read_json(a, "compare.json").ok() });
+        ours.push(super::paper::Ours { constructor: constructor(&f), node: f.clone(), table: None, compare: Compare::read(a)? });
     }
     let mut sections = vec![Section { title: "Results".into(), text: String::new(), tables, figures }];
     let refs: Vec<&str> = n.arg("compare").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(|v| if let Value::Builtin { name, .. } = v { Some(name.as_str()) } else { None }).collect();

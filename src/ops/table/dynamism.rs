@@ -27,9 +27,9 @@ fn spec() -> FuncSpec {
 fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (trace_a, trace_name) = input(inputs, n, "trace")?;
-    let (static_a, _) = input(inputs, n, "static")?;
+    let (static_a, static_name) = input(inputs, n, "static")?;
     let samples: Vec<SampleHeads> = samples_of(trace_a, 0.5, true)?.into_iter().map(|(s, _)| s).collect();
-    let stat: BTreeSet<Head> = heads_of(static_a)?.into_iter().collect();
+    let stat: BTreeSet<Head> = fixed_heads(static_a, &static_name)?.into_iter().collect();
     let opts = DynamismOptions {
         empty_static: if enum_arg(n, "empty_static") == Some("skip") { EmptyStep::Skip } else { EmptyStep::Zero },
         both_empty: match enum_arg(n, "empty_adjacent") {

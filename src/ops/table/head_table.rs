@@ -5,8 +5,7 @@ use crate::analysis::dynamism::Head;
 use crate::lang::schema::{decl, int_min, FuncSpec};
 use crate::lang::Kind;
 use crate::ops::args::{input, req_int};
-use crate::ops::heads::ranking;
-use crate::ops::inputs::{heads_of, read_json};
+use crate::ops::inputs::head_set;
 use crate::ops::{Exec, Files, Inputs, OpDef};
 use crate::plan::Step;
 use crate::report::{Cell, Column, Row, Table};
@@ -24,12 +23,9 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (a, name) = input(inputs, n, "heads")?;
     let rows = req_int(n, "rows")? as usize;
-    let v = read_json(a, "heads.json")?;
-    if v.get("dynamic").is_some() || v.get("random").is_some() {
-        return Err(format!("`{name}` is chosen per step or per sample: only a fixed head set can be listed"));
-    }
-    let selected: Vec<Head> = heads_of(a)?;
-    let scores: std::collections::BTreeMap<Head, f64> = ranking(&v)?.into_iter().map(|(l, h, s)| ((l, h), s)).collect();
+    let set = head_set(a)?;
+    let selected: Vec<Head> = set.fixed_heads(&name).map_err(|e| e.to_string())?.to_vec();
+    let scores: std::collections::BTreeMap<Head, f64> = set.ranked().iter().map(|&(l, h, s)| ((l, h), s)).collect();
     let table = Table {
         id: n.name.clone(),
         caption: format!("The {} heads of `{name}`{}", selected.len().min(rows), if scores.is_empty() { "" } else { ", with the score they were ranked by" }),

@@ -1,4 +1,5 @@
 //! `table … = probe(…)`: Table 2.
+use crate::artifact::compare::{Compare, CompareRow};
 use std::collections::BTreeSet;
 
 use serde_json::json;
@@ -155,7 +156,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let mut tols: Vec<Vec<report::Tolerance>> = vec![(0..5).map(mlp_tol).collect()];
     // Baseline: always predict the static set.
     if let Ok((sa, sname)) = input(inputs, n, "static") {
-        let stat: BTreeSet<Head> = heads_of(sa)?.into_iter().collect();
+        let stat: BTreeSet<Head> = fixed_heads(sa, &sname)?.into_iter().collect();
         let mut v = vec![0f32; layers * n_heads];
         for (l, h) in &stat {
             if l * n_heads + h < v.len() {
@@ -202,18 +203,20 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             .collect(),
         ..Default::default()
     };
-    let compare = json!({
-        "columns": ["F1", "Precision", "Recall", "AUPRC"],
-        "rows": rows.iter().map(|(l, p, ap, _)| json!([format!("{name}, {l}"), p.f, p.precision, p.recall, ap])).collect::<Vec<_>>(),
-        "tolerances": tols.iter().map(|t| t[..4].to_vec()).collect::<Vec<_>>(),
-    });
+    let compare = Compare::new(
+        &["F1", "Precision", "Recall", "AUPRC"],
+        rows.iter()
+            .zip(&tols)
+            .map(|((l, p, ap, _), t)| CompareRow::new(format!("{name}, {l}"), vec![p.f.into(), p.precision.into(), p.recall.into(), (*ap).into()]).within(t[..4].to_vec()))
+            .collect(),
+    );
     let data = json!({"trace": name, "train_rows": train.rows(), "val_rows": val.rows(), "test_rows": test.rows(), "threshold": thr,
         "positive_rate_test": test.y.mean(tch::Kind::Double).double_value(&[]), "log": log, "layers": widths, "device": device::describe(dev),
         "precision": if double { "f64" } else { "f32" }, "runs": runs, "logs": logs});
     Ok(vec![
         ("table.json".into(), serde_json::to_vec_pretty(&table).unwrap()),
         ("probe.json".into(), serde_json::to_vec_pretty(&data).unwrap()),
-        ("compare.json".into(), serde_json::to_vec_pretty(&compare).unwrap()),
+        compare.file(),
     ])
 }
 

@@ -23,7 +23,8 @@ use crate::engine::generate::{default_batch_size, generate_with, FixedMask, Gene
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
 use crate::ops::model::model_spec;
-use crate::ops::trace::policy::{DynamicPolicy, DynamicSpec, PromptSets};
+use crate::artifact::heads::{Choice, DynamicSpec, PostToken};
+use crate::ops::trace::policy::{DynamicPolicy, PromptSets};
 
 pub const OP: OpDef = OpDef { kind: Kind::Trace, name: "generate", spec, source: file!(), check: Some(check), exec: Exec::Artifact(run) };
 
@@ -79,24 +80,30 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     }
     let mut fixed_mask = None;
     let mut prompt_sets: Option<PromptSets> = None;
-    let mut dynamic: Option<DynamicSpec> = None;
+    let mut dynamic: Option<(DynamicSpec, MaskMode)> = None;
     let mut intervention = Json::Null;
     for (_, args) in calls(n, "intervene") {
         let heads_ref = call_arg(args, "heads").and_then(ref_name).ok_or("mask_heads needs a head set")?;
         let art = inputs.get(heads_ref).ok_or_else(|| format!("head set `{heads_ref}` not computed"))?;
         let mode = if call_arg(args, "mode").and_then(Value::as_str) == Some("zero_output") { MaskMode::ZeroOutput } else { MaskMode::UniformAttention };
-        let spec = read_json(art, "heads.json")?;
-        if spec["dynamic"] == json!(true) {
-            let d: DynamicSpec = serde_json::from_value(spec.clone()).map_err(|e| format!("{heads_ref}: {e}"))?;
-            intervention = json!({"kind": "dynamic", "heads": heads_ref, "k": d.k, "order": d.order, "post_token": d.post_token,
-                "source": if d.recorded.is_some() { "trace" } else { "online" }});
-            dynamic = Some(DynamicSpec { mode: Some(mode), ..d });
-            continue;
-        }
-        let heads = heads_of(art)?;
-        prompt_sets = PromptSets::from_spec(&spec, heads_ref)?;
-        intervention = json!({"kind": if prompt_sets.is_some() { "per_sample" } else { "fixed" }, "heads": heads_ref, "count": heads.len(),
-            "random": spec.get("random").map(|r| json!({"count": r["count"], "redraw": r["redraw"]}))});
+        let set = head_set(art)?;
+        let heads: Vec<Head> = match set.set {
+            Choice::Dynamic(d) => {
+                intervention = json!({"kind": "dynamic", "heads": heads_ref, "k": d.k, "order": d.order, "post_token": d.post_token,
+                    "source": if d.recorded.is_some() { "trace" } else { "online" }});
+                dynamic = Some((d, mode));
+                continue;
+            }
+            // The set at the global count; each sample's own set replaces it per batch.
+            Choice::Fixed { ref heads, .. } | Choice::PerSample { ref heads, .. } => heads.clone(),
+            Choice::Random(_) => vec![],
+        };
+        prompt_sets = PromptSets::of(&set.set, heads_ref);
+        let random = match &set.set {
+            Choice::Random(r) => json!({"count": r.count, "redraw": r.redraw}),
+            _ => Json::Null,
+        };
+        intervention = json!({"kind": if prompt_sets.is_some() { "per_sample" } else { "fixed" }, "heads": heads_ref, "count": heads.len(), "random": random});
         let all = call_arg(args, "scope").and_then(Value::as_str) == Some("all_positions") || call_arg(args, "prefill") == Some(&Value::Bool(true));
         fixed_mask = Some(FixedMask { heads, per_prompt: vec![], mode, scope: if all { MaskScope::AllPositions } else { MaskScope::Steps } });
     }
@@ -130,11 +137,11 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         if let (Some(sets), Some(m)) = (&prompt_sets, opts.fixed_mask.as_mut()) {
             m.per_prompt = chunk.iter().map(|p| sets.heads_for(&p.prep.id, &p.meta)).collect::<Result<_, _>>()?;
         }
-        let mut policy = dynamic.as_ref().map(|d| DynamicPolicy {
+        let mut policy = dynamic.as_ref().map(|(d, mode)| DynamicPolicy {
             k: d.k,
-            order: d.order.clone(),
+            order: d.order,
             static_rank: d.static_rank.iter().enumerate().map(|(i, h)| (*h, i)).collect(),
-            mode: d.mode.unwrap_or(MaskMode::UniformAttention),
+            mode: *mode,
             n_heads,
             needles: chunk.iter().map(|p| {
                 let mut m = vec![false; p.prep.ids.len()];
@@ -156,19 +163,19 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
                 .enumerate()
                 .map(|(step_i, s)| {
                     let mut v = base_step(s, n_heads, &p.prep.ids, &needle);
-                    if let Some(rec) = dynamic.as_ref().and_then(|d| d.recorded.as_ref()) {
+                    if let Some(rec) = dynamic.as_ref().and_then(|(d, _)| d.recorded.as_ref()) {
                         // One-pass step with H_t read from the unablated trace (`source: trace`).
                         let h: Vec<Head> = rec.get(&p.prep.id).and_then(|r| r.get(step_i)).map(|r| r.iter().map(|x| x.0).collect()).unwrap_or_default();
                         v.clean_heads = Some(h);
                         v.masked = Some(s.masked.clone());
-                    } else if let Some(d) = &dynamic {
+                    } else if let Some((d, _)) = &dynamic {
                         // Two-pass step: H_t and the token of the clean pass (the committed pass
                         // itself when nothing was masked), and the heads masked.
                         let clean = s.unmasked.as_deref().unwrap_or(s);
                         v.clean_heads = Some(eq1(clean));
                         v.clean_token = Some(clean.token);
                         v.masked = Some(s.masked.clone());
-                        if d.post_token == "clean" && s.unmasked.is_some() {
+                        if d.post_token == PostToken::Clean && s.unmasked.is_some() {
                             // H'_t scored against the clean pass's token ŷ_t (option 13).
                             let rec = crate::engine::generate::StepRecord { token: clean.token, argmax: s.argmax.clone(), ..Default::default() };
                             v.post_heads = Some(eq1(&rec));

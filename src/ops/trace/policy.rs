@@ -2,7 +2,9 @@
 //! (random baselines, matched counts) and the dynamic ablation policy (Section 3.3).
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
+
+use crate::artifact::heads::{Choice, Order, RandomDraw, RecordedSteps, Redraw};
 
 use crate::analysis::dynamism::Head;
 use crate::support::pyrandom::PyRandom;
@@ -10,72 +12,35 @@ use crate::engine::capture::retrieval_heads;
 use crate::engine::generate::{Prompt, StepPolicy};
 use crate::engine::model::MaskMode;
 
-/// The `heads.json` of a `dynamic(...)` head set.
-/// One sample's recorded trace: per step, H_t with each head's attention weight.
-pub(crate) type RecordedSteps = Vec<Vec<(Head, f32)>>;
-
-#[derive(serde::Deserialize)]
-pub(crate) struct DynamicSpec {
-    pub(crate) k: Option<usize>,
-    pub(crate) order: String,
-    #[serde(default)]
-    pub(crate) seed: u64,
-    #[serde(default = "post_masked")]
-    pub(crate) post_token: String,
-    #[serde(default)]
-    pub(crate) static_rank: Vec<Head>,
-    /// `source: trace`: per sample id, per step, H_t of the unablated trace with each head's
-    /// attention weight (the cheaper one-pass variant).
-    #[serde(default)]
-    pub(crate) recorded: Option<BTreeMap<String, RecordedSteps>>,
-    #[serde(skip)]
-    pub(crate) mode: Option<MaskMode>,
-}
-
-pub(crate) fn post_masked() -> String {
-    "masked".into()
-}
-
 /// Fixed head sets that differ per sample: a random baseline (redrawn per sample or per cell) or
 /// a ranking cut at each sample's own matched count.
 pub(crate) enum PromptSets {
-    Random { pool: Vec<Head>, count: usize, per_sample_count: Option<BTreeMap<String, usize>>, per_cell: bool, seed: u64, name: String },
+    Random { draw: RandomDraw, name: String },
     PerSample { sets: BTreeMap<String, Vec<Head>>, name: String },
 }
 
 impl PromptSets {
-    pub(crate) fn from_spec(spec: &Json, name: &str) -> Result<Option<Self>, String> {
-        if let Some(r) = spec.get("random") {
-            let pool: Vec<Head> = serde_json::from_value(r["pool"].clone()).map_err(|e| e.to_string())?;
-            let per_sample_count: Option<BTreeMap<String, usize>> = serde_json::from_value(r["per_sample_count"].clone()).map_err(|e| e.to_string())?;
-            return Ok(Some(PromptSets::Random {
-                pool,
-                count: r["count"].as_u64().unwrap_or(0) as usize,
-                per_sample_count,
-                per_cell: r["redraw"] == json!("per_cell"),
-                seed: r["seed"].as_u64().unwrap_or(0),
-                name: name.to_string(),
-            }));
+    /// The per-sample sets of a head set, `None` for a set that is the same for every sample.
+    pub(crate) fn of(set: &Choice, name: &str) -> Option<Self> {
+        match set {
+            Choice::Random(draw) => Some(PromptSets::Random { draw: draw.clone(), name: name.to_string() }),
+            Choice::PerSample { per_sample, .. } => Some(PromptSets::PerSample { sets: per_sample.clone(), name: name.to_string() }),
+            Choice::Fixed { .. } | Choice::Dynamic(_) => None,
         }
-        if let Some(p) = spec.get("per_sample") {
-            let sets = serde_json::from_value(p.clone()).map_err(|e| e.to_string())?;
-            return Ok(Some(PromptSets::PerSample { sets, name: name.to_string() }));
-        }
-        Ok(None)
     }
 
     pub(crate) fn heads_for(&self, id: &str, meta: &Json) -> Result<Vec<Head>, String> {
         let missing = |name: &str| format!("sample `{id}` is not in the trace that `{name}` is matched to: match it to a trace of the same dataset");
         match self {
             PromptSets::PerSample { sets, name } => sets.get(id).cloned().ok_or_else(|| missing(name)),
-            PromptSets::Random { pool, count, per_sample_count, per_cell, seed, name } => {
+            PromptSets::Random { draw: RandomDraw { pool, count, per_sample_count, redraw, seed, .. }, name } => {
                 let count = match per_sample_count {
                     Some(m) => *m.get(id).ok_or_else(|| missing(name))?,
                     None => *count,
                 };
                 // One stream per sample (or per (length, depth) cell), derived from the seed, so a
                 // draw does not depend on batch order.
-                let key = if *per_cell { format!("{seed}/{}/{}", meta["length"], meta["depth"]) } else { format!("{seed}/{id}") };
+                let key = if *redraw == Redraw::PerCell { format!("{seed}/{}/{}", meta["length"], meta["depth"]) } else { format!("{seed}/{id}") };
                 use sha2::Digest;
                 let d = sha2::Sha256::digest(key.as_bytes());
                 let mut rng = PyRandom::new(u64::from_le_bytes(d[..8].try_into().unwrap()));
@@ -97,7 +62,7 @@ impl PromptSets {
 /// the committed pass.
 pub(crate) struct DynamicPolicy {
     pub(crate) k: Option<usize>,
-    pub(crate) order: String,
+    pub(crate) order: Order,
     /// Rank of each head in the static ranking (`order: static_rank`).
     pub(crate) static_rank: BTreeMap<Head, usize>,
     pub(crate) mode: MaskMode,
@@ -123,22 +88,22 @@ impl StepPolicy for DynamicPolicy {
             }
         };
         let w = |x: &Head| weights.get(x).copied().unwrap_or(0.0);
-        match self.order.as_str() {
+        match self.order {
             // Largest attention weight at the copied position first; ties by (layer, head).
-            "attn_weight" => h.sort_by(|a, b| w(b).total_cmp(&w(a)).then(a.cmp(b))),
+            Order::AttnWeight => h.sort_by(|a, b| w(b).total_cmp(&w(a)).then(a.cmp(b))),
             // Best static rank first; heads outside the ranking after them, by attention weight.
-            "static_rank" => h.sort_by(|a, b| {
+            Order::StaticRank => h.sort_by(|a, b| {
                 let r = |x: &(usize, usize)| self.static_rank.get(x).copied().unwrap_or(usize::MAX);
                 r(a).cmp(&r(b)).then(w(b).total_cmp(&w(a))).then(a.cmp(b))
             }),
-            "random" => {
+            Order::Random => {
                 // Fisher–Yates with the seeded stream.
                 for i in (1..h.len()).rev() {
                     let j = (self.rng.getrandbits_128() % (i as u128 + 1)) as usize;
                     h.swap(i, j);
                 }
             }
-            _ => h.sort(),
+            Order::LayerMajor => h.sort(),
         }
         if let Some(k) = self.k {
             h.truncate(k);
