@@ -99,3 +99,32 @@ fn cuda_request_without_gpu_says_why() {
     assert_eq!(r.status.code(), Some(2));
     assert!(stderr.contains("CUDA was requested but is not usable"), "{stderr}");
 }
+
+/// `--report` goes through rhx's report renderer: a `.md` path gets the Markdown, a folder the
+/// whole report (Markdown, HTML, `report.json`, the table as CSV), with the prompts file's digest.
+#[test]
+fn report_is_rendered_by_the_report_module_as_a_file_or_a_folder() {
+    if !model_installed() {
+        return;
+    }
+    let input = tmp("report.jsonl");
+    std::fs::write(&input, concat!(r#"{"id": "q1", "messages": [{"role": "user", "content": "The magic word is 42-abc. What is the magic word?"}], "needle": "The magic word is 42-abc.", "answer": "42-abc"}"#, "\n")).unwrap();
+    let md = tmp("report.md");
+    let folder = tmp("report_folder");
+    let _ = std::fs::remove_dir_all(&folder);
+    for report in [&md, &folder] {
+        let r = rhx().args(["trace", "--device", "cpu", "--max-new-tokens", "6", "--quiet", "--prompts"]).arg(&input).arg("--out").arg(tmp("report.out.jsonl")).arg("--report").arg(report).output().unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+    let digest = rhx::engine::loader::sha256_file(&input).unwrap();
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.contains("| q1 ") && text.contains("answer found") && !text.contains("tables/") && text.contains("/ 1**"), "{text}");
+    assert!(text.contains(&digest), "the prompts' sha256 is in the provenance: {text}");
+    let report = rhx::report::load_report(&folder.join("report.json")).unwrap();
+    let table = &report.sections[0].tables[0];
+    assert_eq!((table.id.as_str(), table.rows.len(), table.rows[0].label.as_str()), ("generations", 1, "q1"));
+    assert_eq!(report.provenance.datasets[0].sha256, digest);
+    for f in ["report.md", "report.html", "tables/generations.csv"] {
+        assert!(folder.join(f).is_file(), "{f}");
+    }
+}

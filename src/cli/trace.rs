@@ -18,6 +18,7 @@ use crate::engine::device::{self, DType, DeviceRequest};
 use crate::engine::generate::{default_batch_size, generate_with, EngineOptions, FixedMask, GenerateOptions, MaskScope, Prompt};
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
+use crate::report::{Cell, Column, DatasetProvenance, FileDigest, ModelProvenance, Provenance, Report, Row, Section, Table};
 
 #[derive(Args)]
 #[command(
@@ -76,7 +77,9 @@ pub struct TraceArgs {
     /// final hidden state (`hidden`: one vector per captured site)
     #[arg(long)]
     full: bool,
-    /// Write a Markdown summary (accuracy against each line's `answer`, head counts, provenance)
+    /// Write a summary (per prompt: tokens, answer found against the line's `answer`, retrieval
+    /// heads; provenance) through rhx's report renderer: a `.md` path gets one Markdown file,
+    /// any other path a report folder (report.md, report.html, report.json, tables/*.csv)
     #[arg(long)]
     report: Option<PathBuf>,
     /// No progress bar
@@ -103,6 +106,7 @@ fn parse_head(s: &str) -> Result<(usize, usize)> {
 
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
     let started = Instant::now();
+    let started_at = crate::cache::rfc3339_now();
     if let Some(n) = args.threads {
         tch::set_num_threads(n);
     }
@@ -236,8 +240,8 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         }
     }
     if let Some(path) = &args.report {
-        let md = report_markdown(&args, &lm, dev, &summary, &answers, gen_s, started.elapsed().as_secs_f64());
-        write_atomic(path, |w| Ok(w.write_all(md.as_bytes())?))?;
+        let report = trace_report(&args, &lm, dev, &summary, &answers, started_at, started.elapsed().as_secs_f64());
+        write_trace_report(path, &report)?;
     }
     Ok(if n_err > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -253,61 +257,88 @@ fn read_answers(path: &std::path::Path) -> BTreeMap<usize, String> {
 
 type SummaryRow = (String, usize, usize, usize, String, usize);
 
-fn report_markdown(
-    args: &TraceArgs,
-    lm: &loader::LoadedModel,
-    dev: tch::Device,
-    rows: &[SummaryRow],
-    answers: &BTreeMap<usize, String>,
-    gen_s: f64,
-    wall_s: f64,
-) -> String {
+/// The `--report` of a trace, in the report data model (`src/report`) that experiments use:
+/// rendered to Markdown for a `.md` path, or written as a whole report folder (Markdown, HTML,
+/// `report.json`, CSV) otherwise.
+fn trace_report(args: &TraceArgs, lm: &loader::LoadedModel, dev: tch::Device, rows: &[SummaryRow], answers: &BTreeMap<usize, String>, started_at: String, wall_s: f64) -> Report {
     let cfg = &lm.model.config;
-    let mut md = String::new();
-    md.push_str(&format!("# rhx trace: {}\n\n", args.prompts.display()));
-    md.push_str(&format!(
-        "Model `{}` ({:?}, {} layers × {} query heads, {} KV heads), greedy decoding, at most {} new tokens.\n\n",
-        lm.path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
-        cfg.arch,
-        cfg.num_layers,
-        cfg.num_heads,
-        cfg.num_kv_heads,
-        args.max_new_tokens
-    ));
-    md.push_str("| id | prompt tokens | generated | answer found | retrieval-head activations | mean heads / step | output |\n|---|---:|---:|:---:|---:|---:|---|\n");
-    let mut correct = 0;
-    let mut with_answer = 0;
-    for (id, pt, nt, nh, text, line) in rows {
-        let found = match answers.get(line) {
-            Some(a) => {
-                with_answer += 1;
-                if uuid_accuracy(text, a) == 1.0 {
-                    correct += 1;
-                    "yes"
-                } else {
-                    "no"
+    let (mut correct, mut with_answer) = (0, 0);
+    let table_rows: Vec<Row> = rows
+        .iter()
+        .map(|(id, pt, nt, nh, text, line)| {
+            let found = match answers.get(line) {
+                Some(a) => {
+                    with_answer += 1;
+                    let hit = uuid_accuracy(text, a) == 1.0;
+                    correct += usize::from(hit);
+                    if hit { "yes" } else { "no" }
                 }
-            }
-            None => "–",
-        };
-        let shown: String = text.chars().take(60).collect::<String>().replace('|', "\\|").replace('\n', " ");
-        md.push_str(&format!("| {id} | {pt} | {nt} | {found} | {nh} | {:.2} | {shown} |\n", *nh as f64 / (*nt).max(1) as f64));
-    }
+                None => "–",
+            };
+            let shown: String = text.chars().take(60).collect::<String>().replace('\n', " ");
+            let cells = vec![Cell::num(*pt as f64), Cell::num(*nt as f64), Cell::text(found), Cell::num(*nh as f64), Cell::num(*nh as f64 / (*nt).max(1) as f64), Cell::text(shown)];
+            Row::new(id.clone(), cells)
+        })
+        .collect();
+    let model_file = lm.path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    let mut text = format!(
+        "Model `{model_file}` ({:?}, {} layers × {} query heads, {} KV heads), greedy decoding, at most {} new tokens.",
+        cfg.arch, cfg.num_layers, cfg.num_heads, cfg.num_kv_heads, args.max_new_tokens
+    );
     if with_answer > 0 {
-        md.push_str(&format!("\nAnswer found in the output (substring): **{correct} / {with_answer}**.\n"));
+        text += &format!("\n\nAnswer found in the output (substring): **{correct} / {with_answer}**.");
     }
-    md.push_str("\n## Provenance\n\n");
-    md.push_str(&format!("- rhx {} (commit {})\n", env!("CARGO_PKG_VERSION"), env!("RHX_GIT_COMMIT")));
-    for (f, h) in &lm.files {
-        md.push_str(&format!("- model file `{}`: sha256 `{}`\n", f.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(), h));
-    }
+    let table = Table {
+        id: "generations".into(),
+        caption: "Per prompt: its tokens, the tokens generated, whether the answer appears in the output, and the Eq. 1 retrieval heads summed over the steps".into(),
+        row_header: "id".into(),
+        columns: vec![
+            Column::new("prompt tokens").precision(0),
+            Column::new("generated").precision(0),
+            Column::new("answer found"),
+            Column::new("retrieval-head activations").precision(0),
+            Column::new("mean heads / step").precision(2),
+            Column::new("output"),
+        ],
+        rows: table_rows,
+        ..Default::default()
+    };
+    let mut provenance = Provenance::current();
+    provenance.started = started_at;
+    provenance.wall_time_s = wall_s;
+    provenance.device = device::describe(dev);
+    provenance.models = vec![ModelProvenance {
+        name: args.model.clone(),
+        files: lm.files.iter().map(|(f, h)| FileDigest { path: f.display().to_string(), sha256: h.clone() }).collect(),
+    }];
     if let Ok(h) = loader::sha256_file(&args.prompts) {
-        md.push_str(&format!("- prompts `{}`: sha256 `{h}`\n", args.prompts.display()));
+        provenance.datasets = vec![DatasetProvenance { name: args.prompts.display().to_string(), sha256: h }];
     }
-    md.push_str(&format!("- device {}, dtype {}\n", device::describe(dev), args.dtype));
-    md.push_str(&format!("- command: `{}`\n", std::env::args().collect::<Vec<_>>().join(" ")));
-    md.push_str(&format!("- generation {gen_s:.1} s, wall time {wall_s:.1} s\n"));
-    md
+    provenance.settings = [
+        ("dtype".to_string(), args.dtype.to_string()),
+        ("max_new_tokens".to_string(), args.max_new_tokens.to_string()),
+        ("mask_heads".to_string(), args.mask_heads.join(",")),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .collect();
+    Report {
+        title: format!("rhx trace: {}", args.prompts.display()),
+        subtitle: None,
+        sections: vec![Section { title: "Generations".into(), text, tables: vec![table], figures: vec![] }],
+        provenance,
+    }
+}
+
+/// Writes the `--report`: one Markdown file for a `.md` path, else a report folder.
+fn write_trace_report(path: &std::path::Path, report: &Report) -> Result<()> {
+    if path.extension().is_some_and(|e| e == "md") {
+        let md = crate::report::render_markdown_alone(report)?;
+        write_atomic(path, |w| Ok(w.write_all(md.as_bytes())?))
+    } else {
+        crate::report::write_report(report, path)?;
+        Ok(())
+    }
 }
 
 /// Writes through a temporary file in the same directory and renames it into place, so an

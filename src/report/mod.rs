@@ -47,7 +47,7 @@ pub use figures::{figure_svg, COLORBAR_STEPS};
 pub use format::{fmt_delta, fmt_num, fmt_pm};
 pub use model::*;
 pub use render::{
-    load_report, render_html, render_markdown, table_csv, write_report, write_report_with,
+    load_report, render_html, render_markdown, render_markdown_alone, table_csv, write_report, write_report_with,
     ReportFiles, Templates,
 };
 

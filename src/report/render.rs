@@ -81,6 +81,17 @@ pub fn render_markdown(report: &Report, template: Option<&Path>) -> Result<Strin
     render(&ctx, "report.md.j2", template)
 }
 
+/// Renders the report as one Markdown file that stands alone (`rhx trace --report x.md`): no
+/// `tables/*.csv` are written beside it, so the tables do not link to them.
+pub fn render_markdown_alone(report: &Report) -> Result<String> {
+    report.validate()?;
+    let mut ctx = context(report, None);
+    for t in ctx.sections.iter_mut().flat_map(|s| s.tables.iter_mut()).chain(ctx.tables.values_mut()) {
+        t.csv.clear();
+    }
+    render(&ctx, "report.md.j2", None)
+}
+
 /// Renders the report as one self-contained HTML page (inline CSS, inline SVG figures).
 pub fn render_html(report: &Report, template: Option<&Path>) -> Result<String> {
     report.validate()?;
