@@ -141,6 +141,9 @@ fn every_engine_option_and_the_engine_build_enter_the_trace_keys() {
     // Another build of the engine (any change to its sources changes the fingerprint).
     let other_build = EngineIdentity { fingerprint: "0".repeat(64), ..current.clone() };
     assert_eq!(changed(&keys_with(&cache, &other_build)), downstream);
+    // The same build on another libtorch (it is linked dynamically).
+    let other_libtorch = EngineIdentity { libtorch: "2.10.0+cpu".into(), ..current.clone() };
+    assert_eq!(changed(&keys_with(&cache, &other_libtorch)), downstream);
     // The device a trace runs on is in its key, resolved: `auto` is the CPU or a named GPU.
     let auto = lang::check_path(&exp(), &["smol.device=auto".to_string()], &NoShapes).unwrap();
     let plan = rhx::plan::plan_with(&auto, &cache, &current).unwrap();

@@ -210,18 +210,59 @@ impl EngineOptions {
 pub struct EngineIdentity {
     pub fingerprint: String,
     pub options: EngineOptions,
+    /// The libtorch this process runs on ([`libtorch_runtime`]): the binary links it
+    /// dynamically, so the same build can run on another libtorch (and its MKL) than it was
+    /// built against.
+    #[serde(default)]
+    pub libtorch: String,
 }
 
 impl EngineIdentity {
-    /// This binary's fingerprint with this process's options.
+    /// This binary's fingerprint with this process's options and libtorch.
     pub fn current() -> Result<EngineIdentity, OptionsError> {
-        Ok(EngineIdentity { fingerprint: FINGERPRINT.to_string(), options: EngineOptions::process()?.clone() })
+        Ok(EngineIdentity { fingerprint: FINGERPRINT.to_string(), options: EngineOptions::process()?.clone(), libtorch: libtorch_runtime().to_string() })
     }
+}
+
+/// The version of the libtorch loaded into this process: `libtorch_cpu.so`'s folder is found
+/// in `/proc/self/maps`, and its version read beside it (`../version.py` of a torch wheel:
+/// `__version__` and `git_version`; `../build-version` of a libtorch archive). Without either,
+/// the library's path and size, so that a different library still gives a different identity.
+pub fn libtorch_runtime() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let Some(lib) = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with("/libtorch_cpu.so")).map(std::path::PathBuf::from) else {
+            return "unknown (libtorch_cpu.so not mapped)".to_string();
+        };
+        let root = lib.parent().and_then(|d| d.parent()).map(std::path::Path::to_path_buf).unwrap_or_default();
+        if let Ok(py) = std::fs::read_to_string(root.join("version.py")) {
+            let field = |name: &str| py.lines().find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix('=')?.trim().trim_matches(['\'', '"']).to_string().into());
+            if let Some(v) = field("__version__") {
+                return match field("git_version") {
+                    Some(g) => format!("{v} (git {})", &g[..g.len().min(12)]),
+                    None => v,
+                };
+            }
+        }
+        if let Ok(v) = std::fs::read_to_string(root.join("build-version")) {
+            return v.trim().to_string();
+        }
+        let size = std::fs::metadata(&lib).map(|m| m.len()).unwrap_or(0);
+        format!("unknown ({}, {size} bytes)", lib.display())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_loaded_libtorch_is_identified_by_its_version() {
+        let v = libtorch_runtime();
+        assert!(v.starts_with(|c: char| c.is_ascii_digit()), "{v}");
+        assert_eq!(EngineIdentity::current().unwrap().libtorch, v);
+    }
 
     #[test]
     fn unset_variables_give_the_defaults_and_bad_values_are_errors() {

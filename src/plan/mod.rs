@@ -4,7 +4,7 @@
 //! referenced node's key), the keys of its inputs, the digests of every file it reads (model
 //! weights, haystack texts, templates), the experiment seed, the key scheme's engine version)`;
 //! a trace's spec also holds the engine's identity (`engine::options::EngineIdentity`: the hash
-//! of the engine sources this binary was built from, every decoding and kernel option) and the
+//! of the engine sources this binary was built from, every decoding and kernel option, the libtorch it runs on) and the
 //! device it runs on, so a trace computed by other code, options or hardware is never reused.
 //! So a rerun
 //! recomputes exactly the nodes whose inputs changed, and `--set niah.runs=20` changes the
@@ -182,7 +182,7 @@ pub fn plan_with(program: &Program, cache: &Cache, engine: &EngineIdentity) -> R
                 Some(m) => device_signature(m)?,
                 None => String::new(),
             };
-            spec["engine"] = json!({ "fingerprint": engine.fingerprint, "options": engine.options, "device": device });
+            spec["engine"] = json!({ "fingerprint": engine.fingerprint, "options": engine.options, "libtorch": engine.libtorch, "device": device });
         }
         // The op's code: the hashes of its file and of the files it uses (`ops::OpDef`), so a
         // change to an analysis recomputes exactly the nodes it makes.
