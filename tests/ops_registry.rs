@@ -215,3 +215,146 @@ fn every_declared_option_changes_the_output_or_is_refused() {
     assert!(unexplained.is_empty(), "options that change nothing and are not refused: {unexplained:?}");
     assert!(changed.len() >= 10, "{changed:?}");
 }
+
+/// What a dataset contributes to a trace, per prompt: token ids, needle span, answer, cell.
+type PromptRecord = (Vec<u32>, Vec<usize>, Option<String>, String);
+
+/// Dataset options that leave the prompts of `tests/run/section3_small.rhx` as they are, each
+/// with the reason (`op.param=value`).
+const DATASET_NO_EFFECT_HERE: &[(&str, &str)] = &[];
+
+/// Every enum or boolean option of a dataset constructor used by `tests/run/section3_small.rhx`,
+/// set in turn to each value other than its own: the prompts it makes for SmolLM2's tokenizer
+/// (token ids, needle span, answer, cell) must change, or `rhx check` must refuse the value, or
+/// it is listed in [`DATASET_NO_EFFECT_HERE`] with the reason. No model runs: the prompts are
+/// all a dataset contributes to a trace.
+#[test]
+fn every_declared_dataset_option_changes_the_prompts_or_is_refused() {
+    if !common::smollm2_installed() {
+        return;
+    }
+    use rhx::lang::schema::Ty;
+    let lm = rhx::engine::loader::load("smollm2-135m-instruct", tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let extra: std::collections::BTreeMap<String, Json> = [("enable_thinking".to_string(), Json::Bool(false))].into();
+    let exp = root().join("tests/run/section3_small.rhx");
+    let base = lang::check_path(&exp, &[], &NoShapes).unwrap();
+    let prompts = |program: &rhx::lang::Program, name: &str| -> Vec<PromptRecord> {
+        let node = program.nodes.iter().find(|n| n.name == name).unwrap();
+        let Exec::Dataset(make) = rhx::ops::find(node.kind, &node.constructor).unwrap().exec else { unreachable!() };
+        make(node, &lm.tokenizer, &extra).unwrap().into_iter().map(|p| (p.prep.ids, p.prep.needle_span, p.answer, p.meta.to_string())).collect()
+    };
+    let (mut changed, mut refused, mut no_effect) = (vec![], vec![], vec![]);
+    for node in base.nodes.iter().filter(|n| n.kind == Kind::Dataset) {
+        let op = rhx::ops::find(node.kind, &node.constructor).unwrap();
+        let reference = prompts(&base, &node.name);
+        assert!(!reference.is_empty(), "{}", node.name);
+        for p in &(op.spec)().params {
+            let values: Vec<String> = match &p.ty {
+                Ty::Enum(vs) => vs.iter().map(|v| v.to_string()).collect(),
+                Ty::Bool => vec!["true".into(), "false".into()],
+                _ => continue,
+            };
+            let current = node.arg(p.name).map(Value::render);
+            for v in values.into_iter().filter(|v| Some(v) != current.as_ref()) {
+                let id = format!("{}.{}={v}", op.name, p.name);
+                let set = format!("{}.{}={v}", node.name, p.name);
+                let program = match lang::check_path(&exp, std::slice::from_ref(&set), &NoShapes) {
+                    Ok(p) if run::check_supported(&p).is_ok() => p,
+                    _ => {
+                        refused.push(id);
+                        continue;
+                    }
+                };
+                if prompts(&program, &node.name) == reference {
+                    no_effect.push(id);
+                } else {
+                    changed.push(id);
+                }
+            }
+        }
+    }
+    eprintln!("changed: {changed:?}\nrefused: {refused:?}\nno effect: {no_effect:?}");
+    let unexplained: Vec<&String> = no_effect.iter().filter(|id| !DATASET_NO_EFFECT_HERE.iter().any(|(o, _)| o == id)).collect();
+    assert!(unexplained.is_empty(), "dataset options that change no prompt and are not refused: {unexplained:?}");
+    assert!(changed.len() >= 4, "{changed:?}");
+}
+
+/// Options of the capture and intervention functions that leave a trace as it is here, each with
+/// the reason (`function.param=value`).
+const FUNCTION_NO_EFFECT_HERE: &[(&str, &str)] = &[];
+
+/// Every enum or boolean option of a `capture:` or `intervene:` function, set in turn to each
+/// value other than its default on a short SmolLM2 trace: the trace's records must change, or
+/// `rhx check` must refuse the value (or the function), or it is listed in
+/// [`FUNCTION_NO_EFFECT_HERE`] with the reason.
+#[test]
+fn every_capture_and_intervention_option_changes_the_trace_or_is_refused() {
+    if !common::smollm2_installed() {
+        return;
+    }
+    use rhx::lang::schema::{registry, Family, Ty};
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("function_options");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let opts = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    let prompts = root().join("experiments/prompts/niah_smoke.jsonl");
+    // The trace's records (everything but `trace_info.json`, which names the settings), or why
+    // the program is refused.
+    let trace_of = |i: usize, capture: &str, intervene: &str| -> Result<Vec<(String, String)>, String> {
+        let src = format!(
+            "experiment \"function-options\" {{ seed: 0 }}\nmodel lm = gguf(\"smollm2-135m-instruct\") {{ dtype: f32, device: cpu }}\n\
+             dataset prompts = jsonl({prompts:?}) {{ limit: 1 }}\nheads listed = explicit([\"L3H1\", \"L5H2\", \"L10H4\", \"L20H0\"])\n\
+             trace t = generate(lm, prompts) {{ max_new_tokens: 8, capture: [{capture}], intervene: [{intervene}] }}\n"
+        );
+        let path = dir.join(format!("e{i}.rhx"));
+        std::fs::write(&path, src).unwrap();
+        let program = lang::check_path(&path, &[], &NoShapes).map_err(|e| format!("{e:?}"))?;
+        run::check_supported(&program).map_err(|e| format!("{e:?}"))?;
+        run::run(&program, &cache, &opts).map_err(|e| e.to_string())?;
+        let plan = rhx::plan::plan(&program, &cache).unwrap();
+        let a = cache.get(&plan.step("t").unwrap().key).unwrap().unwrap();
+        Ok(a.manifest.files.iter().filter(|f| f.name != "trace_info.json").map(|f| (f.name.clone(), f.sha256.clone())).collect())
+    };
+    let (mut changed, mut refused, mut no_effect) = (vec![], vec![], vec![]);
+    let mut i = 0;
+    for family in [Family::Capture, Family::Intervention] {
+        for f in registry().funcs_of(family) {
+            // The call with its defaults; an intervention needs its head set.
+            let call = |arg: &str| {
+                let args: Vec<&str> = [(family == Family::Intervention).then_some("listed"), (!arg.is_empty()).then_some(arg)].into_iter().flatten().collect();
+                format!("{}({})", f.name, args.join(", "))
+            };
+            let program = |arg: &str| if family == Family::Capture { (call(arg), String::new()) } else { ("retrieval(copy_paste)".to_string(), call(arg)) };
+            i += 1;
+            let (c, m) = program("");
+            let reference = trace_of(i, &c, &m);
+            for p in &f.params {
+                let values: Vec<String> = match &p.ty {
+                    Ty::Enum(vs) => vs.iter().map(|v| v.to_string()).collect(),
+                    Ty::Bool => vec!["true".into(), "false".into()],
+                    _ => continue,
+                };
+                for v in values.into_iter().filter(|v| p.default != rhx::lang::schema::Default::Value(leak(v))) {
+                    let id = format!("{}.{}={v}", f.name, p.name);
+                    i += 1;
+                    let (c, m) = program(&format!("{}: {v}", p.name));
+                    match (&reference, trace_of(i, &c, &m)) {
+                        (_, Err(_)) => refused.push(id),
+                        (Ok(r), Ok(t)) if *r == t => no_effect.push(id),
+                        (Ok(_), Ok(_)) => changed.push(id),
+                        (Err(e), Ok(_)) => panic!("`{}` with its defaults is refused ({e}) but {id} runs", f.name),
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("changed: {changed:?}\nrefused: {refused:?}\nno effect: {no_effect:?}");
+    let unexplained: Vec<&String> = no_effect.iter().filter(|id| !FUNCTION_NO_EFFECT_HERE.iter().any(|(o, _)| o == id)).collect();
+    assert!(unexplained.is_empty(), "function options that change no trace and are not refused: {unexplained:?}");
+    assert!(!changed.is_empty(), "{changed:?}");
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}

@@ -219,6 +219,20 @@ fn check(n: &Node) -> Result<(), Refusal> {
                         }
                     }
                 }
+                // Eq. 2's options change nothing in Eq. 1 (the only method implemented): a value
+                // other than the default would be silently ignored.
+                let spec = crate::lang::schema::registry().func(Family::Capture, "retrieval").expect("`retrieval` is a capture function");
+                for p in ["sink", "local", "denominator"] {
+                    let default = spec.params.iter().find(|q| q.name == p).and_then(|q| match q.default {
+                        crate::lang::schema::Default::Value(v) => Some(v),
+                        _ => None,
+                    });
+                    if let (Some(v), Some(d)) = (call_arg(args, p), default) {
+                        if v.render() != d {
+                            return Err(Refusal::new("capture", format!("`retrieval({p}: {})` is an option of Eq. 2 (`retrieval(reasoning)`, not implemented yet); Eq. 1 does not use it", v.render())));
+                        }
+                    }
+                }
             }
             "hidden" => {
                 if call_arg(args, "norm").and_then(Value::as_str) == Some("pre_norm") {
