@@ -109,9 +109,8 @@ pub fn certify(original: &Report, rerun: &Report) -> Certificate {
     let mut w = Walk::default();
     w.walk(&strip(original), &strip(rerun), "report", &Tolerance::Exact, &[]);
     // Prose: judged once every number is known.
-    let pairs = w.pairs.clone();
     for (path, a, b) in std::mem::take(&mut w.strings) {
-        let verdict = judge_text(&a, &b, &pairs);
+        let verdict = judge_text(&a, &b, &w.pairs);
         w.cert.texts.push(Entry { path, original: a, rerun: b, tolerance: Tolerance::Exact, verdict });
     }
     w.cert
