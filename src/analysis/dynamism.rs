@@ -51,16 +51,29 @@ pub enum EntropyPool {
     SampleMean,
 }
 
+/// How the Jaccard overlaps are averaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Average {
+    /// The mean over a sample's steps (or step pairs), then the mean over samples (default: each
+    /// generation counts once, whatever its length; the spread is over samples).
+    PerSample,
+    /// One mean over all steps (or step pairs) of all samples: long generations weigh more; the
+    /// spread is over steps.
+    Pooled,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DynamismOptions {
     pub empty_static: EmptyStep,
     pub both_empty: BothEmpty,
     pub entropy_pool: EntropyPool,
+    pub average: Average,
 }
 
 impl Default for DynamismOptions {
     fn default() -> Self {
-        Self { empty_static: EmptyStep::Zero, both_empty: BothEmpty::Skip, entropy_pool: EntropyPool::Model }
+        Self { empty_static: EmptyStep::Zero, both_empty: BothEmpty::Skip, entropy_pool: EntropyPool::Model, average: Average::PerSample }
     }
 }
 
@@ -81,9 +94,9 @@ impl Spread {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dynamism {
-    /// Per-sample mean over steps of J(H_t, S), spread over samples.
+    /// Mean of J(H_t, S), averaged as [`DynamismOptions::average`] says.
     pub jaccard_static: Spread,
-    /// Per-sample mean over steps of J(H_t, H_{t+1}), spread over samples.
+    /// Mean of J(H_t, H_{t+1}), averaged likewise.
     pub jaccard_adjacent: Spread,
     /// Activation entropy (nats) and its spread (zero-width for `EntropyPool::Model`).
     pub entropy: Spread,
@@ -97,8 +110,8 @@ pub struct Dynamism {
 
 /// Table 1 statistics for one model's samples against its static set.
 pub fn dynamism(samples: &[SampleHeads], static_set: &BTreeSet<Head>, opts: &DynamismOptions) -> Dynamism {
-    let mut js = Vec::new();
-    let mut ja = Vec::new();
+    let (mut js, mut ja) = (Vec::new(), Vec::new());
+    let (mut js_steps, mut ja_pairs) = (Vec::new(), Vec::new());
     let mut ents = Vec::new();
     let mut sizes = Vec::new();
     let mut pooled: BTreeMap<Head, f64> = BTreeMap::new();
@@ -115,6 +128,7 @@ pub fn dynamism(samples: &[SampleHeads], static_set: &BTreeSet<Head>, opts: &Dyn
         if !per_step.is_empty() {
             js.push(per_step.iter().sum::<f64>() / per_step.len() as f64);
         }
+        js_steps.extend_from_slice(&per_step);
         let adj: Vec<f64> = s
             .steps
             .windows(2)
@@ -130,6 +144,7 @@ pub fn dynamism(samples: &[SampleHeads], static_set: &BTreeSet<Head>, opts: &Dyn
         if !adj.is_empty() {
             ja.push(adj.iter().sum::<f64>() / adj.len() as f64);
         }
+        ja_pairs.extend_from_slice(&adj);
         let mut counts: BTreeMap<Head, f64> = BTreeMap::new();
         for h in &s.steps {
             sizes.push(h.len() as f64);
@@ -148,6 +163,10 @@ pub fn dynamism(samples: &[SampleHeads], static_set: &BTreeSet<Head>, opts: &Dyn
             Spread { mean: e, std: 0.0, n: 1 }
         }
         EntropyPool::SampleMean => Spread::of(&ents),
+    };
+    let (js, ja) = match opts.average {
+        Average::PerSample => (js, ja),
+        Average::Pooled => (js_steps, ja_pairs),
     };
     Dynamism {
         jaccard_static: Spread::of(&js),
@@ -197,6 +216,26 @@ pub fn parse_head_score_json(text: &str) -> Result<Vec<(Head, f64)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pooled_and_per_sample_averages_differ_when_lengths_differ() {
+        let set = |hs: &[Head]| hs.iter().copied().collect::<BTreeSet<Head>>();
+        let stat = set(&[(0, 0), (0, 1)]);
+        // Sample a: one step, J = 1. Sample b: three steps, J = 1/2, 0, 0 (adjacent: 0, 1).
+        let a = SampleHeads { steps: vec![set(&[(0, 0), (0, 1)])], needle_len: 1, success: true };
+        let b = SampleHeads { steps: vec![set(&[(0, 0)]), set(&[(1, 1)]), set(&[(1, 1)])], needle_len: 1, success: true };
+        let per = dynamism(&[a.clone(), b.clone()], &stat, &DynamismOptions::default());
+        assert!((per.jaccard_static.mean - (1.0 + 0.5 / 3.0) / 2.0).abs() < 1e-12);
+        assert_eq!(per.jaccard_static.n, 2);
+        let pooled = dynamism(&[a, b], &stat, &DynamismOptions { average: Average::Pooled, ..Default::default() });
+        assert!((pooled.jaccard_static.mean - 1.5 / 4.0).abs() < 1e-12);
+        assert_eq!(pooled.jaccard_static.n, 4);
+        // Adjacent pairs: only b has any (0 and 1): per sample 0.5 over one sample, pooled 0.5 over two.
+        assert_eq!((per.jaccard_adjacent.mean, per.jaccard_adjacent.n), (0.5, 1));
+        assert_eq!((pooled.jaccard_adjacent.mean, pooled.jaccard_adjacent.n), (0.5, 2));
+        // Entropy and head counts do not depend on the averaging.
+        assert_eq!(per.entropy, pooled.entropy);
+    }
 
     fn s(v: &[Head]) -> BTreeSet<Head> {
         v.iter().copied().collect()

@@ -2,7 +2,7 @@
 use std::collections::BTreeSet;
 
 use crate::lang::schema::{FuncSpec, enm, decl};
-use crate::analysis::dynamism::{self, BothEmpty, DynamismOptions, EmptyStep, EntropyPool, Head, SampleHeads};
+use crate::analysis::dynamism::{self, Average, BothEmpty, DynamismOptions, EmptyStep, EntropyPool, Head, SampleHeads};
 use crate::report::{Cell as RCell, Column, Row, Table};
 
 use crate::lang::Kind;
@@ -22,6 +22,7 @@ fn spec() -> FuncSpec {
         .def("empty_static", enm(&["zero", "skip"]), "zero", "dynamism.empty: Jaccard with static when H_t is empty")
         .def("empty_adjacent", enm(&["skip", "one", "zero"]), "skip", "dynamism.empty: adjacent Jaccard when both sets are empty")
         .def("entropy_pool", enm(&["model", "sample_mean"]), "model", "dynamism.entropy_pool")
+        .def("average", enm(&["per_sample", "pooled"]), "per_sample", "dynamism.average: the Jaccards as the mean over each sample's steps then over samples (± over samples), or one mean over all steps of all samples (± over steps)")
 }
 
 fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
@@ -38,12 +39,13 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             _ => BothEmpty::Skip,
         },
         entropy_pool: if enum_arg(n, "entropy_pool") == Some("sample_mean") { EntropyPool::SampleMean } else { EntropyPool::Model },
+        average: if req_enum(n, "average")? == "pooled" { Average::Pooled } else { Average::PerSample },
     };
     let d = dynamism::dynamism(&samples, &stat, &opts);
     let pm = |s: &dynamism::Spread| RCell::num_pm(s.mean, s.std, s.n as u64);
     let table = Table {
         id: n.name.clone(),
-        caption: format!("Retrieval-head dynamism of `{trace_name}` (as in the paper's Table 1): {} samples, static set of {} heads", samples.len(), stat.len()),
+        caption: format!("Retrieval-head dynamism of `{trace_name}` (as in the paper's Table 1): {} samples, static set of {} heads{}", samples.len(), stat.len(), if opts.average == Average::Pooled { "; Jaccards pooled over all steps (± over steps)" } else { "" }),
         row_header: "Trace".into(),
         columns: vec![
             Column::new("Jaccard w/ static").precision(4),
