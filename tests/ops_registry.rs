@@ -221,7 +221,7 @@ type PromptRecord = (Vec<u32>, Vec<usize>, Option<String>, String);
 
 /// Dataset options that leave the prompts of `tests/run/section3_small.rhx` as they are, each
 /// with the reason (`op.param=value`).
-const DATASET_NO_EFFECT_HERE: &[(&str, &str)] = &[];
+const DATASET_NO_EFFECT_HERE: &[(&str, &str)] = &[("niah.full_depth=end", "no prompt here is at depth 1.0 (depths 0.25 and 0.75, and random depths in [0, 1)); `data::niah`'s unit test checks the placement")];
 
 /// Every enum or boolean option of a dataset constructor used by `tests/run/section3_small.rhx`,
 /// set in turn to each value other than its own: the prompts it makes for SmolLM2's tokenizer

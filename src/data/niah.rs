@@ -142,6 +142,18 @@ pub enum LengthMode {
     HaystackExact,
 }
 
+/// Where the needle goes at depth 1.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullDepth {
+    /// Backs up to a sentence end like every other depth (rhx ≤ 0.1's behaviour): the needle may
+    /// land a sentence or more before the end.
+    BackUp,
+    /// After the last haystack token, as Kamradt's tester does (`depth_percent == 100`: "throw it
+    /// at the end"); the back-up applies to inner depths only.
+    End,
+}
+
 /// The texts around the haystack (paper A.1 by default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptTexts {
@@ -163,11 +175,11 @@ impl Default for PromptTexts {
 /// and `L` haystack tokens per cell.
 pub fn build(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, needle_template: &str) -> Result<Vec<NiahSample>, NiahError> {
     let texts = PromptTexts { needle: needle_template.to_string(), ..Default::default() };
-    build_with(tok, haystack, cells, seed, &texts, LengthMode::HaystackExact)
+    build_with(tok, haystack, cells, seed, &texts, LengthMode::HaystackExact, FullDepth::BackUp)
 }
 
 /// [`build`] with explicit texts and length semantics.
-pub fn build_with(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, texts: &PromptTexts, length_mode: LengthMode) -> Result<Vec<NiahSample>, NiahError> {
+pub fn build_with(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, texts: &PromptTexts, length_mode: LengthMode, full_depth: FullDepth) -> Result<Vec<NiahSample>, NiahError> {
     let needle_template = texts.needle.as_str();
     if !needle_template.contains("{uuid}") {
         return Err(NiahError::NeedleTemplate(needle_template.to_string()));
@@ -197,10 +209,7 @@ pub fn build_with(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u6
             hay = encode(&reps)?;
         }
         let ids = &hay[..n_hay];
-        let mut p = (n_hay as f64 * cell.depth) as usize;
-        while p > 0 && !tok.decode_exact(&ids[p - 1..p]).ends_with('.') {
-            p -= 1;
-        }
+        let p = insertion_point(n_hay, cell.depth, full_depth, |i| tok.decode_exact(&ids[i..i + 1]).ends_with('.'));
         let context = format!("{} {}{}", tok.decode_exact(&ids[..p]), needle, tok.decode_exact(&ids[p..]));
         let user = texts.user_template.replace("{question}", &texts.question).replace("{haystack}", &context);
         out.push(NiahSample {
@@ -217,11 +226,44 @@ pub fn build_with(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u6
     Ok(out)
 }
 
+/// The haystack token before which the needle goes: `depth` of the way in, backed up to just
+/// after a token that ends a sentence (`ends_sentence(i)`: token `i` ends with "."), or the end
+/// itself at depth 1.0 with [`FullDepth::End`].
+pub fn insertion_point(n_hay: usize, depth: f64, full_depth: FullDepth, ends_sentence: impl Fn(usize) -> bool) -> usize {
+    if depth >= 1.0 && full_depth == FullDepth::End {
+        return n_hay;
+    }
+    let mut p = (n_hay as f64 * depth) as usize;
+    while p > 0 && !ends_sentence(p - 1) {
+        p -= 1;
+    }
+    p
+}
+
 /// Resolves a haystack argument: `alice` (bundled) or a directory.
 pub fn haystack_from_arg(arg: &str) -> Haystack {
     if arg == "alice" || arg == "builtin.alice" {
         Haystack::Alice
     } else {
         Haystack::Dir(Path::new(arg).to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_one_goes_to_the_end_with_full_depth_end_and_backs_up_otherwise() {
+        // Sentences end at tokens 3 and 7 of 10.
+        let ends = |i: usize| i == 3 || i == 7;
+        assert_eq!(insertion_point(10, 1.0, FullDepth::End, ends), 10);
+        assert_eq!(insertion_point(10, 1.0, FullDepth::BackUp, ends), 8);
+        // Inner depths back up either way; depth 0 is the start.
+        for fd in [FullDepth::End, FullDepth::BackUp] {
+            assert_eq!(insertion_point(10, 0.6, fd, ends), 4);
+            assert_eq!(insertion_point(10, 0.3, fd, ends), 0);
+            assert_eq!(insertion_point(10, 0.0, fd, ends), 0);
+        }
     }
 }

@@ -8,7 +8,7 @@ use crate::lang::schema::{FuncSpec, int_range, float_range, enm, list, text, tem
 use crate::lang::{Kind, Node, Value};
 use crate::ops::args::*;
 use crate::ops::{Exec, OpDef, Refusal, only};
-use crate::data::niah::{self, Cell, Haystack, LengthMode, PromptTexts};
+use crate::data::niah::{self, Cell, FullDepth, Haystack, LengthMode, PromptTexts};
 use crate::data::prompts::prepare_line;
 use crate::engine::tokenizer::Tokenizer;
 use crate::ops::SamplePrompt;
@@ -31,6 +31,7 @@ fn spec() -> FuncSpec {
             "\"Context:\\n{haystack}\\n\\nQuestion:\\n{question}\\n\\nInstruction:\\nDon't give information outside the document or repeat your findings.\"",
             "niah.user_template: the user turn",
         )
+        .def("full_depth", enm(&["back_up", "end"]), "back_up", "niah.full_depth: at depth 1.0, back up to a sentence end like inner depths, or put the needle after the last haystack token (Kamradt's `depth_percent == 100`)")
         .def("needle_span", enm(&["sentence", "uuid"]), "sentence", "niah.needle_span: tokens that count as the needle in Eq. 1")
         .def("length_mode", enm(&["kamradt", "haystack_exact", "prompt_total"]), "kamradt", "niah.length_mode: what a length measures")
         .def("sentence_end", enm(&["period_ids", "decoded_endswith_period"]), "decoded_endswith_period", "niah.sentence_end: how the insertion point backs up to a sentence end")
@@ -66,7 +67,8 @@ fn prompts(n: &Node, tokenizer: &Tokenizer, extra: &BTreeMap<String, Json>) -> R
         "uniform_random" => niah::random_depths(&lengths, runs, seed),
         _ => niah::grid(&lengths, &depths, runs),
     };
-    let samples = niah::build_with(tokenizer, &haystack, &cells, seed, &texts, mode).map_err(|e| e.to_string())?;
+    let full_depth = if req_enum(n, "full_depth")? == "end" { FullDepth::End } else { FullDepth::BackUp };
+    let samples = niah::build_with(tokenizer, &haystack, &cells, seed, &texts, mode, full_depth).map_err(|e| e.to_string())?;
     let uuid_span = req_enum(n, "needle_span")? == "uuid";
     let mut out = Vec::with_capacity(samples.len());
     for (i, s) in samples.into_iter().enumerate() {
