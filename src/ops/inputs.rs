@@ -60,10 +60,15 @@ pub(crate) struct MatchedCount {
 }
 
 pub(crate) fn matched_count(trace: &Artifact, name: &str, mode: &str) -> Result<MatchedCount, String> {
-    let lines = trace_lines(trace)?;
+    matched_count_of(&trace_lines(trace)?, name, mode)
+}
+
+/// [`matched_count`] of a trace's lines. A global count that rounds to 0 is an error: the
+/// baseline would mask nothing and look like a result.
+fn matched_count_of(lines: &[TraceLine], name: &str, mode: &str) -> Result<MatchedCount, String> {
     let (mut total, mut steps) = (0usize, 0usize);
     let mut per = BTreeMap::new();
-    for line in &lines {
+    for line in lines {
         let st = &line.steps;
         // A dynamic-ablation trace: the heads it masked per step; any other trace: its Eq. 1
         // heads per step (e.g. the unablated run's |H_t|).
@@ -75,6 +80,12 @@ pub(crate) fn matched_count(trace: &Artifact, name: &str, mode: &str) -> Result<
     }
     if steps == 0 {
         return Err(format!("`{name}` has no generated steps to match"));
+    }
+    let mean = total as f64 / steps as f64;
+    if mean.round() == 0.0 {
+        return Err(format!(
+            "`{name}` has {mean:.3} heads per step on average ({total} over {steps} steps), which rounds to 0: a baseline matched to it would mask nothing. Match a trace that masks heads, or give the count (`n:` / `count:`)"
+        ));
     }
     Ok(MatchedCount { global: (total as f64 / steps as f64).round() as usize, per_sample: (mode == "sample_mean").then_some(per) })
 }
@@ -88,4 +99,25 @@ pub(crate) fn task_scores(n: &Node, line: &TraceLine) -> Option<(f64, f64)> {
     let target = if enum_arg(n, "rouge_target") == Some("needle") { format!("The magic word is {ans}.") } else { ans.to_string() };
     let r = rouge_l_with(&target, text, n.arg("rouge_stem") == Some(&Value::Bool(true)));
     Some((acc, if enum_arg(n, "rouge_field") == Some("r") { r.recall } else { r.f }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::trace::TraceStep;
+
+    fn line(id: &str, masked_per_step: &[usize]) -> TraceLine {
+        let steps = masked_per_step.iter().map(|&k| TraceStep { clean_heads: Some(vec![]), masked: Some((0..k).map(|h| (0, h)).collect()), ..Default::default() }).collect();
+        TraceLine { id: id.into(), steps, ..Default::default() }
+    }
+
+    #[test]
+    fn matched_counts_round_the_mean_and_a_zero_count_is_an_error() {
+        let m = matched_count_of(&[line("a", &[2, 3]), line("b", &[0, 1])], "dyn", "sample_mean").unwrap();
+        assert_eq!(m.global, 2); // 6 / 4 = 1.5 rounds to 2
+        assert_eq!(m.per_sample.unwrap(), [("a".to_string(), 3), ("b".to_string(), 1)].into()); // 2.5 → 3, 0.5 → 1
+        let e = matched_count_of(&[line("a", &[0, 1, 0])], "dyn", "global_mean").err().unwrap();
+        assert!(e.contains("rounds to 0") && e.contains("`dyn`"), "{e}");
+        assert!(matched_count_of(&[line("a", &[])], "dyn", "global_mean").is_err());
+    }
 }
