@@ -171,6 +171,23 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
     }).sum())
 }
 
+/// The area under the precision–recall curve by the trapezoid rule, as sklearn's
+/// `auc(recall, precision)` over `precision_recall_curve` computes it: the curve's points from
+/// (recall 0, precision 1) on, joined by straight lines. It linearly interpolates precision, which
+/// [`average_precision`] (the step-wise sum) does not; `None` without positives.
+pub fn trapezoid_auprc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let curve = pr_curve(scores, labels);
+    if curve.is_empty() {
+        return None;
+    }
+    let (mut r0, mut p0) = (0.0, 1.0);
+    Some(curve.iter().map(|&(_, p, r)| {
+        let a = (r - r0) * (p + p0) / 2.0;
+        (r0, p0) = (r, p);
+        a
+    }).sum())
+}
+
 /// The threshold whose F1 is largest on the curve (ties: the lowest threshold, as `np.argmax`
 /// over sklearn's increasing thresholds picks) and that F1.
 pub fn best_f1_threshold(scores: &[f64], labels: &[bool]) -> Option<(f64, f64)> {
@@ -263,6 +280,15 @@ mod tests {
         assert!(mean_std(&[]).0.is_nan());
         assert_eq!(mean_std(&[4.0]), (4.0, 0.0));
     }
+    #[test]
+    fn trapezoid_auprc_by_hand() {
+        // sklearn: auc(recall, precision) of precision_recall_curve([0,0,1,1], [0.1,0.4,0.35,0.8])
+        // = 0.5 · (1 + 1) / 2 + 0.5 · (0.5 + 2/3) / 2 = 0.791666…
+        let (s, l) = ([0.1, 0.4, 0.35, 0.8], [false, false, true, true]);
+        assert!((trapezoid_auprc(&s, &l).unwrap() - (0.5 + 0.5 * (0.5 + 2.0 / 3.0) / 2.0)).abs() < 1e-12);
+        assert_eq!(trapezoid_auprc(&s, &[false; 4]), None);
+    }
+
     #[test]
     fn average_precision_by_hand() {
         // sklearn: average_precision_score([0,0,1,1], [0.1,0.4,0.35,0.8]) = 0.8333…

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::lang::schema::{FuncSpec, int_min, int_range, float_range, float_min, enm, list, decl, Ty};
 use crate::analysis::dynamism::Head;
-use crate::analysis::metrics::{average_precision, best_f1_threshold, prf_at, Prf};
+use crate::analysis::metrics::{average_precision, best_f1_threshold, prf_at, trapezoid_auprc, Prf};
 use crate::analysis::probe::{self, Asl, Checkpoint, ProbeOptions, Split};
 use crate::engine::device;
 use crate::report::{self, Cell as RCell, Column, Row, Table};
@@ -33,6 +33,7 @@ fn spec() -> FuncSpec {
         .def("dropout", float_range(0.0, 0.99), "0.1", "dropout after each hidden layer")
         .def("split_by", enm(&["generation", "row"]), "generation", "probe.split_by: 70/20/10 over generations or over steps")
         .def("average", enm(&["micro", "macro"]), "micro", "probe.average")
+        .def("auprc", enm(&["average_precision", "trapezoid"]), "average_precision", "probe.auprc: sklearn's average_precision_score (step-wise), or the trapezoid area under the PR curve (sklearn's auc(recall, precision))")
         .def("epochs", int_range(1, 100_000), "100", "training epochs")
         .def("lr", float_min(0.0), "0.0003", "Adam learning rate")
         .def("batch_size", int_min(1), "128", "training batch size")
@@ -51,6 +52,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let (gens, layers, n_heads) = generations(a, &name)?;
     let seed = seed(n)?;
     let macro_avg = enum_arg(n, "average") == Some("macro");
+    let area: Area = if req_enum(n, "auprc")? == "trapezoid" { trapezoid_auprc } else { average_precision };
     // 70/20/10 by generation (default: no step of a test generation is seen in training) or by row.
     let by_row = enum_arg(n, "split_by") == Some("row");
     let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
@@ -123,7 +125,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         let o = ProbeOptions { seed: seed.wrapping_add(i), ..opts.clone() };
         let (scored, log) = probe::train(&train, &val, &[&val, &test], &o).map_err(|e| e.to_string())?;
         let thr = threshold(&scored[0], &val.y);
-        let (p, ap) = scores(&scored[1], &test.y, thr, macro_avg);
+        let (p, ap) = scores(&scored[1], &test.y, thr, macro_avg, area);
         runs.push([p.f, p.precision, p.recall, ap.unwrap_or(f64::NAN), thr]);
         logs.push(log);
     }
@@ -164,14 +166,14 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             }
         }
         let s = Tensor::from_slice(&v).unsqueeze(0).expand([test.rows(), v.len() as i64], false).contiguous();
-        let (p, ap) = scores(&s, &test.y, 1.0, macro_avg);
+        let (p, ap) = scores(&s, &test.y, 1.0, macro_avg, area);
         rows.push((format!("always the static set `{sname}` ({} heads)", stat.len()), p, ap, 1.0));
         tols.push(vec![report::Tolerance::Exact; 5]);
     }
     // Baseline: a logistic regression per head (a linear probe), threshold chosen the same way.
     let lin = logistic(&train, &[&val, &test])?;
     let lthr = threshold(&lin[0], &val.y);
-    let (lp, lap) = scores(&lin[1], &test.y, lthr, macro_avg);
+    let (lp, lap) = scores(&lin[1], &test.y, lthr, macro_avg, area);
     rows.push(("logistic regression per head".to_string(), lp, lap, lthr));
     tols.push((0..5).map(|c| report::Tolerance::float(if c == 4 { 1e-3 } else { decision }, "hidden states differ by ~1e-7 between CPUs: two decisions")).collect());
 
@@ -224,12 +226,15 @@ fn to_f32(rows: &[Vec<f64>]) -> Vec<Vec<f32>> {
     rows.iter().map(|r| r.iter().map(|v| *v as f32).collect()).collect()
 }
 
+/// How the area under the PR curve is computed (`auprc:`).
+type Area = fn(&[f64], &[bool]) -> Option<f64>;
+
 /// Precision, recall, F1 at a threshold and AUPRC, micro (all (row, head) pairs) or macro (mean
 /// over heads with a positive in the split).
-fn scores(s: &Tensor, y: &Tensor, threshold: f64, macro_avg: bool) -> (Prf, Option<f64>) {
+fn scores(s: &Tensor, y: &Tensor, threshold: f64, macro_avg: bool, area: Area) -> (Prf, Option<f64>) {
     if !macro_avg {
         let (sc, l) = probe::pairs(s, y);
-        return (prf_at(&sc, &l, threshold), average_precision(&sc, &l));
+        return (prf_at(&sc, &l, threshold), area(&sc, &l));
     }
     let cols: Vec<(Vec<f64>, Vec<bool>)> = probe::columns(s, y).into_iter().filter(|(_, l)| l.iter().any(|v| *v)).collect();
     if cols.is_empty() {
@@ -237,7 +242,7 @@ fn scores(s: &Tensor, y: &Tensor, threshold: f64, macro_avg: bool) -> (Prf, Opti
     }
     let m = cols.len() as f64;
     let prfs: Vec<Prf> = cols.iter().map(|(sc, l)| prf_at(sc, l, threshold)).collect();
-    let ap = cols.iter().filter_map(|(sc, l)| average_precision(sc, l)).sum::<f64>() / m;
+    let ap = cols.iter().filter_map(|(sc, l)| area(sc, l)).sum::<f64>() / m;
     let mean = |f: &dyn Fn(&Prf) -> f64| prfs.iter().map(f).sum::<f64>() / m;
     (Prf { precision: mean(&|p| p.precision), recall: mean(&|p| p.recall), f: mean(&|p| p.f) }, Some(ap))
 }
