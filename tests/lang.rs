@@ -227,6 +227,9 @@ const SECTION3_FULL_FLAGS: &[&str] = &[
     "long.lengths=[5000]",
     "long.runs=20",
     "k=0..=20 step 5",
+    "detect.lengths=[1000, 2000, 4000, 8000]",
+    "detect.runs=20",
+    "probe.scale_layers=false",
 ];
 
 fn section3_experiment(profile: Option<&str>, sets: &[&str]) -> lang::Program {

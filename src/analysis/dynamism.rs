@@ -106,6 +106,11 @@ pub struct Dynamism {
     pub heads_per_step: Spread,
     /// Distinct heads ever active.
     pub distinct_heads: usize,
+    /// |H_t ∩ S| over all steps: how many static heads are retrieval heads at a step (the paper:
+    /// "at most 6–10" of the top-20).
+    pub static_per_step: Spread,
+    /// The largest |H_t ∩ S| at any step.
+    pub static_per_step_max: usize,
 }
 
 /// Table 1 statistics for one model's samples against its static set.
@@ -114,6 +119,7 @@ pub fn dynamism(samples: &[SampleHeads], static_set: &BTreeSet<Head>, opts: &Dyn
     let (mut js_steps, mut ja_pairs) = (Vec::new(), Vec::new());
     let mut ents = Vec::new();
     let mut sizes = Vec::new();
+    let mut in_static: Vec<usize> = Vec::new();
     let mut pooled: BTreeMap<Head, f64> = BTreeMap::new();
     for s in samples {
         let per_step: Vec<f64> = s
@@ -148,6 +154,7 @@ pub fn dynamism(samples: &[SampleHeads], static_set: &BTreeSet<Head>, opts: &Dyn
         let mut counts: BTreeMap<Head, f64> = BTreeMap::new();
         for h in &s.steps {
             sizes.push(h.len() as f64);
+            in_static.push(h.iter().filter(|x| static_set.contains(x)).count());
             for &head in h {
                 *counts.entry(head).or_default() += 1.0;
                 *pooled.entry(head).or_default() += 1.0;
@@ -175,6 +182,8 @@ pub fn dynamism(samples: &[SampleHeads], static_set: &BTreeSet<Head>, opts: &Dyn
         entropy: entropy_spread,
         heads_per_step: Spread::of(&sizes),
         distinct_heads: pooled.len(),
+        static_per_step: Spread::of(&in_static.iter().map(|&c| c as f64).collect::<Vec<_>>()),
+        static_per_step_max: in_static.iter().copied().max().unwrap_or(0),
     }
 }
 

@@ -2,6 +2,8 @@
 //! (`compare: [paper.fig2, …]`), by column name, each with the reproduction tolerance its op
 //! declares. Written by the ops whose results the paper reports (probe, ablation grid,
 //! progressive ablation, CCA) and read only by `ops/report/paper.rs`.
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::cache::Artifact;
@@ -29,6 +31,10 @@ pub struct CompareRow {
     /// Per column, what a rerun must match (exact where omitted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerances: Vec<Tolerance>,
+    /// What this row measures beyond its columns (`predictor: mlp`, `fit: in_sample`, `metric:
+    /// uuid_accuracy`): a paper reference compares only rows whose setting matches its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub setting: BTreeMap<String, String>,
 }
 
 /// A number, a label (e.g. the kind of masking of an ablation-grid row), or nothing.
@@ -70,7 +76,13 @@ impl From<Option<f64>> for CompareValue {
 
 impl CompareRow {
     pub fn new(label: impl Into<String>, values: Vec<CompareValue>) -> Self {
-        CompareRow { label: label.into(), values, tolerances: vec![] }
+        CompareRow { label: label.into(), values, tolerances: vec![], setting: BTreeMap::new() }
+    }
+
+    /// Adds `key: value` to the row's setting.
+    pub fn at(mut self, key: &str, value: &str) -> Self {
+        self.setting.insert(key.into(), value.into());
+        self
     }
 
     pub fn within(mut self, tolerances: Vec<Tolerance>) -> Self {
@@ -117,7 +129,7 @@ mod tests {
         let c = Compare::new(
             &["masking", "mean ROUGE-L"],
             vec![
-                CompareRow::new("dyn", vec![CompareValue::Text("dynamic".into()), 0.25.into()]),
+                CompareRow::new("dyn", vec![CompareValue::Text("dynamic".into()), 0.25.into()]).at("metric", "rouge_l"),
                 CompareRow::new("none", vec![CompareValue::Text("none".into()), None.into()]).within(vec![Tolerance::Exact, Tolerance::Float { abs: 1e-6, why: "x".into() }]),
             ],
         );
@@ -128,5 +140,7 @@ mod tests {
         assert_eq!(back.rows[1].values[1], CompareValue::Missing);
         assert_eq!(back.rows[1].tolerance(1), Tolerance::Float { abs: 1e-6, why: "x".into() });
         assert_eq!(back.rows[0].tolerance(1), Tolerance::Exact);
+        assert_eq!(back.rows[0].setting["metric"], "rouge_l");
+        assert!(back.rows[1].setting.is_empty());
     }
 }

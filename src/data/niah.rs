@@ -154,6 +154,45 @@ pub enum FullDepth {
     End,
 }
 
+/// How a prompt is laid out: what a length measures, where depth 1.0 goes, and where in the
+/// haystack text the context starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layout {
+    pub length_mode: LengthMode,
+    pub full_depth: FullDepth,
+    /// Fraction of the haystack's characters to skip before the context starts (moved forward
+    /// to the next paragraph; the skipped text follows at the end). 0 = from the beginning, as
+    /// Kamradt; another value gives prompts with other text, e.g. for a detection set apart
+    /// from the evaluation set.
+    pub start: f64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self { length_mode: LengthMode::Kamradt, full_depth: FullDepth::End, start: 0.0 }
+    }
+}
+
+/// `text` read from `start` (a fraction of its characters, moved forward to just after the next
+/// blank line, so the context begins with a paragraph), the part before it appended after a
+/// blank line. `start` 0 (or no blank line after it) leaves the text as it is.
+pub fn rotate(text: &str, start: f64) -> String {
+    if start <= 0.0 {
+        return text.to_string();
+    }
+    let mut at = ((text.len() as f64) * start.min(1.0)) as usize;
+    while at < text.len() && !text.is_char_boundary(at) {
+        at += 1;
+    }
+    match text[at..].find("\n\n") {
+        Some(i) => {
+            let cut = at + i + 2;
+            format!("{}\n\n{}", text[cut..].trim_start(), &text[..cut].trim_end())
+        }
+        None => text.to_string(),
+    }
+}
+
 /// The texts around the haystack (paper A.1 by default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptTexts {
@@ -175,16 +214,17 @@ impl Default for PromptTexts {
 /// and `L` haystack tokens per cell.
 pub fn build(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, needle_template: &str) -> Result<Vec<NiahSample>, NiahError> {
     let texts = PromptTexts { needle: needle_template.to_string(), ..Default::default() };
-    build_with(tok, haystack, cells, seed, &texts, LengthMode::HaystackExact, FullDepth::BackUp)
+    build_with(tok, haystack, cells, seed, &texts, Layout { length_mode: LengthMode::HaystackExact, full_depth: FullDepth::BackUp, start: 0.0 })
 }
 
 /// [`build`] with explicit texts and length semantics.
-pub fn build_with(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, texts: &PromptTexts, length_mode: LengthMode, full_depth: FullDepth) -> Result<Vec<NiahSample>, NiahError> {
+pub fn build_with(tok: &Tokenizer, haystack: &Haystack, cells: &[Cell], seed: u64, texts: &PromptTexts, layout: Layout) -> Result<Vec<NiahSample>, NiahError> {
+    let Layout { length_mode, full_depth, start } = layout;
     let needle_template = texts.needle.as_str();
     if !needle_template.contains("{uuid}") {
         return Err(NiahError::NeedleTemplate(needle_template.to_string()));
     }
-    let text = haystack.text()?;
+    let text = rotate(&haystack.text()?, start);
     let encode = |t: &str| tok.encode_ids(t, false).map_err(|e| NiahError::Tokenizer(e.to_string()));
     let mut hay = encode(&text)?;
     if hay.is_empty() {
@@ -265,5 +305,16 @@ mod tests {
             assert_eq!(insertion_point(10, 0.3, fd, ends), 0);
             assert_eq!(insertion_point(10, 0.0, fd, ends), 0);
         }
+    }
+
+    #[test]
+    fn start_rotates_the_text_to_the_next_paragraph() {
+        let t = "one a.\n\ntwo b.\n\nthree c.";
+        assert_eq!(rotate(t, 0.0), t);
+        // 0.3 of 24 bytes is byte 7, past the first paragraph break: the context starts after the next.
+        assert_eq!(rotate(t, 0.3), "three c.\n\none a.\n\ntwo b.");
+        assert_eq!(rotate(t, 0.1), "two b.\n\nthree c.\n\none a.");
+        // No paragraph after the point: unchanged.
+        assert_eq!(rotate(t, 0.9), t);
     }
 }

@@ -76,7 +76,7 @@ pub(crate) fn summarise(n: &Node, inputs: &BTreeMap<String, &Artifact>) -> Resul
             m.push(c.m as f64);
             new.push(c.mean_new);
             masked.push(c.mean_masked);
-            if let Some((x, r)) = task_scores(n, &line) {
+            if let Some((x, r)) = task_scores(n, &line)? {
                 acc.push(x);
                 rouge.push(r);
             }

@@ -27,14 +27,19 @@ pub(crate) fn fixed_heads(a: &Artifact, name: &str) -> Result<Vec<Head>, String>
     Ok(head_set(a)?.fixed_heads(name).map_err(|e| e.to_string())?.to_vec())
 }
 
-/// Per-sample head sets of a trace, with Wu's success flag.
-/// `stem`: Porter stemming in the ROUGE-1 of Wu's success filter (Wu et al.: `use_stemmer=True`).
-pub(crate) fn samples_of(a: &Artifact, min_recall: f64, stem: bool) -> Result<Vec<(SampleHeads, TraceLine)>, String> {
+/// Per-sample head sets of a trace, with Wu's success flag when `success_filter` is
+/// `Some((min_recall, stem))` (`stem`: Porter stemming in its ROUGE-1; Wu et al.: `use_stemmer=True`).
+pub(crate) fn samples_of(a: &Artifact, success_filter: Option<(f64, bool)>) -> Result<Vec<(SampleHeads, TraceLine)>, String> {
     Ok(trace_lines(a)?
         .into_iter()
         .map(|line| {
             let steps = line.head_sets();
-            let success = line.answer.as_deref().is_some_and(|ans| rouge1_with(ans, &line.text, stem).recall > min_recall);
+            // Wu's filter (ROUGE-1 recall of the answer above `min`, stemmed or not); without
+            // one every sample counts.
+            let success = match success_filter {
+                Some((min, stem)) => line.answer.as_deref().is_some_and(|ans| rouge1_with(ans, &line.text, stem).recall > min),
+                None => true,
+            };
             let needle_len = line.needle_span.len();
             (SampleHeads { steps, needle_len, success }, line)
         })
@@ -90,15 +95,44 @@ fn matched_count_of(lines: &[TraceLine], name: &str, mode: &str) -> Result<Match
     Ok(MatchedCount { global: (total as f64 / steps as f64).round() as usize, per_sample: (mode == "sample_mean").then_some(per) })
 }
 
+/// What a trace masked, in words: "none", "dynamic", "4 fixed heads", "4 random heads" (the
+/// matched count of a baseline, shown wherever its scores are).
+pub(crate) fn masking_words(a: &Artifact) -> Result<String, String> {
+    let info = trace_info(a)?.intervention;
+    Ok(match (info["kind"].as_str(), info["count"].as_u64(), info["random"]["count"].as_u64()) {
+        (None, ..) => "none".to_string(),
+        (Some("per_sample"), _, Some(c)) => format!("{c} random heads"),
+        (Some("fixed"), Some(c), _) => format!("{c} fixed heads"),
+        (Some(k), ..) => k.to_string(),
+    })
+}
+
 /// UUID accuracy and ROUGE-L of one generation against its answer (`None` without an answer),
-/// with the node's `uuid_match` / `rouge_target` options.
-pub(crate) fn task_scores(n: &Node, line: &TraceLine) -> Option<(f64, f64)> {
+/// with the node's `uuid_match` / `rouge_target` options. `rouge_target: needle` scores against
+/// the sample's own needle sentence (the dataset's template filled in, kept in the trace's meta).
+pub(crate) fn task_scores(n: &Node, line: &TraceLine) -> Result<Option<(f64, f64)>, String> {
     let text = line.text.as_str();
-    let ans = line.answer.as_deref()?;
+    let Some(ans) = line.answer.as_deref() else { return Ok(None) };
     let acc = if enum_arg(n, "uuid_match") == Some("case_insensitive") { uuid_accuracy(&text.to_lowercase(), &ans.to_lowercase()) } else { uuid_accuracy(text, ans) };
-    let target = if enum_arg(n, "rouge_target") == Some("needle") { format!("The magic word is {ans}.") } else { ans.to_string() };
-    let r = rouge_l_with(&target, text, n.arg("rouge_stem") == Some(&Value::Bool(true)));
-    Some((acc, if enum_arg(n, "rouge_field") == Some("r") { r.recall } else { r.f }))
+    let target = if enum_arg(n, "rouge_target") == Some("needle") {
+        line.meta.get("needle").and_then(Json::as_str).ok_or_else(|| {
+            format!("`rouge_target: needle` needs the needle sentence of each sample; sample `{}` has none (its dataset is not `niah`, or its trace was made before rhx kept it): use `rouge_target: uuid`", line.id)
+        })?
+    } else {
+        ans
+    };
+    let r = rouge_l_with(target, text, n.arg("rouge_stem") == Some(&Value::Bool(true)));
+    Ok(Some((acc, if enum_arg(n, "rouge_field") == Some("r") { r.recall } else { r.f })))
+}
+
+/// How `task_scores` scored, in words, for captions: "UUID accuracy (exact substring)" and
+/// "ROUGE-L F against the UUID" with the node's options.
+pub(crate) fn metric_words(n: &Node) -> (String, String) {
+    let acc = if enum_arg(n, "uuid_match") == Some("case_insensitive") { "UUID accuracy (case-insensitive substring)" } else { "UUID accuracy (exact substring)" };
+    let field = if enum_arg(n, "rouge_field") == Some("r") { "recall" } else { "F" };
+    let target = if enum_arg(n, "rouge_target") == Some("needle") { "the needle sentence" } else { "the UUID" };
+    let stem = if n.arg("rouge_stem") == Some(&Value::Bool(true)) { ", stemmed" } else { "" };
+    (acc.to_string(), format!("ROUGE-L {field} against {target}{stem}"))
 }
 
 #[cfg(test)]

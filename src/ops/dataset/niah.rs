@@ -8,7 +8,7 @@ use crate::lang::schema::{FuncSpec, int_range, float_range, enm, list, text, tem
 use crate::lang::{Kind, Node, Value};
 use crate::ops::args::*;
 use crate::ops::{Exec, OpDef, Refusal, only};
-use crate::data::niah::{self, Cell, FullDepth, Haystack, LengthMode, PromptTexts};
+use crate::data::niah::{self, Cell, FullDepth, Haystack, Layout, LengthMode, PromptTexts};
 use crate::data::prompts::prepare_line;
 use crate::engine::tokenizer::Tokenizer;
 use crate::ops::SamplePrompt;
@@ -31,7 +31,8 @@ fn spec() -> FuncSpec {
             "\"Context:\\n{haystack}\\n\\nQuestion:\\n{question}\\n\\nInstruction:\\nDon't give information outside the document or repeat your findings.\"",
             "niah.user_template: the user turn",
         )
-        .def("full_depth", enm(&["back_up", "end"]), "back_up", "niah.full_depth: at depth 1.0, back up to a sentence end like inner depths, or put the needle after the last haystack token (Kamradt's `depth_percent == 100`)")
+        .def("full_depth", enm(&["back_up", "end"]), "end", "niah.full_depth: at depth 1.0, back up to a sentence end like inner depths, or put the needle after the last haystack token (Kamradt's `depth_percent == 100`)")
+        .def("start", float_range(0.0, 0.99), "0.0", "niah.start: where the context starts in the haystack text, a fraction of its characters moved on to the next paragraph (the text before follows at the end); 0 = the beginning, as Kamradt. Another value gives a detection set with other text than the evaluation set")
         .def("needle_span", enm(&["sentence", "uuid"]), "sentence", "niah.needle_span: tokens that count as the needle in Eq. 1")
         .def("length_mode", enm(&["kamradt", "haystack_exact", "prompt_total"]), "kamradt", "niah.length_mode: what a length measures")
         .def("sentence_end", enm(&["period_ids", "decoded_endswith_period"]), "decoded_endswith_period", "niah.sentence_end: how the insertion point backs up to a sentence end")
@@ -68,14 +69,15 @@ fn prompts(n: &Node, tokenizer: &Tokenizer, extra: &BTreeMap<String, Json>) -> R
         _ => niah::grid(&lengths, &depths, runs),
     };
     let full_depth = if req_enum(n, "full_depth")? == "end" { FullDepth::End } else { FullDepth::BackUp };
-    let samples = niah::build_with(tokenizer, &haystack, &cells, seed, &texts, mode, full_depth).map_err(|e| e.to_string())?;
+    let layout = Layout { length_mode: mode, full_depth, start: req_f64(n, "start")? };
+    let samples = niah::build_with(tokenizer, &haystack, &cells, seed, &texts, layout).map_err(|e| e.to_string())?;
     let uuid_span = req_enum(n, "needle_span")? == "uuid";
     let mut out = Vec::with_capacity(samples.len());
     for (i, s) in samples.into_iter().enumerate() {
         let needle = if uuid_span { s.answer.clone() } else { s.needle.clone() };
         let line = json!({"id": s.id, "messages": s.messages, "needle": needle}).to_string();
         let prep = prepare_line(&line, i + 1, tokenizer, extra).map_err(|e| e.to_string())?;
-        out.push(SamplePrompt { prep, answer: Some(s.answer.clone()), meta: json!({"length": s.haystack_tokens, "depth": s.depth, "run": s.run, "insert_token": s.insert_token}) });
+        out.push(SamplePrompt { prep, answer: Some(s.answer.clone()), meta: json!({"length": s.haystack_tokens, "depth": s.depth, "run": s.run, "insert_token": s.insert_token, "needle": s.needle}) });
     }
     Ok(out)
 }

@@ -36,6 +36,7 @@ fn spec() -> FuncSpec {
 fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (metric, label) = metric_name(n);
+    let words = if metric == "rouge_l" { metric_words(n).1 } else { metric_words(n).0 };
     let mut lengths = BTreeSet::new();
     let mut depths: Vec<f64> = Vec::new();
     let mut per_trace = Vec::new();
@@ -46,7 +47,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             let (Some(len), Some(depth)) = (line.meta["length"].as_u64(), line.meta["depth"].as_f64()) else {
                 return Err(format!("`{name}` has no (length, depth) per sample: the grid needs a trace of a `niah` dataset"));
             };
-            let Some((acc, rl)) = task_scores(n, &line) else { continue };
+            let Some((acc, rl)) = task_scores(n, &line)? else { continue };
             let v = if metric == "rouge_l" { rl } else { acc };
             lengths.insert(len);
             if !depths.iter().any(|d| (d - depth).abs() < 1e-9) {
@@ -56,13 +57,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             all.push(v);
         }
         // What was masked: "dynamic", or a fixed / per-sample set with its size.
-        let info = trace_info(a)?.intervention;
-        let kind = match (info["kind"].as_str(), info["count"].as_u64(), info["random"]["count"].as_u64()) {
-            (None, ..) => "none".to_string(),
-            (Some("per_sample"), _, Some(c)) => format!("{c} random heads"),
-            (Some("fixed"), Some(c), _) => format!("{c} fixed heads"),
-            (Some(k), ..) => k.to_string(),
-        };
+        let kind = masking_words(a)?;
         per_trace.push((name, cells, Spread::of(&all), kind));
     }
     depths.sort_by(f64::total_cmp);
@@ -83,7 +78,8 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         id: n.name.clone(),
         title: format!("{label} by context length and needle depth"),
         caption: format!(
-            "Paper Fig. 2: {label} per (length, depth) cell, mean over {runs} runs, one panel per condition (panel title: its mean over all cells). Red = failure, green = success. Masked: {}.",
+            "Paper Fig. {}: {words} per (length, depth) cell, mean over {runs} runs, one panel per condition (panel title: its mean over all cells). Red = failure, green = success. Masked: {}.",
+            if metric == "rouge_l" { "2 (ROUGE-L: appendix Figs. 9–11)" } else { "2" },
             per_trace.iter().map(|(name, _, _, kind)| format!("`{name}` {kind}")).collect::<Vec<_>>().join(", ")
         ),
         x_label: "context length (tokens)".into(),
@@ -102,7 +98,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let data: Vec<Json> = per_trace.iter().map(|(name, _, avg, kind)| json!({"trace": name, "intervention": kind, "metric": metric, "mean": avg.mean, "std": avg.std, "n": avg.n})).collect();
     let compare = Compare::new(
         &["masking", &format!("mean {label}")],
-        per_trace.iter().map(|(name, _, avg, kind)| CompareRow::new(name.to_string(), vec![CompareValue::Text(kind.to_string()), avg.mean.into()])).collect(),
+        per_trace.iter().map(|(name, _, avg, kind)| CompareRow::new(name.to_string(), vec![CompareValue::Text(kind.to_string()), avg.mean.into()]).at("metric", metric)).collect(),
     );
     Ok(vec![
         ("figure.json".into(), serde_json::to_vec_pretty(&fig).unwrap()),

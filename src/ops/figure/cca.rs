@@ -107,6 +107,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     if held_out {
         series.push(Series::new("held-out top-1", x.clone(), series_of(&["held_out", "top1"])).within(tol()));
         series.push(Series::new("held-out mean top-10", x.clone(), series_of(&["held_out", "top10"])).within(tol()));
+        series.push(Series::new("held-out mean top-50", x.clone(), series_of(&["held_out", "top50"])).within(tol()));
     }
     let k0 = per_k.first();
     let dims = k0.map_or(String::new(), |e| format!(" At k = {}: {} rows, PCA keeps {} hidden-state and {} score components.", e["k"], e["rows"], e["kx"], e["ky"]));
@@ -125,10 +126,16 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         ..Default::default()
     });
     let pick = |path: &[&str], k: usize| -> CompareValue { per_k.iter().find(|e| e["k"].as_u64() == Some(k as u64)).and_then(|e| path.iter().fold(e, |v, p| &v[*p]).as_f64()).into() };
-    let row = |label: String, path: &[&str]| CompareRow::new(label, (0..3).map(|k| pick(path, k)).collect()).within(vec![tol(); 3]);
-    let mut rows = vec![row(format!("{name} (in-sample, top-1)"), &["top1"])];
+    let row = |label: String, path: &[&str], fit: &str, top: &str| CompareRow::new(label, (0..3).map(|k| pick(path, k)).collect()).within(vec![tol(); 3]).at("fit", fit).at("top", top);
+    let mut rows = vec![
+        row(format!("{name} (in-sample, top-1)"), &["top1"], "in_sample", "1"),
+        row(format!("{name} (in-sample, mean top-10)"), &["top10"], "in_sample", "10"),
+        row(format!("{name} (in-sample, mean top-50)"), &["top50"], "in_sample", "50"),
+    ];
     if held_out {
-        rows.push(row(format!("{name} (held-out, top-1)"), &["held_out", "top1"]));
+        rows.push(row(format!("{name} (held-out, top-1)"), &["held_out", "top1"], "held_out", "1"));
+        rows.push(row(format!("{name} (held-out, mean top-10)"), &["held_out", "top10"], "held_out", "10"));
+        rows.push(row(format!("{name} (held-out, mean top-50)"), &["held_out", "top50"], "held_out", "50"));
     }
     let compare = Compare::new(&["k = 0", "k = 1", "k = 2"], rows);
     let data = json!({"trace": name, "generations": gens.len(), "train": train.len(), "test": test.len(), "offsets": per_k});

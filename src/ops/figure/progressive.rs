@@ -6,6 +6,7 @@ use crate::lang::schema::{FuncSpec, enm, list, decl, metric_params, METRICS};
 use crate::analysis::dynamism::Spread;
 use crate::report::{Figure, LinePlot, Series};
 use crate::ops::ablation::*;
+use crate::ops::inputs::metric_words;
 
 use crate::lang::Kind;
 use crate::ops::{Exec, Files, Inputs, OpDef};
@@ -40,6 +41,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     }
     rows.sort_by(|a, b| a.k.partial_cmp(&b.k).unwrap());
     let (metric, label) = metric_name(n);
+    let words = if metric == "rouge_l" { metric_words(n).1 } else { metric_words(n).0 };
     let x: Vec<f64> = rows.iter().map(|r| r.k.unwrap()).collect();
     // Bands: ± one standard error of the mean over samples.
     let se = |s: &Spread| if s.n > 1 { s.std / (s.n as f64).sqrt() } else { 0.0 };
@@ -50,7 +52,8 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         id: n.name.clone(),
         title: "Progressive ablation of dynamic heads".into(),
         caption: format!(
-            "Paper Fig. 3: k dynamic heads masked at every step (chosen on that step's unmasked pass). Left axis: `m_s`, compensated heads that are among the {n_static} static heads (mean over samples, band ± 1 s.e.); right axis: {label} (band ± 1 s.e.). n = {} samples per k.",
+            "Paper Fig. {}: k dynamic heads masked at every step (chosen on that step's unmasked pass). Left axis: `m_s`, compensated heads that are among the {n_static} static heads (mean over samples, band ± 1 s.e.); right axis: {words} (band ± 1 s.e.). n = {} samples per k.",
+            if metric == "rouge_l" { "3 (ROUGE-L: appendix Figs. 15–17)" } else { "3" },
             rows.first().map_or(0, |r| r.m.n)
         ),
         x_label: "k (dynamic heads masked per step)".into(),
@@ -74,7 +77,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         .collect();
     let compare = Compare::new(
         &["k", "m_s (static compensated)", "UUID accuracy"],
-        rows.iter().map(|r| CompareRow::new(r.name.clone(), vec![r.k.into(), r.m.mean.into(), r.acc.mean.into()])).collect(),
+        rows.iter().map(|r| CompareRow::new(r.name.clone(), vec![r.k.into(), r.m.mean.into(), r.acc.mean.into()]).at("metric", metric)).collect(),
     );
     Ok(vec![
         ("figure.json".into(), serde_json::to_vec_pretty(&fig).unwrap()),

@@ -28,7 +28,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let (a, _) = input(inputs, n, "trace")?;
     let min = req_f64(n, "min_rouge1_recall")?;
     let stem = req_bool(n, "rouge1_stem")?;
-    let samples: Vec<SampleHeads> = samples_of(a, min, stem)?.into_iter().map(|(s, _)| s).collect();
+    let samples: Vec<SampleHeads> = samples_of(a, Some((min, stem)))?.into_iter().map(|(s, _)| s).collect();
     let ranked = match req_enum(n, "method")? {
         "step_frequency" => {
             let mut counts: BTreeMap<Head, f64> = BTreeMap::new();

@@ -2,6 +2,8 @@
 //! with plain statements of where ours fall. The values live in
 //! `reports/paper/retrieval-heads-are-dynamic.json` (compiled in) so a report never depends
 //! on a file outside the project.
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -13,7 +15,7 @@ const PAPER_JSON: &str = include_str!("../../../reports/paper/retrieval-heads-ar
 #[derive(Debug, Deserialize)]
 struct PaperFile {
     paper: String,
-    refs: std::collections::BTreeMap<String, PaperRef>,
+    refs: BTreeMap<String, PaperRef>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -28,6 +30,15 @@ struct PaperRef {
     rows: Vec<Vec<Json>>,
     #[serde(default)]
     text: Option<String>,
+    /// Only our rows whose setting has these values are compared (`{"predictor": "mlp"}`: the
+    /// paper's Table 2 is the MLP probe, not our baselines). Rows without a setting never match
+    /// a non-empty filter.
+    #[serde(default)]
+    ours: BTreeMap<String, String>,
+    /// Per paper row (parallel to `rows`), the range of one of the columns an our row must lie
+    /// in to be compared with it: `{"k": [5, null]}` = "k ≥ 5"; null = unbounded.
+    #[serde(default)]
+    row_match: Vec<BTreeMap<String, [Option<f64>; 2]>>,
 }
 
 /// One of our results that a reference can be compared with.
@@ -60,36 +71,94 @@ fn paper() -> PaperFile {
 /// One of our numbers and what a rerun must match.
 type Num = (f64, Tolerance);
 
+/// One of our rows: its label, its values in the reference's columns, and its values by column
+/// name (for `row_match`, e.g. the `k` column).
+struct OurRow {
+    label: String,
+    values: Vec<Option<Num>>,
+    by_name: BTreeMap<String, f64>,
+}
+
 /// Our rows for a reference's columns: from a `compare.json` (matched by column name; its
 /// optional `tolerances` are parallel to `rows` without the label), or from a table (columns
-/// matched by header).
-fn our_rows(r: &PaperRef, o: &Ours) -> Vec<(String, Vec<Option<Num>>)> {
-    let pick = |names: &[String], label: String, vals: &dyn Fn(usize) -> Option<Num>| -> Option<(String, Vec<Option<Num>>)> {
+/// matched by header). The second list: labels of rows the reference's `ours` filter leaves out.
+fn our_rows(r: &PaperRef, o: &Ours) -> (Vec<OurRow>, Vec<String>) {
+    let pick = |names: &[String], label: String, vals: &dyn Fn(usize) -> Option<Num>| -> Option<OurRow> {
         let idx: Vec<Option<usize>> = r.columns.iter().map(|c| names.iter().position(|n| n.eq_ignore_ascii_case(c))).collect();
-        idx.iter().any(Option::is_some).then(|| (label, idx.iter().map(|i| i.and_then(vals)).collect()))
+        let by_name = names.iter().enumerate().filter_map(|(i, n)| vals(i).map(|(v, _)| (n.to_lowercase(), v))).collect();
+        idx.iter().any(Option::is_some).then(|| OurRow { label, values: idx.iter().map(|i| i.and_then(vals)).collect(), by_name })
     };
+    let (mut kept, mut left) = (Vec::new(), Vec::new());
     if let Some(c) = &o.compare {
-        return c
-            .rows
-            .iter()
-            .filter_map(|row| pick(&c.columns, format!("ours: {}", row.label), &|i| row.values.get(i).and_then(CompareValue::number).map(|v| (v, row.tolerance(i)))))
-            .collect();
+        for row in &c.rows {
+            let label = format!("ours: {}", row.label);
+            if r.ours.iter().any(|(k, v)| row.setting.get(k) != Some(v)) {
+                left.push(label);
+                continue;
+            }
+            kept.extend(pick(&c.columns, label, &|i| row.values.get(i).and_then(CompareValue::number).map(|v| (v, row.tolerance(i)))));
+        }
+        return (kept, left);
     }
     if let Some(t) = &o.table {
         let names: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
-        return t
-            .rows
-            .iter()
-            .filter_map(|row| {
-                let label = format!("ours: {} ({})", row.label, o.node);
-                pick(&names, label, &|i| match row.cells.get(i) {
-                    Some(c @ RCell { value: CellValue::Number { value, .. }, .. }) => Some((*value, c.tolerance.clone())),
-                    _ => None,
-                })
-            })
-            .collect();
+        for row in &t.rows {
+            let label = format!("ours: {} ({})", row.label, o.node);
+            if !r.ours.is_empty() {
+                left.push(label);
+                continue;
+            }
+            kept.extend(pick(&names, label, &|i| match row.cells.get(i) {
+                Some(c @ RCell { value: CellValue::Number { value, .. }, .. }) => Some((*value, c.tolerance.clone())),
+                _ => None,
+            }));
+        }
     }
-    vec![]
+    (kept, left)
+}
+
+/// Whether paper row `pi` applies to our row: every `row_match` range holds for our value of
+/// that column (a missing value never matches).
+fn applies(r: &PaperRef, pi: usize, ours: &OurRow) -> bool {
+    r.row_match.get(pi).is_none_or(|m| {
+        m.iter().all(|(col, [lo, hi])| {
+            ours.by_name.get(&col.to_lowercase()).is_some_and(|&x| lo.is_none_or(|lo| x >= lo - 1e-9) && hi.is_none_or(|hi| x <= hi + 1e-9))
+        })
+    })
+}
+
+/// Where each of our numbers falls against the paper's values for the same quantity at the same
+/// setting (`row_match`), and which of ours have no such paper value.
+fn placements(r: &PaperRef, paper_rows: &[(String, Vec<Option<f64>>)], our: &[OurRow]) -> (Vec<String>, Vec<String>) {
+    let matched: Vec<&String> = r.row_match.iter().flat_map(|m| m.keys()).collect();
+    let (mut notes, mut none) = (Vec::new(), Vec::new());
+    for (ci, col) in r.columns.iter().enumerate() {
+        if matched.iter().any(|m| m.eq_ignore_ascii_case(col)) {
+            continue;
+        }
+        for o in our {
+            let Some((x, _)) = o.values.get(ci).cloned().flatten() else { continue };
+            let pv: Vec<(&str, f64)> =
+                paper_rows.iter().enumerate().filter(|(pi, _)| applies(r, *pi, o)).filter_map(|(_, (l, v))| Some((l.as_str(), v.get(ci).copied().flatten()?))).collect();
+            if pv.is_empty() {
+                none.push(format!("{col} of {}", o.label));
+                continue;
+            }
+            let (lo, hi) = pv.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &(_, x)| (a.min(x), b.max(x)));
+            let at = if x < lo {
+                "below"
+            } else if x > hi {
+                "above"
+            } else if lo == hi {
+                "equal to"
+            } else {
+                "inside"
+            };
+            let what = if pv.len() == 1 { format!("the paper's {} ({})", fmt(lo), pv[0].0) } else { format!("the paper's range {}–{} ({} rows)", fmt(lo), fmt(hi), pv.len()) };
+            notes.push(format!("{col}: {} = {} is {at} {what}", o.label, fmt(x)));
+        }
+    }
+    (notes, none)
 }
 
 /// Figure 2's claim in numbers: how much of the unablated score each masked condition keeps,
@@ -139,6 +208,7 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
         // Text-only reference: list our numbers.
         for o in &mine {
             if let Some(c) = &o.compare {
+                let c = &Compare { rows: c.rows.iter().filter(|row| r.ours.iter().all(|(k, v)| row.setting.get(k) == Some(v))).cloned().collect(), ..c.clone() };
                 let value = |row: &CompareRow, i: usize| row.values.get(i).and_then(CompareValue::number).map(fmt).unwrap_or("—".into());
                 let rows: Vec<String> = c.rows.iter().map(|row| format!("`{}` ({}): {}", row.label, row.values.first().and_then(CompareValue::text).unwrap_or(""), value(row, 1))).collect();
                 text += &format!(" Ours ({}, `{}`): {}.", c.columns.last().map_or("", String::as_str), o.node, rows.join("; "));
@@ -151,34 +221,28 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
     }
     let paper_rows: Vec<(String, Vec<Option<f64>>)> =
         r.rows.iter().map(|row| (row[0].as_str().unwrap_or("").to_string(), row[1..].iter().map(Json::as_f64).collect())).collect();
-    let our: Vec<(String, Vec<Option<Num>>)> = mine.iter().flat_map(|o| our_rows(r, o)).collect();
+    let (mut our, mut left) = (Vec::new(), Vec::new());
+    for o in &mine {
+        let (k, l) = our_rows(r, o);
+        our.extend(k);
+        left.extend(l);
+    }
     let cell = |v: Option<f64>| v.map(RCell::num).unwrap_or_else(RCell::empty);
     let mut rows: Vec<Row> = paper_rows.iter().map(|(l, v)| Row::new(format!("paper: {l}"), v.iter().map(|x| cell(*x)).collect())).collect();
-    rows.extend(our.iter().map(|(l, v)| Row::new(l.clone(), v.iter().map(|x| x.as_ref().map(|(v, t)| RCell::num(*v).within(t.clone())).unwrap_or_else(RCell::empty)).collect())));
-    // Where each of our numbers falls relative to the paper's range for that column.
-    let mut notes = Vec::new();
-    for (ci, col) in r.columns.iter().enumerate() {
-        let pv: Vec<f64> = paper_rows.iter().filter_map(|(_, v)| v.get(ci).copied().flatten()).collect();
-        if pv.is_empty() || col == "k" {
-            continue;
-        }
-        let (lo, hi) = pv.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
-        for (label, v) in &our {
-            if let Some((x, _)) = v.get(ci).cloned().flatten() {
-                let at = if x < lo {
-                    "below the paper's range"
-                } else if x > hi {
-                    "above the paper's range"
-                } else {
-                    "inside the paper's range"
-                };
-                let range = if lo == hi { fmt(lo) } else { format!("{}–{}", fmt(lo), fmt(hi)) };
-                notes.push(format!("{col}: {label} = {} is {at} ({range})", fmt(x)));
-            }
-        }
-    }
+    rows.extend(our.iter().map(|o| Row::new(o.label.clone(), o.values.iter().map(|x| x.as_ref().map(|(v, t)| RCell::num(*v).within(t.clone())).unwrap_or_else(RCell::empty)).collect())));
+    let (notes, none) = placements(r, &paper_rows, &our);
     if !notes.is_empty() {
-        text += &format!(" Where ours fall: {}.", notes.join("; "));
+        text += &format!(" Where ours fall (each against the paper's value for the same quantity at the same setting): {}.", notes.join("; "));
+    }
+    if !none.is_empty() {
+        text += &format!(" The paper states no value at the same setting for: {}.", none.join(", "));
+    }
+    if !left.is_empty() {
+        text += &format!(
+            " Not compared (the paper's values are for {} only): {}.",
+            r.ours.iter().map(|(k, v)| format!("`{k}: {v}`")).collect::<Vec<_>>().join(", "),
+            left.join(", ")
+        );
     }
     let table = Table {
         id: format!("paper_{name}"),
@@ -205,5 +269,47 @@ mod tests {
             let r = p.refs.get(*name).unwrap_or_else(|| panic!("paper.{name} missing"));
             assert!(r.rows.iter().all(|row| row.len() == r.columns.len() + 1), "paper.{name}: row widths");
         }
+    }
+
+    fn ours(constructor: &str, columns: &[&str], rows: Vec<CompareRow>) -> Ours {
+        Ours { constructor: constructor.into(), node: "x".into(), table: None, compare: Some(Compare::new(columns, rows)) }
+    }
+
+    #[test]
+    fn each_number_is_compared_only_with_the_papers_value_at_the_same_setting() {
+        let row = |name: &str, k: f64, m: f64, acc: f64, metric: &str| CompareRow::new(name, vec![k.into(), m.into(), acc.into()]).at("metric", metric);
+        let fig3 = ours(
+            "progressive",
+            &["k", "m_s (static compensated)", "UUID accuracy"],
+            vec![row("k0", 0.0, 0.0, 0.8, "uuid_accuracy"), row("k1", 1.0, 2.05, 0.45, "uuid_accuracy"), row("k5", 5.0, 1.15, 0.0, "uuid_accuracy"), row("k5r", 5.0, 1.15, 0.1, "rouge_l")],
+        );
+        let c = compare("figure3", &[fig3]).unwrap();
+        let t = &c.text;
+        // k = 0 accuracy against the paper's k = 0 value only, not a 0–1 "range".
+        assert!(t.contains("UUID accuracy: ours: k0 = 0.8000 is below the paper's 1.0000 (llama3.1-8b, k = 0)"), "{t}");
+        // m_s at k = 5 against the paper's k ≥ 5 statements.
+        assert!(t.contains("m_s (static compensated): ours: k5 = 1.1500 is below the paper's range 4.5000–7.0000 (2 rows)"), "{t}");
+        // k = 1 has no paper value for either quantity; k = 5's accuracy neither (the paper states k = 0 and 20).
+        for q in ["m_s (static compensated) of ours: k0", "m_s (static compensated) of ours: k1", "UUID accuracy of ours: k1", "UUID accuracy of ours: k5"] {
+            assert!(t.contains(q), "{q} missing from: {t}");
+        }
+        assert!(!t.contains("ours: k1 = "), "{t}");
+        // Another metric's rows are not compared at all, and say so.
+        assert!(t.contains("Not compared") && t.contains("ours: k5r"), "{t}");
+        let table = c.table.unwrap();
+        assert!(!table.rows.iter().any(|r| r.label.contains("k5r")));
+
+        // Table 2 is the MLP probe: the baselines are not compared with it.
+        let probe = ours(
+            "probe",
+            &["F1", "Precision", "Recall", "AUPRC"],
+            vec![
+                CompareRow::new("mlp", vec![0.81.into(), 0.8.into(), 0.82.into(), 0.9.into()]).at("predictor", "mlp"),
+                CompareRow::new("static", vec![0.35.into(), 0.2.into(), 0.97.into(), 0.2.into()]).at("predictor", "static_set"),
+            ],
+        );
+        let t = compare("table2", &[probe]).unwrap().text;
+        assert!(t.contains("F1: ours: mlp = 0.8100 is inside the paper's range 0.8038–0.8566 (5 rows)"), "{t}");
+        assert!(t.contains("Not compared") && t.contains("ours: static") && !t.contains("ours: static = "), "{t}");
     }
 }

@@ -29,7 +29,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (trace_a, trace_name) = input(inputs, n, "trace")?;
     let (static_a, static_name) = input(inputs, n, "static")?;
-    let samples: Vec<SampleHeads> = samples_of(trace_a, 0.5, true)?.into_iter().map(|(s, _)| s).collect();
+    let samples: Vec<SampleHeads> = samples_of(trace_a, None)?.into_iter().map(|(s, _)| s).collect();
     let stat: BTreeSet<Head> = fixed_heads(static_a, &static_name)?.into_iter().collect();
     let opts = DynamismOptions {
         empty_static: if enum_arg(n, "empty_static") == Some("skip") { EmptyStep::Skip } else { EmptyStep::Zero },
@@ -45,7 +45,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let pm = |s: &dynamism::Spread| RCell::num_pm(s.mean, s.std, s.n as u64);
     let table = Table {
         id: n.name.clone(),
-        caption: format!("Retrieval-head dynamism of `{trace_name}` (as in the paper's Table 1): {} samples, static set of {} heads{}", samples.len(), stat.len(), if opts.average == Average::Pooled { "; Jaccards pooled over all steps (± over steps)" } else { "" }),
+        caption: format!("Retrieval-head dynamism of `{trace_name}` (as in the paper's Table 1): {} samples, static set of {} heads (static heads per step: |H_t ∩ S| over all steps){}", samples.len(), stat.len(), if opts.average == Average::Pooled { "; Jaccards pooled over all steps (± over steps)" } else { "" }),
         row_header: "Trace".into(),
         columns: vec![
             Column::new("Jaccard w/ static").precision(4),
@@ -54,10 +54,12 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             Column::new("Effective heads").precision(1),
             Column::new("Heads per step").precision(2),
             Column::new("Distinct heads").precision(0),
+            Column::new("Static heads per step").precision(2),
+            Column::new("Static heads per step (max)").precision(0),
         ],
         rows: vec![Row::new(
             trace_name,
-            vec![pm(&d.jaccard_static), pm(&d.jaccard_adjacent), pm(&d.entropy), RCell::num(d.effective_heads), pm(&d.heads_per_step), RCell::num(d.distinct_heads as f64)],
+            vec![pm(&d.jaccard_static), pm(&d.jaccard_adjacent), pm(&d.entropy), RCell::num(d.effective_heads), pm(&d.heads_per_step), RCell::num(d.distinct_heads as f64), pm(&d.static_per_step), RCell::num(d.static_per_step_max as f64)],
         )],
         ..Default::default()
     };

@@ -28,7 +28,8 @@ fn spec() -> FuncSpec {
     FuncSpec::new("probe", "Table 2: an MLP probe from the final hidden state to the step's retrieval heads (A.5), beside a logistic regression per head and the always-the-static-set predictor.")
         .pos("trace", decl(Trace), "trace with retrieval(copy_paste) and hidden(final)")
         .pos_opt("static", decl(Heads), "static heads for the always-the-static-set baseline")
-        .opt("layers", list(int_min(1)), "hidden layer widths (default [2d, d, d]: the paper's [8192, 4096, 4096] scaled to the model's hidden size d)")
+        .def("layers", list(int_min(1)), "[8192, 4096, 4096]", "probe.layers: hidden layer widths (the paper's A.5: [8192, 4096, 4096] whatever the model; only input and output follow it)")
+        .def("scale_layers", Ty::Bool, "false", "probe.scale_layers: multiply the widths by d/4096 (d = the model's hidden size; 4096 is Llama-3.1-8B's), i.e. [2d, d, d] for the default widths — the paper's shape at a small model's cost")
         .def("activation", enm(&["relu", "gelu"]), "relu", "probe.activation")
         .def("dropout", float_range(0.0, 0.99), "0.1", "dropout after each hidden layer")
         .def("split_by", enm(&["generation", "row"]), "generation", "probe.split_by: 70/20/10 over generations or over steps")
@@ -41,7 +42,7 @@ fn spec() -> FuncSpec {
         .def("checkpoint", enm(&["last", "best_val_loss"]), "last", "probe.checkpoint: weights after the last epoch or at the lowest validation loss")
         .def("device", Ty::Device, "auto", "where to train: auto (CUDA if present), cpu, cuda or \"cuda:N\"")
         .def("precision", enm(&["f64", "f32"]), "f64", "probe.precision: f64 reproduces across CPUs; f32 (PyTorch's default) moves F1 by up to 0.03 between CPU vendors")
-        .def("seeds", int_range(1, 1000), "1", "probe.seeds: trainings (seeds seed, seed+1, …); with 2 or more the MLP's metrics are mean ± std and a rerun must land within that spread")
+        .def("seeds", int_range(1, 1000), "5", "probe.seeds: trainings (seeds seed, seed+1, …); with 2 or more the MLP's metrics are mean ± std and a rerun must land within that spread")
         .seed("seed of the split and initialisation")
 }
 
@@ -92,8 +93,9 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     };
     let (train, val, test) = (split(&tr), split(&va), split(&te));
     let d = gens.iter().find_map(|g| g.hidden.first()).map_or(0, Vec::len);
-    let layers_arg: Vec<usize> = n.arg("layers").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_int).map(|v| v as usize).collect();
-    let widths = if layers_arg.is_empty() { vec![2 * d, d, d] } else { layers_arg };
+    let layer_arg: Vec<usize> = req_list(n, "layers")?.iter().filter_map(Value::as_int).map(|v| v as usize).collect();
+    // Scaled: w · d / 4096, rounded, at least 1 ([8192, 4096, 4096] → [2d, d, d]).
+    let widths: Vec<usize> = if req_bool(n, "scale_layers")? { layer_arg.iter().map(|&w| ((w * d + 2048) / 4096).max(1)).collect() } else { layer_arg };
     let dev_req: device::DeviceRequest = req_enum(n, "device")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
     let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
     let double = enum_arg(n, "precision") != Some("f32");
@@ -156,6 +158,8 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
 
     let mut rows = vec![(format!("MLP probe {:?}", widths), mlp, mlp_ap, mean[4])];
     let mut tols: Vec<Vec<report::Tolerance>> = vec![(0..5).map(mlp_tol).collect()];
+    // What each row predicts with (a paper reference compares only its own predictor).
+    let mut predictors = vec!["mlp"];
     // Baseline: always predict the static set.
     if let Ok((sa, sname)) = input(inputs, n, "static") {
         let stat: BTreeSet<Head> = fixed_heads(sa, &sname)?.into_iter().collect();
@@ -169,12 +173,14 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         let (p, ap) = scores(&s, &test.y, 1.0, macro_avg, area);
         rows.push((format!("always the static set `{sname}` ({} heads)", stat.len()), p, ap, 1.0));
         tols.push(vec![report::Tolerance::Exact; 5]);
+        predictors.push("static_set");
     }
     // Baseline: a logistic regression per head (a linear probe), threshold chosen the same way.
     let lin = logistic(&train, &[&val, &test])?;
     let lthr = threshold(&lin[0], &val.y);
     let (lp, lap) = scores(&lin[1], &test.y, lthr, macro_avg, area);
     rows.push(("logistic regression per head".to_string(), lp, lap, lthr));
+    predictors.push("logistic");
     tols.push((0..5).map(|c| report::Tolerance::float(if c == 4 { 1e-3 } else { decision }, "hidden states differ by ~1e-7 between CPUs: two decisions")).collect());
 
     let cell = |v: f64, c: usize, r: usize| {
@@ -209,7 +215,8 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         &["F1", "Precision", "Recall", "AUPRC"],
         rows.iter()
             .zip(&tols)
-            .map(|((l, p, ap, _), t)| CompareRow::new(format!("{name}, {l}"), vec![p.f.into(), p.precision.into(), p.recall.into(), (*ap).into()]).within(t[..4].to_vec()))
+            .zip(&predictors)
+            .map(|(((l, p, ap, _), t), k)| CompareRow::new(format!("{name}, {l}"), vec![p.f.into(), p.precision.into(), p.recall.into(), (*ap).into()]).within(t[..4].to_vec()).at("predictor", k))
             .collect(),
     );
     let data = json!({"trace": name, "train_rows": train.rows(), "val_rows": val.rows(), "test_rows": test.rows(), "threshold": thr,

@@ -32,9 +32,10 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let mut rows = Vec::new();
     for t in &traces {
         let a = inputs.get(*t).ok_or_else(|| format!("`{t}` not computed"))?;
+        let masked = masking_words(a)?;
         let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
         for line in trace_lines(a)? {
-            let Some((acc, rl)) = task_scores(n, &line) else { continue };
+            let Some((acc, rl)) = task_scores(n, &line)? else { continue };
             let key = by.iter().map(|b| format!("{b}={}", line.meta[b])).collect::<Vec<_>>().join(", ");
             let g = groups.entry(key).or_default();
             g.0.push(acc);
@@ -46,19 +47,21 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
                 let s = dynamism::Spread::of(v);
                 RCell::num_pm(s.mean, s.std, s.n as u64)
             };
-            rows.push(Row::new(label, metrics.iter().map(|m| if *m == "rouge_l" { cell(&rl) } else { cell(&acc) }).collect()));
+            let mut cells = vec![RCell::text(masked.clone())];
+            cells.extend(metrics.iter().map(|m| if *m == "rouge_l" { cell(&rl) } else { cell(&acc) }));
+            rows.push(Row::new(label, cells));
         }
     }
     let _ = ctx;
-    let name = |m: &str| if m == "rouge_l" { "ROUGE-L F" } else { "UUID accuracy (exact substring)" };
+    let (acc_words, rouge_words) = metric_words(n);
+    let name = |m: &str| if m == "rouge_l" { rouge_words.clone() } else { acc_words.clone() };
     let table = Table {
         id: n.name.clone(),
-        caption: match metrics.as_slice() {
-            ["uuid_accuracy", "rouge_l"] => "Task scores: UUID accuracy (exact substring) and ROUGE-L F against the answer, mean ± std over samples".into(),
-            ms => format!("Task scores: {} against the answer, mean ± std over samples", ms.iter().map(|m| name(m)).collect::<Vec<_>>().join(", ")),
-        },
+        caption: format!("Task scores: {}, mean ± std over samples; Masked: what each trace masked at every step (a baseline's matched head count)", metrics.iter().map(|m| name(m)).collect::<Vec<_>>().join(" and ")),
         row_header: "Trace".into(),
-        columns: metrics.iter().map(|m| Column::new(if *m == "rouge_l" { "ROUGE-L" } else { "UUID accuracy" }).precision(3)).collect(),
+        columns: std::iter::once(Column::new("Masked"))
+            .chain(metrics.iter().map(|m| Column::new(if *m == "rouge_l" { "ROUGE-L" } else { "UUID accuracy" }).precision(3)))
+            .collect(),
         rows,
         ..Default::default()
     };
