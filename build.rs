@@ -66,7 +66,15 @@ fn source_hashes() {
     for s in ENGINE_SOURCES {
         walk(std::path::Path::new(s), &mut engine);
     }
+    let included: Vec<PathBuf> = engine
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+        .flat_map(|f| included_files(&f.to_string_lossy(), &std::fs::read_to_string(f).unwrap_or_default()))
+        .map(PathBuf::from)
+        .collect();
+    engine.extend(included);
     engine.sort();
+    engine.dedup();
     let mut h = Sha256::new();
     for f in &engine {
         let bytes = std::fs::read(f).unwrap_or_default();
@@ -95,7 +103,8 @@ fn source_hashes() {
         for d in &deps {
             h.update(d.as_bytes());
             h.update([0]);
-            h.update(hash_of.get(d).map(String::as_str).unwrap_or("missing").as_bytes());
+            let direct = || std::fs::read(d).map(|b| hex(&Sha256::digest(&b))).unwrap_or_else(|_| "missing".into());
+            h.update(hash_of.get(d).cloned().unwrap_or_else(direct).as_bytes());
             h.update([0]);
         }
         let list: Vec<String> = deps.iter().map(|d| format!("{d:?}")).collect();
@@ -119,6 +128,9 @@ fn dependencies(file: &str) -> Vec<String> {
             continue;
         }
         let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        // Files compiled in (`include_str!`: templates, the paper's values, the haystack) are
+        // part of what the op computes.
+        seen.extend(included_files(&f, &text));
         let here = module_of(&f);
         for path in module_paths(&text) {
             let abs: Vec<String> = match path.first().map(String::as_str) {
@@ -168,6 +180,34 @@ fn module_of(file: &str) -> Vec<String> {
         m.pop();
     }
     m
+}
+
+/// The files `file` compiles in with `include_str!("…")` / `include_bytes!("…")` (relative to
+/// its folder), as normalised paths from the crate root; each one also reruns this script.
+fn included_files(file: &str, text: &str) -> Vec<String> {
+    let dir = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new(""));
+    let mut out = Vec::new();
+    for mac in ["include_str!(\"", "include_bytes!(\""] {
+        let mut rest = text;
+        while let Some(i) = rest.find(mac) {
+            rest = &rest[i + mac.len()..];
+            let Some(end) = rest.find('"') else { break };
+            let mut parts: Vec<String> = Vec::new();
+            for c in dir.join(&rest[..end]).components() {
+                match c {
+                    std::path::Component::ParentDir => {
+                        parts.pop();
+                    }
+                    std::path::Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+                    _ => {}
+                }
+            }
+            let path = parts.join("/");
+            println!("cargo:rerun-if-changed={path}");
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// Every `crate::…` and `super::…` path in Rust source, with `use` groups (`a::{b, c::d}`)

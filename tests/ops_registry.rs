@@ -132,6 +132,17 @@ fn ops_small_matches_golden() {
     });
 }
 
+/// Every value an enum or boolean option can take (`None` for other types: the option tests
+/// try each value other than the current one).
+fn option_values(ty: &rhx::lang::schema::Ty) -> Option<Vec<String>> {
+    use rhx::lang::schema::Ty;
+    match ty {
+        Ty::Enum(vs) => Some(vs.iter().map(|v| v.to_string()).collect()),
+        Ty::Bool => Some(vec!["true".into(), "false".into()]),
+        _ => None,
+    }
+}
+
 /// Options that leave this experiment's output as it is, each with the reason: the input has
 /// none of the cases the option decides (`op.param=value`). (The metric options `uuid_match`,
 /// `rouge_stem`, … change at least the caption that states how the scores were computed.) Any other declared option must
@@ -155,7 +166,6 @@ fn every_declared_option_changes_the_output_or_is_refused() {
     if !common::smollm2_installed() {
         return;
     }
-    use rhx::lang::schema::Ty;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("options");
     let _ = std::fs::remove_dir_all(&dir);
     let exp = root().join("tests/run/section3_small.rhx");
@@ -174,11 +184,7 @@ fn every_declared_option_changes_the_output_or_is_refused() {
         let Some(node) = base.nodes.iter().find(|n| n.kind == op.kind && n.constructor == op.name) else { continue };
         let spec = (op.spec)();
         for p in &spec.params {
-            let values: Vec<String> = match &p.ty {
-                Ty::Enum(vs) => vs.iter().map(|v| v.to_string()).collect(),
-                Ty::Bool => vec!["true".into(), "false".into()],
-                _ => continue,
-            };
+            let Some(values) = option_values(&p.ty) else { continue };
             let current = node.arg(p.name).map(Value::render);
             let context: Vec<String> = CONTEXT.iter().filter(|(o, prefix, _)| *o == op.name && p.name.starts_with(prefix)).map(|(_, _, c)| format!("{}.{c}", node.name)).collect();
             let reference = lang::check_path(&exp, &context, &NoShapes).unwrap();
@@ -230,7 +236,6 @@ fn every_declared_dataset_option_changes_the_prompts_or_is_refused() {
     if !common::smollm2_installed() {
         return;
     }
-    use rhx::lang::schema::Ty;
     let lm = rhx::engine::loader::load("smollm2-135m-instruct", tch::Device::Cpu, tch::Kind::Float).unwrap();
     let extra: std::collections::BTreeMap<String, Json> = [("enable_thinking".to_string(), Json::Bool(false))].into();
     let exp = root().join("tests/run/section3_small.rhx");
@@ -246,11 +251,7 @@ fn every_declared_dataset_option_changes_the_prompts_or_is_refused() {
         let reference = prompts(&base, &node.name);
         assert!(!reference.is_empty(), "{}", node.name);
         for p in &(op.spec)().params {
-            let values: Vec<String> = match &p.ty {
-                Ty::Enum(vs) => vs.iter().map(|v| v.to_string()).collect(),
-                Ty::Bool => vec!["true".into(), "false".into()],
-                _ => continue,
-            };
+            let Some(values) = option_values(&p.ty) else { continue };
             let current = node.arg(p.name).map(Value::render);
             for v in values.into_iter().filter(|v| Some(v) != current.as_ref()) {
                 let id = format!("{}.{}={v}", op.name, p.name);
@@ -289,7 +290,7 @@ fn every_capture_and_intervention_option_changes_the_trace_or_is_refused() {
     if !common::smollm2_installed() {
         return;
     }
-    use rhx::lang::schema::{registry, Family, Ty};
+    use rhx::lang::schema::{registry, Family};
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("function_options");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -327,11 +328,7 @@ fn every_capture_and_intervention_option_changes_the_trace_or_is_refused() {
             let (c, m) = program("");
             let reference = trace_of(i, &c, &m);
             for p in &f.params {
-                let values: Vec<String> = match &p.ty {
-                    Ty::Enum(vs) => vs.iter().map(|v| v.to_string()).collect(),
-                    Ty::Bool => vec!["true".into(), "false".into()],
-                    _ => continue,
-                };
+                let Some(values) = option_values(&p.ty) else { continue };
                 for v in values.into_iter().filter(|v| p.default != rhx::lang::schema::Default::Value(leak(v))) {
                     let id = format!("{}.{}={v}", f.name, p.name);
                     i += 1;

@@ -187,6 +187,14 @@ fn grid_verdict(c: &Compare) -> String {
     t
 }
 
+/// " Not compared (the paper's values are for `k: v` only): …." for what the `ours` filter left out.
+fn not_compared(r: &PaperRef, left: &[String]) -> String {
+    if left.is_empty() {
+        return String::new();
+    }
+    format!(" Not compared (the paper's values are for {} only): {}.", r.ours.iter().map(|(k, v)| format!("`{k}: {v}`")).collect::<Vec<_>>().join(", "), left.join(", "))
+}
+
 fn fmt(v: f64) -> String {
     format!("{v:.4}")
 }
@@ -206,9 +214,14 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
     }
     if r.columns.is_empty() || r.rows.is_empty() {
         // Text-only reference: list our numbers.
+        let mut skipped = Vec::new();
         for o in &mine {
             if let Some(c) = &o.compare {
                 let c = &Compare { rows: c.rows.iter().filter(|row| r.ours.iter().all(|(k, v)| row.setting.get(k) == Some(v))).cloned().collect(), ..c.clone() };
+                if c.rows.is_empty() {
+                    skipped.push(format!("`{}`", o.node));
+                    continue;
+                }
                 let value = |row: &CompareRow, i: usize| row.values.get(i).and_then(CompareValue::number).map(fmt).unwrap_or("—".into());
                 let rows: Vec<String> = c.rows.iter().map(|row| format!("`{}` ({}): {}", row.label, row.values.first().and_then(CompareValue::text).unwrap_or(""), value(row, 1))).collect();
                 text += &format!(" Ours ({}, `{}`): {}.", c.columns.last().map_or("", String::as_str), o.node, rows.join("; "));
@@ -217,6 +230,7 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
                 }
             }
         }
+        text += &not_compared(r, &skipped);
         return Ok(Comparison { table: None, text });
     }
     let paper_rows: Vec<(String, Vec<Option<f64>>)> =
@@ -224,8 +238,13 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
     let (mut our, mut left) = (Vec::new(), Vec::new());
     for o in &mine {
         let (k, l) = our_rows(r, o);
+        // A result left out as a whole is named once, by its node.
+        if k.is_empty() && !l.is_empty() {
+            left.push(format!("`{}`", o.node));
+        } else {
+            left.extend(l);
+        }
         our.extend(k);
-        left.extend(l);
     }
     let cell = |v: Option<f64>| v.map(RCell::num).unwrap_or_else(RCell::empty);
     let mut rows: Vec<Row> = paper_rows.iter().map(|(l, v)| Row::new(format!("paper: {l}"), v.iter().map(|x| cell(*x)).collect())).collect();
@@ -237,13 +256,7 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
     if !none.is_empty() {
         text += &format!(" The paper states no value at the same setting for: {}.", none.join(", "));
     }
-    if !left.is_empty() {
-        text += &format!(
-            " Not compared (the paper's values are for {} only): {}.",
-            r.ours.iter().map(|(k, v)| format!("`{k}: {v}`")).collect::<Vec<_>>().join(", "),
-            left.join(", ")
-        );
-    }
+    text += &not_compared(r, &left);
     let table = Table {
         id: format!("paper_{name}"),
         caption: format!("{} — the paper's values (rows `paper: …`, transcribed from the paper) beside ours (rows `ours: …`, measured by this run).", r.title),
@@ -295,7 +308,14 @@ mod tests {
         }
         assert!(!t.contains("ours: k1 = "), "{t}");
         // Another metric's rows are not compared at all, and say so.
-        assert!(t.contains("Not compared") && t.contains("ours: k5r"), "{t}");
+        assert!(t.contains("Not compared (the paper's values are for `metric: uuid_accuracy` only): ours: k5r."), "{t}");
+        // A result left out as a whole (e.g. the ROUGE-L version of the figure) is named by its node.
+        let rouge = Ours { node: "fig3_rouge".into(), ..ours("progressive", &["k", "m_s (static compensated)", "UUID accuracy"], vec![row("k0", 0.0, 0.0, 0.8, "rouge_l")]) };
+        let t = compare("figure3", &[rouge]).unwrap().text;
+        assert!(t.contains("only): `fig3_rouge`."), "{t}");
+        let grid = |node: &str, metric: &str| Ours { node: node.into(), ..ours("ablation_grid", &["masking", "mean"], vec![CompareRow::new("base", vec![CompareValue::Text("none".into()), 0.9.into()]).at("metric", metric)]) };
+        let t = compare("figure2", &[grid("fig2", "uuid_accuracy"), grid("fig2_rouge", "rouge_l")]).unwrap().text;
+        assert!(t.contains("`fig2`): `base` (none): 0.9000") && t.contains("only): `fig2_rouge`.") && !t.contains("`fig2_rouge`):"), "{t}");
         let table = c.table.unwrap();
         assert!(!table.rows.iter().any(|r| r.label.contains("k5r")));
 
