@@ -132,6 +132,14 @@ fn dependencies(file: &str) -> Vec<String> {
         // part of what the op computes.
         seen.extend(included_files(&f, &text));
         let here = module_of(&f);
+        // Private child modules (`mod steps;`) are parts of this module's code; public ones
+        // (`pub mod probe;` in a folder of ops) are followed only where a path names them.
+        for child in private_modules(&text) {
+            let base = format!("src/{}", here.iter().chain([&child]).cloned().collect::<Vec<_>>().join("/"));
+            if let Some(c) = [format!("{base}.rs"), format!("{base}/mod.rs")].into_iter().find(|c| std::path::Path::new(c).is_file()) {
+                todo.push(c);
+            }
+        }
         for path in module_paths(&text) {
             let abs: Vec<String> = match path.first().map(String::as_str) {
                 Some("crate") => path[1..].to_vec(),
@@ -170,6 +178,15 @@ fn dependencies(file: &str) -> Vec<String> {
         }
     }
     seen.into_iter().collect()
+}
+
+/// The names of the private child modules a file declares (`mod name;`).
+fn private_modules(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("mod ")?.strip_suffix(';').map(str::trim))
+        .filter(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The module path of a source file: `src/ops/heads/top.rs` → `[ops, heads, top]`.

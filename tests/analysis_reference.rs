@@ -133,3 +133,41 @@ fn rouge_equals_the_rouge_score_package() {
     }
     assert!(stem_mattered >= 3, "the fixture needs cases where stemming changes ROUGE-1 ({stem_mattered})");
 }
+
+fn qa_fixture() -> Value {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/analysis/qa_reference.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// HotpotQA's official `normalize_answer` / `exact_match_score` / `f1_score` (with the
+/// yes/no/noanswer rule), on every gold answer of 103 dev questions against variants of it and
+/// hand-written edge cases (Unicode case, whitespace, punctuation, articles).
+#[test]
+fn qa_scores_equal_the_official_hotpotqa_script() {
+    use rhx::analysis::qa::{normalize_answer, qa_score};
+    let fx = qa_fixture();
+    let cases = fx["scores"].as_array().unwrap();
+    assert!(cases.len() > 1000);
+    for c in cases {
+        let (p, g) = (c["prediction"].as_str().unwrap(), c["gold"].as_str().unwrap());
+        assert_eq!(normalize_answer(p), c["normalized"].as_str().unwrap(), "normalize_answer({p:?})");
+        let s = qa_score(p, g);
+        for (name, ours) in [("em", s.em), ("f1", s.f1), ("precision", s.precision), ("recall", s.recall)] {
+            let want = c[name].as_f64().unwrap();
+            assert!((ours - want).abs() < 1e-12, "{name}({p:?}, {g:?}): ours {ours}, official {want}");
+        }
+    }
+}
+
+/// DRAGIN's `get_real_prediction` and the first cut of `regenerate_answer`.
+#[test]
+fn answer_extraction_equals_dragin() {
+    use rhx::analysis::qa::{cut_at_markers, extract_answer};
+    for c in qa_fixture()["extraction"].as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        assert_eq!(cut_at_markers(text), c["cut"].as_str().unwrap(), "cut of {text:?}");
+        assert_eq!(extract_answer(text).unwrap_or_default(), c["answer"].as_str().unwrap(), "answer of {text:?}");
+        assert_eq!(extract_answer(text).is_some(), c["has_phrase"].as_bool().unwrap(), "phrase in {text:?}");
+        assert_eq!(extract_answer(cut_at_markers(text)).unwrap_or_default(), c["answer_after_cut"].as_str().unwrap(), "answer after the cut of {text:?}");
+    }
+}

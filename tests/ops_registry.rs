@@ -123,6 +123,16 @@ fn ops_small_matches_golden() {
         snap[format!("{t}.intervention")] = info["intervention"].clone();
         snap[format!("{t}.samples")] = info["samples"].clone();
     }
+    // HotpotQA prompts: their length, needle spans (supporting facts) and cell, and what SmolLM2 says.
+    let hotpot = cache.get(&plan.step("hotpot_trace").unwrap().key).unwrap().unwrap();
+    let lines: Vec<Json> = String::from_utf8(hotpot.read("trace.jsonl").unwrap()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    snap["hotpot_trace"] = lines
+        .iter()
+        .map(|l| {
+            let span = l["needle_span"].as_array().unwrap();
+            serde_json::json!({"id": l["id"], "answer": l["answer"], "prompt_tokens": l["prompt_tokens"], "needle_tokens": span.len(), "needle_first": span.first(), "needle_last": span.last(), "meta": l["meta"], "text": l["text"]})
+        })
+        .collect();
     // The random draw comes from the tiny model's shape (3 layers x 4 heads).
     let pool = snap["drawn"]["set"]["pool"].as_array().unwrap().len();
     assert_eq!(pool, 12);
@@ -224,9 +234,12 @@ type PromptRecord = (Vec<u32>, Vec<usize>, Option<String>, String);
 
 /// Dataset options that leave the prompts of `tests/run/section3_small.rhx` as they are, each
 /// with the reason (`op.param=value`).
-const DATASET_NO_EFFECT_HERE: &[(&str, &str)] = &[("niah.full_depth=back_up", "no prompt here is at depth 1.0 (depths 0.25 and 0.75, and random depths in [0, 1)); `data::niah`'s unit test checks the placement")];
+const DATASET_NO_EFFECT_HERE: &[(&str, &str)] = &[
+    ("niah.full_depth=back_up", "no prompt here is at depth 1.0 (depths 0.25 and 0.75, and random depths in [0, 1)); `data::niah`'s unit test checks the placement"),
+    ("hotpotqa.chat=false", "only `context_format: dragin_numbered` prompts use it (this one is title_paragraph); `hotpotqa.context_format=dragin_numbered` changes the prompts, and `data::hotpotqa`'s unit test checks DRAGIN's text"),
+];
 
-/// Every enum or boolean option of a dataset constructor used by `tests/run/section3_small.rhx`,
+/// Every enum or boolean option of a dataset constructor used by the golden experiments,
 /// set in turn to each value other than its own: the prompts it makes for SmolLM2's tokenizer
 /// (token ids, needle span, answer, cell) must change, or `rhx check` must refuse the value, or
 /// it is listed in [`DATASET_NO_EFFECT_HERE`] with the reason. No model runs: the prompts are
@@ -238,35 +251,36 @@ fn every_declared_dataset_option_changes_the_prompts_or_is_refused() {
     }
     let lm = rhx::engine::loader::load("smollm2-135m-instruct", tch::Device::Cpu, tch::Kind::Float).unwrap();
     let extra: std::collections::BTreeMap<String, Json> = [("enable_thinking".to_string(), Json::Bool(false))].into();
-    let exp = root().join("tests/run/section3_small.rhx");
-    let base = lang::check_path(&exp, &[], &NoShapes).unwrap();
     let prompts = |program: &rhx::lang::Program, name: &str| -> Vec<PromptRecord> {
         let node = program.nodes.iter().find(|n| n.name == name).unwrap();
         let Exec::Dataset(make) = rhx::ops::find(node.kind, &node.constructor).unwrap().exec else { unreachable!() };
         make(node, &lm.tokenizer, &extra).unwrap().into_iter().map(|p| (p.prep.ids, p.prep.needle_span, p.answer, p.meta.to_string())).collect()
     };
     let (mut changed, mut refused, mut no_effect) = (vec![], vec![], vec![]);
-    for node in base.nodes.iter().filter(|n| n.kind == Kind::Dataset) {
-        let op = rhx::ops::find(node.kind, &node.constructor).unwrap();
-        let reference = prompts(&base, &node.name);
-        assert!(!reference.is_empty(), "{}", node.name);
-        for p in &(op.spec)().params {
-            let Some(values) = option_values(&p.ty) else { continue };
-            let current = node.arg(p.name).map(Value::render);
-            for v in values.into_iter().filter(|v| Some(v) != current.as_ref()) {
-                let id = format!("{}.{}={v}", op.name, p.name);
-                let set = format!("{}.{}={v}", node.name, p.name);
-                let program = match lang::check_path(&exp, std::slice::from_ref(&set), &NoShapes) {
-                    Ok(p) if run::check_supported(&p).is_ok() => p,
-                    _ => {
-                        refused.push(id);
-                        continue;
+    for exp in GOLDEN_EXPERIMENTS.iter().map(|f| root().join(f)) {
+        let base = lang::check_path(&exp, &[], &NoShapes).unwrap();
+        for node in base.nodes.iter().filter(|n| n.kind == Kind::Dataset) {
+            let op = rhx::ops::find(node.kind, &node.constructor).unwrap();
+            let reference = prompts(&base, &node.name);
+            assert!(!reference.is_empty(), "{}", node.name);
+            for p in &(op.spec)().params {
+                let Some(values) = option_values(&p.ty) else { continue };
+                let current = node.arg(p.name).map(Value::render);
+                for v in values.into_iter().filter(|v| Some(v) != current.as_ref()) {
+                    let id = format!("{}.{}={v}", op.name, p.name);
+                    let set = format!("{}.{}={v}", node.name, p.name);
+                    let program = match lang::check_path(&exp, std::slice::from_ref(&set), &NoShapes) {
+                        Ok(p) if run::check_supported(&p).is_ok() => p,
+                        _ => {
+                            refused.push(id);
+                            continue;
+                        }
+                    };
+                    if prompts(&program, &node.name) == reference {
+                        no_effect.push(id);
+                    } else {
+                        changed.push(id);
                     }
-                };
-                if prompts(&program, &node.name) == reference {
-                    no_effect.push(id);
-                } else {
-                    changed.push(id);
                 }
             }
         }

@@ -63,6 +63,38 @@ fn bad_lines_are_reported_and_good_lines_still_run() {
     assert!(lines[1]["error"].as_str().unwrap().contains("needle"));
 }
 
+/// `"needles": [..]` (HotpotQA's supporting facts): the span is every token of the first
+/// occurrence of each needle, sorted, the union of the spans each needle gets alone; a missing
+/// needle is named by its index; `needle` and `needles` together are refused.
+#[test]
+fn needles_give_the_sorted_union_of_their_spans() {
+    if !model_installed() {
+        return;
+    }
+    let user = "Paris is in France. Rome is in Italy. Berlin is in Germany. Where is Rome?";
+    let line = |id: &str, extra: &str| format!(r#"{{"id": "{id}", "messages": [{{"role": "user", "content": "{user}"}}], {extra}}}"#);
+    let input = tmp("needles.jsonl");
+    let lines = [
+        line("both", r#""needles": ["Berlin is in Germany.", "Paris is in France."]"#),
+        line("first", r#""needle": "Paris is in France.""#),
+        line("second", r#""needle": "Berlin is in Germany.""#),
+        line("missing", r#""needles": ["Paris is in France.", "Madrid is in Spain."]"#),
+        line("clash", r#""needle": "Rome", "needles": ["Rome"]"#),
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = tmp("needles.out.jsonl");
+    let r = rhx().args(["trace", "--device", "cpu", "--max-new-tokens", "1", "--quiet", "--prompts"]).arg(&input).arg("--out").arg(&out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains("needles[1] \"Madrid is in Spain.\" does not occur"), "{stderr}");
+    assert!(stderr.contains("give either `needle` or `needles`"), "{stderr}");
+    let got: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let span = |i: usize| -> Vec<u64> { got[i]["needle_span"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect() };
+    let mut union = [span(1), span(2)].concat();
+    union.sort_unstable();
+    assert!(!span(1).is_empty() && span(1).iter().max() < span(2).iter().min(), "{:?} {:?}", span(1), span(2));
+    assert_eq!(span(0), union);
+}
+
 #[test]
 fn broken_model_files_give_errors_naming_the_file() {
     let input = tmp("one.jsonl");

@@ -3,5 +3,6 @@
 //! `docs/FIDELITY.md`.
 pub mod dynamism;
 pub mod metrics;
+pub mod qa;
 pub mod cca;
 pub mod probe;

@@ -2,7 +2,9 @@
 //! `{"id", "messages": [{"role", "content"}...], "needle"}` (rendered with the model's chat
 //! template and the generation prompt) or `{"id", "text", "needle"}` (raw text, tokenised with
 //! the tokenizer's default special tokens). The needle span is every prompt token whose
-//! character range overlaps the first occurrence of `needle` in the rendered prompt.
+//! character range overlaps the first occurrence of `needle` in the rendered prompt; a line
+//! may give `"needles": [..]` instead (HotpotQA's supporting facts), and the span is then every
+//! token of the first occurrence of each, sorted.
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -17,6 +19,7 @@ struct RawLine {
     messages: Option<Vec<ChatMessage>>,
     text: Option<String>,
     needle: Option<String>,
+    needles: Option<Vec<String>>,
     /// Ignored by tracing; kept so NIAH files can carry their expected answer.
     #[allow(dead_code)]
     answer: Option<String>,
@@ -63,17 +66,27 @@ pub fn prepare_line(text: &str, line: usize, tok: &Tokenizer, extra: &BTreeMap<S
         (None, Some(t)) => (t.clone(), true),
     };
     let enc = tok.encode(&rendered, add_special).map_err(|e| err(&id, format!("tokenizer: {e}")))?;
-    let needle_span = match raw.needle.as_deref() {
-        None => vec![],
-        Some("") => return Err(err(&id, "`needle` is empty".into())),
-        Some(needle) => {
-            let byte_start = rendered.find(needle).ok_or_else(|| err(&id, format!("needle {needle:?} does not occur in the rendered prompt")))?;
-            let range = enc
-                .token_range_for_bytes(byte_start, byte_start + needle.len())
-                .ok_or_else(|| err(&id, "needle found in the text but no token covers it".into()))?;
-            range.collect()
-        }
+    let needles: Vec<&str> = match (&raw.needle, &raw.needles) {
+        (Some(_), Some(_)) => return Err(err(&id, "give either `needle` or `needles`, not both".into())),
+        (Some(n), None) => vec![n.as_str()],
+        (None, Some(list)) if list.is_empty() => return Err(err(&id, "`needles` is empty".into())),
+        (None, Some(list)) => list.iter().map(String::as_str).collect(),
+        (None, None) => vec![],
     };
+    let mut needle_span = Vec::new();
+    for (i, needle) in needles.iter().enumerate() {
+        let which = if raw.needles.is_some() { format!("needles[{i}]") } else { "needle".to_string() };
+        if needle.is_empty() {
+            return Err(err(&id, format!("`{which}` is empty")));
+        }
+        let byte_start = rendered.find(needle).ok_or_else(|| err(&id, format!("{which} {needle:?} does not occur in the rendered prompt")))?;
+        let range = enc
+            .token_range_for_bytes(byte_start, byte_start + needle.len())
+            .ok_or_else(|| err(&id, format!("{which} found in the text but no token covers it")))?;
+        needle_span.extend(range);
+    }
+    needle_span.sort_unstable();
+    needle_span.dedup();
     if enc.ids.is_empty() {
         return Err(err(&id, "the prompt tokenises to nothing".into()));
     }

@@ -225,7 +225,10 @@ mod tests {
         assert!(deps("probe").contains(&"src/analysis/probe.rs") && deps("probe").contains(&"src/ops/hidden.rs"), "{:?}", deps("probe"));
         assert!(deps("static_heads").contains(&"src/analysis/metrics.rs"), "{:?}", deps("static_heads"));
         assert!(deps("top").contains(&"src/ops/heads/mod.rs"), "{:?}", deps("top"));
-        assert!(deps("generate").contains(&"src/engine/generate.rs") && deps("generate").contains(&"src/ops/trace/policy.rs"), "{:?}", deps("generate"));
+        assert!(deps("generate").contains(&"src/engine/generate/mod.rs") && deps("generate").contains(&"src/ops/trace/policy.rs"), "{:?}", deps("generate"));
+        // A module's private child modules (`mod eager;`) are part of it.
+        assert!(["eager", "static_loop", "prefill", "steps", "batch"].iter().all(|m| deps("generate").contains(&format!("src/engine/generate/{m}.rs").as_str())), "{:?}", deps("generate"));
+        assert!(deps("generate").contains(&"src/engine/family/llama.rs"), "{:?}", deps("generate"));
         // Files compiled in: a template or the paper's values change a report, the haystack a dataset.
         assert!(deps("template").contains(&"reports/paper/retrieval-heads-are-dynamic.json") && deps("template").contains(&"reports/templates/macros.md.j2"), "{:?}", deps("template"));
         assert!(deps("niah").contains(&"experiments/haystack/alice_in_wonderland_pg11.txt"), "{:?}", deps("niah"));
