@@ -49,7 +49,7 @@ fn top_k_span_mass_and_argmax_weight_are_consistent() {
 fn hidden_spans_receive_no_attention_and_change_the_output() {
     let m = tiny("llama2");
     let ids = prompt(40);
-    let hidden = Prompt { ids: ids.clone(), hidden_spans: vec![5..25], mass_spans: vec![5..25] };
+    let hidden = Prompt { ids: ids.clone(), hidden_spans: vec![5..25], mass_spans: vec![5..25], ..Default::default() };
     let opts = GenerateOptions { max_new_tokens: 8, ..Default::default() };
     let g = generate(&m, &[hidden], &opts, None, |_| {}).unwrap().remove(0);
     for (t, s) in g.steps.iter().enumerate() {

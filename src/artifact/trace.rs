@@ -63,6 +63,10 @@ pub struct TraceStep {
     /// One hidden state per captured site (`hidden(final)`, `hidden(layer)`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hidden: Vec<Vec<f64>>,
+    /// Eq. 2: every head's reasoning score, one list per layer (`capture: [retrieval(reasoning)]`,
+    /// `rhx trace --capture reasoning`); f32 values written in their shortest form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Vec<Vec<f64>>>,
     /// The heads masked at this step (dynamic ablation, or a fixed mask on decode steps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub masked: Option<Vec<Head>>,

@@ -15,7 +15,7 @@ use crate::analysis::metrics::uuid_accuracy;
 use crate::artifact::trace::TraceStep;
 use crate::ops::trace::generate::{base_step, needle_mask, trace_line};
 use crate::engine::device::{self, DType, DeviceRequest};
-use crate::engine::generate::{default_batch_size, generate_with, EngineOptions, FixedMask, GenerateOptions, MaskScope, Prompt};
+use crate::engine::generate::{default_batch_size, generate_with, EngineOptions, FixedMask, GenerateOptions, MaskScope, Prompt, Reasoning};
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
 use crate::report::{Cell, Column, DatasetProvenance, FileDigest, ModelProvenance, Provenance, Report, Row, Section, Table};
@@ -25,10 +25,12 @@ use crate::report::{Cell, Column, DatasetProvenance, FileDigest, ModelProvenance
     about = "Generate greedily for each prompt of a JSONL file and record the per-step retrieval heads",
     after_help = "INPUT (one JSON object per line):\n  \
 {\"id\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"...\"}], \"needle\": \"The magic word is ...\"}\n  \
-{\"id\": \"b\", \"text\": \"raw prompt, no chat template\", \"needle\": \"...\"}\n\n\
+{\"id\": \"b\", \"text\": \"raw prompt, no chat template\", \"needle\": \"...\"}\n  \
+{\"id\": \"c\", \"messages\": [...], \"needles\": [\"first fact.\", \"second fact.\"]}   (several needle spans)\n\n\
 OUTPUT (one JSON object per input line, same order):\n  \
 {\"id\", \"answer\", \"prompt_tokens\", \"needle_span\": [token positions], \"tokens\": [generated ids], \"pieces\", \"text\",\n   \
 \"stopped_by_eos\", \"steps\": [{\"token\": id, \"heads\": [[layer, head], ...], \"head_weights\", \"argmax\"}]}\n  \
+  with --capture reasoning each step also has \"reasoning\": [[S for each head] for each layer] (Eq. 2)\n  \
 (the trace format of `rhx run`, src/artifact/trace.rs)\n  \
 A line that cannot be traced gives {\"id\", \"line\", \"error\"} and the run exits with status 1.\n\n\
 A head (l, h) is a retrieval head at step t (Eq. 1 of \"Retrieval Heads are Dynamic\") when the argmax of its\n\
@@ -36,7 +38,8 @@ attention row lies in the needle span and the prompt token there equals the toke
 EXAMPLES:\n  \
 rhx trace --model smollm2-135m-instruct --prompts experiments/prompts/niah_smoke.jsonl --out out/niah.jsonl\n  \
 rhx trace --model ~/models/Llama-3.1-8B-Instruct --device cuda --dtype bf16 --prompts p.jsonl --out o.jsonl\n  \
-rhx trace --model m.gguf --prompts p.jsonl --out o.jsonl --mask-heads 12:3,15:0 --mask-mode uniform-attention"
+rhx trace --model m.gguf --prompts p.jsonl --out o.jsonl --mask-heads 12:3,15:0 --mask-mode uniform-attention\n  \
+rhx trace --prompts hotpot.jsonl --out o.jsonl --capture reasoning --sink 4 --local 32"
 )]
 pub struct TraceArgs {
     /// A .gguf file, an HF model directory (config.json + safetensors + tokenizer.json), or a known name
@@ -77,6 +80,16 @@ pub struct TraceArgs {
     /// final hidden state (`hidden`: one vector per captured site)
     #[arg(long)]
     full: bool,
+    /// Extra captures: `reasoning` adds Eq. 2's score of every head to each step
+    /// (`"reasoning": [[S for each head] for each layer]`; needs `needle` or `needles`)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    capture: Vec<CliCapture>,
+    /// Eq. 2: the first N tokens of a prompt (attention sinks) are left out of the denominator
+    #[arg(long, default_value_t = Reasoning::default().sink)]
+    sink: usize,
+    /// Eq. 2: the last N keys (the query included) are left out of the denominator
+    #[arg(long, default_value_t = Reasoning::default().local)]
+    local: usize,
     /// Write a summary (per prompt: tokens, answer found against the line's `answer`, retrieval
     /// heads; provenance) through rhx's report renderer: a `.md` path gets one Markdown file,
     /// any other path a report folder (report.md, report.html, report.json, tables/*.csv)
@@ -85,6 +98,12 @@ pub struct TraceArgs {
     /// No progress bar
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CliCapture {
+    /// Eq. 2: attention mass on the needle ÷ mass outside the sink and the local window
+    Reasoning,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -158,8 +177,19 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         hidden: if args.full { vec![HiddenSite::Final] } else { vec![] },
         fixed_mask,
         top_logits: 0,
+        reasoning: args.capture.contains(&CliCapture::Reasoning).then_some(Reasoning { sink: args.sink, local: args.local }),
     };
 
+    if opts.reasoning.is_some() {
+        // Eq. 2 has no numerator without a needle: such a line is an error of its own.
+        for l in lines.iter_mut() {
+            if let Ok(p) = l {
+                if p.needle_span.is_empty() {
+                    *l = Err(crate::data::prompts::LineError { line: p.line, id: p.id.clone(), message: "`--capture reasoning` needs a `needle` or `needles`".into() });
+                }
+            }
+        }
+    }
     let ok: Vec<&PreparedPrompt> = lines.iter().filter_map(|l| l.as_ref().ok()).collect();
     let answers = read_answers(&args.prompts);
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(ok.len() as u64) };
@@ -176,7 +206,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     }
     let mut decode_loops = std::collections::BTreeSet::new();
     for chunk in ok.chunks(batch_size) {
-        let prompts: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.ids.clone(), ..Default::default() }).collect();
+        let prompts: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.ids.clone(), needle: p.needle_span.clone(), ..Default::default() }).collect();
         let t = Instant::now();
         let (gens, stats) = generate_with(&lm.model, &prompts, &opts, EngineOptions::process()?, None, |s| bar.set_message(format!("step {}", s + 1)))?;
         decode_loops.insert(stats.decode_loop());

@@ -75,8 +75,45 @@ pub struct CaptureRequest {
     /// `[B, P, n]` 0/1 membership of the first `P` key positions in `n` spans; the attention
     /// mass of each span is returned.
     pub spans: Option<Tensor>,
+    /// Eq. 2's reasoning score of every head.
+    pub reasoning: Option<ReasoningRequest>,
     /// Hidden states of the last position to return.
     pub hidden: Vec<HiddenSite>,
+}
+
+/// Eq. 2 (the paper's reasoning score, reference §8.6): per head, the attention mass of the
+/// query row on the needle tokens ÷ its mass outside the sink and the local window.
+#[derive(Debug)]
+pub struct ReasoningRequest {
+    /// `[B, P]` f32 0/1: the needle tokens among the first `P` key columns (padded prompt
+    /// columns; a batch row's left padding comes first).
+    pub needle: Tensor,
+    /// The first `sink` tokens of each sequence are left out of the denominator.
+    pub sink: i64,
+    /// The last `local` keys (the query itself included) are left out of the denominator.
+    pub local: i64,
+}
+
+impl ReasoningRequest {
+    /// `[B, S, 2]` f32 weights over `S` key columns: needle membership, and membership of the
+    /// denominator's set — a real token of its sequence (`pad`: `[B, 1]` left padding) past the
+    /// first `sink`, and before the last `local` keys up to the query column `q_col` (`[1]`).
+    /// Built on the device from tensors only (no host sync; safe inside a CUDA graph).
+    fn weights(&self, s: i64, pad: &Tensor, q_col: &Tensor) -> Tensor {
+        let device = self.needle.device();
+        let kpos = Tensor::arange(s, (Kind::Int64, device)).view([1, s]);
+        let outside = (&kpos - pad).ge(self.sink).logical_and(&kpos.le_tensor(&(q_col - self.local)));
+        let p = self.needle.size()[1].min(s);
+        let needle = self.needle.narrow(1, 0, p).constant_pad_nd([0, s - p]);
+        Tensor::stack(&[needle, outside.to_kind(Kind::Float)], -1)
+    }
+
+    /// Eq. 2 from the stacked `[L, B, Hq, 2]` (needle mass, denominator mass) of every layer:
+    /// `[L, B, Hq]`, 0 where the denominator's set holds no attention.
+    fn scores(masses: &Tensor) -> Tensor {
+        let (num, den) = (masses.select(-1, 0), masses.select(-1, 1));
+        num.divide(&den).masked_fill(&den.le(0.0), 0.0)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -119,6 +156,8 @@ pub struct StepOutput {
     pub top_k: Option<Tensor>,
     /// `[L, B, Hq, n]` f32 attention mass per span.
     pub span_mass: Option<Tensor>,
+    /// `[L, B, Hq]` f32 Eq. 2 reasoning score.
+    pub reasoning: Option<Tensor>,
     /// One `[B, D]` f32 tensor per requested site, in request order.
     pub hidden: Vec<Tensor>,
     /// `[B]` int64 greedy tokens (argmax of `logits`), from `decode_step`.
@@ -353,6 +392,8 @@ impl Model {
         let bias = Tensor::full([b, capn], f64::NEG_INFINITY, (Kind::Float, self.device)).masked_fill(&visible, 0.0).view([b, 1, 1, capn]);
         let mut x = self.embed.embedding_like(&st.ids);
         let (mut argmax, mut argmax_w, mut topk, mut mass) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let reasoning_w = cap.reasoning.as_ref().map(|r| r.weights(capn, &(&st.col - &st.pos), &st.col));
+        let mut reasoning = Vec::new();
         let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
         // Every layer's f32 scores and probabilities written into one `[L, B, Hq, cap]` buffer
         // each, so that the argmax capture is one reduction and one gather for all layers
@@ -421,6 +462,9 @@ impl Model {
                 let row = probs.view([b, nq, capn]).narrow(-1, 0, p_len);
                 mass.push(row.matmul(&spans.narrow(1, 0, p_len).to_kind(Kind::Float)));
             }
+            if let Some(w) = &reasoning_w {
+                reasoning.push(probs.view([b, nq, capn]).matmul(w));
+            }
             if cap.hidden.contains(&HiddenSite::Layer(li)) {
                 hidden_layers.push((li, x.select(1, 0).to_kind(Kind::Float)));
             }
@@ -444,6 +488,7 @@ impl Model {
             argmax_weight: weight_all.or_else(|| stack(argmax_w)),
             top_k: stack(topk),
             span_mass: stack(mass),
+            reasoning: stack(reasoning).map(|m| ReasoningRequest::scores(&m)),
             hidden,
             tokens: Some(tokens),
         }
@@ -456,8 +501,8 @@ impl Model {
         if !self.device.is_cuda() {
             return Err("fused kernels run on CUDA only".into());
         }
-        if cap.top_k > 0 || cap.spans.is_some() {
-            return Err("top-k and span-mass captures run on libtorch ops".into());
+        if cap.top_k > 0 || cap.spans.is_some() || cap.reasoning.is_some() {
+            return Err("top-k, span-mass and Eq. 2 captures run on libtorch ops".into());
         }
         if self.rope.long_switch().is_some() {
             return Err("fused kernels have no LongRoPE regime switch".into());
@@ -558,6 +603,7 @@ impl Model {
             argmax_weight: cap.argmax.then_some(weight),
             top_k: None,
             span_mass: None,
+            reasoning: None,
             hidden,
             tokens: Some(tokens),
         }
@@ -589,6 +635,11 @@ impl Model {
         let mut topk = Vec::new();
         let mut mass = Vec::new();
         let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
+        // Eq. 2 of the last query row: its column is `s - 1`, each row's padding that column
+        // minus its RoPE position.
+        let q_col = Tensor::from_slice(&[s - 1]).to_device(self.device);
+        let reasoning_w = cap.reasoning.as_ref().map(|r| r.weights(s, &(&q_col - inp.positions.narrow(1, t - 1, 1)), &q_col));
+        let mut reasoning = Vec::new();
 
         for (li, layer) in self.layers.iter().enumerate() {
             let (mut q, k, v) = self.qkv(layer, &x, &rope, b, t);
@@ -642,6 +693,9 @@ impl Model {
                 let row = probs_last.view([b, nq, s]).narrow(-1, 0, p_len);
                 mass.push(row.matmul(&spans.narrow(1, 0, p_len).to_kind(Kind::Float)));
             }
+            if let Some(w) = &reasoning_w {
+                reasoning.push(probs_last.view([b, nq, s]).matmul(w));
+            }
             if cap.hidden.contains(&HiddenSite::Layer(li)) {
                 hidden_layers.push((li, x.select(1, t - 1).to_kind(Kind::Float)));
             }
@@ -664,6 +718,7 @@ impl Model {
             argmax_weight: stack(argmax_w),
             top_k: stack(topk),
             span_mass: stack(mass),
+            reasoning: stack(reasoning).map(|m| ReasoningRequest::scores(&m)),
             hidden,
             tokens: None,
         }

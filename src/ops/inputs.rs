@@ -135,6 +135,12 @@ pub(crate) fn metric_words(n: &Node) -> (String, String) {
     (acc.to_string(), format!("ROUGE-L {field} against {target}{stem}"))
 }
 
+/// The words of [`metric_words`] for the one metric a figure plots (`metric: rouge_l` or not).
+pub(crate) fn metric_words_for(n: &Node, metric: &str) -> String {
+    let (acc, rouge) = metric_words(n);
+    if metric == "rouge_l" { rouge } else { acc }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,3 +159,14 @@ pub(super) fn mass_span_tensor(prompts: &[Prompt], pad: &[i64], width: i64, devi
     }
     Some(Tensor::from_slice(&m).view([b as i64, width, n as i64]).to_device(device))
 }
+
+/// `[B, width]` f32 membership of padded prompt columns in each prompt's needle (Eq. 2).
+pub(super) fn needle_tensor(prompts: &[Prompt], pad: &[i64], width: i64, device: Device) -> Tensor {
+    let mut m = vec![0f32; prompts.len() * width as usize];
+    for (i, p) in prompts.iter().enumerate() {
+        for &j in &p.needle {
+            m[i * width as usize + pad[i] as usize + j] = 1.0;
+        }
+    }
+    Tensor::from_slice(&m).view([prompts.len() as i64, width]).to_device(device)
+}

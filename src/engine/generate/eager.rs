@@ -136,6 +136,7 @@ pub(super) fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: 
     let topk = host_i64(&out.top_k)?;
     let k = out.top_k.as_ref().map(|t| t.size()[3] as usize).unwrap_or(0);
     let mass = host_f32(&out.span_mass)?;
+    let reasoning = host_f32(&out.reasoning)?;
     let n_spans = out.span_mass.as_ref().map(|t| t.size()[3] as usize).unwrap_or(0);
     let hidden: Vec<Vec<f32>> = out.hidden.iter().map(|h| Vec::<f32>::try_from(h.to_device(Device::Cpu).flatten(0, -1))).collect::<Result<_, _>>()?;
     let top = if top_logits > 0 {
@@ -172,6 +173,7 @@ pub(super) fn to_records(out: &StepOutput, batch: &Batch, layers: usize, heads: 
             argmax_weight: weight.as_ref().map(|v| per_head_f(v, 1)).unwrap_or_default(),
             top_k: topk.as_ref().map(|v| per_head(v, k)).unwrap_or_default(),
             span_mass: mass.as_ref().map(|v| per_head_f(v, n_spans)).unwrap_or_default(),
+            reasoning: reasoning.as_ref().map(|v| per_head_f(v, 1)).unwrap_or_default(),
             hidden: hidden.iter().map(|h| h[i * d..(i + 1) * d].to_vec()).collect(),
             top_logits: top
                 .as_ref()

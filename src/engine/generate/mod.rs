@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use tch::Device;
 
-use super::model::{CaptureRequest, HiddenSite, MaskMode, Model};
+use super::model::{CaptureRequest, HiddenSite, MaskMode, Model, ReasoningRequest};
 
 mod batch;
 mod eager;
@@ -25,7 +25,7 @@ mod prefill;
 mod static_loop;
 mod steps;
 
-use batch::{mass_span_tensor, Batch, FixedHeads};
+use batch::{mass_span_tensor, needle_tensor, Batch, FixedHeads};
 
 /// One prompt: token ids plus spans (prompt positions) used by masks and captures.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +35,8 @@ pub struct Prompt {
     pub hidden_spans: Vec<Range<usize>>,
     /// Spans whose attention mass is captured per head and step.
     pub mass_spans: Vec<Range<usize>>,
+    /// Prompt positions of the needle tokens: Eq. 2's numerator (`GenerateOptions::reasoning`).
+    pub needle: Vec<usize>,
 }
 
 /// Which positions a fixed head mask applies to.
@@ -82,11 +84,27 @@ pub struct GenerateOptions {
     pub fixed_mask: Option<FixedMask>,
     /// Keep the `n` largest logits of every step (ids and values), e.g. for margins.
     pub top_logits: usize,
+    /// Capture Eq. 2's reasoning score of every head (on each prompt's `needle`).
+    pub reasoning: Option<Reasoning>,
+}
+
+/// Eq. 2's options (reference §9 rows 29–30): the first `sink` tokens of a sequence and the last
+/// `local` keys (the query included) are left out of the denominator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reasoning {
+    pub sink: usize,
+    pub local: usize,
+}
+
+impl Default for Reasoning {
+    fn default() -> Self {
+        Reasoning { sink: 4, local: 32 }
+    }
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_new_tokens: 40, eos_ids: vec![], argmax: true, top_k: 0, hidden: vec![], fixed_mask: None, top_logits: 0 }
+        Self { max_new_tokens: 40, eos_ids: vec![], argmax: true, top_k: 0, hidden: vec![], fixed_mask: None, top_logits: 0, reasoning: None }
     }
 }
 
@@ -102,6 +120,9 @@ pub struct StepRecord {
     pub top_k: Vec<i64>,
     /// `[L * Hq * n_spans]` attention mass per span.
     pub span_mass: Vec<f32>,
+    /// `[L * Hq]` Eq. 2 reasoning score (empty unless requested).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasoning: Vec<f32>,
     /// One vector per requested hidden site.
     pub hidden: Vec<Vec<f32>>,
     /// The largest logits of this step, `(token id, value)`, largest first.
@@ -132,6 +153,8 @@ pub enum GenerateError {
     NoSuchHead { layer: usize, head: usize, layers: usize, heads: usize },
     #[error("hidden state of layer {layer} requested, but the model has {layers} layers")]
     NoSuchLayer { layer: usize, layers: usize },
+    #[error("needle position {position} of prompt {index} is outside its {len} tokens")]
+    NeedleOutside { index: usize, position: usize, len: usize },
     #[error("{sets} per-prompt head sets for {prompts} prompts")]
     MaskPerPrompt { sets: usize, prompts: usize },
     #[error("libtorch: {0}")]
@@ -232,7 +255,8 @@ pub fn generate_with(
     };
     let (batch, ids) = Batch::layout(prompts, width, cap, device);
     let spans = mass_span_tensor(prompts, &batch.pad, width, device);
-    let capture = CaptureRequest { argmax: opts.argmax || policy.is_some(), top_k: opts.top_k, spans, hidden: opts.hidden.clone() };
+    let reasoning = opts.reasoning.map(|r| ReasoningRequest { needle: needle_tensor(prompts, &batch.pad, width, device), sink: r.sink as i64, local: r.local as i64 });
+    let capture = CaptureRequest { argmax: opts.argmax || policy.is_some(), top_k: opts.top_k, spans, reasoning, hidden: opts.hidden.clone() };
     let fixed = opts.fixed_mask.as_ref().map(|m| FixedHeads::new(m, prompts.len(), model));
 
     let mut cache = model.new_cache(batch.b, cap);
@@ -280,6 +304,9 @@ fn check_request(model: &Model, prompts: &[Prompt], opts: &GenerateOptions) -> R
         }
         if let Some(&id) = p.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
             return Err(GenerateError::BadToken { index, id, vocab: c.vocab_size });
+        }
+        if let Some(&position) = p.needle.iter().find(|&&i| i >= p.ids.len()) {
+            return Err(GenerateError::NeedleOutside { index, position, len: p.ids.len() });
         }
     }
     if let Some(m) = &opts.fixed_mask {

@@ -30,6 +30,7 @@ struct Layout {
     argmax: bool,
     k: usize,
     n_spans: usize,
+    reasoning: bool,
     hidden: usize,
     d: usize,
     top_logits: usize,
@@ -46,6 +47,7 @@ fn pack(out: &StepOutput, top_logits: usize) -> Tensor {
     parts.extend(out.argmax_weight.iter().map(f));
     parts.extend(out.top_k.iter().map(f));
     parts.extend(out.span_mass.iter().map(f));
+    parts.extend(out.reasoning.iter().map(f));
     parts.extend(out.hidden.iter().map(f));
     if top_logits > 0 {
         let (v, i) = out.logits.topk(top_logits as i64, -1, true, true);
@@ -69,6 +71,7 @@ fn unpack(h: &[f32], l: &Layout, pad: &[i64], masked: &[Vec<(usize, usize)>]) ->
     let weight = if l.argmax { take(lh * b) } else { &[] };
     let topk = take(lh * b * l.k);
     let mass = take(lh * b * l.n_spans);
+    let reasoning = if l.reasoning { take(lh * b) } else { &[] };
     let hidden = take(l.hidden * b * l.d);
     let top_v = take(b * l.top_logits);
     let top_i = take(b * l.top_logits);
@@ -89,6 +92,7 @@ fn unpack(h: &[f32], l: &Layout, pad: &[i64], masked: &[Vec<(usize, usize)>]) ->
                 argmax_weight: if weight.is_empty() { vec![] } else { per_head(weight, 1) },
                 top_k: pos(topk, l.k),
                 span_mass: if mass.is_empty() { vec![] } else { per_head(mass, l.n_spans) },
+                reasoning: if reasoning.is_empty() { vec![] } else { per_head(reasoning, 1) },
                 hidden: (0..l.hidden).map(|s| hidden[(s * b + i) * l.d..(s * b + i + 1) * l.d].to_vec()).collect(),
                 top_logits: (0..l.top_logits).map(|j| (top_i[i * l.top_logits + j] as u32, top_v[i * l.top_logits + j])).collect(),
                 masked: masked.get(i).cloned().unwrap_or_default(),
@@ -166,6 +170,7 @@ pub(super) fn decode(
                 argmax: capture.argmax,
                 k: capture.top_k,
                 n_spans: capture.spans.as_ref().map(|s| s.size()[2] as usize).unwrap_or(0),
+                reasoning: capture.reasoning.is_some(),
                 hidden: capture.hidden.len(),
                 d: c.hidden_size,
                 top_logits: opts.top_logits,
@@ -236,6 +241,9 @@ pub(super) fn decode(
                 st.key_ok = st.key_ok.index_select(0, &idx);
                 st.keep = st.keep.as_ref().map(|k| k.index_select(1, &idx));
                 capture.spans = capture.spans.as_ref().map(|s| s.index_select(0, &idx));
+                if let Some(r) = capture.reasoning.as_mut() {
+                    r.needle = r.needle.index_select(0, &idx);
+                }
                 rows = alive.iter().map(|&r| rows[r]).collect();
                 pad = alive.iter().map(|&r| pad[r]).collect();
             }

@@ -36,7 +36,7 @@ fn spec() -> FuncSpec {
 fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (metric, label) = metric_name(n);
-    let words = if metric == "rouge_l" { metric_words(n).1 } else { metric_words(n).0 };
+    let words = metric_words_for(n, metric);
     let mut lengths = BTreeSet::new();
     let mut depths: Vec<f64> = Vec::new();
     let mut per_trace = Vec::new();

@@ -6,7 +6,7 @@ use crate::lang::schema::{FuncSpec, enm, list, decl, metric_params, METRICS};
 use crate::analysis::dynamism::Spread;
 use crate::report::{Figure, LinePlot, Series};
 use crate::ops::ablation::*;
-use crate::ops::inputs::metric_words;
+use crate::ops::inputs::metric_words_for;
 
 use crate::lang::Kind;
 use crate::ops::{Exec, Files, Inputs, OpDef};
@@ -41,7 +41,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     }
     rows.sort_by(|a, b| a.k.partial_cmp(&b.k).unwrap());
     let (metric, label) = metric_name(n);
-    let words = if metric == "rouge_l" { metric_words(n).1 } else { metric_words(n).0 };
+    let words = metric_words_for(n, metric);
     let x: Vec<f64> = rows.iter().map(|r| r.k.unwrap()).collect();
     // Bands: ± one standard error of the mean over samples.
     let se = |s: &Spread| if s.n > 1 { s.std / (s.n as f64).sqrt() } else { 0.0 };

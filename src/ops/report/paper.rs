@@ -92,7 +92,7 @@ fn our_rows(r: &PaperRef, o: &Ours) -> (Vec<OurRow>, Vec<String>) {
     if let Some(c) = &o.compare {
         for row in &c.rows {
             let label = format!("ours: {}", row.label);
-            if r.ours.iter().any(|(k, v)| row.setting.get(k) != Some(v)) {
+            if !keeps(r, row) {
                 left.push(label);
                 continue;
             }
@@ -119,6 +119,12 @@ fn our_rows(r: &PaperRef, o: &Ours) -> (Vec<OurRow>, Vec<String>) {
 
 /// Whether paper row `pi` applies to our row: every `row_match` range holds for our value of
 /// that column (a missing value never matches).
+/// Whether the reference's `ours` filter keeps one of our rows (its setting matches every
+/// `k: v` of the filter).
+fn keeps(r: &PaperRef, row: &CompareRow) -> bool {
+    r.ours.iter().all(|(k, v)| row.setting.get(k) == Some(v))
+}
+
 fn applies(r: &PaperRef, pi: usize, ours: &OurRow) -> bool {
     r.row_match.get(pi).is_none_or(|m| {
         m.iter().all(|(col, [lo, hi])| {
@@ -217,7 +223,7 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
         let mut skipped = Vec::new();
         for o in &mine {
             if let Some(c) = &o.compare {
-                let c = &Compare { rows: c.rows.iter().filter(|row| r.ours.iter().all(|(k, v)| row.setting.get(k) == Some(v))).cloned().collect(), ..c.clone() };
+                let c = &Compare { rows: c.rows.iter().filter(|row| keeps(r, row)).cloned().collect(), ..c.clone() };
                 if c.rows.is_empty() {
                     skipped.push(format!("`{}`", o.node));
                     continue;

@@ -19,7 +19,7 @@ use crate::artifact::trace::{write_lines, TraceInfo, TraceLine, TraceStep, TRACE
 use crate::support::pyrandom::PyRandom;
 use crate::engine::capture::retrieval_heads;
 use crate::engine::device::{self, DType, DeviceRequest};
-use crate::engine::generate::{default_batch_size, generate_with, FixedMask, GenerateOptions, MaskScope, Prompt, StepPolicy};
+use crate::engine::generate::{default_batch_size, generate_with, FixedMask, GenerateOptions, MaskScope, Prompt, Reasoning, StepPolicy};
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
 use crate::ops::model::model_spec;
@@ -68,6 +68,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     // Captures and interventions.
     let mut hidden = Vec::new();
     let mut top_k = 0;
+    let mut reasoning = None;
     for (func, args) in calls(n, "capture") {
         match func {
             "hidden" => hidden.push(match call_arg(args, "layer") {
@@ -75,7 +76,16 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
                 _ => HiddenSite::Final,
             }),
             "top_k" => top_k = call_arg(args, "k").and_then(Value::as_int).ok_or("`top_k(k)` has no value (a bug in rhx's checker)")? as usize,
+            "retrieval" if call_arg(args, "method").and_then(Value::as_str) == Some("reasoning") => {
+                let int = |p: &str| call_arg(args, p).and_then(Value::as_int).map(|x| x as usize).ok_or_else(|| format!("`retrieval({p})` has no value (a bug in rhx's checker)"));
+                reasoning = Some(Reasoning { sink: int("sink")?, local: int("local")? });
+            }
             _ => {}
+        }
+    }
+    if reasoning.is_some() {
+        if let Some(p) = prompts.iter().find(|p| p.prep.needle_span.is_empty()) {
+            return Err(format!("`retrieval(reasoning)` (Eq. 2) needs each prompt's needle tokens, and dataset `{dataset_name}` gives prompt {} none", p.prep.id));
         }
     }
     let mut fixed_mask = None;
@@ -117,6 +127,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         hidden: hidden.clone(),
         fixed_mask,
         top_logits: 0,
+        reasoning,
     };
     // Unset: as large as the free GPU memory allows on CUDA (`auto_batch_size`), one prompt at
     // a time on the CPU (batching gains nothing there and holds a padded batch in memory).
@@ -133,7 +144,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     // Which decoding loops made the trace (CUDA graph, fused kernels), for its metadata.
     let mut decode_loops = BTreeSet::new();
     for chunk in prompts.chunks(batch) {
-        let ps: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.prep.ids.clone(), ..Default::default() }).collect();
+        let ps: Vec<Prompt> = chunk.iter().map(|p| Prompt { ids: p.prep.ids.clone(), needle: p.prep.needle_span.clone(), ..Default::default() }).collect();
         if let (Some(sets), Some(m)) = (&prompt_sets, opts.fixed_mask.as_mut()) {
             m.per_prompt = chunk.iter().map(|p| sets.heads_for(&p.prep.id, &p.meta)).collect::<Result<_, _>>()?;
         }
@@ -212,24 +223,26 @@ fn check(n: &Node) -> Result<(), Refusal> {
     for (func, args) in calls(n, "capture") {
         match func {
             "retrieval" => {
-                for (p, ok) in [("method", "copy_paste"), ("match", "id"), ("argmax_on", "fp32_logits"), ("keys", "all")] {
+                for (p, ok) in [("match", "id"), ("argmax_on", "fp32_logits"), ("keys", "all"), ("denominator", "all_keys")] {
                     if let Some(v) = call_arg(args, p).and_then(Value::as_str) {
                         if v != ok {
                             return no("capture", format!("`retrieval({p}: {v})`"));
                         }
                     }
                 }
-                // Eq. 2's options change nothing in Eq. 1 (the only method implemented): a value
-                // other than the default would be silently ignored.
-                let spec = crate::lang::schema::registry().func(Family::Capture, "retrieval").expect("`retrieval` is a capture function");
-                for p in ["sink", "local", "denominator"] {
-                    let default = spec.params.iter().find(|q| q.name == p).and_then(|q| match q.default {
-                        crate::lang::schema::Default::Value(v) => Some(v),
-                        _ => None,
-                    });
-                    if let (Some(v), Some(d)) = (call_arg(args, p), default) {
-                        if v.render() != d {
-                            return Err(Refusal::new("capture", format!("`retrieval({p}: {})` is an option of Eq. 2 (`retrieval(reasoning)`, not implemented yet); Eq. 1 does not use it", v.render())));
+                // Eq. 2's options change nothing in Eq. 1: under `copy_paste` a value other than
+                // the default would be silently ignored.
+                if call_arg(args, "method").and_then(Value::as_str) != Some("reasoning") {
+                    let spec = crate::lang::schema::registry().func(Family::Capture, "retrieval").expect("`retrieval` is a capture function");
+                    for p in ["sink", "local"] {
+                        let default = spec.params.iter().find(|q| q.name == p).and_then(|q| match q.default {
+                            crate::lang::schema::Default::Value(v) => Some(v),
+                            _ => None,
+                        });
+                        if let (Some(v), Some(d)) = (call_arg(args, p), default) {
+                            if v.render() != d {
+                                return Err(Refusal::new("capture", format!("`retrieval({p}: {})` is an option of Eq. 2 (`retrieval(reasoning)`); Eq. 1 does not use it", v.render())));
+                            }
                         }
                     }
                 }
@@ -277,8 +290,15 @@ pub fn base_step(s: &StepRecord, n_heads: usize, ids: &[u32], needle: &[bool]) -
         argmax: s.argmax.clone(),
         hidden: s.hidden.iter().map(|h| h.iter().map(|&x| f64::from(x)).collect()).collect(),
         top_k: s.top_k.clone(),
+        reasoning: (!s.reasoning.is_empty()).then(|| s.reasoning.chunks(n_heads).map(|l| l.iter().map(|&x| shortest_f32(x)).collect()).collect()),
         ..Default::default()
     }
+}
+
+/// `x` as the f64 nearest to its shortest round-trip decimal form, so that JSON shows
+/// `0.12345679` rather than `0.12345679104328156` (and reading it back gives `x` exactly).
+fn shortest_f32(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// One generation as a trace line.
