@@ -226,6 +226,8 @@ mod tests {
         assert!(deps("static_heads").contains(&"src/analysis/metrics.rs"), "{:?}", deps("static_heads"));
         assert!(deps("top").contains(&"src/ops/heads/mod.rs"), "{:?}", deps("top"));
         assert!(deps("generate").contains(&"src/engine/generate.rs") && deps("generate").contains(&"src/ops/trace/policy.rs"), "{:?}", deps("generate"));
+        // A module's private submodules: code reachable only through it (`Tokenizer::from_hf_dir`).
+        assert!(deps("generate").contains(&"src/engine/tokenizer/hf.rs") && deps("generate").contains(&"src/engine/gguf/dequant.rs"), "{:?}", deps("generate"));
         // Files compiled in: a template or the paper's values change a report, the haystack a dataset.
         assert!(deps("template").contains(&"reports/paper/retrieval-heads-are-dynamic.json") && deps("template").contains(&"reports/templates/macros.md.j2"), "{:?}", deps("template"));
         assert!(deps("niah").contains(&"experiments/haystack/alice_in_wonderland_pg11.txt"), "{:?}", deps("niah"));
