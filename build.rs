@@ -94,7 +94,8 @@ fn source_hashes() {
     }
     table.push_str("];\n");
     // Per op file (`src/ops/<kind>/<name>.rs`): the files it depends on, followed through
-    // `use crate::…` / `crate::…` / `super::…` paths transitively, and one hash over them.
+    // `use crate::…` / `crate::…` / `super::…` paths and private submodules (`mod x;`)
+    // transitively, and one hash over them.
     let hash_of: std::collections::BTreeMap<String, String> = all.iter().map(|f| (f.to_string_lossy().into_owned(), hex(&Sha256::digest(std::fs::read(f).unwrap_or_default())))).collect();
     table.push_str("/// Per op file: sha256 over the files it depends on (transitively, through `crate::` and `super::`\n/// paths; not `lang`, `plan`, `run`, `cache`, `cli`) and the list of them (made by `build.rs`).\npub const OP_SOURCES: &[(&str, &str, &[&str])] = &[\n");
     for f in all.iter().map(|f| f.to_string_lossy().into_owned()).filter(|f| f.starts_with("src/ops/") && f.matches('/').count() == 3 && !f.ends_with("/mod.rs")) {
@@ -119,7 +120,7 @@ fn source_hashes() {
 /// the planner, the executor's loop, the cache, the command line).
 const NOT_OP_CODE: &[&str] = &["lang", "plan", "run", "cache", "cli"];
 
-/// `file` and every source file it reaches through module paths, sorted.
+/// `file` and every source file it reaches through module paths and private submodules, sorted.
 fn dependencies(file: &str) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
     let mut todo = vec![file.to_string()];
@@ -131,15 +132,8 @@ fn dependencies(file: &str) -> Vec<String> {
         // Files compiled in (`include_str!`: templates, the paper's values, the haystack) are
         // part of what the op computes.
         seen.extend(included_files(&f, &text));
+        todo.extend(private_submodules(&f, &text));
         let here = module_of(&f);
-        // Private child modules (`mod steps;`) are parts of this module's code; public ones
-        // (`pub mod probe;` in a folder of ops) are followed only where a path names them.
-        for child in private_modules(&text) {
-            let base = format!("src/{}", here.iter().chain([&child]).cloned().collect::<Vec<_>>().join("/"));
-            if let Some(c) = [format!("{base}.rs"), format!("{base}/mod.rs")].into_iter().find(|c| std::path::Path::new(c).is_file()) {
-                todo.push(c);
-            }
-        }
         for path in module_paths(&text) {
             let abs: Vec<String> = match path.first().map(String::as_str) {
                 Some("crate") => path[1..].to_vec(),
@@ -180,13 +174,25 @@ fn dependencies(file: &str) -> Vec<String> {
     seen.into_iter().collect()
 }
 
-/// The names of the private child modules a file declares (`mod name;`).
-fn private_modules(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("mod ")?.strip_suffix(';').map(str::trim))
-        .filter(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
-        .map(str::to_string)
-        .collect()
+/// The files of the private submodules `file` declares (`mod name;`, not `pub mod`): their code
+/// is reachable only through `file` (its re-exports, or methods on its types, e.g.
+/// `Tokenizer::from_hf_dir` in `engine/tokenizer/hf.rs`), so what depends on `file` depends on
+/// them. Public submodules are followed where a path names them.
+fn private_submodules(file: &str, text: &str) -> Vec<String> {
+    let here = module_of(file);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("").trim();
+        let Some(name) = code.strip_prefix("mod ").and_then(|r| r.strip_suffix(';')).map(str::trim) else { continue };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let base = format!("src/{}", here.iter().map(String::as_str).chain([name]).collect::<Vec<_>>().join("/"));
+        if let Some(c) = [format!("{base}.rs"), format!("{base}/mod.rs")].into_iter().find(|c| std::path::Path::new(c).is_file()) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The module path of a source file: `src/ops/heads/top.rs` → `[ops, heads, top]`.

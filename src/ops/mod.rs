@@ -229,6 +229,8 @@ mod tests {
         // A module's private child modules (`mod eager;`) are part of it.
         assert!(["eager", "static_loop", "prefill", "steps", "batch"].iter().all(|m| deps("generate").contains(&format!("src/engine/generate/{m}.rs").as_str())), "{:?}", deps("generate"));
         assert!(deps("generate").contains(&"src/engine/family/llama.rs"), "{:?}", deps("generate"));
+        // A module's private submodules: code reachable only through it (`Tokenizer::from_hf_dir`).
+        assert!(deps("generate").contains(&"src/engine/tokenizer/hf.rs") && deps("generate").contains(&"src/engine/gguf/dequant.rs"), "{:?}", deps("generate"));
         // Files compiled in: a template or the paper's values change a report, the haystack a dataset.
         assert!(deps("template").contains(&"reports/paper/retrieval-heads-are-dynamic.json") && deps("template").contains(&"reports/templates/macros.md.j2"), "{:?}", deps("template"));
         assert!(deps("niah").contains(&"experiments/haystack/alice_in_wonderland_pg11.txt"), "{:?}", deps("niah"));
