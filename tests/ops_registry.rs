@@ -128,7 +128,12 @@ fn ops_small_matches_golden() {
         .iter()
         .map(|l| {
             let span = l["needle_span"].as_array().unwrap();
-            serde_json::json!({"id": l["id"], "answer": l["answer"], "prompt_tokens": l["prompt_tokens"], "needle_tokens": span.len(), "needle_first": span.first(), "needle_last": span.last(), "meta": l["meta"], "text": l["text"]})
+            // Eq. 2 at step 0: the three highest-scoring heads, as (score to 3 decimals, layer,
+            // head); 3 decimals keep the golden independent of the CPU's rounding.
+            let r = l["steps"][0]["reasoning"].as_array().unwrap();
+            let mut top: Vec<(f64, usize, usize)> = r.iter().enumerate().flat_map(|(li, row)| row.as_array().unwrap().iter().enumerate().map(move |(h, v)| (v.as_f64().unwrap(), li, h))).collect();
+            top.sort_by(|a, b| b.0.total_cmp(&a.0));
+            serde_json::json!({"id": l["id"], "answer": l["answer"], "prompt_tokens": l["prompt_tokens"], "needle_tokens": span.len(), "needle_first": span.first(), "needle_last": span.last(), "meta": l["meta"], "text": l["text"], "reasoning_step0_top3": top[..3].iter().map(|(v, l, h)| (format!("{v:.3}"), l, h)).collect::<Vec<_>>()})
         })
         .collect();
     // The random draw comes from the tiny model's shape (3 layers x 4 heads).

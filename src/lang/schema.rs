@@ -677,7 +677,7 @@ pub fn metric_params(f: FuncSpec) -> FuncSpec {
     )
 }
 
-pub const METRICS: &[&str] = &["uuid_accuracy", "rouge_l"];
+pub const METRICS: &[&str] = &["uuid_accuracy", "rouge_l", "em", "f1"];
 
 // ---------------------------------------------------------------------------------------------
 // The table

@@ -76,9 +76,9 @@ pub(crate) fn summarise(n: &Node, inputs: &BTreeMap<String, &Artifact>) -> Resul
             m.push(c.m as f64);
             new.push(c.mean_new);
             masked.push(c.mean_masked);
-            if let Some((x, r)) = task_scores(n, &line)? {
-                acc.push(x);
-                rouge.push(r);
+            if let Some(s) = task_scores(n, &line)? {
+                acc.push(s.uuid_accuracy);
+                rouge.push(s.rouge_l);
             }
         }
         out.push(TraceSummary {
@@ -97,6 +97,8 @@ pub(crate) fn summarise(n: &Node, inputs: &BTreeMap<String, &Artifact>) -> Resul
 pub(crate) fn metric_name(n: &Node) -> (&'static str, &'static str) {
     match enum_arg(n, "metric") {
         Some("rouge_l") => ("rouge_l", "ROUGE-L"),
+        Some("em") => ("em", "EM"),
+        Some("f1") => ("f1", "F1"),
         _ => ("uuid_accuracy", "UUID accuracy"),
     }
 }

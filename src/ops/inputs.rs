@@ -107,10 +107,35 @@ pub(crate) fn masking_words(a: &Artifact) -> Result<String, String> {
     })
 }
 
-/// UUID accuracy and ROUGE-L of one generation against its answer (`None` without an answer),
-/// with the node's `uuid_match` / `rouge_target` options. `rouge_target: needle` scores against
-/// the sample's own needle sentence (the dataset's template filled in, kept in the trace's meta).
-pub(crate) fn task_scores(n: &Node, line: &TraceLine) -> Result<Option<(f64, f64)>, String> {
+/// The task scores of one generation against its answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskScores {
+    pub uuid_accuracy: f64,
+    pub rouge_l: f64,
+    /// HotpotQA's exact match and token F1 of the answer DRAGIN's extraction finds (0 when the
+    /// generation has no "the answer is").
+    pub em: f64,
+    pub f1: f64,
+}
+
+impl TaskScores {
+    /// The score of a metric of [`crate::lang::schema::METRICS`].
+    pub fn get(&self, metric: &str) -> f64 {
+        match metric {
+            "rouge_l" => self.rouge_l,
+            "em" => self.em,
+            "f1" => self.f1,
+            _ => self.uuid_accuracy,
+        }
+    }
+}
+
+/// UUID accuracy, ROUGE-L, EM and F1 of one generation against its answer (`None` without an
+/// answer), with the node's `uuid_match` / `rouge_target` options. `rouge_target: needle` scores
+/// against the sample's own needle sentence (the dataset's template filled in, kept in the
+/// trace's meta). EM and F1 follow DRAGIN's evaluation: cut at its markers, extract the answer
+/// after "the answer is", score with HotpotQA's official normalisation.
+pub(crate) fn task_scores(n: &Node, line: &TraceLine) -> Result<Option<TaskScores>, String> {
     let text = line.text.as_str();
     let Some(ans) = line.answer.as_deref() else { return Ok(None) };
     let acc = if enum_arg(n, "uuid_match") == Some("case_insensitive") { uuid_accuracy(&text.to_lowercase(), &ans.to_lowercase()) } else { uuid_accuracy(text, ans) };
@@ -122,7 +147,8 @@ pub(crate) fn task_scores(n: &Node, line: &TraceLine) -> Result<Option<(f64, f64
         ans
     };
     let r = rouge_l_with(target, text, n.arg("rouge_stem") == Some(&Value::Bool(true)));
-    Ok(Some((acc, if enum_arg(n, "rouge_field") == Some("r") { r.recall } else { r.f })))
+    let qa = crate::analysis::qa::extract_answer(crate::analysis::qa::cut_at_markers(text)).map(|pred| crate::analysis::qa::qa_score(&pred, ans)).unwrap_or_default();
+    Ok(Some(TaskScores { uuid_accuracy: acc, rouge_l: if enum_arg(n, "rouge_field") == Some("r") { r.recall } else { r.f }, em: qa.em, f1: qa.f1 }))
 }
 
 /// How `task_scores` scored, in words, for captions: "UUID accuracy (exact substring)" and
@@ -135,10 +161,25 @@ pub(crate) fn metric_words(n: &Node) -> (String, String) {
     (acc.to_string(), format!("ROUGE-L {field} against {target}{stem}"))
 }
 
-/// The words of [`metric_words`] for the one metric a figure plots (`metric: rouge_l` or not).
+/// How one metric of a table or figure was computed, in words, for its caption.
 pub(crate) fn metric_words_for(n: &Node, metric: &str) -> String {
     let (acc, rouge) = metric_words(n);
-    if metric == "rouge_l" { rouge } else { acc }
+    match metric {
+        "rouge_l" => rouge,
+        "em" => "EM (HotpotQA's official normalisation; the answer after DRAGIN's \"the answer is\", 0 without one)".to_string(),
+        "f1" => "F1 (HotpotQA's official token F1; the answer after DRAGIN's \"the answer is\", 0 without one)".to_string(),
+        _ => acc,
+    }
+}
+
+/// A metric's column header.
+pub(crate) fn metric_label(metric: &str) -> &'static str {
+    match metric {
+        "rouge_l" => "ROUGE-L",
+        "em" => "EM",
+        "f1" => "F1",
+        _ => "UUID accuracy",
+    }
 }
 
 #[cfg(test)]

@@ -47,8 +47,8 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             let (Some(len), Some(depth)) = (line.meta["length"].as_u64(), line.meta["depth"].as_f64()) else {
                 return Err(format!("`{name}` has no (length, depth) per sample: the grid needs a trace of a `niah` dataset"));
             };
-            let Some((acc, rl)) = task_scores(n, &line)? else { continue };
-            let v = if metric == "rouge_l" { rl } else { acc };
+            let Some(scores) = task_scores(n, &line)? else { continue };
+            let v = scores.get(metric);
             lengths.insert(len);
             if !depths.iter().any(|d| (d - depth).abs() < 1e-9) {
                 depths.push(depth);

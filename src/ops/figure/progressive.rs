@@ -13,7 +13,12 @@ use crate::ops::{Exec, Files, Inputs, OpDef};
 use crate::plan::Step;
 use crate::run::Ctx;
 
-pub const OP: OpDef = OpDef { kind: Kind::Figure, name: "progressive", spec, source: file!(), check: None, exec: Exec::Artifact(run) };
+pub const OP: OpDef = OpDef { kind: Kind::Figure, name: "progressive", spec, source: file!(), check: Some(check), exec: Exec::Artifact(run) };
+
+/// EM and F1 (question answering) are not summarised per k yet.
+fn check(n: &crate::lang::Node) -> Result<(), crate::ops::Refusal> {
+    crate::ops::only(n, "metric", &["uuid_accuracy", "rouge_l"])
+}
 
 fn spec() -> FuncSpec {
     use Kind::*;

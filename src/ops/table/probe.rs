@@ -56,36 +56,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let area: Area = if req_enum(n, "auprc")? == "trapezoid" { trapezoid_auprc } else { average_precision };
     // 70/20/10 by generation (default: no step of a test generation is seen in training) or by row.
     let by_row = enum_arg(n, "split_by") == Some("row");
-    let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
-    {
-        let mut units: Vec<(usize, Option<usize>)> = Vec::new();
-        let order = shuffled(&gens, seed);
-        if by_row {
-            let mut rows: Vec<(Vec<u8>, usize, usize)> = Vec::new();
-            for &g in &order {
-                for s in 0..gens[g].hidden.len() {
-                    rows.push((Sha256::digest(format!("{seed}/{}/{s}", gens[g].id).as_bytes()).to_vec(), g, s));
-                }
-            }
-            rows.sort();
-            units = rows.into_iter().map(|(_, g, s)| (g, Some(s))).collect();
-        } else {
-            units.extend(order.iter().map(|&g| (g, None)));
-        }
-        let total = units.len();
-        if total < 3 {
-            return Err(format!("the probe needs at least 3 {} to split 70/20/10; `{name}` has {total}", if by_row { "steps" } else { "generations" }));
-        }
-        let n_train = ((total as f64) * 0.7).round().max(1.0) as usize;
-        let n_val = (((total as f64) * 0.2).round().max(1.0) as usize).min(total - n_train - 1);
-        for (i, (g, s)) in units.into_iter().enumerate() {
-            let dst = if i < n_train { &mut tr } else if i < n_train + n_val { &mut va } else { &mut te };
-            match s {
-                Some(s) => dst.push((g, s)),
-                None => dst.extend((0..gens[g].hidden.len()).map(|s| (g, s))),
-            }
-        }
-    }
+    let (tr, va, te) = split_rows(&gens, seed, by_row, &name)?;
     let split = |rows: &[(usize, usize)]| {
         let x: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].hidden[s].clone()).collect();
         let y: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].heads[s].clone()).collect();
@@ -121,22 +92,10 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         best_f1_threshold(&sc, &l).map_or(0.5, |(t, _)| t)
     };
     // One training per seed (seed, seed + 1, …) on the same split.
-    let mut runs: Vec<[f64; 5]> = Vec::new();
-    let mut logs = Vec::new();
-    for i in 0..seeds {
-        let o = ProbeOptions { seed: seed.wrapping_add(i), ..opts.clone() };
-        let (scored, log) = probe::train(&train, &val, &[&val, &test], &o).map_err(|e| e.to_string())?;
-        let thr = threshold(&scored[0], &val.y);
-        let (p, ap) = scores(&scored[1], &test.y, thr, macro_avg, area);
-        runs.push([p.f, p.precision, p.recall, ap.unwrap_or(f64::NAN), thr]);
-        logs.push(log);
-    }
+    let (runs, logs) = train_seeds(&train, &val, &test, &opts, seeds, &threshold, macro_avg, area)?;
     let log = logs[0].clone();
     let thr = runs[0][4];
-    let mean: Vec<f64> = (0..5).map(|c| runs.iter().map(|r| r[c]).sum::<f64>() / runs.len() as f64).collect();
-    let std: Vec<f64> = (0..5)
-        .map(|c| if runs.len() < 2 { 0.0 } else { (runs.iter().map(|r| (r[c] - mean[c]).powi(2)).sum::<f64>() / (runs.len() - 1) as f64).sqrt() })
-        .collect();
+    let (mean, std) = mean_std(&runs);
     // What a rerun on another CPU must match. The hidden states differ by ~1e-7 between CPU
     // vendors (BLAS paths). The logistic regression is convex: that moves its scores by ~1e-6
     // and flips at most a decision or two near the threshold, so its tolerance is two decisions'
@@ -227,6 +186,68 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         ("probe.json".into(), serde_json::to_vec_pretty(&data).unwrap()),
         compare.file(),
     ])
+}
+
+/// Rows `(generation, step)` of the train / validation / test splits, 70/20/10 in a seeded
+/// order: whole generations (no step of a test generation is seen in training), or single steps
+/// (`by_row`, ordered by a hash of seed, id and step).
+type Rows = Vec<(usize, usize)>;
+fn split_rows(gens: &[Generation], seed: u64, by_row: bool, name: &str) -> Result<(Rows, Rows, Rows), String> {
+    let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
+    let mut units: Vec<(usize, Option<usize>)> = Vec::new();
+    let order = shuffled(gens, seed);
+    if by_row {
+        let mut rows: Vec<(Vec<u8>, usize, usize)> = Vec::new();
+        for &g in &order {
+            for s in 0..gens[g].hidden.len() {
+                rows.push((Sha256::digest(format!("{seed}/{}/{s}", gens[g].id).as_bytes()).to_vec(), g, s));
+            }
+        }
+        rows.sort();
+        units = rows.into_iter().map(|(_, g, s)| (g, Some(s))).collect();
+    } else {
+        units.extend(order.iter().map(|&g| (g, None)));
+    }
+    let total = units.len();
+    if total < 3 {
+        return Err(format!("the probe needs at least 3 {} to split 70/20/10; `{name}` has {total}", if by_row { "steps" } else { "generations" }));
+    }
+    let n_train = ((total as f64) * 0.7).round().max(1.0) as usize;
+    let n_val = (((total as f64) * 0.2).round().max(1.0) as usize).min(total - n_train - 1);
+    for (i, (g, s)) in units.into_iter().enumerate() {
+        let dst = if i < n_train { &mut tr } else if i < n_train + n_val { &mut va } else { &mut te };
+        match s {
+            Some(s) => dst.push((g, s)),
+            None => dst.extend((0..gens[g].hidden.len()).map(|s| (g, s))),
+        }
+    }
+    Ok((tr, va, te))
+}
+
+/// One training per seed (`opts.seed`, + 1, …) on the same split: per run F1, precision,
+/// recall, AUPRC on test at the threshold that maximises validation F1, and that threshold; and
+/// each run's training log.
+#[allow(clippy::too_many_arguments)]
+fn train_seeds(train: &Split, val: &Split, test: &Split, opts: &ProbeOptions, seeds: u64, threshold: &dyn Fn(&Tensor, &Tensor) -> f64, macro_avg: bool, area: Area) -> Result<(Vec<[f64; 5]>, Vec<probe::TrainLog>), String> {
+    let (mut runs, mut logs) = (Vec::new(), Vec::new());
+    for i in 0..seeds {
+        let o = ProbeOptions { seed: opts.seed.wrapping_add(i), ..opts.clone() };
+        let (scored, log) = probe::train(train, val, &[val, test], &o).map_err(|e| e.to_string())?;
+        let thr = threshold(&scored[0], &val.y);
+        let (p, ap) = scores(&scored[1], &test.y, thr, macro_avg, area);
+        runs.push([p.f, p.precision, p.recall, ap.unwrap_or(f64::NAN), thr]);
+        logs.push(log);
+    }
+    Ok((runs, logs))
+}
+
+/// Per column, the mean over runs and the sample standard deviation (0 for one run).
+fn mean_std(runs: &[[f64; 5]]) -> (Vec<f64>, Vec<f64>) {
+    let mean: Vec<f64> = (0..5).map(|c| runs.iter().map(|r| r[c]).sum::<f64>() / runs.len() as f64).collect();
+    let std = (0..5)
+        .map(|c| if runs.len() < 2 { 0.0 } else { (runs.iter().map(|r| (r[c] - mean[c]).powi(2)).sum::<f64>() / (runs.len() - 1) as f64).sqrt() })
+        .collect();
+    (mean, std)
 }
 
 fn to_f32(rows: &[Vec<f64>]) -> Vec<Vec<f32>> {

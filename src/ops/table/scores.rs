@@ -16,7 +16,7 @@ pub const OP: OpDef = OpDef { kind: Kind::Table, name: "scores", spec, source: f
 
 fn spec() -> FuncSpec {
     use Kind::*;
-    FuncSpec::new("scores", "Task metrics of traces (UUID accuracy, ROUGE-L), optionally split by length and depth.")
+    FuncSpec::new("scores", "Task metrics of traces (UUID accuracy, ROUGE-L; EM and F1 for question answering), optionally split by length and depth.")
         .pos("traces", list(decl(Trace)), "traces to score")
         .def("metrics", list(enm(METRICS)), "[uuid_accuracy, rouge_l]", "which metrics")
         .def("by", list(enm(&["length", "depth"])), "[]", "group rows by")
@@ -33,34 +33,31 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     for t in &traces {
         let a = inputs.get(*t).ok_or_else(|| format!("`{t}` not computed"))?;
         let masked = masking_words(a)?;
-        let mut groups: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Vec<TaskScores>> = BTreeMap::new();
         for line in trace_lines(a)? {
-            let Some((acc, rl)) = task_scores(n, &line)? else { continue };
+            let Some(scores) = task_scores(n, &line)? else { continue };
             let key = by.iter().map(|b| format!("{b}={}", line.meta[b])).collect::<Vec<_>>().join(", ");
-            let g = groups.entry(key).or_default();
-            g.0.push(acc);
-            g.1.push(rl);
+            groups.entry(key).or_default().push(scores);
         }
-        for (key, (acc, rl)) in groups {
+        for (key, scores) in groups {
             let label = if key.is_empty() { t.to_string() } else { format!("{t} ({key})") };
-            let cell = |v: &[f64]| {
-                let s = dynamism::Spread::of(v);
+            let cell = |m: &str| {
+                let s = dynamism::Spread::of(&scores.iter().map(|x| x.get(m)).collect::<Vec<_>>());
                 RCell::num_pm(s.mean, s.std, s.n as u64)
             };
             let mut cells = vec![RCell::text(masked.clone())];
-            cells.extend(metrics.iter().map(|m| if *m == "rouge_l" { cell(&rl) } else { cell(&acc) }));
+            cells.extend(metrics.iter().map(|m| cell(m)));
             rows.push(Row::new(label, cells));
         }
     }
     let _ = ctx;
-    let (acc_words, rouge_words) = metric_words(n);
-    let name = |m: &str| if m == "rouge_l" { rouge_words.clone() } else { acc_words.clone() };
+    let name = |m: &str| metric_words_for(n, m);
     let table = Table {
         id: n.name.clone(),
         caption: format!("Task scores: {}, mean ± std over samples; Masked: what each trace masked at every step (a baseline's matched head count)", metrics.iter().map(|m| name(m)).collect::<Vec<_>>().join(" and ")),
         row_header: "Trace".into(),
         columns: std::iter::once(Column::new("Masked"))
-            .chain(metrics.iter().map(|m| Column::new(if *m == "rouge_l" { "ROUGE-L" } else { "UUID accuracy" }).precision(3)))
+            .chain(metrics.iter().map(|m| Column::new(metric_label(m)).precision(3)))
             .collect(),
         rows,
         ..Default::default()
