@@ -637,8 +637,10 @@ impl Model {
         let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
         // Eq. 2 of the last query row: its column is `s - 1`, each row's padding that column
         // minus its RoPE position.
-        let q_col = Tensor::from_slice(&[s - 1]).to_device(self.device);
-        let reasoning_w = cap.reasoning.as_ref().map(|r| r.weights(s, &(&q_col - inp.positions.narrow(1, t - 1, 1)), &q_col));
+        let reasoning_w = cap.reasoning.as_ref().map(|r| {
+            let q_col = Tensor::from_slice(&[s - 1]).to_device(self.device);
+            r.weights(s, &(&q_col - inp.positions.narrow(1, t - 1, 1)), &q_col)
+        });
         let mut reasoning = Vec::new();
 
         for (li, layer) in self.layers.iter().enumerate() {
