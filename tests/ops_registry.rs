@@ -136,6 +136,31 @@ fn ops_small_matches_golden() {
             serde_json::json!({"id": l["id"], "answer": l["answer"], "prompt_tokens": l["prompt_tokens"], "needle_tokens": span.len(), "needle_first": span.first(), "needle_last": span.last(), "meta": l["meta"], "text": l["text"], "reasoning_step0_top3": top[..3].iter().map(|(v, l, h)| (format!("{v:.3}"), l, h)).collect::<Vec<_>>()})
         })
         .collect();
+    // Reasoning heads (`top: 5`): each step's `heads` are its 5 heads of largest S, with S.
+    for l in &lines {
+        for st in l["steps"].as_array().unwrap() {
+            let mut s: Vec<(f64, usize, usize)> = st["reasoning"].as_array().unwrap().iter().enumerate().flat_map(|(li, row)| row.as_array().unwrap().iter().enumerate().map(move |(h, v)| (v.as_f64().unwrap(), li, h))).collect();
+            s.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+            let mut want: Vec<(usize, usize)> = s.iter().filter(|x| x.0 > 0.0).take(5).map(|x| (x.1, x.2)).collect();
+            want.sort();
+            let got: Vec<(usize, usize)> = serde_json::from_value(st["heads"].clone()).unwrap();
+            assert_eq!(got, want, "{}", l["id"]);
+        }
+    }
+    assert_eq!(artifact("hotpot_trace", "trace_info.json")["retrieval"], serde_json::json!({"method": "reasoning", "sink": 4, "local": 32, "threshold": 0.5, "top": 5}));
+    // Table 3 on 3 generations: its rows and columns (the numbers come from an MLP's training,
+    // which moves in the last digits between CPUs: checked for sense, not snapshotted).
+    let reg = artifact("hotpot_reg", "table.json");
+    let rows = reg["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    let num = |r: usize, c: usize| rows[r]["cells"][c]["value"].as_f64().unwrap_or(f64::NAN);
+    for r in 0..3 {
+        assert!(num(r, 0) >= 0.0 && num(r, 1) >= 0.0 && num(r, 2).is_finite() && num(r, 3) <= 1.0, "{reg}");
+    }
+    // The training mean explains nothing of the pooled variance it was not fitted on.
+    assert!(num(2, 3) <= 0.05, "{reg}");
+    snap["hotpot_reg.columns"] = reg["columns"].clone();
+    snap["hotpot_reg.rows"] = rows.iter().map(|r| r["label"].clone()).collect();
     // The random draw comes from the tiny model's shape (3 layers x 4 heads).
     let pool = snap["drawn"]["set"]["pool"].as_array().unwrap().len();
     assert_eq!(pool, 12);

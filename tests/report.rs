@@ -85,6 +85,7 @@ fn ablation_grid() -> GridHeatmaps {
         Panel {
             title: title.into(),
             values,
+            counts: vec![],
         }
     };
     let mut random = panel("random", 1.0);
@@ -984,4 +985,31 @@ fn html_renders_in_headless_chromium() {
     if std::env::var_os("RHX_SCREENSHOT").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Fig. 6: a grid with per-cell sample counts prints each count beside the value and fades a
+/// cell with its count (the fullest cell opaque), so two cells of one value but different
+/// counts differ in colour.
+#[test]
+fn grid_heatmap_counts_label_and_fade_the_cells() {
+    let mut g = ablation_grid();
+    g.panels.truncate(1);
+    g.panels[0].values = vec![0.5; 15];
+    g.panels[0].counts = (0..15).map(|i| if i == 0 { 1 } else { 4 }).collect();
+    let svg = figure_svg(&Figure::GridHeatmaps(g)).unwrap();
+    let doc = parse_svg(&svg);
+    let t = texts(&doc);
+    assert_eq!(t.iter().filter(|s| *s == "0.50 (4)").count(), 14, "{t:?}");
+    assert_eq!(t.iter().filter(|s| *s == "0.50 (1)").count(), 1, "{t:?}");
+    // Cell fills: one lighter (count 1) and fourteen of the full colour.
+    let fills: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "rect" && n.attribute("width").and_then(|w| w.parse::<f64>().ok()).is_some_and(|w| w > 10.0))
+        .filter_map(|n| n.attribute("fill").map(str::to_string))
+        .collect();
+    let mut distinct: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &fills {
+        *distinct.entry(f.clone()).or_default() += 1;
+    }
+    assert!(distinct.values().any(|&c| c == 14) && distinct.values().any(|&c| c == 1), "{distinct:?}");
 }

@@ -6,3 +6,5 @@ pub mod metrics;
 pub mod qa;
 pub mod cca;
 pub mod probe;
+pub mod reasoning;
+pub mod regression;

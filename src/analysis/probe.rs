@@ -62,6 +62,8 @@ pub struct ProbeOptions {
     /// ReduceLROnPlateau on the validation loss (PyTorch defaults: factor 0.1, threshold 1e-4 rel).
     pub patience: usize,
     pub asl: Asl,
+    /// Regression (Table 3): mean squared error on raw outputs instead of ASL on sigmoids.
+    pub regression: bool,
     pub checkpoint: Checkpoint,
     pub seed: u64,
     pub device: Device,
@@ -70,7 +72,8 @@ pub struct ProbeOptions {
     pub double: bool,
 }
 
-/// Rows of one split: hidden states `[N, d]` and 0/1 labels `[N, heads]`, f32.
+/// Rows of one split: hidden states `[N, d]` and targets `[N, heads]` (0/1 labels, or Eq. 2
+/// scores for the regressor), f32.
 pub struct Split {
     pub x: Tensor,
     pub y: Tensor,
@@ -110,8 +113,8 @@ fn mlp(vs: &nn::Path, d_in: i64, layers: &[usize], d_out: i64, dropout: f64, gel
     seq.add(nn::linear(vs / "out", d, d_out, Default::default()))
 }
 
-/// Trains the probe and returns the sigmoid scores of `eval` splits (on the CPU, in the training
-/// precision) and the log.
+/// Trains the probe and returns its outputs on the `eval` splits (on the CPU, in the training
+/// precision): sigmoid scores for the classifier, raw values for the regressor; and the log.
 pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -> Result<(Vec<Tensor>, TrainLog), tch::TchError> {
     tch::manual_seed(opts.seed as i64);
     let vs = nn::VarStore::new(opts.device);
@@ -126,6 +129,8 @@ pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -
         Kind::Float
     };
     let mut opt = nn::Adam::default().build(&vs, opts.lr)?;
+    // PyTorch's `MSELoss()` (mean over rows × heads) for the regressor, ASL for the classifier.
+    let loss_of = |out: &Tensor, y: &Tensor| if opts.regression { out.mse_loss(y, tch::Reduction::Mean) } else { opts.asl.loss(out, y) };
     let on_device = |t: &Tensor| t.to_device(opts.device).to_kind(kind);
     let (tx, ty) = (on_device(&train.x), on_device(&train.y));
     let (vx, vy) = (on_device(&val.x), on_device(&val.y));
@@ -143,7 +148,7 @@ pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -
         while start < n {
             let len = bs.min(n - start);
             let idx = perm.narrow(0, start, len);
-            let loss = opts.asl.loss(&net.forward_t(&tx.index_select(0, &idx), true), &ty.index_select(0, &idx));
+            let loss = loss_of(&net.forward_t(&tx.index_select(0, &idx), true), &ty.index_select(0, &idx));
             opt.zero_grad();
             loss.backward();
             opt.clip_grad_norm(opts.clip_grad_norm);
@@ -151,7 +156,7 @@ pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -
             total += loss.double_value(&[]);
             start += len;
         }
-        let val_loss = tch::no_grad(|| opts.asl.loss(&net.forward_t(&vx, false), &vy).double_value(&[]));
+        let val_loss = tch::no_grad(|| loss_of(&net.forward_t(&vx, false), &vy).double_value(&[]));
         log.train_loss.push(total);
         log.val_loss.push(val_loss);
         log.lr.push(lr);
@@ -187,7 +192,12 @@ pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -
     }
     let scores = eval
         .iter()
-        .map(|s| tch::no_grad(|| net.forward_t(&on_device(&s.x), false).sigmoid().to_device(Device::Cpu)))
+        .map(|s| {
+            tch::no_grad(|| {
+                let out = net.forward_t(&on_device(&s.x), false);
+                if opts.regression { out } else { out.sigmoid() }.to_device(Device::Cpu)
+            })
+        })
         .collect();
     Ok((scores, log))
 }

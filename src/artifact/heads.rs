@@ -23,7 +23,8 @@ pub const FILE: &str = "heads.json";
 /// A head with the score it was ranked by: `[layer, head, score]` in JSON.
 pub type Ranked = (usize, usize, f64);
 
-/// One sample's recorded trace: per step, H_t with each head's attention weight.
+/// One sample's recorded trace: per step, H_t with each head's score (Eq. 1: attention weight at
+/// the copied position; Eq. 2: S).
 pub type RecordedSteps = Vec<Vec<(Head, f32)>>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +79,9 @@ pub struct DynamicSpec {
     /// `source: trace`: per sample id, per step, H_t of the unablated trace with each head's
     /// attention weight (one pass per step). `None`: found online (two passes).
     pub recorded: Option<BTreeMap<String, RecordedSteps>>,
+    /// How H_t is defined: the rule of the trace the set was made from (Eq. 1 or Eq. 2).
+    #[serde(default)]
+    pub rule: crate::artifact::trace::HeadRule,
 }
 
 /// Which `k` heads of H_t a dynamic ablation masks.
@@ -196,7 +200,7 @@ mod tests {
             HeadSet::fixed(vec![(1, 2)], vec![(1, 2, 0.5), (0, 3, 0.25)]),
             HeadSet::new(Choice::PerSample { heads: vec![(1, 2)], ranked: vec![(1, 2, 0.5)], per_sample: [("a".to_string(), vec![(1, 2)])].into() }),
             HeadSet::new(Choice::Random(RandomDraw { pool: vec![(0, 0), (0, 1)], count: 1, per_sample_count: None, excluded: 0, redraw: Redraw::PerCell, seed: 7 })),
-            HeadSet::new(Choice::Dynamic(DynamicSpec { k: Some(2), order: Order::StaticRank, seed: 0, post_token: PostToken::Clean, static_rank: vec![(1, 2)], recorded: None })),
+            HeadSet::new(Choice::Dynamic(DynamicSpec { k: Some(2), order: Order::StaticRank, seed: 0, post_token: PostToken::Clean, static_rank: vec![(1, 2)], recorded: None, rule: Default::default() })),
         ];
         for s in &sets {
             assert_eq!(&HeadSet::from_bytes(&s.to_bytes()).unwrap(), s);
@@ -211,7 +215,7 @@ mod tests {
         let f = HeadSet::fixed(vec![(1, 2)], vec![(1, 2, 0.5), (0, 3, 0.25)]);
         assert_eq!(f.fixed_heads("s").unwrap(), &[(1, 2)]);
         assert_eq!(f.order("s").unwrap(), vec![(1, 2), (0, 3)]);
-        let d = HeadSet::new(Choice::Dynamic(DynamicSpec { k: None, order: Order::AttnWeight, seed: 0, post_token: PostToken::Masked, static_rank: vec![], recorded: None }));
+        let d = HeadSet::new(Choice::Dynamic(DynamicSpec { k: None, order: Order::AttnWeight, seed: 0, post_token: PostToken::Masked, static_rank: vec![], recorded: None, rule: Default::default() }));
         let e = d.fixed_heads("dyn").unwrap_err().to_string();
         assert!(e.contains("`dyn` is chosen per step"), "{e}");
         assert_eq!(parse_option::<Order>("layer_major").unwrap(), Order::LayerMajor);

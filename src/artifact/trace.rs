@@ -98,7 +98,41 @@ pub struct TraceInfo {
     pub intervention: Json,
     pub layers: usize,
     pub model: String,
+    /// How the trace's `heads` (H_t) are defined: Eq. 1, or Eq. 2 with its options (absent:
+    /// Eq. 1, the only definition before Eq. 2 existed).
+    #[serde(default)]
+    pub retrieval: HeadRule,
     pub samples: usize,
+}
+
+/// The definition of a step's retrieval heads H_t, from the trace's `retrieval` capture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum HeadRule {
+    /// Eq. 1: the heads whose attention argmax is a needle token equal to the generated one.
+    #[default]
+    CopyPaste,
+    /// Eq. 2: the heads whose reasoning score S exceeds `threshold`, or the `top` heads by S.
+    Reasoning { sink: usize, local: usize, threshold: f64, top: Option<usize> },
+}
+
+impl HeadRule {
+    /// Eq. 2's sink and local window, when the rule is Eq. 2.
+    pub fn reasoning(&self) -> Option<(usize, usize)> {
+        match *self {
+            HeadRule::Reasoning { sink, local, .. } => Some((sink, local)),
+            HeadRule::CopyPaste => None,
+        }
+    }
+
+    /// How a report names the rule: `Eq. 1` or `Eq. 2, S > 0.5` / `Eq. 2, top 5`.
+    pub fn describe(&self) -> String {
+        match self {
+            HeadRule::CopyPaste => "Eq. 1 (copy-paste)".into(),
+            HeadRule::Reasoning { top: Some(k), .. } => format!("Eq. 2 (reasoning), top {k} per step"),
+            HeadRule::Reasoning { threshold, .. } => format!("Eq. 2 (reasoning), S > {threshold}"),
+        }
+    }
 }
 
 fn format_one() -> u32 {

@@ -218,7 +218,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
                 .steps
                 .iter()
                 .map(|s| {
-                    let mut v = base_step(s, cfg.num_heads, &p.ids, &needle);
+                    let mut v = base_step(s, &crate::artifact::trace::HeadRule::CopyPaste, cfg.num_heads, &p.ids, &needle);
                     if args.full {
                         v.argmax_weight = s.argmax_weight.iter().map(|&w| f64::from(w)).collect();
                     }

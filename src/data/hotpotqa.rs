@@ -36,9 +36,9 @@ pub enum HotpotError {
 /// when the file holds fewer. Every supporting fact must name a paragraph of the question's
 /// context; one whose sentence index is past the paragraph's end is dropped and counted in
 /// [`Loaded::facts_dropped`] (the official dev file has a few).
-pub fn load(path: &Path, n: usize) -> Result<Loaded, HotpotError> {
+pub fn load(path: &Path, start: usize, n: usize) -> Result<Loaded, HotpotError> {
     let text = std::fs::read_to_string(path).map_err(|e| HotpotError::File { path: path.to_path_buf(), message: format!("cannot read: {e}") })?;
-    parse(&text, path, n)
+    parse(&text, path, start, n)
 }
 
 /// The bundled sample: 500 random dev-distractor questions (RPT's seeded "test" draw,
@@ -46,13 +46,14 @@ pub fn load(path: &Path, n: usize) -> Result<Loaded, HotpotError> {
 pub const DEV500: &str = include_str!("../../experiments/hotpotqa/dev_distractor_sample500.json");
 pub const DEV500_NAME: &str = "builtin.hotpotqa_dev500";
 
-/// [`load`] of a file's text; `path` names it in errors.
-pub fn parse(text: &str, path: &Path, n: usize) -> Result<Loaded, HotpotError> {
+/// [`load`] of a file's text (rows `start..start + n`); `path` names it in errors.
+pub fn parse(text: &str, path: &Path, start: usize, n: usize) -> Result<Loaded, HotpotError> {
     let file_err = |message: String| HotpotError::File { path: path.to_path_buf(), message };
     let rows: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| file_err(format!("not a JSON array of HotpotQA questions: {e}")))?;
     let mut questions = Vec::with_capacity(n.min(rows.len()));
     let mut facts_dropped = Vec::new();
-    for (row, value) in rows.into_iter().take(n).enumerate() {
+    let total = rows.len();
+    for (row, value) in rows.into_iter().enumerate().skip(start).take(n) {
         let id = value.get("_id").and_then(|v| v.as_str()).map(str::to_string);
         let row_err = |message: String| HotpotError::Row { path: path.to_path_buf(), row, id: id.clone(), message };
         let mut q: Question = serde_json::from_value(value).map_err(|e| row_err(format!("not a HotpotQA question: {e}")))?;
@@ -73,7 +74,7 @@ pub fn parse(text: &str, path: &Path, n: usize) -> Result<Loaded, HotpotError> {
         questions.push(q);
     }
     if questions.is_empty() {
-        return Err(file_err("holds no questions".into()));
+        return Err(file_err(if start > 0 { format!("holds no questions from row {start} on (it has {total})") } else { "holds no questions".into() }));
     }
     Ok(Loaded { questions, facts_dropped })
 }

@@ -628,7 +628,7 @@ pub fn decl(k: Kind) -> Ty {
 pub const BUILTIN_HAYSTACKS: &[&str] = &["alice"];
 /// Paper results that a report can put beside ours (`paper.<name>`).
 pub const PAPER_REFS: &[&str] = &[
-    "table1", "table2", "table3", "table4", "figure2", "figure3", "figure4",
+    "table1", "table2", "table3", "table4", "figure2", "figure3", "figure4", "figure5", "figure6", "figure7", "figure8",
 ];
 pub const DTYPES: &[&str] = &["f32", "bf16", "f16"];
 pub const ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "phi3"];
@@ -697,7 +697,9 @@ fn build() -> Registry {
                 .def("keys", enm(&["all", "prompt_only"]), "all", "retrieval.keys: keys the argmax ranges over")
                 .def("sink", int_min(0), "4", "reasoning.sink: first positions left out of Eq. 2's denominator")
                 .def("local", int_min(0), "32", "reasoning.local: last positions left out of Eq. 2's denominator")
-                .def("denominator", enm(&["all_keys", "context_only"]), "all_keys", "reasoning.denominator"),
+                .def("denominator", enm(&["all_keys", "context_only"]), "all_keys", "reasoning.denominator")
+                .def("threshold", float_min(0.0), "0.5", "reasoning.threshold: a step's reasoning heads are those with S > threshold (docs/FIDELITY.md)")
+                .opt("top", int_min(1), "reasoning.top: a step's reasoning heads are its `top` heads by S (S > 0), instead of the threshold"),
         ),
         (
             Family::Capture,

@@ -63,6 +63,8 @@ pub(crate) struct TraceSummary {
     pub(crate) masked: Spread,
     pub(crate) acc: Spread,
     pub(crate) rouge: Spread,
+    /// The node's `metric` (whichever it is).
+    pub(crate) chosen: Spread,
 }
 
 pub(crate) fn summarise(n: &Node, inputs: &BTreeMap<String, &Artifact>) -> Result<(Vec<TraceSummary>, usize), String> {
@@ -70,7 +72,8 @@ pub(crate) fn summarise(n: &Node, inputs: &BTreeMap<String, &Artifact>) -> Resul
     let stat: BTreeSet<Head> = fixed_heads(st, &st_name)?.into_iter().collect();
     let mut out = Vec::new();
     for (name, a) in traces(n, inputs)? {
-        let (mut m, mut new, mut masked, mut acc, mut rouge) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut m, mut new, mut masked, mut acc, mut rouge, mut chosen) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let metric = metric_name(n).0;
         for line in trace_lines(a)? {
             let c = compensation(&line, &stat, name)?;
             m.push(c.m as f64);
@@ -79,6 +82,7 @@ pub(crate) fn summarise(n: &Node, inputs: &BTreeMap<String, &Artifact>) -> Resul
             if let Some(s) = task_scores(n, &line)? {
                 acc.push(s.uuid_accuracy);
                 rouge.push(s.rouge_l);
+                chosen.push(s.get(metric));
             }
         }
         out.push(TraceSummary {
@@ -89,6 +93,7 @@ pub(crate) fn summarise(n: &Node, inputs: &BTreeMap<String, &Artifact>) -> Resul
             masked: Spread::of(&masked),
             acc: Spread::of(&acc),
             rouge: Spread::of(&rouge),
+            chosen: Spread::of(&chosen),
         });
     }
     Ok((out, stat.len()))

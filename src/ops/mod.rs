@@ -151,6 +151,7 @@ pub const REGISTRY: &[OpDef] = &[
     table::scores::OP,
     table::compensated::OP,
     table::probe::OP,
+    table::regressor::OP,
     table::head_table::OP,
     figure::heatmap::OP,
     figure::ablation_grid::OP,

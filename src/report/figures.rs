@@ -176,6 +176,12 @@ pub fn color_at(map: Colormap, t: f64) -> RGBColor {
     )
 }
 
+/// `c` drawn at `alpha` over white.
+fn fade(c: RGBColor, alpha: f64) -> RGBColor {
+    let mix = |x: u8| (255.0 - (255.0 - f64::from(x)) * alpha.clamp(0.0, 1.0)).round() as u8;
+    RGBColor(mix(c.0), mix(c.1), mix(c.2))
+}
+
 fn ink_on(c: &RGBColor) -> RGBColor {
     let lum = 0.2126 * c.0 as f64 + 0.7152 * c.1 as f64 + 0.0722 * c.2 as f64;
     if lum > 140.0 {
@@ -225,7 +231,8 @@ struct GridSpec<'a> {
     y_label: &'a str,
     x_labels: &'a [String],
     y_labels: &'a [String],
-    panels: Vec<(&'a str, &'a [f64])>,
+    /// Per panel: title, values and (possibly empty) per-cell sample counts.
+    panels: Vec<(&'a str, &'a [f64], &'a [usize])>,
     color_label: &'a str,
     vmin: Option<f64>,
     vmax: Option<f64>,
@@ -241,7 +248,7 @@ fn heatmap_svg(h: &Heatmap) -> DrawResult<String> {
         y_label: &h.y_label,
         x_labels: &h.x_labels,
         y_labels: &h.y_labels,
-        panels: vec![("", &h.values)],
+        panels: vec![("", &h.values, &[])],
         color_label: &h.color_label,
         vmin: h.vmin,
         vmax: h.vmax,
@@ -262,7 +269,7 @@ fn grid_svg(g: &GridHeatmaps) -> DrawResult<String> {
         panels: g
             .panels
             .iter()
-            .map(|Panel { title, values }| (title.as_str(), values.as_slice()))
+            .map(|Panel { title, values, counts }| (title.as_str(), values.as_slice(), counts.as_slice()))
             .collect(),
         color_label: &g.color_label,
         vmin: g.vmin,
@@ -279,10 +286,12 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
     let npanels = spec.panels.len();
     let cols = spec.columns.min(npanels).max(1);
     let rows = npanels.div_ceil(cols);
-    let titled_panels = spec.panels.iter().any(|(t, _)| !t.is_empty());
+    let titled_panels = spec.panels.iter().any(|(t, _, _)| !t.is_empty());
+    // Opacity by sample count: the fullest cell of the figure is opaque, an emptier one fades.
+    let max_count = spec.panels.iter().flat_map(|(_, _, c)| c.iter()).copied().max().unwrap_or(0);
 
     let (vlo, vhi) = value_range(
-        spec.panels.iter().flat_map(|(_, v)| v.iter()),
+        spec.panels.iter().flat_map(|(_, v, _)| v.iter()),
         spec.vmin,
         spec.vmax,
     );
@@ -306,12 +315,13 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
     let mut cell_w = (640.0 / per_row_cells).clamp(12.0, 48.0) as i32;
     let mut cell_h = (360.0 / (ny * rows) as f64).clamp(14.0, 32.0) as i32;
     if spec.annotate {
-        let widest = text_w(&fmt_num(-vhi.abs().max(vlo.abs()), tick_dec), TICK_PX) + 6;
+        let counted = if max_count > 0 { format!(" ({max_count})") } else { String::new() };
+        let widest = text_w(&format!("{}{counted}", fmt_num(-vhi.abs().max(vlo.abs()), tick_dec)), TICK_PX) + 6;
         cell_w = cell_w.max(widest);
         cell_h = cell_h.max(18);
     }
     // Wide enough that panel titles do not run into each other.
-    let widest_title = spec.panels.iter().map(|(t, _)| text_w(t, AXIS_PX)).max().unwrap_or(0);
+    let widest_title = spec.panels.iter().map(|(t, _, _)| text_w(t, AXIS_PX)).max().unwrap_or(0);
     cell_w = cell_w.max((widest_title + 6 + nx as i32 - 1) / (nx as i32).max(1));
     // Horizontal x labels when they all fit in a cell, else rotated (read bottom to top).
     let rotate_x = max_xl > cell_w - 4;
@@ -392,7 +402,7 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
             )?;
         }
         let span = vhi - vlo;
-        for (p, (ptitle, values)) in spec.panels.iter().enumerate() {
+        for (p, (ptitle, values, counts)) in spec.panels.iter().enumerate() {
             let (r, c) = ((p / cols) as i32, (p % cols) as i32);
             let x0 = left + c * (panel_w + gap);
             let y0 = top + r * (row_h + gap) + ptitle_h;
@@ -415,13 +425,18 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
                     let v = values[iy * nx + ix];
                     let (cx, cy) = (x0 + ix as i32 * cell_w, y0 + iy as i32 * cell_h);
                     if v.is_finite() {
-                        cells.push(((cx, cy), color_at(spec.colormap, (v - vlo) / span), v));
+                        let mut col = color_at(spec.colormap, (v - vlo) / span);
+                        let count = counts.get(iy * nx + ix).copied();
+                        if let (Some(c), true) = (count, max_count > 0) {
+                            col = fade(col, 0.25 + 0.75 * c as f64 / max_count as f64);
+                        }
+                        cells.push(((cx, cy), col, v, count));
                     } else {
                         missing.push((cx, cy));
                     }
                 }
             }
-            for &((cx, cy), col, _) in &cells {
+            for &((cx, cy), col, _, _) in &cells {
                 root.draw(&Rectangle::new(
                     [(cx, cy), (cx + cell_w, cy + cell_h)],
                     col.filled(),
@@ -435,10 +450,13 @@ fn draw_grid(spec: &GridSpec) -> DrawResult<String> {
                 ))?;
             }
             if spec.annotate {
-                for &((cx, cy), col, v) in &cells {
+                for &((cx, cy), col, v, count) in &cells {
                     draw_text(
                         &root,
-                        &fmt_num(v, tick_dec),
+                        &match count {
+                            Some(c) => format!("{} ({c})", fmt_num(v, tick_dec)),
+                            None => fmt_num(v, tick_dec),
+                        },
                         (cx + cell_w / 2, cy + cell_h / 2),
                         TICK_PX,
                         &ink_on(&col),

@@ -416,6 +416,10 @@ pub struct Panel {
     /// Row-major, `y_labels.len() × x_labels.len()`; NaN = missing.
     #[serde(with = "nan_as_null_vec")]
     pub values: Vec<f64>,
+    /// How many samples each cell averages (same layout; empty: not shown). A cell's opacity
+    /// follows its count (the paper's Fig. 6), and an annotated cell prints it in brackets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<usize>,
 }
 
 /// Line plot with optional shaded error bands and an optional second y axis.

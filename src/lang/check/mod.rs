@@ -5,9 +5,11 @@
 //!
 //! One file per pass: `resolve` (names, constructors), `sweep`, `bind` (arguments to
 //! parameters), `types` (values against types), `refs` (references and value functions), `lists`
-//! (lists, ranges, linspace), `heads` (heads against model shapes), `order` (topological order,
+//! (lists, ranges, linspace), `heads` (heads against model shapes), `captures` (analyses
+//! against what their traces capture), `order` (topological order,
 //! cycles); this file holds the checker's state and drives the passes.
 mod bind;
+mod captures;
 mod heads;
 mod lists;
 mod order;
@@ -163,6 +165,7 @@ impl<'a> Checker<'a> {
             }
         }
         self.check_heads(&nodes);
+        self.check_captures(&nodes);
         let order = self.order(&nodes, &dep_spans);
         let mut by_name: HashMap<String, Node> =
             nodes.into_iter().map(|n| (n.name.clone(), n)).collect();

@@ -30,7 +30,8 @@ fn spec() -> FuncSpec {
         "builtin.hotpotqa_dev500",
         "the questions: the bundled 500-question random sample of the dev set (CC BY-SA 4.0), or a JSON file in the official layout (`hotpot_dev_distractor_v1.json`)",
     )
-    .def("n", int_min(1), "500", "hotpot.n: number of questions (the first N of the file)")
+    .def("n", int_min(1), "500", "hotpot.n: number of questions (the first N of the file, from row `start`)")
+    .def("start", int_min(0), "0", "hotpot.start: rows of the file skipped first (e.g. a detection set of other questions than the evaluation set's)")
     .def("split", enm(&["dev_distractor"]), "dev_distractor", "hotpot.split: the setting the file is in (the ten paragraphs are part of each question)")
     .def(
         "context_format",
@@ -55,9 +56,10 @@ fn spec() -> FuncSpec {
 /// prompt tokens), `facts`, `facts_dropped`.
 fn prompts(n: &Node, tokenizer: &Tokenizer, extra: &BTreeMap<String, Json>) -> Result<Vec<SamplePrompt>, String> {
     let count = req_int(n, "n")? as usize;
+    let start = req_int(n, "start")? as usize;
     let loaded = match n.arg("data") {
-        Some(Value::Path { resolved, .. }) => hotpotqa::load(resolved, count),
-        Some(Value::Builtin { name, .. }) if name == "hotpotqa_dev500" => hotpotqa::parse(DEV500, Path::new(DEV500_NAME), count),
+        Some(Value::Path { resolved, .. }) => hotpotqa::load(resolved, start, count),
+        Some(Value::Builtin { name, .. }) if name == "hotpotqa_dev500" => hotpotqa::parse(DEV500, Path::new(DEV500_NAME), start, count),
         other => return Err(format!("data {other:?} is not bundled")),
     }
     .map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@ use crate::lang::schema::{FuncSpec, int_min, float_range, enm, list, decl};
 use crate::analysis::cca::{self, CcaOptions, Pca, PcaFit, TopK};
 use crate::report::{self, Figure, LinePlot, Series};
 use crate::ops::hidden::*;
+use crate::ops::inputs::trace_info;
 
 use crate::lang::{Kind, Value};
 use crate::ops::args::*;
@@ -22,6 +23,7 @@ fn spec() -> FuncSpec {
     use Kind::*;
     FuncSpec::new("cca", "Fig. 4: canonical correlation between the hidden state at step n and retrieval scores at step n + k (reference §6).")
         .pos("trace", decl(Trace), "trace with retrieval(...) and hidden(final)")
+        .def("target", enm(&["heads", "scores"]), "heads", "cca.target: the step's retrieval vector, `heads` 0/1 for H_t (Fig. 4) or `scores` every head's Eq. 2 score (Fig. 8; needs retrieval(reasoning))")
         .def("offsets", list(int_min(0)), "0..=10", "temporal offsets k")
         .def("x_variance", float_range(0.0, 1.0), "0.95", "explained variance the hidden-state PCA keeps (paper: 95%)")
         .def("y_variance", float_range(0.0, 1.0), "0.99", "explained variance the score PCA keeps (paper: 99%)")
@@ -39,7 +41,8 @@ fn spec() -> FuncSpec {
 fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let (a, name) = input(inputs, n, "trace")?;
-    let (gens, _, _) = generations(a, &name)?;
+    let target = Target::parse(req_enum(n, "target")?);
+    let (gens, _, _) = generations_of(a, &name, target)?;
     let offsets: Vec<usize> = req_list(n, "offsets")?.iter().filter_map(Value::as_int).map(|k| k as usize).collect();
     let opts = CcaOptions {
         x_variance: req_f64(n, "x_variance")?,
@@ -113,9 +116,15 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let dims = k0.map_or(String::new(), |e| format!(" At k = {}: {} rows, PCA keeps {} hidden-state and {} score components.", e["k"], e["rows"], e["kx"], e["ky"]));
     let fig = Figure::Lines(LinePlot {
         id: n.name.clone(),
-        title: "Hidden state at step n vs. retrieval heads at step n + k".into(),
+        title: if target == Target::Scores { "Hidden state at step n vs. Eq. 2 scores at step n + k".into() } else { "Hidden state at step n vs. retrieval heads at step n + k".into() },
         caption: format!(
-            "Paper Fig. 4: canonical correlations between the final hidden state at step n and the 0/1 Eq. 1 vector of every head at step n + k, over {} generations of `{name}`; scores min–max scaled, PCA to {:.0}% / {:.0}% explained variance, up to {} canonical components (top-k = the {}). In-sample as the paper; held-out = fitted on {} generations, correlated on the other {}.{dims}",
+            "Paper Fig. {}: canonical correlations between the final hidden state at step n and {} at step n + k, over {} generations of `{name}`; scores min–max scaled, PCA to {:.0}% / {:.0}% explained variance, up to {} canonical components (top-k = the {}). In-sample as the paper; held-out = fitted on {} generations, correlated on the other {}.{dims}",
+            if target == Target::Scores { 8 } else { 4 },
+            match (target, trace_info(a)?.retrieval) {
+                (Target::Scores, _) => "every head's Eq. 2 reasoning score".to_string(),
+                (Target::Heads, crate::artifact::trace::HeadRule::CopyPaste) => "the 0/1 Eq. 1 vector of every head".to_string(),
+                (Target::Heads, rule) => format!("the 0/1 vector of every head's membership in H_t ({})", rule.describe()),
+            },
             gens.len(), opts.x_variance * 100.0, opts.y_variance * 100.0, opts.components,
             if opts.topk == TopK::LargestK { "k largest" } else { "first k" }, train.len(), test.len()
         ),
@@ -126,7 +135,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         ..Default::default()
     });
     let pick = |path: &[&str], k: usize| -> CompareValue { per_k.iter().find(|e| e["k"].as_u64() == Some(k as u64)).and_then(|e| path.iter().fold(e, |v, p| &v[*p]).as_f64()).into() };
-    let row = |label: String, path: &[&str], fit: &str, top: &str| CompareRow::new(label, (0..3).map(|k| pick(path, k)).collect()).within(vec![tol(); 3]).at("fit", fit).at("top", top);
+    let row = |label: String, path: &[&str], fit: &str, top: &str| CompareRow::new(label, (0..3).map(|k| pick(path, k)).collect()).within(vec![tol(); 3]).at("fit", fit).at("top", top).at("target", if target == Target::Scores { "scores" } else { "heads" });
     let mut rows = vec![
         row(format!("{name} (in-sample, top-1)"), &["top1"], "in_sample", "1"),
         row(format!("{name} (in-sample, mean top-10)"), &["top10"], "in_sample", "10"),

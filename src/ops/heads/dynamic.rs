@@ -17,7 +17,7 @@ pub const OP: OpDef = OpDef { kind: Kind::Heads, name: "dynamic", spec, source: 
 
 fn spec() -> FuncSpec {
     use Kind::*;
-    FuncSpec::new("dynamic", "Dynamic retrieval heads H_t: the heads with Eq. 1 score 1 at the current step, found online in a clean first pass (reference §8.4–8.5).")
+    FuncSpec::new("dynamic", "Dynamic retrieval heads H_t of the current step, defined as `trace` defines them (Eq. 1 score 1, or Eq. 2 score above its threshold), found online in a clean first pass (reference §8.4–8.5).")
         .pos("trace", decl(Trace), "trace whose retrieval capture settings define H_t")
         .opt("k", int_min(0), "mask only k heads of H_t per step (all of H_t if fewer; default: all)")
         .def("order", enm(&["attn_weight", "static_rank", "layer_major", "random"]), "attn_weight", "progressive.order: which k heads")
@@ -41,10 +41,12 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         None => vec![],
     };
     let order: Order = parse_option(req_enum(n, "order")?)?;
+    // H_t is defined as the trace defines it (its `retrieval` capture: Eq. 1 or Eq. 2).
+    let (t, t_name) = input(inputs, n, "trace")?;
+    let rule = crate::artifact::trace::read_info(t).map_err(|e| format!("trace `{t_name}`: {e}"))?.retrieval;
     let recorded = match req_enum(n, "source")? {
         // The cheaper variant: H_t read from the unablated trace at the same step.
         "trace" => {
-            let (t, t_name) = input(inputs, n, "trace")?;
             let mut rec = BTreeMap::new();
             for line in trace_lines(t)? {
                 if line.steps.iter().any(|st| st.head_weights.len() != st.heads.len()) && order == Order::AttnWeight {
@@ -58,6 +60,6 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         }
         _ => None,
     };
-    let spec = DynamicSpec { k: k.map(|k| k as usize), order, seed: seed(n)?, post_token: parse_option(req_enum(n, "post_token")?)?, static_rank, recorded };
+    let spec = DynamicSpec { k: k.map(|k| k as usize), order, seed: seed(n)?, post_token: parse_option(req_enum(n, "post_token")?)?, static_rank, recorded, rule };
     Ok(super::write(&HeadSet::new(Choice::Dynamic(spec))))
 }

@@ -3,4 +3,5 @@ pub mod compensated;
 pub mod dynamism;
 pub mod head_table;
 pub mod probe;
+pub mod regressor;
 pub mod scores;

@@ -11,7 +11,6 @@ use crate::analysis::probe::{self, Asl, Checkpoint, ProbeOptions, Split};
 use crate::engine::device;
 use crate::report::{self, Cell as RCell, Column, Row, Table};
 use crate::ops::hidden::*;
-use sha2::{Digest, Sha256};
 use tch::Tensor;
 
 use crate::lang::{Kind, Value};
@@ -81,6 +80,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         clip_grad_norm: 1.0,
         patience: 3,
         asl: Asl { gamma_pos: req_int(n, "gamma_pos")? as f64, ..Asl::default() },
+        regression: false,
         checkpoint: if enum_arg(n, "checkpoint") == Some("best_val_loss") { Checkpoint::BestValLoss } else { Checkpoint::Last },
         seed,
         device: dev,
@@ -188,42 +188,6 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     ])
 }
 
-/// Rows `(generation, step)` of the train / validation / test splits, 70/20/10 in a seeded
-/// order: whole generations (no step of a test generation is seen in training), or single steps
-/// (`by_row`, ordered by a hash of seed, id and step).
-type Rows = Vec<(usize, usize)>;
-fn split_rows(gens: &[Generation], seed: u64, by_row: bool, name: &str) -> Result<(Rows, Rows, Rows), String> {
-    let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
-    let mut units: Vec<(usize, Option<usize>)> = Vec::new();
-    let order = shuffled(gens, seed);
-    if by_row {
-        let mut rows: Vec<(Vec<u8>, usize, usize)> = Vec::new();
-        for &g in &order {
-            for s in 0..gens[g].hidden.len() {
-                rows.push((Sha256::digest(format!("{seed}/{}/{s}", gens[g].id).as_bytes()).to_vec(), g, s));
-            }
-        }
-        rows.sort();
-        units = rows.into_iter().map(|(_, g, s)| (g, Some(s))).collect();
-    } else {
-        units.extend(order.iter().map(|&g| (g, None)));
-    }
-    let total = units.len();
-    if total < 3 {
-        return Err(format!("the probe needs at least 3 {} to split 70/20/10; `{name}` has {total}", if by_row { "steps" } else { "generations" }));
-    }
-    let n_train = ((total as f64) * 0.7).round().max(1.0) as usize;
-    let n_val = (((total as f64) * 0.2).round().max(1.0) as usize).min(total - n_train - 1);
-    for (i, (g, s)) in units.into_iter().enumerate() {
-        let dst = if i < n_train { &mut tr } else if i < n_train + n_val { &mut va } else { &mut te };
-        match s {
-            Some(s) => dst.push((g, s)),
-            None => dst.extend((0..gens[g].hidden.len()).map(|s| (g, s))),
-        }
-    }
-    Ok((tr, va, te))
-}
-
 /// One training per seed (`opts.seed`, + 1, …) on the same split: per run F1, precision,
 /// recall, AUPRC on test at the threshold that maximises validation F1, and that threshold; and
 /// each run's training log.
@@ -239,19 +203,6 @@ fn train_seeds(train: &Split, val: &Split, test: &Split, opts: &ProbeOptions, se
         logs.push(log);
     }
     Ok((runs, logs))
-}
-
-/// Per column, the mean over runs and the sample standard deviation (0 for one run).
-fn mean_std(runs: &[[f64; 5]]) -> (Vec<f64>, Vec<f64>) {
-    let mean: Vec<f64> = (0..5).map(|c| runs.iter().map(|r| r[c]).sum::<f64>() / runs.len() as f64).collect();
-    let std = (0..5)
-        .map(|c| if runs.len() < 2 { 0.0 } else { (runs.iter().map(|r| (r[c] - mean[c]).powi(2)).sum::<f64>() / (runs.len() - 1) as f64).sqrt() })
-        .collect();
-    (mean, std)
-}
-
-fn to_f32(rows: &[Vec<f64>]) -> Vec<Vec<f32>> {
-    rows.iter().map(|r| r.iter().map(|v| *v as f32).collect()).collect()
 }
 
 /// How the area under the PR curve is computed (`auprc:`).

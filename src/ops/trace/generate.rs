@@ -15,16 +15,15 @@ use crate::run::Ctx;
 use crate::data::prompts::PreparedPrompt;
 use crate::engine::generate::{Generation, StepRecord};
 use crate::engine::tokenizer::Tokenizer;
-use crate::artifact::trace::{write_lines, TraceInfo, TraceLine, TraceStep, TRACE_FORMAT};
+use crate::artifact::trace::{write_lines, HeadRule, TraceInfo, TraceLine, TraceStep, TRACE_FORMAT};
 use crate::support::pyrandom::PyRandom;
-use crate::engine::capture::retrieval_heads;
 use crate::engine::device::{self, DType, DeviceRequest};
 use crate::engine::generate::{default_batch_size, generate_with, FixedMask, GenerateOptions, MaskScope, Prompt, Reasoning, StepPolicy};
 use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
 use crate::ops::model::model_spec;
 use crate::artifact::heads::{Choice, DynamicSpec, PostToken};
-use crate::ops::trace::policy::{DynamicPolicy, PromptSets};
+use crate::ops::trace::policy::{step_heads, DynamicPolicy, PromptSets};
 
 pub const OP: OpDef = OpDef { kind: Kind::Trace, name: "generate", spec, source: file!(), check: Some(check), exec: Exec::Artifact(run) };
 
@@ -69,6 +68,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let mut hidden = Vec::new();
     let mut top_k = 0;
     let mut reasoning = None;
+    let mut rule = HeadRule::CopyPaste;
     for (func, args) in calls(n, "capture") {
         match func {
             "hidden" => hidden.push(match call_arg(args, "layer") {
@@ -78,14 +78,13 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             "top_k" => top_k = call_arg(args, "k").and_then(Value::as_int).ok_or("`top_k(k)` has no value (a bug in rhx's checker)")? as usize,
             "retrieval" if call_arg(args, "method").and_then(Value::as_str) == Some("reasoning") => {
                 let int = |p: &str| call_arg(args, p).and_then(Value::as_int).map(|x| x as usize).ok_or_else(|| format!("`retrieval({p})` has no value (a bug in rhx's checker)"));
-                reasoning = Some(Reasoning { sink: int("sink")?, local: int("local")? });
+                let (sink, local) = (int("sink")?, int("local")?);
+                let threshold = call_arg(args, "threshold").and_then(Value::as_f64).ok_or("`retrieval(threshold)` has no value (a bug in rhx's checker)")?;
+                let top = call_arg(args, "top").and_then(Value::as_int).map(|k| k as usize);
+                rule = HeadRule::Reasoning { sink, local, threshold, top };
+                reasoning = Some(Reasoning { sink, local });
             }
             _ => {}
-        }
-    }
-    if reasoning.is_some() {
-        if let Some(p) = prompts.iter().find(|p| p.prep.needle_span.is_empty()) {
-            return Err(format!("`retrieval(reasoning)` (Eq. 2) needs each prompt's needle tokens, and dataset `{dataset_name}` gives prompt {} none", p.prep.id));
         }
     }
     let mut fixed_mask = None;
@@ -116,6 +115,22 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         intervention = json!({"kind": if prompt_sets.is_some() { "per_sample" } else { "fixed" }, "heads": heads_ref, "count": heads.len(), "random": random});
         let all = call_arg(args, "scope").and_then(Value::as_str) == Some("all_positions") || call_arg(args, "prefill") == Some(&Value::Bool(true));
         fixed_mask = Some(FixedMask { heads, per_prompt: vec![], mode, scope: if all { MaskScope::AllPositions } else { MaskScope::Steps } });
+    }
+    if let Some((d, _)) = &dynamic {
+        // The masked steps' H_t and this trace's own H'_t must mean the same thing, or the
+        // compensation table compares Eq. 1 sets with Eq. 2 sets.
+        if d.rule != rule {
+            return Err(format!(
+                "this trace masks dynamic heads defined by {}, but its own `capture` defines H_t by {}: give it the same `retrieval(…)` capture as the trace its dynamic heads come from",
+                d.rule.describe(),
+                rule.describe()
+            ));
+        }
+    }
+    if reasoning.is_some() {
+        if let Some(p) = prompts.iter().find(|p| p.prep.needle_span.is_empty()) {
+            return Err(format!("`retrieval(reasoning)` (Eq. 2) needs each prompt's needle tokens, and dataset `{dataset_name}` gives prompt {} none", p.prep.id));
+        }
     }
     let mut eos: Vec<u32> = lm.tokenizer.eos_ids.iter().chain(lm.model.config.eos_token_ids.iter()).copied().collect();
     eos.extend(n.arg("stop").and_then(Value::as_list).unwrap_or(&[]).iter().filter_map(Value::as_int).map(|x| x as u32));
@@ -150,6 +165,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         }
         let mut policy = dynamic.as_ref().map(|(d, mode)| DynamicPolicy {
             k: d.k,
+            rule: d.rule,
             order: d.order,
             static_rank: d.static_rank.iter().enumerate().map(|(i, h)| (*h, i)).collect(),
             mode: *mode,
@@ -167,13 +183,13 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         bar.inc(chunk.len() as u64);
         for (p, g) in chunk.iter().zip(gens) {
             let needle = needle_mask(&p.prep);
-            let eq1 = |s: &crate::engine::generate::StepRecord| -> Vec<Head> { retrieval_heads(s, n_heads, &p.prep.ids, &needle) };
+            let h_t = |s: &StepRecord| -> Vec<Head> { step_heads(&rule, s, n_heads, &p.prep.ids, &needle).into_iter().map(|x| x.0).collect() };
             let steps: Vec<TraceStep> = g
                 .steps
                 .iter()
                 .enumerate()
                 .map(|(step_i, s)| {
-                    let mut v = base_step(s, n_heads, &p.prep.ids, &needle);
+                    let mut v = base_step(s, &rule, n_heads, &p.prep.ids, &needle);
                     if let Some(rec) = dynamic.as_ref().and_then(|(d, _)| d.recorded.as_ref()) {
                         // One-pass step with H_t read from the unablated trace (`source: trace`).
                         let h: Vec<Head> = rec.get(&p.prep.id).and_then(|r| r.get(step_i)).map(|r| r.iter().map(|x| x.0).collect()).unwrap_or_default();
@@ -183,13 +199,13 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
                         // Two-pass step: H_t and the token of the clean pass (the committed pass
                         // itself when nothing was masked), and the heads masked.
                         let clean = s.unmasked.as_deref().unwrap_or(s);
-                        v.clean_heads = Some(eq1(clean));
+                        v.clean_heads = Some(h_t(clean));
                         v.clean_token = Some(clean.token);
                         v.masked = Some(s.masked.clone());
                         if d.post_token == PostToken::Clean && s.unmasked.is_some() {
                             // H'_t scored against the clean pass's token ŷ_t (option 13).
-                            let rec = crate::engine::generate::StepRecord { token: clean.token, argmax: s.argmax.clone(), ..Default::default() };
-                            v.post_heads = Some(eq1(&rec));
+                            let rec = StepRecord { token: clean.token, argmax: s.argmax.clone(), argmax_weight: s.argmax_weight.clone(), reasoning: s.reasoning.clone(), ..Default::default() };
+                            v.post_heads = Some(h_t(&rec));
                         }
                     } else if !s.masked.is_empty() {
                         v.masked = Some(s.masked.clone());
@@ -211,6 +227,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         intervention,
         layers: lm.model.config.num_layers,
         model: model_name,
+        retrieval: rule,
         samples: total,
     };
     let info = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
@@ -220,6 +237,9 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
 /// Captures and interventions that are declared but not run yet.
 fn check(n: &Node) -> Result<(), Refusal> {
     let no = |param: &str, what: String| Err(Refusal::new(param, format!("{what} is not implemented by the executor yet")));
+    if calls(n, "capture").into_iter().filter(|(f, _)| *f == "retrieval").count() > 1 {
+        return Err(Refusal::new("capture", "a trace defines its retrieval heads H_t once: give one `retrieval(…)` capture (Eq. 2's scores come with `retrieval(reasoning)`, every head's argmax with either)".to_string()));
+    }
     for (func, args) in calls(n, "capture") {
         match func {
             "retrieval" => {
@@ -233,8 +253,11 @@ fn check(n: &Node) -> Result<(), Refusal> {
                 // Eq. 2's options change nothing in Eq. 1: under `copy_paste` a value other than
                 // the default would be silently ignored.
                 if call_arg(args, "method").and_then(Value::as_str) != Some("reasoning") {
+                    if call_arg(args, "top").is_some() {
+                        return Err(Refusal::new("capture", "`retrieval(top: …)` is an option of Eq. 2 (`retrieval(reasoning)`); Eq. 1 does not use it".to_string()));
+                    }
                     let spec = crate::lang::schema::registry().func(Family::Capture, "retrieval").expect("`retrieval` is a capture function");
-                    for p in ["sink", "local"] {
+                    for p in ["sink", "local", "threshold"] {
                         let default = spec.params.iter().find(|q| q.name == p).and_then(|q| match q.default {
                             crate::lang::schema::Default::Value(v) => Some(v),
                             _ => None,
@@ -278,11 +301,11 @@ pub fn needle_mask(prep: &PreparedPrompt) -> Vec<bool> {
 }
 
 /// What every trace records of a step (the `generate` op and `rhx trace` alike): the token, H_t
-/// by Eq. 1, the attention weight of each head of H_t at its argmax, every head's argmax, and
-/// the captured hidden states and top-k positions.
-pub fn base_step(s: &StepRecord, n_heads: usize, ids: &[u32], needle: &[bool]) -> TraceStep {
-    let heads = retrieval_heads(s, n_heads, ids, needle);
-    let head_weights = heads.iter().map(|(l, h)| f64::from(s.argmax_weight.get(l * n_heads + h).copied().unwrap_or(0.0))).collect();
+/// by the trace's rule (Eq. 1 or Eq. 2) with each head's score (Eq. 1: the attention weight at
+/// its argmax; Eq. 2: S), every head's argmax, and the captured hidden states, top-k positions
+/// and Eq. 2 scores.
+pub fn base_step(s: &StepRecord, rule: &HeadRule, n_heads: usize, ids: &[u32], needle: &[bool]) -> TraceStep {
+    let (heads, head_weights) = step_heads(rule, s, n_heads, ids, needle).into_iter().map(|(h, w)| (h, f64::from(w))).unzip();
     TraceStep {
         token: s.token,
         heads,

@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use crate::artifact::heads::{Choice, Order, RandomDraw, RecordedSteps, Redraw};
+use crate::artifact::trace::HeadRule;
+use crate::analysis::reasoning::reasoning_heads;
 
 use crate::analysis::dynamism::Head;
 use crate::support::pyrandom::PyRandom;
 use crate::engine::capture::retrieval_heads;
-use crate::engine::generate::{Prompt, StepPolicy};
+use crate::engine::generate::{Prompt, StepPolicy, StepRecord};
 use crate::engine::model::MaskMode;
 
 /// Fixed head sets that differ per sample: a random baseline (redrawn per sample or per cell) or
@@ -57,11 +59,22 @@ impl PromptSets {
     }
 }
 
-/// Per-step dynamic ablation (Section 3.3): the unmasked pass of a step gives H_t (Eq. 1 with
-/// that pass's token); `k` of them (all if fewer or `k` unset), chosen by `order`, are masked in
-/// the committed pass.
+/// H_t of one step by the trace's rule, each head with the score it is ranked by: under Eq. 1
+/// its attention weight at the copied position, under Eq. 2 its reasoning score S.
+pub(crate) fn step_heads(rule: &HeadRule, s: &StepRecord, n_heads: usize, ids: &[u32], needle: &[bool]) -> Vec<(Head, f32)> {
+    match *rule {
+        HeadRule::CopyPaste => retrieval_heads(s, n_heads, ids, needle).into_iter().map(|h| (h, s.argmax_weight.get(h.0 * n_heads + h.1).copied().unwrap_or(0.0))).collect(),
+        HeadRule::Reasoning { threshold, top, .. } => reasoning_heads(&s.reasoning, n_heads, threshold, top),
+    }
+}
+
+/// Per-step dynamic ablation (Sections 3.3 and 4.2): the unmasked pass of a step gives H_t (Eq. 1
+/// with that pass's token, or Eq. 2 on that pass's attention); `k` of them (all if fewer or `k`
+/// unset), chosen by `order`, are masked in the committed pass.
 pub(crate) struct DynamicPolicy {
     pub(crate) k: Option<usize>,
+    /// How H_t is found on the unmasked pass (Eq. 1 or Eq. 2, the base trace's rule).
+    pub(crate) rule: HeadRule,
     pub(crate) order: Order,
     /// Rank of each head in the static ranking (`order: static_rank`).
     pub(crate) static_rank: BTreeMap<Head, usize>,
@@ -82,14 +95,14 @@ impl StepPolicy for DynamicPolicy {
                 (at.iter().map(|x| x.0).collect(), at.into_iter().collect())
             }
             None => {
-                let h = retrieval_heads(unmasked, self.n_heads, &prompt.ids, &self.needles[seq]);
-                let w = h.iter().map(|x| (*x, unmasked.argmax_weight[x.0 * self.n_heads + x.1])).collect();
-                (h, w)
+                let at = step_heads(&self.rule, unmasked, self.n_heads, &prompt.ids, &self.needles[seq]);
+                (at.iter().map(|x| x.0).collect(), at.into_iter().collect())
             }
         };
         let w = |x: &Head| weights.get(x).copied().unwrap_or(0.0);
         match self.order {
-            // Largest attention weight at the copied position first; ties by (layer, head).
+            // Largest score first (Eq. 1: attention weight at the copied position; Eq. 2: S);
+            // ties by (layer, head).
             Order::AttnWeight => h.sort_by(|a, b| w(b).total_cmp(&w(a)).then(a.cmp(b))),
             // Best static rank first; heads outside the ranking after them, by attention weight.
             Order::StaticRank => h.sort_by(|a, b| {
@@ -115,7 +128,8 @@ impl StepPolicy for DynamicPolicy {
         self.mode
     }
 
+    /// Recorded sets are known before the step, and `k: 0` masks nothing: one pass suffices.
     fn needs_unmasked_pass(&self) -> bool {
-        self.recorded.is_none()
+        self.recorded.is_none() && self.k != Some(0)
     }
 }
