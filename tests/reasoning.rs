@@ -4,7 +4,9 @@
 //! `needles` of a prompt line) and the tiny llama3 / qwen3 checkpoints, per step, layer and head
 //! within 1e-4, greedy tokens equal — in the eager loop and the fixed-shape loop, alone and
 //! batched (left padding). `RHX_TEST_DEVICE=cuda` runs the same on the GPU (f32), where the
-//! fixed-shape loop is the CUDA-graph loop.
+//! fixed-shape loop is the CUDA-graph loop on the fused kernels. Then Eq. 2 of the fast loop
+//! against the eager loop, Eq. 2 under uniform attention against key counts, and (CUDA) the
+//! tensor-core kernel's Eq. 2 in bf16 against libtorch's.
 // Hidden spans are lists of token ranges; a one-range list is the common case, not a typo.
 #![allow(clippy::single_range_in_vec_init)]
 use std::collections::BTreeMap;
@@ -23,6 +25,14 @@ fn device() -> Device {
         Ok("cuda") => rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA requested by RHX_TEST_DEVICE"),
         _ => Device::Cpu,
     }
+}
+
+/// On CUDA, one test of this file at a time: the decoding loops capture CUDA graphs on a side
+/// stream of the process, and a capture fails while another thread launches work (H200: the
+/// tests run in parallel broke each other's captures). On the CPU, no lock.
+fn gpu_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
+    static GPU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    device().is_cuda().then(|| GPU.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn fixture() -> Value {
@@ -71,6 +81,7 @@ fn modes() -> [DecodeMode; 2] {
 
 #[test]
 fn smollm2_hotpotqa_equals_hf_eager() {
+    let _turn = gpu_turn();
     if !common::smollm2_installed() {
         return;
     }
@@ -106,6 +117,7 @@ fn smollm2_hotpotqa_equals_hf_eager() {
 
 #[test]
 fn tiny_checkpoints_equal_hf_eager() {
+    let _turn = gpu_turn();
     let fx = fixture();
     for arch in ["llama3", "qwen3"] {
         let (cfg, w) = weights::load_hf_dir(&common::fixture_dir(arch)).unwrap();
@@ -203,6 +215,7 @@ fn needle_prompts(lens: &[usize], seed: usize) -> Vec<Prompt> {
 /// SmolLM2 on the two HotpotQA prompts of the fixture, batched.
 #[test]
 fn fast_loop_eq2_equals_eager_loop() {
+    let _turn = gpu_turn();
     let dev = device();
     let settings = [Reasoning { sink: 4, local: 32 }, Reasoning { sink: 0, local: 0 }, Reasoning { sink: 2, local: 3 }];
     let mut worst = 0f64;
@@ -259,18 +272,26 @@ fn fast_loop_eq2_equals_eager_loop() {
 /// keys every decoding path counts — left padding, hidden spans, the sink, the window with the
 /// query's own key, the needle — independently of the eager loop, in every loop on this device;
 /// on CUDA also in bf16 on both fused attention kernels (tensor-core and FMA) at head dims 128
-/// and 64, with prompts up to 9000 tokens (many chunks). Within 1e-5 relative.
+/// and 64, with prompts up to 9000 tokens (many chunks). The fused kernels sum exact ones (p =
+/// exp(0)), so their S is the count ratio up to the final division's rounding: within 1e-6
+/// relative. The libtorch loops multiply the probabilities 1/n by the memberships in an f32
+/// matmul whose sum of equal terms drifts with their number (H200, bf16: 3.6e-5 relative over
+/// 2964 keys, 1.3e-4 over 8967), so they run the short prompts only, within 1e-4 (a key counted
+/// wrongly moves S by at least 1/(keys counted): 1.3e-2 there).
 #[test]
 fn eq2_under_uniform_attention_is_a_count_ratio() {
+    let _turn = gpu_turn();
     let dev = device();
     let check = |model: &Model, prompts: &[Prompt], r: Reasoning, eng: &EngineOptions, what: &str| {
+        let fused = eng.fused_kernels && model.device.is_cuda() && eng.decode != DecodeMode::Eager;
+        let tol = if fused { 1e-6 } else { 1e-4 };
         let (layers, heads) = (model.config.num_layers, model.config.num_heads);
         let all: Vec<(usize, usize)> = (0..layers).flat_map(|l| (0..heads).map(move |h| (l, h))).collect();
         let mask = FixedMask { heads: all, per_prompt: vec![], mode: MaskMode::UniformAttention, scope: MaskScope::Steps };
         let steps = 5;
         let opts = GenerateOptions { max_new_tokens: steps, reasoning: Some(r), fixed_mask: Some(mask), ..Default::default() };
         let (gens, stats) = generate_with(model, prompts, &opts, eng, None, |_| {}).unwrap();
-        if eng.fused_kernels && model.device.is_cuda() && eng.decode != DecodeMode::Eager {
+        if fused {
             assert!(stats.fused_kernels, "{what}: the fused kernels must run: {:?}", stats.fused_unavailable);
         }
         let mut nonzero = 0;
@@ -285,7 +306,7 @@ fn eq2_under_uniform_attention_is_a_count_ratio() {
                 nonzero += usize::from(want != 0.0);
                 for (h, &got) in s.reasoning.iter().enumerate() {
                     let d = (f64::from(got) - want).abs();
-                    assert!(d <= 1e-5 * want.max(1e-3), "{what} prompt {i} ({} tokens) step {t} layer {} head {}: {got}, counts {num} / {den} = {want}", p.ids.len(), h / heads, h % heads);
+                    assert!(d <= tol * want.max(1e-3), "{what} prompt {i} ({} tokens) step {t} layer {} head {}: {got}, counts {num} / {den} = {want}", p.ids.len(), h / heads, h % heads);
                 }
             }
         }
@@ -308,7 +329,8 @@ fn eq2_under_uniform_attention_is_a_count_ratio() {
     if !dev.is_cuda() {
         return;
     }
-    // bf16 on both fused attention kernels, prompts long enough for many chunks.
+    // bf16 on both fused attention kernels, prompts long enough for many chunks (the libtorch
+    // loops' drift over thousands of keys is larger than a miscounted key: see above).
     let mut long = needle_prompts(&[40, 700, 3000, 9000], 7);
     long[1].hidden_spans = vec![100..180, 300..301];
     for head_dim in [128, 64] {
@@ -323,7 +345,6 @@ fn eq2_under_uniform_attention_is_a_count_ratio() {
                 check(&model, &long, r, &eng, &format!("bf16 head dim {head_dim} {r:?} tensor cores={mma}"));
             }
             kernels.set_tensor_core_attention(true);
-            check(&model, &long, r, &EngineOptions { decode: DecodeMode::Graph, fused_kernels: false, ..Default::default() }, &format!("bf16 head dim {head_dim} {r:?} libtorch ops"));
         }
     }
 }
@@ -334,12 +355,14 @@ fn eq2_under_uniform_attention_is_a_count_ratio() {
 /// and k projections scaled up). Not to 1e-5: a score q·kᵀ rounded to bf16 after a sum in
 /// another order can land one bf16 step away (2⁻⁸ relative: at a score of 8, a weight 3% off),
 /// which moves S as much when that key holds most of the needle's or the denominator's mass.
-/// So: every head within 0.02 + 15% of the libtorch value, the mean relative difference under
-/// 1%. (Which keys are counted is checked exactly by the count-ratio test above.) Skipped on
-/// the CPU.
+/// Measured on an H200: largest difference 2.9e-4, mean relative 1.0e-4 to 2.0e-4 (96 heads per
+/// kernel and head dim). Asserted: every head within 5e-3 + 5% of the libtorch value, the mean
+/// relative difference under 2e-3. (Which keys are counted is checked exactly by the
+/// count-ratio test above.) Skipped on the CPU.
 #[test]
 fn tensor_core_eq2_agrees_with_libtorch_on_cuda() {
     let Some(dev) = cuda_or_skip() else { return };
+    let _turn = gpu_turn();
     for head_dim in [128, 64] {
         let (mut cfg, _) = weights::load_hf_dir(&common::fixture_dir("llama3")).unwrap();
         (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.max_position_embeddings) = (head_dim, 8, 2, 16384);
@@ -369,7 +392,7 @@ fn tensor_core_eq2_agrees_with_libtorch_on_cuda() {
                 for (h, (&x, &y)) in a.iter().zip(b).enumerate() {
                     let (x, y) = (f64::from(x), f64::from(y));
                     let d = (x - y).abs();
-                    assert!(d <= 0.02 + 0.15 * y.abs(), "head dim {head_dim} {label}, prompt {i} ({} tokens) head {h}: {x} vs libtorch {y}", ps[i].ids.len());
+                    assert!(d <= 5e-3 + 0.05 * y.abs(), "head dim {head_dim} {label}, prompt {i} ({} tokens) head {h}: {x} vs libtorch {y}", ps[i].ids.len());
                     worst = worst.max(d);
                     sum_rel += d / y.abs().max(1e-3);
                     n += 1;
@@ -377,7 +400,7 @@ fn tensor_core_eq2_agrees_with_libtorch_on_cuda() {
             }
             let mean_rel = sum_rel / n as f64;
             eprintln!("bf16 head dim {head_dim}, {label} vs libtorch: largest |Δ| {worst:.2e}, mean relative {mean_rel:.2e} over {n} heads");
-            assert!(mean_rel < 1e-2, "head dim {head_dim} {label}: mean relative difference {mean_rel}");
+            assert!(mean_rel < 2e-3, "head dim {head_dim} {label}: mean relative difference {mean_rel}");
         }
     }
 }
