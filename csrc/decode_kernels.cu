@@ -8,6 +8,8 @@
 //
 // Macros set by the host: DT (0 bf16, 1 f16, 2 f32), HD (head dim), EPL (head-dim elements per
 // lane in attention), NQ, NKV, ROT (rotary dims), QKNORM (Qwen3 per-head q/k RMSNorm).
+// Every attention kernel has a variant `_rs` that also reduces Eq. 2 (the reasoning score: see
+// Eq2 below) on the way.
 
 #if DT == 2
 typedef float T;
@@ -528,19 +530,49 @@ struct RowS {
 };
 typedef Cond<EPL == VEC, RowV, RowS>::t Row;
 
+// Chunk partial of one (sequence, query head, chunk): max, sum, argmax column (int bits), Σ p·v
+// (HD), and for Eq. 2 the needle mass and the denominator's mass (both relative to the max).
+#define PS (HD + 5)
+
+// Eq. 2 (the reasoning score) of one sequence's query row, as `ReasoningRequest::weights` in
+// src/engine/model.rs builds it for the libtorch step: column j weighs `needle[j]` (the needle
+// membership of the first `np` padded prompt columns, f32) in the numerator, and 1 in the
+// denominator when it is a token of its sequence past the first `sink` (j − pad ≥ sink, pad =
+// col − pos: the row's left padding) and not among the last `local` keys up to the query
+// (j ≤ col − local). Both masses accumulate p = exp(s − m) next to the softmax sum, rescaled
+// with it, so their ratio needs no normalisation; invisible columns have p = 0.
+// Columns are ints here (as the argmax's): a cache holds fewer than 2^31 columns.
+struct Eq2 {
+  const float* nd;  // this sequence's needle row
+  int np;
+  int lo, hi;  // denominator's columns: lo ≤ j ≤ hi
+  __device__ __forceinline__ float num(int j) const { return j < np ? nd[j] : 0.f; }
+  __device__ __forceinline__ float den(int j) const { return (j >= lo && j <= hi) ? 1.f : 0.f; }
+};
+// Sequence b's Eq. 2 columns at query column cl (read after the wait on the previous kernel),
+// clamped to the int range (a sink or window larger than any cache).
+__device__ __forceinline__ Eq2 eq2_of(const float* needle, int np, const long long* pos, long long sink, long long local, int b,
+                                      long long cl) {
+  const long long lo = cl - pos[b] + sink, hi = cl - local;
+  return Eq2{needle + (size_t)b * np, np, (int)max(min(lo, 0x7fffffffll), -1ll), (int)max(min(hi, 0x7fffffffll), -1ll)};
+}
+
 // Merges a block's SL online-softmax slots per query head into the chunk's partial: `sm` holds
-// the slots' maxima, sums, argmax columns (as int bits) and Σ p·v (`[SL][G][HD]`), in that order.
-template <int SL>
+// the slots' maxima, sums, argmax columns (as int bits), Σ p·v (`[SL][G][HD]`) and, with RS,
+// the Eq. 2 needle and denominator masses, in that order.
+template <int SL, bool RS>
 __device__ __forceinline__ void merge_slots(const float* sm, float* __restrict__ part, int b, int g, int c, int nchunks) {
   const float* sm_m = sm;
   const float* sm_l = sm + SL * G;
   const float* sm_i = sm + 2 * SL * G;
   const float* sm_a = sm + 3 * SL * G;
+  const float* sm_n = sm + (3 + HD) * SL * G;
+  const float* sm_d = sm + (4 + HD) * SL * G;
   for (int t = threadIdx.x; t < G * HD; t += blockDim.x) {
     const int h = t / HD, e = t % HD;
     float M = NEG_INF;
     for (int s2 = 0; s2 < SL; s2++) M = fmaxf(M, sm_m[s2 * G + h]);
-    float L = 0.f, A = 0.f;
+    float L = 0.f, A = 0.f, Nm = 0.f, Dm = 0.f;
     int I = 0x7fffffff;
     for (int s2 = 0; s2 < SL; s2++) {
       const float ms = sm_m[s2 * G + h];
@@ -548,14 +580,22 @@ __device__ __forceinline__ void merge_slots(const float* sm, float* __restrict__
       const float f = expf(ms - M);
       L += sm_l[s2 * G + h] * f;
       A += sm_a[(s2 * G + h) * HD + e] * f;
+      if (RS && e == 0) {
+        Nm += sm_n[s2 * G + h] * f;
+        Dm += sm_d[s2 * G + h] * f;
+      }
       if (ms == M) I = min(I, __float_as_int(sm_i[s2 * G + h]));
     }
-    float* pp = part + (((size_t)b * NQ + g * G + h) * nchunks + c) * (HD + 3);
+    float* pp = part + (((size_t)b * NQ + g * G + h) * nchunks + c) * PS;
     pp[3 + e] = A;
     if (e == 0) {
       pp[0] = M;
       pp[1] = L;
       pp[2] = __int_as_float(I);
+      if (RS) {
+        pp[HD + 3] = Nm;
+        pp[HD + 4] = Dm;
+      }
     }
   }
 }
@@ -566,15 +606,18 @@ __device__ __forceinline__ void merge_slots(const float* sm, float* __restrict__
 // with an online softmax for the G query heads of its kv head, and leaves a partial (max, sum,
 // Σ p·v, argmax) per query head and chunk; attn_combine merges the chunks. Scores are rounded as HF eager rounds them (q·kᵀ in the
 // activation dtype, then × scale in that dtype); the softmax runs in f32. Visible columns:
-// ≤ *col and key_ok. Ties of the argmax go to the lowest column.
+// ≤ *col and key_ok. Ties of the argmax go to the lowest column. RS: Eq. 2's masses too (Eq2).
+template <bool RS>
 __device__ __forceinline__ void attn_decode_body(
     const T* q, const T* kc, const T* vc, long long cap, const long long* col,
-    const unsigned char* key_ok, int chunk, int nchunks, float scale, float* __restrict__ part) {
+    const unsigned char* key_ok, int chunk, int nchunks, float scale, float* __restrict__ part,
+    const float* needle, int np, const long long* pos, long long sink, long long local) {
   pdl_launch_next();
   pdl_wait();
   const int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, sub = lane / LPC, sl = lane % LPC;
   const long long cl = *col;
+  const Eq2 eq2 = RS ? eq2_of(needle, np, pos, sink, local, b, cl) : Eq2{};
   const long long j0 = (long long)c * chunk;
   const long long j1 = min(j0 + (long long)chunk, cl + 1);
   // The G query heads in shared memory as f32, read per use: held in registers (G·EPL of the 128
@@ -583,11 +626,13 @@ __device__ __forceinline__ void attn_decode_body(
   for (int t = tid; t < G * HD; t += NW * 32) qs[t] = ld(q[((size_t)b * NQ + g * G) * HD + t]);
   __syncthreads();
   float m[G], l[G], acc[G][EPL];
+  float rn[RS ? G : 1], rd[RS ? G : 1];  // Eq. 2: needle and denominator masses
   int ix[G];
 #pragma unroll
   for (int h = 0; h < G; h++) {
     m[h] = NEG_INF;
     l[h] = 0.f;
+    if (RS) rn[h] = rd[h] = 0.f;
     ix[h] = 0x7fffffff;
 #pragma unroll
     for (int e = 0; e < EPL; e++) acc[h][e] = 0.f;
@@ -647,6 +692,10 @@ __device__ __forceinline__ void attn_decode_body(
       if (mx > m[h]) {
         const float f = expf(m[h] - mx);
         l[h] *= f;
+        if (RS) {
+          rn[h] *= f;
+          rd[h] *= f;
+        }
 #pragma unroll
         for (int e = 0; e < EPL; e++) acc[h][e] *= f;
         m[h] = mx;
@@ -658,17 +707,27 @@ __device__ __forceinline__ void attn_decode_body(
       if (!valid[u]) continue;
       float vf[EPL];
       vr[u].get(vf);
+      float wn = 0.f, wd = 0.f;
+      if (RS) {
+        const int j = (int)(jb + u * CPW + sub);
+        wn = eq2.num(j);
+        wd = eq2.den(j);
+      }
 #pragma unroll
       for (int h = 0; h < G; h++) {
         const float p = expf(s[u][h] - m[h]);
         l[h] += p;
+        if (RS) {
+          rn[h] += p * wn;
+          rd[h] += p * wd;
+        }
 #pragma unroll
         for (int e = 0; e < EPL; e++) acc[h][e] += p * vf[e];
       }
     }
   }
   // Merge of the block's lane groups.
-  __shared__ float sm[SLOTS * G * (HD + 3)];
+  __shared__ float sm[SLOTS * G * (HD + (RS ? 5 : 3))];
   const int slot = warp * CPW + sub;
 #pragma unroll
   for (int h = 0; h < G; h++) {
@@ -676,26 +735,42 @@ __device__ __forceinline__ void attn_decode_body(
       sm[slot * G + h] = m[h];
       sm[SLOTS * G + slot * G + h] = l[h];
       sm[2 * SLOTS * G + slot * G + h] = __int_as_float(ix[h]);
+      if (RS) {
+        sm[(3 + HD) * SLOTS * G + slot * G + h] = rn[h];
+        sm[(4 + HD) * SLOTS * G + slot * G + h] = rd[h];
+      }
     }
 #pragma unroll
     for (int e = 0; e < EPL; e++) sm[3 * SLOTS * G + (slot * G + h) * HD + sl * EPL + e] = acc[h][e];
   }
   __syncthreads();
-  merge_slots<SLOTS>(sm, part, b, g, c, nchunks);
+  merge_slots<SLOTS, RS>(sm, part, b, g, c, nchunks);
 }
 
 // Two register budgets: ATTN_BLOCKS blocks per SM (one wave of them when the cache is long),
 // and one block per SM (no register spills) for grids that fit in one block per SM.
+// Every variant takes Eq. 2's arguments (needle `[B, np]` f32, positions `[B]`, sink, local);
+// only the `_rs` ones read them.
 #define ATTN_ARGS                                                                                   \
   const T *q, const T *kc, const T *vc, long long cap, const long long *col, const unsigned char *key_ok, \
-      int chunk, int nchunks, float scale, float *__restrict__ part
+      int chunk, int nchunks, float scale, float *__restrict__ part, const float *needle, int np,           \
+      const long long *pos, long long sink, long long local
+#define ATTN_PASS q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part, needle, np, pos, sink, local
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(ATTN_ARGS) {
   TL(3, nchunks);
-  attn_decode_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
+  attn_decode_body<false>(ATTN_PASS);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS) {
   TL(4, nchunks);
-  attn_decode_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
+  attn_decode_body<false>(ATTN_PASS);
+}
+extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_rs(ATTN_ARGS) {
+  TL(3, nchunks);
+  attn_decode_body<true>(ATTN_PASS);
+}
+extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1_rs(ATTN_ARGS) {
+  TL(4, nchunks);
+  attn_decode_body<true>(ATTN_PASS);
 }
 
 // Tensor-core decode attention (bf16 / f16, head dim 64 or 128, G ≤ 8 query heads per kv head): the
@@ -770,9 +845,11 @@ __device__ __forceinline__ void ld_piece(const T* p, unsigned* w) {
 // of its score fragments (tiles r / 2, columns 2t + r % 2) and of its value pieces.
 __device__ __forceinline__ int key_of(int r, int t) { return 8 * (r >> 1) + 2 * t + (r & 1); }
 
+template <bool RS>
 __device__ __forceinline__ void attn_mma_body(
     const T* q, const T* kc, const T* vc, long long cap, const long long* col,
-    const unsigned char* key_ok, int chunk, int nchunks, float scale, float* __restrict__ part) {
+    const unsigned char* key_ok, int chunk, int nchunks, float scale, float* __restrict__ part,
+    const float* needle, int np, const long long* pos, long long sink, long long local) {
   pdl_launch_next();
   const int c = blockIdx.x, kvh = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -807,6 +884,12 @@ __device__ __forceinline__ void attn_mma_body(
   pdl_wait();
   const long long cl = *col;
   const long long j1 = min(j0 + (long long)chunk, cl + 1);
+  // Eq. 2's block-uniform parameters through shared memory (written before the barrier below):
+  // with them in registers ptxas spilled 64 bytes in the RS variant, with this 24 (sm_90,
+  // Llama-3.1-8B's shape; the plain variant spills none).
+  __shared__ Eq2 eq2s;
+  if (RS && threadIdx.x == 0) eq2s = eq2_of(needle, np, pos, sink, local, b, cl);
+  const Eq2& eq2 = eq2s;
   const bool head = g < G;  // lanes of rows ≥ G compute a zero row and write nothing
   // The query rows in shared memory (rows ≥ G zero), read per tile: in registers they made the
   // loop spill at the 128 registers of 2 blocks per SM.
@@ -819,6 +902,7 @@ __device__ __forceinline__ void attn_mma_body(
   // Stats of head g (equal in its four lanes but for l, a partial sum); Σ p·v of heads 2t and
   // 2t+1 at dims g·VP + mt and (g + 8)·VP + mt.
   float m = NEG_INF, l = 0.f, acc[VP][4];
+  float rn = 0.f, rd = 0.f;  // Eq. 2 (RS): needle and denominator masses of head g, partial as l
   int ix = 0x7fffffff;
 #pragma unroll
   for (int mt = 0; mt < VP; mt++) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
@@ -886,6 +970,10 @@ __device__ __forceinline__ void attn_mma_body(
     if (mx > m) {
       f = expf(m - mx);
       l *= f;
+      if (RS) {
+        rn *= f;
+        rd *= f;
+      }
       m = mx;
       ix = bi;
     }
@@ -902,6 +990,11 @@ __device__ __forceinline__ void attn_mma_body(
     for (int r = 0; r < 4; r++) {
       p[r] = valid[r] ? expf(sc[r] - m) : 0.f;
       l += p[r];
+      if (RS) {
+        const int j = (int)jb + 8 * (r >> 1) + 2 * t + (r & 1);
+        rn += p[r] * (j < eq2.np ? eq2.nd[j] : 0.f);
+        rd += (j >= eq2.lo && j <= eq2.hi) ? p[r] : 0.f;
+      }
     }
     // Pᵀ as the B operand of Oᵀ += Vᵀ·Pᵀ: b0 = P[g][2t, 2t+1], b1 = P[g][2t+8, 2t+9] — this
     // lane's own weights. Vᵀ's rows g and g + 8 of m-tile mt are element mt of the lane's two
@@ -917,12 +1010,22 @@ __device__ __forceinline__ void attn_mma_body(
   }
   l += __shfl_xor_sync(0xffffffffu, l, 1);
   l += __shfl_xor_sync(0xffffffffu, l, 2);
+  if (RS) {
+    rn += __shfl_xor_sync(0xffffffffu, rn, 1);
+    rn += __shfl_xor_sync(0xffffffffu, rn, 2);
+    rd += __shfl_xor_sync(0xffffffffu, rd, 1);
+    rd += __shfl_xor_sync(0xffffffffu, rd, 2);
+  }
   // One slot per warp and head.
-  __shared__ float sm[NW * G * (HD + 3)];
+  __shared__ float sm[NW * G * (HD + (RS ? 5 : 3))];
   if (head && t == 0) {
     sm[warp * G + g] = m;
     sm[NW * G + warp * G + g] = l;
     sm[2 * NW * G + warp * G + g] = __int_as_float(ix);
+    if (RS) {
+      sm[(3 + HD) * NW * G + warp * G + g] = rn;
+      sm[(4 + HD) * NW * G + warp * G + g] = rd;
+    }
   }
 #pragma unroll
   for (int hh = 0; hh < 2; hh++) {
@@ -937,11 +1040,15 @@ __device__ __forceinline__ void attn_mma_body(
     }
   }
   __syncthreads();
-  merge_slots<NW>(sm, part, b, kvh, c, nchunks);
+  merge_slots<NW, RS>(sm, part, b, kvh, c, nchunks);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_mma(ATTN_ARGS) {
   TL(6, nchunks);
-  attn_mma_body(q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part);
+  attn_mma_body<false>(ATTN_PASS);
+}
+extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_mma_rs(ATTN_ARGS) {
+  TL(6, nchunks);
+  attn_mma_body<true>(ATTN_PASS);
 }
 #endif
 
@@ -949,26 +1056,28 @@ extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_m
 // threads, one per head-dim element: the heads' outputs (masked for ZeroOutput), the argmax
 // column (lowest among equal maxima) and its weight 1 / Σ exp(s − max). Every partial of the
 // first CT chunks is requested up front, so the merge waits on L2 once (chunks beyond CT, at
-// long contexts, are read in further rounds).
+// long contexts, are read in further rounds). With `rs` (partials of an `_rs` attention kernel)
+// also Eq. 2: needle mass ÷ denominator mass, 0 where the denominator is ≤ 0 (as
+// `ReasoningRequest::scores`).
 #define CB (HD <= 128 ? 128 : 256)
 #define CT 64
 extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part, int nchunks, const T* keep, int zero_out,
-                                                        T* __restrict__ out, long long* __restrict__ am, float* __restrict__ aw) {
+                                                        T* __restrict__ out, long long* __restrict__ am, float* __restrict__ aw,
+                                                        float* __restrict__ rs) {
   constexpr int MC = MAXCHUNKS / CB;
-  constexpr int PS = HD + 3;
   TL(5, nchunks);
   pdl_launch_next();
   pdl_wait();
   const int hq = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   __shared__ float cf[MAXCHUNKS];
-  __shared__ float red_m[CB / 32], red_l[CB / 32];
+  __shared__ float red_m[CB / 32], red_l[CB / 32], red_n[CB / 32], red_d[CB / 32];
   __shared__ int red_i[CB / 32];
   const float* pb = part + ((size_t)b * NQ + hq) * nchunks * PS;
   const bool el = tid < HD;
   float a[CT];
 #pragma unroll
   for (int k = 0; k < CT; k++) a[k] = (el && k < nchunks) ? pb[(size_t)k * PS + 3 + tid] : 0.f;
-  float mk[MC], lk[MC];
+  float mk[MC], lk[MC], nk[MC], dk[MC];
   int ik[MC];
 #pragma unroll
   for (int r = 0; r < MC; r++) {
@@ -977,6 +1086,8 @@ extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part,
     mk[r] = in ? pb[(size_t)k * PS] : NEG_INF;
     lk[r] = in ? pb[(size_t)k * PS + 1] : 0.f;
     ik[r] = in ? __float_as_int(pb[(size_t)k * PS + 2]) : 0x7fffffff;
+    nk[r] = (rs && in) ? pb[(size_t)k * PS + HD + 3] : 0.f;
+    dk[r] = (rs && in) ? pb[(size_t)k * PS + HD + 4] : 0.f;
   }
   float M = NEG_INF;
 #pragma unroll
@@ -988,7 +1099,7 @@ extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part,
   M = red_m[0];
 #pragma unroll
   for (int w = 1; w < CB / 32; w++) M = fmaxf(M, red_m[w]);
-  float L = 0.f;
+  float L = 0.f, Nm = 0.f, Dm = 0.f;
   int I = 0x7fffffff;
 #pragma unroll
   for (int r = 0; r < MC; r++) {
@@ -996,24 +1107,35 @@ extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part,
     if (k < nchunks) {
       const float f = mk[r] == NEG_INF ? 0.f : expf(mk[r] - M);
       L += lk[r] * f;
+      Nm += nk[r] * f;
+      Dm += dk[r] * f;
       if (mk[r] == M) I = min(I, ik[r]);
       cf[k] = f;
     }
   }
   L = warp_sum(L);
+  if (rs) {
+    Nm = warp_sum(Nm);
+    Dm = warp_sum(Dm);
+  }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) I = min(I, __shfl_xor_sync(0xffffffffu, I, o));
   if (lane == 0) {
     red_l[warp] = L;
     red_i[warp] = I;
+    red_n[warp] = Nm;
+    red_d[warp] = Dm;
   }
   __syncthreads();
   L = 0.f;
   I = 0x7fffffff;
+  Nm = Dm = 0.f;
 #pragma unroll
   for (int w = 0; w < CB / 32; w++) {
     L += red_l[w];
     I = min(I, red_i[w]);
+    Nm += red_n[w];
+    Dm += red_d[w];
   }
   if (el) {
     float A = 0.f;
@@ -1037,5 +1159,6 @@ extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part,
   if (tid == 0) {
     am[b * NQ + hq] = I;
     aw[b * NQ + hq] = 1.f / L;
+    if (rs) rs[b * NQ + hq] = Dm <= 0.f ? 0.f : Nm / Dm;
   }
 }

@@ -9,7 +9,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use rand_mt::Mt64;
 use tch::Device;
 
@@ -17,7 +17,7 @@ use crate::engine::config::ModelConfig;
 use crate::engine::presets;
 use crate::engine::cuda;
 use crate::engine::device::{self, DType, DeviceRequest};
-use crate::engine::generate::{auto_batch_size, generate_with, DecodeMode, EngineOptions, GenStats, GenerateOptions, Prompt};
+use crate::engine::generate::{auto_batch_size, generate_with, DecodeMode, EngineOptions, GenStats, GenerateOptions, Prompt, Reasoning};
 use crate::engine::model::Model;
 use crate::engine::weights;
 
@@ -30,7 +30,11 @@ process (transformers, eager attention, generate(output_attentions=True) + the s
 the whole GPU in turn.\n\nEXAMPLE (one H200):\n  rhx bench --shape llama-3.1-8b --dtype bf16 --out benchmarks/gpu.md\n\nKERNEL \
 TIMELINE (no profiler needed): RHX_TIMELINE=tl.csv rhx bench ... --contexts 4096 --modes graph builds the fused \
 kernels with per-block timestamps (about 1.4% slower) and writes the last steps of the last batch-1 run; \
-scripts/bench/timeline.py tl.csv prints where a decode step's time goes, launch by launch."
+scripts/bench/timeline.py tl.csv prints where a decode step's time goes, launch by launch.\n\nEQ. 2 COST: --capture reasoning runs \
+every batch-1 and batch-sweep measurement twice, Eq. 1 alone and Eq. 1 + Eq. 2 (on a needle span of --needle-fraction of \
+each prompt, sink 4, local 32), alternately --repeats times, and adds a table of their decode rates and ratio:\n  rhx bench \
+--shape llama-3.1-8b --dtype bf16 --no-hf --modes graph --capture reasoning --repeats 3 --new-tokens 256 \
+--batch-sizes 4 --long-context 0"
 )]
 pub struct BenchArgs {
     /// Model shape: llama-3.1-8b, llama-3.2-3b, qwen3-8b, llama-2-13b, phi-4-mini, smollm2-135m
@@ -98,7 +102,27 @@ pub struct BenchArgs {
     out: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Also measure with this capture on top of Eq. 1, in the same command: `reasoning` (Eq. 2)
+    #[arg(long, value_enum)]
+    capture: Option<BenchCapture>,
+    /// Eq. 2's synthetic needle: this fraction of each prompt, a contiguous span centred at half
+    /// its length
+    #[arg(long, default_value_t = 0.1)]
+    needle_fraction: f64,
+    /// With --capture: measurements of each (context, batch, loop) per capture, alternating
+    #[arg(long, default_value_t = 1)]
+    repeats: usize,
 }
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BenchCapture {
+    /// Eq. 2 (reasoning score) of every head at every step, sink 4, local 32
+    Reasoning,
+}
+
+/// Label of the runs with Eq. 2 on (`--capture reasoning`), after the label of the same run
+/// without it.
+const EQ2: &str = " + Eq. 2";
 
 #[derive(Debug, Clone)]
 struct Run {
@@ -186,8 +210,12 @@ fn utc_date(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", tod / 3600, (tod % 3600) / 60)
 }
 
-fn random_prompts(rng: &mut Mt64, n: usize, len: usize, vocab: usize) -> Vec<Prompt> {
-    (0..n).map(|_| Prompt { ids: (0..len).map(|_| (rng.next_u64() % vocab as u64) as u32).collect(), ..Default::default() }).collect()
+/// Random-token prompts, each with a needle span of `needle_fraction` of its tokens (at least
+/// one) centred at half its length (read only by Eq. 2).
+fn random_prompts(rng: &mut Mt64, n: usize, len: usize, vocab: usize, needle_fraction: f64) -> Vec<Prompt> {
+    let span = ((len as f64 * needle_fraction).round() as usize).clamp(1, len.max(1));
+    let start = (len - span.min(len)) / 2;
+    (0..n).map(|_| Prompt { ids: (0..len).map(|_| (rng.next_u64() % vocab as u64) as u32).collect(), needle: (start..start + span).filter(|&i| i < len).collect(), ..Default::default() }).collect()
 }
 
 /// A decode loop as the benchmark names it: the engine's mode, with or without fused kernels.
@@ -223,12 +251,13 @@ fn parse_mode(s: &str) -> Result<Loop> {
     Ok(Loop { decode, fused })
 }
 
-/// One timed generation; an out-of-memory error (a libtorch panic) becomes `Err`.
-fn measure(model: &Model, prompts: &[Prompt], new_tokens: usize, mode: Loop) -> std::result::Result<Measured, String> {
+/// One timed generation (Eq. 1 capture, and Eq. 2 with `eq2`); an out-of-memory error (a
+/// libtorch panic) becomes `Err`.
+fn measure(model: &Model, prompts: &[Prompt], new_tokens: usize, mode: Loop, eq2: bool) -> std::result::Result<Measured, String> {
     let dev = model.device;
     let _ = cuda::empty_cache();
     let _ = cuda::reset_peak(dev);
-    let opts = GenerateOptions { max_new_tokens: new_tokens, eos_ids: vec![], argmax: true, ..Default::default() };
+    let opts = GenerateOptions { max_new_tokens: new_tokens, eos_ids: vec![], argmax: true, reasoning: eq2.then(Reasoning::default), ..Default::default() };
     let eng = EngineOptions { decode: mode.decode, fused_kernels: mode.fused, ..EngineOptions::process().map_err(|e| e.to_string())?.clone() };
     let t0 = Instant::now();
     let r = std::panic::catch_unwind(AssertUnwindSafe(|| generate_with(model, prompts, &opts, &eng, None, |_| {})));
@@ -296,6 +325,76 @@ fn run_hf(args: &BenchArgs, cfg: &ModelConfig) -> Result<(Vec<HfRun>, String)> {
         bail!("the HF reference script failed ({status})");
     }
     Ok((results, info))
+}
+
+/// Median of the rates (`None` when no measurement succeeded).
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// The cost of Eq. 2 (`--capture reasoning`): per (run, context, batch, loop) the median decode
+/// rate over the repeats with Eq. 1 alone and with Eq. 1 + Eq. 2, their ratio, the same for the
+/// steady rate (graph capture left out), the loop that ran, and whether the greedy tokens and
+/// Eq. 1 argmax positions of the first measurements of both are equal (batch 1: Eq. 2 must
+/// change nothing else).
+fn eq2_table(runs: &[Run], needle_fraction: f64, reps: usize) -> String {
+    let mut rows = String::new();
+    let mut done: Vec<(String, usize, usize, String)> = Vec::new();
+    for r in runs.iter().filter(|r| !r.label.ends_with(EQ2)) {
+        let key = (r.label.clone(), r.context, r.batch, r.mode.clone());
+        if done.contains(&key) {
+            continue;
+        }
+        let with = format!("{}{EQ2}", r.label);
+        let pick = |label: &str| -> Vec<&Measured> { runs.iter().filter(|x| x.label == label && x.context == r.context && x.batch == r.batch && x.mode == r.mode).filter_map(|x| x.result.as_ref().ok()).collect() };
+        let (base, eq) = (pick(&r.label), pick(&with));
+        if eq.is_empty() {
+            continue;
+        }
+        done.push(key);
+        let rate = |v: &[&Measured], f: fn(&Measured) -> f64| median(v.iter().map(|m| f(m)).collect());
+        let (b, e) = (rate(&base, Measured::decode_tok_s), rate(&eq, Measured::decode_tok_s));
+        let (bs, es) = (rate(&base, Measured::steady_tok_s), rate(&eq, Measured::steady_tok_s));
+        let same = match (base.first().and_then(|m| m.gens.first()), eq.first().and_then(|m| m.gens.first())) {
+            (Some(x), Some(y)) => {
+                let argmax = x.steps.iter().zip(&y.steps).all(|(a, b)| a.argmax == b.argmax);
+                if x.tokens == y.tokens && argmax { "yes".to_string() } else { format!("no (tokens {}, argmax {})", x.tokens == y.tokens, argmax) }
+            }
+            _ => "—".into(),
+        };
+        let loop_of = |v: &[&Measured]| v.first().map(|m| if m.stats.fused_kernels { format!("{} (fused kernels)", r.mode) } else { r.mode.clone() }).unwrap_or_default();
+        rows += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {same} |\n",
+            r.label,
+            r.context,
+            r.batch,
+            loop_of(&base),
+            loop_of(&eq),
+            b.map(fmt_rate).unwrap_or("failed".into()),
+            e.map(fmt_rate).unwrap_or("failed".into()),
+            ratio3(e, b),
+            bs.map(fmt_rate).unwrap_or("—".into()),
+            es.map(fmt_rate).unwrap_or("—".into()),
+            ratio3(es, bs),
+        );
+    }
+    format!(
+        "\nCost of Eq. 2 (`--capture reasoning`: each step also reduces every head's needle mass ÷ mass outside the sink (4) and the local window (32), needle = {:.0}% of each prompt, contiguous, centred): decode tok/s with Eq. 1 alone and with Eq. 1 + Eq. 2, median of {reps} alternating measurements each; steady = without the step-1 graph capture. Batch 1: greedy tokens and Eq. 1 argmax positions of both compared.\n\n| run | context | batch | loop (Eq. 1) | loop (Eq. 1 + Eq. 2) | Eq. 1 tok/s | Eq. 1 + Eq. 2 tok/s | ratio | Eq. 1 steady | Eq. 1 + Eq. 2 steady | steady ratio | same tokens and Eq. 1 |\n|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---|\n{rows}",
+        needle_fraction * 100.0
+    )
+}
+
+/// `a / b` to three decimals, or a dash.
+fn ratio3(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.3}", a / b),
+        _ => "—".into(),
+    }
 }
 
 fn fmt_rate(x: f64) -> String {
@@ -384,16 +483,28 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         runs.push(Run { label: label.to_string(), context, batch, mode: mode.name(), result: r });
     };
-    // Warm-up: libraries, cuBLAS handles, the shim.
+    let nf = args.needle_fraction;
+    let eq2 = args.capture == Some(BenchCapture::Reasoning);
+    // With --capture, each measurement `repeats` times without and with it, alternating.
+    let reps = if eq2 { args.repeats.max(1) } else { 1 };
+    // Warm-up: libraries, cuBLAS handles, the shim (and the kernels of the Eq. 2 variant).
     for &m in &modes {
-        let p = random_prompts(&mut rng, 1, 128, vocab);
-        let _ = measure(&model, &p, 4, m);
+        let p = random_prompts(&mut rng, 1, 128, vocab, nf);
+        let _ = measure(&model, &p, 4, m, false);
+        if eq2 {
+            let _ = measure(&model, &p, 4, m, true);
+        }
     }
     for &ctx in &args.contexts {
         // The same prompt for every loop, so their outputs can be compared.
-        let p = random_prompts(&mut rng, 1, ctx, vocab);
+        let p = random_prompts(&mut rng, 1, ctx, vocab, nf);
         for &m in &modes {
-            record("batch 1", ctx, 1, m, measure(&model, &p, args.new_tokens, m));
+            for _ in 0..reps {
+                record("batch 1", ctx, 1, m, measure(&model, &p, args.new_tokens, m, false));
+                if eq2 {
+                    record(&format!("batch 1{EQ2}"), ctx, 1, m, measure(&model, &p, args.new_tokens, m, true));
+                }
+            }
         }
     }
     // The kernel timeline of the last batch-1 run's last steps (a measurement build of the
@@ -425,17 +536,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     sizes.dedup();
     eprintln!("bench: batch sweep at {} tokens: {:?} (automatic: {:?})", args.batch_context, sizes, auto);
     for &b in &sizes {
-        let p = random_prompts(&mut rng, b, args.batch_context, vocab);
-        record("batch sweep", args.batch_context, b, best_mode, measure(&model, &p, args.new_tokens, best_mode));
+        let p = random_prompts(&mut rng, b, args.batch_context, vocab, nf);
+        for _ in 0..reps {
+            record("batch sweep", args.batch_context, b, best_mode, measure(&model, &p, args.new_tokens, best_mode, false));
+            if eq2 {
+                record(&format!("batch sweep{EQ2}"), args.batch_context, b, best_mode, measure(&model, &p, args.new_tokens, best_mode, true));
+            }
+        }
     }
     // NIAH-sized sample, end to end.
-    let p = random_prompts(&mut rng, 1, args.niah_context, vocab);
-    record("niah sample", args.niah_context, 1, best_mode, measure(&model, &p, args.niah_new_tokens, best_mode));
+    let p = random_prompts(&mut rng, 1, args.niah_context, vocab, nf);
+    record("niah sample", args.niah_context, 1, best_mode, measure(&model, &p, args.niah_new_tokens, best_mode, false));
     // Long context.
     let long_context = args.long_context.unwrap_or(cfg.max_position_embeddings.saturating_sub(args.long_new_tokens));
     if long_context > 0 {
-        let p = random_prompts(&mut rng, 1, long_context, vocab);
-        record("long context", long_context, 1, best_mode, measure(&model, &p, args.long_new_tokens, best_mode));
+        let p = random_prompts(&mut rng, 1, long_context, vocab, nf);
+        record("long context", long_context, 1, best_mode, measure(&model, &p, args.long_new_tokens, best_mode, false));
     }
 
     // 3. Tables.
@@ -550,7 +666,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     for &ctx in &args.contexts {
         let base = runs.iter().find(|r| r.label == "batch 1" && r.context == ctx).and_then(|r| r.result.as_ref().ok().map(|m| (r.mode.clone(), m)));
         let Some((base_mode, base)) = base else { continue };
-        for r in runs.iter().filter(|r| r.label == "batch 1" && r.context == ctx && r.mode != base_mode) {
+        let mut seen = vec![base_mode.clone()];
+        for r in runs.iter().filter(|r| r.label == "batch 1" && r.context == ctx) {
+            // The first measurement of each other loop (--repeats measures each several times).
+            if seen.contains(&r.mode) {
+                continue;
+            }
+            seen.push(r.mode.clone());
             let Ok(m) = &r.result else { continue };
             let (Some(a), Some(b)) = (base.gens.first(), m.gens.first()) else { continue };
             let shared = a.tokens.iter().zip(&b.tokens).take_while(|(x, y)| x == y).count();
@@ -569,6 +691,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     if !agree.is_empty() {
         md += &format!("\nAgreement between decode loops at batch 1 ({}, same prompt): greedy tokens equal before the first difference, and per-step per-head argmax positions equal over those steps:\n\n| context | loops | tokens | argmax positions |\n|---:|---|---:|---:|\n{agree}", args.dtype);
+    }
+    if eq2 {
+        md += &eq2_table(&runs, args.needle_fraction, reps);
     }
     md += "\nAll rhx runs:\n\n| run | context | batch | loop | decode tok/s | steady tok/s (no capture) | prefill tok/s | prefill s | decode s | total s | peak GiB | graph captures (s) | limit tok/s |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in &runs {

@@ -313,12 +313,12 @@ impl Spec {
     }
 
     /// Static shared memory of the attention kernel: its in-block merge (`sm` in the source:
-    /// `NW · CPW` lane groups × G heads × (hd + 3) floats, NW = 8 warps) and the G query heads
-    /// (`qs`, f32).
+    /// `NW · CPW` lane groups × G heads × (hd + 5) floats in the Eq. 2 variant, NW = 8 warps)
+    /// and the G query heads (`qs`, f32).
     fn attn_smem_bytes(&self, epl: usize) -> usize {
         let (g, hd) = (self.n_heads / self.n_kv_heads, self.head_dim);
         let slots = 8 * (32 / (hd / epl));
-        (slots * g * (hd + 3) + g * hd) * 4
+        (slots * g * (hd + 5) + g * hd) * 4
     }
 
     fn options(&self, arch: (c_int, c_int), knobs: &KernelKnobs) -> Vec<String> {
@@ -371,13 +371,14 @@ pub struct Kernels {
     elem_bytes: i64,
     rmsnorm: Func,
     rope_kv: Func,
-    attn: Func,
+    /// The attention kernels, each `[plain, with Eq. 2]` (`attn_decode` and `attn_decode_rs`, …).
+    attn: [Func; 2],
     /// `attn` compiled for one block per SM (more registers, no spills): for grids of at most
     /// `sms` blocks (H200, batch 1: 238 vs 235 tok/s at 1k). `RHX_ATTN_ONE=0`: never.
-    attn_1: Option<Func>,
+    attn_1: Option<[Func; 2]>,
     /// Tensor-core attention (`attn_decode_mma`: bf16/f16, head dim 64 or 128, ≤ 8 query heads
     /// per kv head, sm_80+), used for every grid when built; `RHX_ATTN_MMA=0`: never.
-    attn_mma: Option<Func>,
+    attn_mma: Option<[Func; 2]>,
     /// Whether [`Kernels::attention`] uses `attn_mma` (on when built; the tests turn it off to
     /// compare it with the FMA kernel).
     use_mma: std::sync::atomic::AtomicBool,
@@ -502,8 +503,10 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     };
     let attention_blocks = knobs.attn_blocks as i64 * sms as i64;
     let grid_cap = knobs.gemv_grid_cap.unwrap_or(knobs.gemv_b1_blocks * sms as u32);
-    let attn_mma = if spec.tensor_core_attention() && major >= 8 && knobs.attn_mma { Some(f("attn_decode_mma")?) } else { None };
-    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, grid_cap, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: f("attn_decode")?, attn_1: if knobs.attn_one { Some(f("attn_decode_1")?) } else { None }, attn_mma, gemv_threads: knobs.gemv_threads as i64, use_mma: std::sync::atomic::AtomicBool::new(true), sms: sms as i64, combine: f("attn_combine")?, gemv })
+    let pair = |name: &str| -> Result<[Func; 2], String> { Ok([f(name)?, f(&format!("{name}_rs"))?]) };
+    let attn_mma = if spec.tensor_core_attention() && major >= 8 && knobs.attn_mma { Some(pair("attn_decode_mma")?) } else { None };
+    let attn_1 = if knobs.attn_one { Some(pair("attn_decode_1")?) } else { None };
+    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, grid_cap, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: pair("attn_decode")?, attn_1, attn_mma, gemv_threads: knobs.gemv_threads as i64, use_mma: std::sync::atomic::AtomicBool::new(true), sms: sms as i64, combine: f("attn_combine")?, gemv })
 }
 
 /// `RHX_TIMELINE`: where `rhx bench` writes the kernel timeline; when set, the kernels are
@@ -708,25 +711,51 @@ impl Kernels {
 
     /// Decode attention with the argmax capture for one layer (see the kernels' comments): the
     /// chunks' partials, then their merge into `out` (`[B, Hq · hd]`), `argmax` and `weight`
-    /// (`[B, Hq]`).
+    /// (`[B, Hq]`), and with `eq2` Eq. 2's score into `eq2.out` (`[B, Hq]`).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention(&self, q: &Tensor, kc: &Tensor, vc: &Tensor, col: &Tensor, key_ok: &Tensor, chunks: (i64, i64), scale: f64, keep: Option<&Tensor>, zero_out: bool, partials: &Tensor, out: &Tensor, argmax: &Tensor, weight: &Tensor) {
+    pub fn attention(&self, q: &Tensor, kc: &Tensor, vc: &Tensor, col: &Tensor, key_ok: &Tensor, chunks: (i64, i64), scale: f64, keep: Option<&Tensor>, zero_out: bool, partials: &Tensor, out: &Tensor, argmax: &Tensor, weight: &Tensor, eq2: Option<&Eq2Args>) {
         let s = kc.size();
         let (b, nkv, cap, hd) = (s[0], s[1], s[2], s[3]);
         let nq = argmax.size()[1];
         let (chunk, n) = chunks;
         let mma = self.attn_mma.filter(|_| self.use_mma.load(std::sync::atomic::Ordering::Relaxed));
-        let attn = mma.or(self.attn_1.filter(|_| n * nkv * b <= self.sms)).unwrap_or(self.attn);
-        self.launch(attn, (n as u32, nkv as u32, b as u32), 256, Args::new().t(q).t(kc).t(vc).i64(cap).t(col).t(key_ok).i32(chunk).i32(n).f32(scale).t(partials));
-        let args = Args::new().t(partials).i32(n).opt(keep).i32(zero_out as i64).t(out).t(argmax).t(weight);
+        let attn = mma.or(self.attn_1.filter(|_| n * nkv * b <= self.sms)).unwrap_or(self.attn)[eq2.is_some() as usize];
+        let mut args = Args::new().t(q).t(kc).t(vc).i64(cap).t(col).t(key_ok).i32(chunk).i32(n).f32(scale).t(partials);
+        args = match eq2 {
+            Some(e) => {
+                debug_assert!(e.needle.kind() == Kind::Float && e.needle.is_contiguous() && e.needle.size()[0] == b, "needle: [B, P] f32, contiguous");
+                debug_assert!(e.pos.kind() == Kind::Int64 && e.pos.is_contiguous() && e.pos.numel() as i64 == b, "positions: [B] int64");
+                args.t(e.needle).i32(e.needle.size()[1]).t(e.pos).i64(e.sink).i64(e.local)
+            }
+            None => args.opt(None).i32(0).opt(None).i64(0).i64(0),
+        };
+        self.launch(attn, (n as u32, nkv as u32, b as u32), 256, args);
+        let args = Args::new().t(partials).i32(n).opt(keep).i32(zero_out as i64).t(out).t(argmax).t(weight).opt(eq2.map(|e| e.out));
         // `CB` in the source.
         self.launch(self.combine, (nq as u32, b as u32, 1), if hd <= 128 { 128 } else { 256 }, args);
     }
 }
 
-/// Scratch of the attention kernel: `[B · Hq · chunks · (hd + 3)]` f32 chunk partials.
+/// Eq. 2's inputs and output for [`Kernels::attention`] (see `Eq2` in the source and
+/// `ReasoningRequest` in `model.rs`).
+pub struct Eq2Args<'a> {
+    /// `[B, P]` f32 contiguous: needle membership of the first `P` cache columns.
+    pub needle: &'a Tensor,
+    /// `[B, 1]` int64 contiguous: each row's RoPE position at this step (its left padding is
+    /// the column minus it).
+    pub pos: &'a Tensor,
+    /// The first `sink` tokens of a sequence are left out of the denominator.
+    pub sink: i64,
+    /// The last `local` keys (the query included) are left out of the denominator.
+    pub local: i64,
+    /// `[B, Hq]` f32: the scores.
+    pub out: &'a Tensor,
+}
+
+/// Scratch of the attention kernel: `[B · Hq · chunks · (hd + 5)]` f32 chunk partials (`PS` in
+/// the source).
 pub fn attention_partials(batch: i64, heads: i64, head_dim: i64, chunks: i64, device: Device) -> Tensor {
-    Tensor::empty([batch * heads * chunks * (head_dim + 3)], (Kind::Float, device))
+    Tensor::empty([batch * heads * chunks * (head_dim + 5)], (Kind::Float, device))
 }
 
 /// Columns per chunk and chunk count for the attention kernel: about `blocks` blocks in all

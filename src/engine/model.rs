@@ -501,8 +501,8 @@ impl Model {
         if !self.device.is_cuda() {
             return Err("fused kernels run on CUDA only".into());
         }
-        if cap.top_k > 0 || cap.spans.is_some() || cap.reasoning.is_some() {
-            return Err("top-k, span-mass and Eq. 2 captures run on libtorch ops".into());
+        if cap.top_k > 0 || cap.spans.is_some() {
+            return Err("top-k and span-mass captures run on libtorch ops".into());
         }
         if self.rope.long_switch().is_some() {
             return Err("fused kernels have no LongRoPE regime switch".into());
@@ -528,8 +528,8 @@ impl Model {
     /// [`Model::decode_step`] on the fused kernels (`csrc/decode_kernels.cu`): per layer a
     /// norm, the q|k|v GEMV, RoPE + cache write, attention with the argmax capture, the o GEMV
     /// with the residual add, a norm, the gate|up GEMV with SiLU·up, the down GEMV with the
-    /// residual add. At most `FUSED_MAX_BATCH` rows. Captures the argmax and hidden states (not
-    /// top-k or span mass: the caller checks).
+    /// residual add. At most `FUSED_MAX_BATCH` rows. Captures the argmax, Eq. 2 (reduced inside
+    /// the attention kernel) and hidden states (not top-k or span mass: the caller checks).
     fn decode_step_fused(&self, k: &Kernels, st: &DecodeState, cache: &mut KvCache, cap: &CaptureRequest) -> StepOutput {
         let c = &self.config;
         let b = st.ids.size()[0];
@@ -543,6 +543,9 @@ impl Model {
         let partials = kernels::attention_partials(b, nq, hd, chunks.1, self.device);
         let argmax = Tensor::empty([n_layers, b, nq], (Kind::Int64, self.device));
         let weight = Tensor::empty([n_layers, b, nq], (Kind::Float, self.device));
+        // Eq. 2: the needle row of each sequence (contiguous already unless a caller built it
+        // otherwise: then one copy per step, inside the graph) and the scores of every layer.
+        let eq2 = cap.reasoning.as_ref().map(|r| (r.needle.to_kind(Kind::Float).contiguous(), r.sink, r.local, Tensor::empty([n_layers, b, nq], (Kind::Float, self.device))));
         let x = self.embed.embedding_like(&st.ids).view([b, d]).contiguous();
         let h = Tensor::empty([b, d], opts);
         let q = Tensor::empty([b, nq * hd], opts);
@@ -568,7 +571,9 @@ impl Model {
             let qk_norm = layer.q_norm.as_ref().zip(layer.k_norm.as_ref());
             k.rope_kv(&qkv, &st.pos, inv_freq, attn_scale, qk_norm, eps, uniform, &q, &kc, &vc, &st.col, (nq, nkv, hd));
             let zero_out = st.mask_mode == MaskMode::ZeroOutput;
-            k.attention(&q, &kc, &vc, &st.col, &st.key_ok, chunks, (hd as f64).powf(-0.5), keep.as_ref(), zero_out, &partials, &attn, &argmax.get(li as i64), &weight.get(li as i64));
+            let eq2_out = eq2.as_ref().map(|e| e.3.get(li as i64));
+            let eq2_args = eq2.as_ref().zip(eq2_out.as_ref()).map(|(e, out)| kernels::Eq2Args { needle: &e.0, pos: &st.pos, sink: e.1, local: e.2, out });
+            k.attention(&q, &kc, &vc, &st.col, &st.key_ok, chunks, (hd as f64).powf(-0.5), keep.as_ref(), zero_out, &partials, &attn, &argmax.get(li as i64), &weight.get(li as i64), eq2_args.as_ref());
             k.gemv(&attn, &layer.o.w, layer.o.b.as_ref(), &x, GemvMode::Residual, None);
             if fold {
                 k.gemv(&x, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, Some((&layer.post_norm, eps)));
@@ -603,7 +608,7 @@ impl Model {
             argmax_weight: cap.argmax.then_some(weight),
             top_k: None,
             span_mass: None,
-            reasoning: None,
+            reasoning: eq2.map(|e| e.3),
             hidden,
             tokens: Some(tokens),
         }
