@@ -41,12 +41,6 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         }
         _ => {}
     }
-    if samples.is_empty() {
-        return Err(match filter {
-            Some((min, _)) => format!("no generation of the trace passes the success filter (ROUGE-1 recall of the answer > {min}): lower `min_rouge1_recall` or set `success_filter: false`"),
-            None => "the trace has no generations".to_string(),
-        });
-    }
     let ranked = match method {
         "mean_score" => mean_scores(&lines, info.layers, info.heads)?,
         "step_frequency" => {
