@@ -123,7 +123,9 @@ fn ops_small_matches_golden() {
     }
     // HotpotQA prompts: their length, needle spans (supporting facts) and cell, and what SmolLM2 says.
     let hotpot = cache.get(&plan.step("hotpot_trace").unwrap().key).unwrap().unwrap();
-    let lines: Vec<Json> = String::from_utf8(hotpot.read("trace.jsonl").unwrap()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // The typed reader: Eq. 2 scores live in `tensors.safetensors` (trace format 2).
+    assert!(hotpot.file(rhx::artifact::trace::TENSORS_FILE).is_some(), "Eq. 2 scores are stored as f32 tensors");
+    let lines: Vec<Json> = rhx::artifact::trace::read_lines(&hotpot).unwrap().iter().map(|l| serde_json::to_value(l).unwrap()).collect();
     snap["hotpot_trace"] = lines
         .iter()
         .map(|l| {

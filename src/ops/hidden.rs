@@ -3,8 +3,11 @@
 //! the step's H_t as 0/1 or its continuous Eq. 2 scores.
 use sha2::{Digest, Sha256};
 
-
+use crate::analysis::probe::{Asl, Checkpoint, ProbeOptions, Split};
 use crate::cache::Artifact;
+use crate::engine::device;
+use crate::lang::{Node, Value};
+use crate::ops::args::*;
 use crate::ops::inputs::*;
 
 /// One generation: per step the hidden state and the target vector (layer-major).
@@ -139,6 +142,54 @@ pub(crate) fn to_f32(rows: &[Vec<f64>]) -> Vec<Vec<f32>> {
     rows.iter().map(|r| r.iter().map(|v| *v as f32).collect()).collect()
 }
 
+
+/// The train / validation / test splits of a probe or regressor (`split_by` and the node's seed),
+/// x the hidden state and y the target vector, and the hidden size d.
+pub(crate) struct ProbeData {
+    pub(crate) train: Split,
+    pub(crate) val: Split,
+    pub(crate) test: Split,
+    pub(crate) d: usize,
+    pub(crate) by_row: bool,
+}
+
+pub(crate) fn probe_data(n: &Node, gens: &[Generation], name: &str) -> Result<ProbeData, String> {
+    let by_row = enum_arg(n, "split_by") == Some("row");
+    let (tr, va, te) = split_rows(gens, seed(n)?, by_row, name)?;
+    let split = |rows: &[(usize, usize)]| {
+        let x: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].hidden[s].clone()).collect();
+        let y: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].heads[s].clone()).collect();
+        Split::from_rows(&to_f32(&x), &to_f32(&y))
+    };
+    let d = gens.iter().find_map(|g| g.hidden.first()).map_or(0, Vec::len);
+    Ok(ProbeData { train: split(&tr), val: split(&va), test: split(&te), d, by_row })
+}
+
+/// The MLP's training options from the arguments `probe` and `regressor` share (`layers`,
+/// `scale_layers`, `activation`, `dropout`, `epochs`, `lr`, `batch_size`, `checkpoint`,
+/// `device`, `precision`), for hidden size `d`.
+pub(crate) fn probe_options(n: &Node, d: usize, asl: Asl, regression: bool) -> Result<ProbeOptions, String> {
+    let layer_arg: Vec<usize> = req_list(n, "layers")?.iter().filter_map(Value::as_int).map(|v| v as usize).collect();
+    // Scaled: w · d / 4096, rounded, at least 1 ([8192, 4096, 4096] → [2d, d, d]).
+    let layers: Vec<usize> = if req_bool(n, "scale_layers")? { layer_arg.iter().map(|&w| ((w * d + 2048) / 4096).max(1)).collect() } else { layer_arg };
+    let dev_req: device::DeviceRequest = req_enum(n, "device")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
+    Ok(ProbeOptions {
+        layers,
+        gelu: enum_arg(n, "activation") == Some("gelu"),
+        dropout: req_f64(n, "dropout")?,
+        epochs: req_int(n, "epochs")? as usize,
+        lr: req_f64(n, "lr")?,
+        batch_size: req_int(n, "batch_size")? as usize,
+        clip_grad_norm: 1.0,
+        patience: 3,
+        asl,
+        regression,
+        checkpoint: if enum_arg(n, "checkpoint") == Some("best_val_loss") { Checkpoint::BestValLoss } else { Checkpoint::Last },
+        seed: seed(n)?,
+        device: device::resolve(dev_req).map_err(|e| e.to_string())?,
+        double: enum_arg(n, "precision") != Some("f32"),
+    })
+}
 
 #[cfg(test)]
 mod tests {

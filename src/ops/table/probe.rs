@@ -7,13 +7,13 @@ use serde_json::json;
 use crate::lang::schema::{FuncSpec, int_min, int_range, float_range, float_min, enm, list, decl, Ty};
 use crate::analysis::dynamism::Head;
 use crate::analysis::metrics::{average_precision, best_f1_threshold, prf_at, trapezoid_auprc, Prf};
-use crate::analysis::probe::{self, Asl, Checkpoint, ProbeOptions, Split};
+use crate::analysis::probe::{self, Asl, ProbeOptions, Split};
 use crate::engine::device;
 use crate::report::{self, Cell as RCell, Column, Row, Table};
 use crate::ops::hidden::*;
 use tch::Tensor;
 
-use crate::lang::{Kind, Value};
+use crate::lang::Kind;
 use crate::ops::args::*;
 use crate::ops::inputs::*;
 use crate::ops::{Exec, Files, Inputs, OpDef};
@@ -54,38 +54,10 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let macro_avg = enum_arg(n, "average") == Some("macro");
     let area: Area = if req_enum(n, "auprc")? == "trapezoid" { trapezoid_auprc } else { average_precision };
     // 70/20/10 by generation (default: no step of a test generation is seen in training) or by row.
-    let by_row = enum_arg(n, "split_by") == Some("row");
-    let (tr, va, te) = split_rows(&gens, seed, by_row, &name)?;
-    let split = |rows: &[(usize, usize)]| {
-        let x: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].hidden[s].clone()).collect();
-        let y: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].heads[s].clone()).collect();
-        Split::from_rows(&to_f32(&x), &to_f32(&y))
-    };
-    let (train, val, test) = (split(&tr), split(&va), split(&te));
-    let d = gens.iter().find_map(|g| g.hidden.first()).map_or(0, Vec::len);
-    let layer_arg: Vec<usize> = req_list(n, "layers")?.iter().filter_map(Value::as_int).map(|v| v as usize).collect();
-    // Scaled: w · d / 4096, rounded, at least 1 ([8192, 4096, 4096] → [2d, d, d]).
-    let widths: Vec<usize> = if req_bool(n, "scale_layers")? { layer_arg.iter().map(|&w| ((w * d + 2048) / 4096).max(1)).collect() } else { layer_arg };
-    let dev_req: device::DeviceRequest = req_enum(n, "device")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
-    let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
-    let double = enum_arg(n, "precision") != Some("f32");
+    let ProbeData { train, val, test, d, by_row } = probe_data(n, &gens, &name)?;
     let seeds = req_int(n, "seeds")? as u64;
-    let opts = ProbeOptions {
-        layers: widths.clone(),
-        gelu: enum_arg(n, "activation") == Some("gelu"),
-        dropout: req_f64(n, "dropout")?,
-        epochs: req_int(n, "epochs")? as usize,
-        lr: req_f64(n, "lr")?,
-        batch_size: req_int(n, "batch_size")? as usize,
-        clip_grad_norm: 1.0,
-        patience: 3,
-        asl: Asl { gamma_pos: req_int(n, "gamma_pos")? as f64, ..Asl::default() },
-        regression: false,
-        checkpoint: if enum_arg(n, "checkpoint") == Some("best_val_loss") { Checkpoint::BestValLoss } else { Checkpoint::Last },
-        seed,
-        device: dev,
-        double,
-    };
+    let opts = probe_options(n, d, Asl { gamma_pos: req_int(n, "gamma_pos")? as f64, ..Asl::default() }, false)?;
+    let (widths, dev, double) = (opts.layers.clone(), opts.device, opts.double);
     // The decision threshold maximises F1 on the validation split's PR curve (micro pairs).
     let threshold = |s: &Tensor, y: &Tensor| {
         let (sc, l) = probe::pairs(s, y);

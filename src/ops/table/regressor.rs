@@ -4,7 +4,7 @@ use crate::artifact::compare::{Compare, CompareRow};
 use serde_json::json;
 use tch::Tensor;
 
-use crate::analysis::probe::{self, Asl, Checkpoint, ProbeOptions, Split};
+use crate::analysis::probe::{self, Asl, ProbeOptions};
 use crate::analysis::regression::{ridge, RegressionMetrics};
 use crate::engine::device;
 use crate::lang::schema::{decl, enm, float_min, float_range, int_min, int_range, list, FuncSpec, Ty};
@@ -55,39 +55,12 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let (a, name) = input(inputs, n, "trace")?;
     let (gens, layers, n_heads) = generations_of(a, &name, Target::Scores)?;
     let seed = seed(n)?;
-    let by_row = enum_arg(n, "split_by") == Some("row");
-    let (tr, va, te) = split_rows(&gens, seed, by_row, &name)?;
-    let split = |rows: &[(usize, usize)]| {
-        let x: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].hidden[s].clone()).collect();
-        let y: Vec<Vec<f64>> = rows.iter().map(|&(g, s)| gens[g].heads[s].clone()).collect();
-        Split::from_rows(&to_f32(&x), &to_f32(&y))
-    };
-    let (train, val, test) = (split(&tr), split(&va), split(&te));
+    let ProbeData { train, val, test, d, by_row } = probe_data(n, &gens, &name)?;
     let heads = layers * n_heads;
     let y_test = values(&test.y);
-    let d = gens.iter().find_map(|g| g.hidden.first()).map_or(0, Vec::len);
-    let layer_arg: Vec<usize> = req_list(n, "layers")?.iter().filter_map(Value::as_int).map(|v| v as usize).collect();
-    let widths: Vec<usize> = if req_bool(n, "scale_layers")? { layer_arg.iter().map(|&w| ((w * d + 2048) / 4096).max(1)).collect() } else { layer_arg };
-    let dev_req: device::DeviceRequest = req_enum(n, "device")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
-    let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
-    let double = enum_arg(n, "precision") != Some("f32");
     let seeds = req_int(n, "seeds")? as u64;
-    let opts = ProbeOptions {
-        layers: widths.clone(),
-        gelu: enum_arg(n, "activation") == Some("gelu"),
-        dropout: req_f64(n, "dropout")?,
-        epochs: req_int(n, "epochs")? as usize,
-        lr: req_f64(n, "lr")?,
-        batch_size: req_int(n, "batch_size")? as usize,
-        clip_grad_norm: 1.0,
-        patience: 3,
-        asl: Asl::default(),
-        regression: true,
-        checkpoint: if enum_arg(n, "checkpoint") == Some("best_val_loss") { Checkpoint::BestValLoss } else { Checkpoint::Last },
-        seed,
-        device: dev,
-        double,
-    };
+    let opts = probe_options(n, d, Asl::default(), true)?;
+    let (widths, dev, double) = (opts.layers.clone(), opts.device, opts.double);
     // The MLP, once per seed on the same split.
     let (mut runs, mut logs) = (Vec::new(), Vec::new());
     for i in 0..seeds {

@@ -15,7 +15,7 @@ use crate::run::Ctx;
 use crate::data::prompts::PreparedPrompt;
 use crate::engine::generate::{Generation, StepRecord};
 use crate::engine::tokenizer::Tokenizer;
-use crate::artifact::trace::{write_lines, HeadRule, TraceInfo, TraceLine, TraceStep, TRACE_FORMAT};
+use crate::artifact::trace::{shortest_f32, write_trace, HeadRule, TraceInfo, TraceLine, TraceStep, TRACE_FORMAT};
 use crate::support::pyrandom::PyRandom;
 use crate::engine::device::{self, DType, DeviceRequest};
 use crate::engine::generate::{default_batch_size, generate_with, FixedMask, GenerateOptions, MaskScope, Prompt, Reasoning, StepPolicy};
@@ -231,7 +231,9 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         samples: total,
     };
     let info = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
-    Ok(vec![("trace.jsonl".into(), write_lines(&lines).map_err(|e| e.to_string())?), ("trace_info.json".into(), info)])
+    let mut files = write_trace(&lines).map_err(|e| e.to_string())?;
+    files.push(("trace_info.json".into(), info));
+    Ok(files)
 }
 
 /// Captures and interventions that are declared but not run yet.
@@ -316,12 +318,6 @@ pub fn base_step(s: &StepRecord, rule: &HeadRule, n_heads: usize, ids: &[u32], n
         reasoning: (!s.reasoning.is_empty()).then(|| s.reasoning.chunks(n_heads).map(|l| l.iter().map(|&x| shortest_f32(x)).collect()).collect()),
         ..Default::default()
     }
-}
-
-/// `x` as the f64 nearest to its shortest round-trip decimal form, so that JSON shows
-/// `0.12345679` rather than `0.12345679104328156` (and reading it back gives `x` exactly).
-fn shortest_f32(x: f32) -> f64 {
-    x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// One generation as a trace line.
