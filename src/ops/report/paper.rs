@@ -173,13 +173,18 @@ fn placements(r: &PaperRef, paper_rows: &[(String, Vec<Option<f64>>)], our: &[Ou
 fn grid_verdict(c: &Compare) -> String {
     let rows: Vec<(String, String, f64)> =
         c.rows.iter().filter_map(|r| Some((r.label.clone(), r.values.first()?.text()?.to_string(), r.values.get(1)?.number()?))).collect();
-    let Some(base) = rows.iter().find(|r| r.1 == "none").map(|r| r.2).filter(|b| *b > 0.0) else { return String::new() };
-    let Some(dynamic) = rows.iter().find(|r| r.1 == "dynamic").map(|r| r.2) else { return String::new() };
+    let Some(base) = rows.iter().find(|r| r.1 == "none").map(|r| r.2) else { return String::new() };
+    let metric = c.columns.last().map_or("the score", String::as_str);
+    if base <= 0.0 {
+        return floor_note(base, metric);
+    }
+    let Some(dynamic) = rows.iter().find(|r| r.1 == "dynamic").map(|r| r.2) else { return floor_note(base, metric) };
     let keep = |v: f64| v / base;
     let others: Vec<&(String, String, f64)> = rows.iter().filter(|r| r.1 != "none" && r.1 != "dynamic").collect();
     let (holds, fails): (Vec<_>, Vec<_>) = others.iter().partition(|r| keep(r.2) >= 0.5);
     let list = |v: &[&&(String, String, f64)]| v.iter().map(|r| format!("`{}` ({}, keeps {:.0}%)", r.0, r.1, 100.0 * keep(r.2))).collect::<Vec<_>>().join(", ");
-    let mut t = format!(" Dynamic masking keeps {:.0}% of the unablated score.", 100.0 * keep(dynamic));
+    let mut t = floor_note(base, metric);
+    t += &format!(" Dynamic masking keeps {:.0}% of the unablated score.", 100.0 * keep(dynamic));
     if keep(dynamic) >= 0.5 {
         t += " The paper's pattern does not appear here: masking the dynamic heads does not destroy the answer.";
         return t;
@@ -191,6 +196,22 @@ fn grid_verdict(c: &Compare) -> String {
         t += &format!(" It does not hold against {}: these keep less than half of the unablated score too.", list(&fails));
     }
     t
+}
+
+/// Below this unablated score (on a 0–1 metric) an ablation has too little to remove for the
+/// paper's contrast between masking conditions to be measurable.
+const FLOOR: f64 = 0.2;
+
+/// Said when the unablated model barely solves the task: no masking condition can then fall far,
+/// so a run cannot show (or refute) that dynamic masking hurts more than the baselines.
+fn floor_note(base: f64, metric: &str) -> String {
+    if base >= FLOOR {
+        return String::new();
+    }
+    format!(
+        " The unablated model scores only {} ({metric}) here, below {FLOOR}: masking can take away at most that much, so this run cannot show whether masking the dynamic heads hurts more than masking others — the paper's effect needs a model that solves the task unmasked.",
+        fmt(base)
+    )
 }
 
 /// " Not compared (the paper's values are for `k: v` only): …." for what the `ours` filter left out.
@@ -247,6 +268,13 @@ pub(crate) fn compare(name: &str, ours: &[Ours]) -> Result<Comparison, String> {
                         })
                         .collect();
                     text += &format!(" Ours (`{}`): {}.", o.node, rows.join("; "));
+                    if r.constructor == "progressive" {
+                        // The score with nothing masked (k = 0), if the sweep has it.
+                        let k0 = c.rows.iter().find(|row| row.values.first().and_then(CompareValue::number) == Some(0.0));
+                        if let Some(base) = k0.and_then(|row| row.values.last()).and_then(CompareValue::number) {
+                            text += &floor_note(base, c.columns.last().map_or("the score", String::as_str));
+                        }
+                    }
                 }
             }
         }
@@ -351,5 +379,26 @@ mod tests {
         let t = compare("table2", &[probe]).unwrap().text;
         assert!(t.contains("F1: ours: mlp = 0.8100 is inside the paper's range 0.8038–0.8566 (5 rows)"), "{t}");
         assert!(t.contains("Not compared") && t.contains("ours: static") && !t.contains("ours: static = "), "{t}");
+    }
+
+    #[test]
+    fn a_model_that_barely_solves_the_task_is_said_to_show_nothing_about_masking() {
+        let grid = |base: f64, dynamic: f64, random: f64| {
+            let row = |l: &str, m: &str, v: f64| CompareRow::new(l, vec![CompareValue::Text(m.into()), v.into()]).at("metric", "f1");
+            ours("ablation_grid", &["masking", "mean F1"], vec![row("base", "none", base), row("dyn", "dynamic", dynamic), row("rnd", "10 random heads", random)])
+        };
+        // F1 0.04 unmasked: every condition falls to 0, which says nothing about dynamic heads.
+        let t = compare("figure6", &[grid(0.04, 0.0, 0.0)]).unwrap().text;
+        assert!(t.contains("The unablated model scores only 0.0400 (mean F1) here, below 0.2") && t.contains("cannot show"), "{t}");
+        let t = compare("figure6", &[grid(0.0, 0.0, 0.0)]).unwrap().text;
+        assert!(t.contains("scores only 0.0000"), "{t}");
+        // A model that solves the task gets the verdict alone.
+        let t = compare("figure6", &[grid(0.8, 0.1, 0.7)]).unwrap().text;
+        assert!(!t.contains("scores only") && t.contains("holds against `rnd`"), "{t}");
+        // Fig. 7: the k = 0 row's score.
+        let row = |l: &str, k: f64, v: f64| CompareRow::new(l, vec![k.into(), 0.0.into(), v.into()]).at("metric", "f1");
+        let sweep = |k0: f64| ours("progressive", &["k", "m_s (static compensated)", "F1"], vec![row("k0", 0.0, k0), row("k5", 5.0, 0.0)]);
+        assert!(compare("figure7", &[sweep(0.05)]).unwrap().text.contains("scores only 0.0500 (F1)"));
+        assert!(!compare("figure7", &[sweep(0.6)]).unwrap().text.contains("scores only"));
     }
 }

