@@ -19,11 +19,13 @@ export LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib
 log=$OUT/profile_$(basename "$exp" .rhx)_$profile.txt
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; lscpu | grep -E 'Model name|^CPU\(s\)'; } | tee "$log"
 s=$(date +%s)
-timeout "$budget" out/rx/rhx run "$exp" --profile "$profile" --set lm.device=cuda --cache .rhx/gpucache --reports /tmp/gpureports 2>&1 \
-  | stdbuf -oL tr '\r' '\n' | grep --line-buffered -E '^\[|computed|error|report' \
+RUST_BACKTRACE=1 timeout "$budget" out/rx/rhx run "$exp" --profile "$profile" --set lm.device=cuda --cache .rhx/gpucache --reports /tmp/gpureports 2>&1 \
+  | stdbuf -oL tr '\r' '\n' | tee /tmp/run_full.log | grep --line-buffered -E '^\[|computed|error|report' \
   | while IFS= read -r l; do printf '%6d s  %s\n' $(( $(date +%s) - s )) "$l"; done | tail -80 | tee -a "$log"
 rc=${PIPESTATUS[0]}
 echo "rc=$rc wall $(( $(date +%s) - s )) s (this call)" | tee -a "$log"
+# What the filter above hides (a panic's message, warnings), without the progress-bar lines.
+[ "$rc" -eq 0 ] || grep -v -e 'prompts \[' -e '^\s*$' /tmp/run_full.log | tail -60 >> "$log"
 if [ "$rc" -eq 0 ]; then
   for d in /tmp/gpureports/*/; do r=$(basename "$d"); cp "$d/report.md" "$OUT/${r}_$profile.md"; cp "$d/report.json" "$OUT/${r}_$profile.json"; done
 fi

@@ -4,6 +4,7 @@
 pub mod dynamism;
 pub mod metrics;
 pub mod qa;
+pub mod rag;
 pub mod cca;
 pub mod probe;
 pub mod reasoning;

@@ -16,6 +16,8 @@ use crate::run::Ctx;
 
 /// What a rerun of a canonical correlation must match (see the series' tolerance).
 pub const CCA_TOLERANCE: f64 = 1e-6;
+/// The held-out correlations against continuous Eq. 2 scores (`target: scores`).
+pub const CCA_HELD_OUT_SCORES_TOLERANCE: f64 = 1e-4;
 
 pub const OP: OpDef = OpDef { kind: Kind::Figure, name: "cca", spec, source: file!(), check: None, exec: Exec::Artifact(run) };
 
@@ -102,15 +104,27 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     // The hidden states differ by ~1e-7 between CPU vendors (BLAS paths); the correlations moved
     // by 2e-8 between an Intel Xeon and an AMD EPYC.
     let tol = || report::Tolerance::float(CCA_TOLERANCE, "hidden states differ by ~1e-7 between CPUs");
+    // Held out, against continuous Eq. 2 scores: the canonical weights of the weak directions
+    // (PCA keeps ~140 score components at 99% where 0/1 head vectors keep ~40) are ill-conditioned
+    // and carry the ~1e-7 input differences to the test rows amplified — measured up to 3.4e-5
+    // between two CPU vendors on Section 4's Fig. 8 (16 generations), while every in-sample value
+    // stayed within 1e-6.
+    let tol_held = || {
+        if target == Target::Scores {
+            report::Tolerance::float(CCA_HELD_OUT_SCORES_TOLERANCE, "held-out canonical weights fitted on continuous Eq. 2 scores amplify the ~1e-7 CPU differences")
+        } else {
+            tol()
+        }
+    };
     let mut series = vec![
         Series::new("in-sample top-1", x.clone(), series_of(&["top1"])).within(tol()),
         Series::new("in-sample mean top-10", x.clone(), series_of(&["top10"])).within(tol()),
         Series::new("in-sample mean top-50", x.clone(), series_of(&["top50"])).within(tol()),
     ];
     if held_out {
-        series.push(Series::new("held-out top-1", x.clone(), series_of(&["held_out", "top1"])).within(tol()));
-        series.push(Series::new("held-out mean top-10", x.clone(), series_of(&["held_out", "top10"])).within(tol()));
-        series.push(Series::new("held-out mean top-50", x.clone(), series_of(&["held_out", "top50"])).within(tol()));
+        series.push(Series::new("held-out top-1", x.clone(), series_of(&["held_out", "top1"])).within(tol_held()));
+        series.push(Series::new("held-out mean top-10", x.clone(), series_of(&["held_out", "top10"])).within(tol_held()));
+        series.push(Series::new("held-out mean top-50", x.clone(), series_of(&["held_out", "top50"])).within(tol_held()));
     }
     let k0 = per_k.first();
     let dims = k0.map_or(String::new(), |e| format!(" At k = {}: {} rows, PCA keeps {} hidden-state and {} score components.", e["k"], e["rows"], e["kx"], e["ky"]));
@@ -135,7 +149,7 @@ fn run(_ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         ..Default::default()
     });
     let pick = |path: &[&str], k: usize| -> CompareValue { per_k.iter().find(|e| e["k"].as_u64() == Some(k as u64)).and_then(|e| path.iter().fold(e, |v, p| &v[*p]).as_f64()).into() };
-    let row = |label: String, path: &[&str], fit: &str, top: &str| CompareRow::new(label, (0..3).map(|k| pick(path, k)).collect()).within(vec![tol(); 3]).at("fit", fit).at("top", top).at("target", if target == Target::Scores { "scores" } else { "heads" });
+    let row = |label: String, path: &[&str], fit: &str, top: &str| CompareRow::new(label, (0..3).map(|k| pick(path, k)).collect()).within(vec![if fit == "held_out" { tol_held() } else { tol() }; 3]).at("fit", fit).at("top", top).at("target", if target == Target::Scores { "scores" } else { "heads" });
     let mut rows = vec![
         row(format!("{name} (in-sample, top-1)"), &["top1"], "in_sample", "1"),
         row(format!("{name} (in-sample, mean top-10)"), &["top10"], "in_sample", "10"),

@@ -1,0 +1,250 @@
+//! Section 5 (Algorithms 1–2): DRAGIN's RIND trigger on a draft, and the in-context "retrieval"
+//! windows picked from head attention over the context. Pure functions over numbers the engine
+//! captures (per-token entropies, attention rows); reference-algorithms.md §3.2 and §3.5 give
+//! the formulas, §9 rows 45–53 the options.
+use std::ops::Range;
+
+/// The entropy of the next-token distribution, in nats, as DRAGIN computes it:
+/// `−Σ p log(p + 1e-10)` over the softmax of the logits.
+pub fn entropy(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
+    let z: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / z).map(|p| -p * (p + 1e-10).ln()).sum()
+}
+
+/// RIND's attention a_max per draft token (DRAGIN's code, solver "max"): `attn[h][q][k]` is the
+/// last layer's attention of a forward pass over the draft alone; per head the largest weight
+/// token k receives from any query row q ≥ k (itself included), then the mean over heads. When
+/// the draft's first token is an end-of-sequence token (`first_is_eos`) the values are divided by
+/// their sum without it, as DRAGIN does.
+pub fn rind_attention(attn: &[Vec<Vec<f32>>], first_is_eos: bool) -> Vec<f64> {
+    let n = attn.first().map_or(0, Vec::len);
+    let mut a = vec![0.0; n];
+    for head in attn {
+        for (k, slot) in a.iter_mut().enumerate() {
+            let max = (k..n).map(|q| head[q].get(k).copied().unwrap_or(0.0)).fold(0.0f32, f32::max);
+            *slot += f64::from(max) / attn.len() as f64;
+        }
+    }
+    if first_is_eos && n > 1 {
+        let rest: f64 = a[1..].iter().sum();
+        if rest > 0.0 {
+            a.iter_mut().for_each(|v| *v /= rest);
+        }
+    }
+    a
+}
+
+/// Sub-tokens merged into words as DRAGIN's code merges them: a word starts at the first token,
+/// at a token whose text begins with a space (the tokenizer's space marker, decoded), at a
+/// newline token, and after an end-of-sequence token (`is_eos`). Returns each word's token range.
+pub fn merge_words(pieces: &[String], is_eos: &[bool]) -> Vec<Range<usize>> {
+    let mut words: Vec<Range<usize>> = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let starts = i == 0 || p.starts_with(' ') || p.starts_with('▁') || p == "\n" || is_eos.get(i - 1).copied().unwrap_or(false);
+        match words.last_mut() {
+            Some(w) if !starts => w.end = i + 1,
+            _ => words.push(i..i + 1),
+        }
+    }
+    words
+}
+
+/// Sentences of a draft as ranges of words: a sentence ends at a word whose text, trimmed, ends
+/// with `.`, `!` or `?`, or that holds a newline; the rest is the last sentence. (DRAGIN splits
+/// with spaCy, which has no Rust equivalent; this rule agrees with it on plain declarative
+/// chain-of-thought sentences and is named `rag.sentences: punctuation`.)
+pub fn sentences(words: &[String]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, w) in words.iter().enumerate() {
+        let t = w.trim();
+        if w.contains('\n') || t.ends_with('.') || t.ends_with('!') || t.ends_with('?') {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < words.len() {
+        out.push(start..words.len());
+    }
+    out
+}
+
+/// Where RIND fires on a draft: the first sentence with a word whose score exceeds θ, and which
+/// of its words do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trigger {
+    /// Index into the sentences.
+    pub sentence: usize,
+    /// Per word of that sentence: its score v_i > θ.
+    pub flagged: Vec<bool>,
+    /// Per word of that sentence: v_i.
+    pub scores: Vec<f64>,
+}
+
+/// RIND as DRAGIN's code computes it (reference-algorithms.md §3.2): per word, the attention is
+/// the sum and the entropy the mean over its sub-tokens; within a sentence of m words,
+/// v_i = a_i / Σ a · m · H_i (attention normalised to mean 1 over the sentence), and the first
+/// sentence with any v_i > θ triggers. `token_attn` and `token_entropy` are per draft token.
+/// `content(word)` is DRAGIN's content-word filter, applied after the decision: it only clears
+/// the flags of other words (a trigger stays a trigger even if it clears them all).
+pub fn rind(
+    token_attn: &[f64],
+    token_entropy: &[f64],
+    words: &[Range<usize>],
+    sentences: &[Range<usize>],
+    theta: f64,
+    content: &dyn Fn(usize) -> bool,
+) -> Option<Trigger> {
+    let word_attn: Vec<f64> = words.iter().map(|w| token_attn[w.clone()].iter().sum()).collect();
+    let word_entropy: Vec<f64> = words.iter().map(|w| token_entropy[w.clone()].iter().sum::<f64>() / w.len().max(1) as f64).collect();
+    for (si, s) in sentences.iter().enumerate() {
+        let m = s.len() as f64;
+        let total: f64 = word_attn[s.clone()].iter().sum();
+        if total <= 0.0 {
+            continue;
+        }
+        let scores: Vec<f64> = s.clone().map(|i| word_attn[i] / total * m * word_entropy[i]).collect();
+        if scores.iter().any(|&v| v > theta) {
+            let flagged = s.clone().zip(&scores).map(|(i, &v)| v > theta && content(i)).collect();
+            return Some(Trigger { sentence: si, flagged, scores });
+        }
+    }
+    None
+}
+
+/// How a cluster of attended positions is represented (`rag.representative`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Representative {
+    /// The position with the largest attention in the cluster.
+    MaxAttn,
+    /// The median position of the cluster (the lower middle for an even count).
+    Median,
+}
+
+/// The windows of context made visible (Algorithm 2): the `topk` context positions of largest
+/// `scores` (the chosen heads' attention, averaged; ties to the earlier position), clustered in
+/// position order — a gap larger than `gap` starts a new cluster —, a window of `window`
+/// positions each side of every cluster's representative, clipped to `context`, overlapping or
+/// touching windows merged. `scores[i]` is the score of position `context.start + i`.
+pub fn retrieval_windows(scores: &[f32], context: Range<usize>, topk: usize, gap: usize, window: usize, rep: Representative) -> Vec<Range<usize>> {
+    let mut order: Vec<usize> = (0..scores.len().min(context.len())).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut top: Vec<usize> = order.into_iter().take(topk).collect();
+    top.sort_unstable();
+    let mut clusters: Vec<Vec<usize>> = Vec::new();
+    for p in top {
+        match clusters.last_mut() {
+            Some(c) if p - c.last().copied().unwrap_or(p) <= gap => c.push(p),
+            _ => clusters.push(vec![p]),
+        }
+    }
+    let mut windows: Vec<Range<usize>> = Vec::new();
+    for c in clusters {
+        let r = match rep {
+            Representative::MaxAttn => *c.iter().max_by(|&&a, &&b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a))).unwrap_or(&c[0]),
+            Representative::Median => c[(c.len() - 1) / 2],
+        } + context.start;
+        let w = r.saturating_sub(window).max(context.start)..(r + window + 1).min(context.end);
+        match windows.last_mut() {
+            Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
+            _ => windows.push(w),
+        }
+    }
+    windows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entropy_in_nats_with_drag_ins_epsilon() {
+        // Uniform over 4: ln 4 (the 1e-10 moves it by ~4e-10).
+        assert!((entropy(&[0.0; 4]) - 4f64.ln()).abs() < 1e-8);
+        // One certain token: 0.
+        assert!(entropy(&[0.0, -1e4, -1e4]).abs() < 1e-9);
+        // Two tokens with p = (e/(1+e), 1/(1+e)).
+        let p = std::f64::consts::E / (1.0 + std::f64::consts::E);
+        let want = -(p * p.ln() + (1.0 - p) * (1.0 - p).ln());
+        assert!((entropy(&[1.0, 0.0]) - want).abs() < 1e-7);
+    }
+
+    #[test]
+    fn rind_attention_is_the_column_max_over_later_rows_averaged_over_heads() {
+        // Two heads over 3 tokens (lower-triangular rows).
+        let h0 = vec![vec![1.0, 0.0, 0.0], vec![0.6, 0.4, 0.0], vec![0.2, 0.5, 0.3]];
+        let h1 = vec![vec![1.0, 0.0, 0.0], vec![0.9, 0.1, 0.0], vec![0.1, 0.1, 0.8]];
+        let a = rind_attention(&[h0.clone(), h1.clone()], false);
+        // Token 0: max(1, .6, .2) = 1 and max(1, .9, .1) = 1; token 1: .5 and .1; token 2: .3 and .8.
+        for (x, want) in a.iter().zip([1.0, 0.3, 0.55]) {
+            assert!((x - want).abs() < 1e-7, "{a:?}");
+        }
+        // A leading end-of-sequence token: divide by the sum of the others (0.85).
+        let b = rind_attention(&[h0, h1], true);
+        for (x, want) in b.iter().zip([1.0 / 0.85, 0.3 / 0.85, 0.55 / 0.85]) {
+            assert!((x - want).abs() < 1e-6, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn sub_tokens_merge_into_words_at_spaces_newlines_and_after_eos() {
+        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let pieces = p(&["The", " Phant", "om", " Hour", ".", "\n", "So", "</s>", "x"]);
+        let eos = [false, false, false, false, false, false, false, true, false];
+        // The end-of-sequence token ends its word; the token after it starts one.
+        assert_eq!(merge_words(&pieces, &eos), vec![0..1, 1..3, 3..5, 5..8, 8..9]);
+    }
+
+    #[test]
+    fn sentences_end_at_terminal_punctuation_and_newlines() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(sentences(&w(&["A", "is", "B.", " C", "is", "D!", "\n", "So", "the"])), vec![0..3, 3..6, 6..7, 7..9]);
+        assert_eq!(sentences(&w(&["no", "end"])), vec![0..2]);
+        assert!(sentences(&[]).is_empty());
+    }
+
+    #[test]
+    fn rind_scores_words_within_their_sentence_and_fires_on_the_first_above_theta() {
+        // Tokens: [w0][w1 w1][w2] | [w3][w4]; words 0..1, 1..3, 3..4 (sentence 0), 4..5, 5..6 (sentence 1).
+        let words = vec![0..1, 1..3, 3..4, 4..5, 5..6];
+        let sents = vec![0..3, 3..5];
+        let attn = [0.2, 0.1, 0.1, 0.2, 0.5, 0.1];
+        let ent = [1.0, 1.0, 0.5, 1.0, 2.0, 0.1];
+        // Sentence 0: word attention (0.2, 0.2, 0.2) → normalised 1 each; entropies (1, 0.75, 1):
+        // v = (1, 0.75, 1) — nothing above 1.2. Sentence 1: attention (0.5, 0.1) → (5/3, 1/3);
+        // v = (5/3 · 2, 1/3 · 0.1) = (3.33…, 0.033…): word 3 fires.
+        let t = rind(&attn, &ent, &words, &sents, 1.2, &|_| true).unwrap();
+        assert_eq!(t.sentence, 1);
+        assert_eq!(t.flagged, vec![true, false]);
+        assert!((t.scores[0] - 10.0 / 3.0).abs() < 1e-12 && (t.scores[1] - 1.0 / 30.0).abs() < 1e-12, "{t:?}");
+        // θ = 0.9 fires in sentence 0 on words 0 and 2.
+        let t = rind(&attn, &ent, &words, &sents, 0.9, &|_| true).unwrap();
+        assert_eq!((t.sentence, t.flagged), (0, vec![true, false, true]));
+        // The content filter clears flags after the decision, never the trigger itself.
+        let t = rind(&attn, &ent, &words, &sents, 1.2, &|_| false).unwrap();
+        assert_eq!((t.sentence, t.flagged), (1, vec![false, false]));
+        assert_eq!(rind(&attn, &ent, &words, &sents, 10.0, &|_| true), None);
+    }
+
+    #[test]
+    fn windows_cluster_the_top_positions_and_merge_overlaps() {
+        // Context = positions 10..60; scores over its 50 positions.
+        let mut s = vec![0.0f32; 50];
+        for (i, v) in [(2, 0.5), (4, 0.9), (7, 0.4), (30, 0.8), (33, 0.3), (45, 0.1), (46, 0.2)] {
+            s[i] = v;
+        }
+        // Top 6: 4, 30, 2, 7, 33, 46 → sorted 2 4 7 | 30 33 | 46 with gap 5.
+        // max_attn representatives: 4, 30, 46 → windows (±3) 11..18, 37..44, 53..60, clipped at 60.
+        let w = retrieval_windows(&s, 10..60, 6, 5, 3, Representative::MaxAttn);
+        assert_eq!(w, vec![11..18, 37..44, 53..60]);
+        // Median representatives: 4, 30 (lower middle of 30, 33), 46.
+        assert_eq!(retrieval_windows(&s, 10..60, 6, 5, 3, Representative::Median), vec![11..18, 37..44, 53..60]);
+        // Wide windows overlap and merge; the start is clipped to the context.
+        assert_eq!(retrieval_windows(&s, 10..60, 6, 5, 20, Representative::MaxAttn), vec![10..60]);
+        // A larger gap joins everything into one cluster around the maximum (position 4).
+        assert_eq!(retrieval_windows(&s, 10..60, 6, 100, 2, Representative::MaxAttn), vec![12..17]);
+        assert_eq!(retrieval_windows(&s, 10..60, 6, 100, 2, Representative::Median), vec![15..20]);
+    }
+}
