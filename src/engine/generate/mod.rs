@@ -366,7 +366,12 @@ pub fn bytes_per_sequence(model: &Model, cap: usize) -> i64 {
 /// it cannot be read), `cpu` on the CPU.
 pub fn default_batch_size(model: &Model, prompt_len: usize, new_tokens: usize, cpu: usize) -> usize {
     match model.device {
-        Device::Cuda(_) => super::cuda::device_info(model.device)
+        // Cached blocks of earlier generations count as free: hand them back first, or the
+        // estimate shrinks with every trace of a run and fragmentation can still exhaust the GPU
+        // (seen: "CUDA out of memory" with 4.7 GiB allocated and 139.8 GiB held, the 8th trace of
+        // Section 4's full profile).
+        Device::Cuda(_) => super::cuda::empty_cache()
+            .and_then(|_| super::cuda::device_info(model.device))
             .map(|(free, _, _)| auto_batch_size(model, prompt_len, new_tokens, free, EngineOptions::default().prefill_chunk_tokens))
             .unwrap_or(8),
         _ => cpu,

@@ -181,6 +181,11 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         let (gens, stats) = generate_with(&lm.model, &ps, &opts, &ctx.engine.options, policy.as_mut().map(|p| p as &mut dyn StepPolicy), |s| bar.set_message(format!("step {}", s + 1))).map_err(|e| e.to_string())?;
         decode_loops.insert(stats.decode_loop());
         bar.inc(chunk.len() as u64);
+        if matches!(lm.model.device, tch::Device::Cuda(_)) {
+            // This batch's KV cache and graph buffers go back to the driver before the next
+            // batch, whose prompts have other lengths (fragmentation, see default_batch_size).
+            let _ = crate::engine::cuda::empty_cache();
+        }
         for (p, g) in chunk.iter().zip(gens) {
             let needle = needle_mask(&p.prep);
             let h_t = |s: &StepRecord| -> Vec<Head> { step_heads(&rule, s, n_heads, &p.prep.ids, &needle).into_iter().map(|x| x.0).collect() };
