@@ -14,6 +14,7 @@ pub mod rope;
 pub mod weights;
 pub mod capture;
 pub mod generate;
+pub mod session;
 pub mod tokenizer;
 pub mod chat;
 pub mod loader;

@@ -79,6 +79,12 @@ pub struct CaptureRequest {
     pub reasoning: Option<ReasoningRequest>,
     /// Hidden states of the last position to return.
     pub hidden: Vec<HiddenSite>,
+    /// Keep every head's attention row of the last query over all keys, on the device (Section
+    /// 5 reads the rows of a head set chosen after the pass). Eager forward only.
+    pub last_rows: bool,
+    /// Keep the full attention matrix of this layer (every query row of the call), as HF's
+    /// `output_attentions` returns it (DRAGIN's RIND reads the last layer's). Eager forward only.
+    pub attention_layer: Option<usize>,
 }
 
 /// Eq. 2 (the paper's reasoning score, reference §8.6): per head, the attention mass of the
@@ -162,6 +168,10 @@ pub struct StepOutput {
     pub hidden: Vec<Tensor>,
     /// `[B]` int64 greedy tokens (argmax of `logits`), from `decode_step`.
     pub tokens: Option<Tensor>,
+    /// `[L, B, Hq, S]` f32 attention probabilities of the last query row (`last_rows`).
+    pub last_rows: Option<Tensor>,
+    /// `[B, Hq, T, S]` f32 attention probabilities of every query row in `attention_layer`.
+    pub attention: Option<Tensor>,
 }
 
 /// Device-side state of a batch between decoding steps (see [`Model::decode_step`]). Every
@@ -491,6 +501,8 @@ impl Model {
             reasoning: stack(reasoning).map(|m| ReasoningRequest::scores(&m)),
             hidden,
             tokens: Some(tokens),
+            last_rows: None,
+            attention: None,
         }
     }
 
@@ -611,6 +623,8 @@ impl Model {
             reasoning: eq2.map(|e| e.3),
             hidden,
             tokens: Some(tokens),
+            last_rows: None,
+            attention: None,
         }
     }
 
@@ -647,6 +661,8 @@ impl Model {
             r.weights(s, &(&q_col - inp.positions.narrow(1, t - 1, 1)), &q_col)
         });
         let mut reasoning = Vec::new();
+        let mut last_rows = Vec::new();
+        let mut attention = None;
 
         for (li, layer) in self.layers.iter().enumerate() {
             let (mut q, k, v) = self.qkv(layer, &x, &rope, b, t);
@@ -668,6 +684,15 @@ impl Model {
             }
             let probs_last = scores_last.softmax(-1, Kind::Float);
 
+            if cap.attention_layer == Some(li) {
+                // Every row, as HF eager attention: scores in the model dtype, softmax in f32.
+                let full = (q.matmul(&keys.transpose(-1, -2).repeat_interleave_self_int(group, Some(1), None)) * scale).to_kind(Kind::Float);
+                let full = match &inp.bias {
+                    Some(bias) => full + *bias,
+                    None => full + causal_bias(t, s, start, self.device),
+                };
+                attention = Some(full.softmax(-1, Kind::Float));
+            }
             let out = if t == 1 {
                 // Decode: the last row *is* the attention.
                 let p = probs_last.to_kind(self.kind).reshape([b, nkv, group, s]);
@@ -703,6 +728,9 @@ impl Model {
             if let Some(w) = &reasoning_w {
                 reasoning.push(probs_last.view([b, nq, s]).matmul(w));
             }
+            if cap.last_rows {
+                last_rows.push(probs_last.view([b, nq, s]));
+            }
             if cap.hidden.contains(&HiddenSite::Layer(li)) {
                 hidden_layers.push((li, x.select(1, t - 1).to_kind(Kind::Float)));
             }
@@ -728,8 +756,17 @@ impl Model {
             reasoning: stack(reasoning).map(|m| ReasoningRequest::scores(&m)),
             hidden,
             tokens: None,
+            last_rows: stack(last_rows),
+            attention,
         }
     }
+}
+
+/// `[1, 1, T, S]` additive causal bias of queries at columns `start .. start + T` over `S` keys.
+fn causal_bias(t: i64, s: i64, start: i64, device: Device) -> Tensor {
+    let kpos = Tensor::arange(s, (Kind::Int64, device)).view([1, s]);
+    let qpos = Tensor::arange_start(start, start + t, (Kind::Int64, device)).view([t, 1]);
+    Tensor::zeros([t, s], (Kind::Float, device)).masked_fill(&kpos.gt_tensor(&qpos), f64::NEG_INFINITY).view([1, 1, t, s])
 }
 
 /// The end of a decode step (libtorch or fused): the requested hidden states (`final_hidden` =

@@ -256,7 +256,7 @@ pub fn generate_with(
     let (batch, ids) = Batch::layout(prompts, width, cap, device);
     let spans = mass_span_tensor(prompts, &batch.pad, width, device);
     let reasoning = opts.reasoning.map(|r| ReasoningRequest { needle: needle_tensor(prompts, &batch.pad, width, device), sink: r.sink as i64, local: r.local as i64 });
-    let capture = CaptureRequest { argmax: opts.argmax || policy.is_some(), top_k: opts.top_k, spans, reasoning, hidden: opts.hidden.clone() };
+    let capture = CaptureRequest { argmax: opts.argmax || policy.is_some(), top_k: opts.top_k, spans, reasoning, hidden: opts.hidden.clone(), ..Default::default() };
     let fixed = opts.fixed_mask.as_ref().map(|m| FixedHeads::new(m, prompts.len(), model));
 
     let mut cache = model.new_cache(batch.b, cap);
