@@ -124,27 +124,34 @@ pub enum Representative {
 }
 
 /// The windows of context made visible (Algorithm 2): the `topk` context positions of largest
-/// `scores` (the chosen heads' attention, averaged; ties to the earlier position), clustered in
-/// position order — a gap larger than `gap` starts a new cluster —, a window of `window`
-/// positions each side of every cluster's representative, clipped to `context`, overlapping or
-/// touching windows merged. `scores[i]` is the score of position `context.start + i`.
+/// `scores` (the chosen heads' attention, averaged; ties to the earlier position), then
+/// [`retrieval_windows_top`]. `scores[i]` is the score of position `context.start + i`.
 pub fn retrieval_windows(scores: &[f32], context: Range<usize>, topk: usize, gap: usize, window: usize, rep: Representative) -> Vec<Range<usize>> {
     let mut order: Vec<usize> = (0..scores.len().min(context.len())).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    let mut top: Vec<usize> = order.into_iter().take(topk).collect();
-    top.sort_unstable();
-    let mut clusters: Vec<Vec<usize>> = Vec::new();
+    let top: Vec<(usize, f32)> = order.into_iter().take(topk).map(|i| (i, scores[i])).collect();
+    retrieval_windows_top(&top, context, gap, window, rep)
+}
+
+/// Algorithm 2 from the top positions `(i, score)` (position `context.start + i`, any order):
+/// clustered in position order — a gap larger than `gap` starts a new cluster —, a window of
+/// `window` positions each side of every cluster's representative, clipped to `context`,
+/// overlapping or touching windows merged.
+pub fn retrieval_windows_top(top: &[(usize, f32)], context: Range<usize>, gap: usize, window: usize, rep: Representative) -> Vec<Range<usize>> {
+    let mut top = top.to_vec();
+    top.sort_by_key(|t| t.0);
+    let mut clusters: Vec<Vec<(usize, f32)>> = Vec::new();
     for p in top {
         match clusters.last_mut() {
-            Some(c) if p - c.last().copied().unwrap_or(p) <= gap => c.push(p),
+            Some(c) if p.0 - c.last().map_or(p.0, |x| x.0) <= gap => c.push(p),
             _ => clusters.push(vec![p]),
         }
     }
     let mut windows: Vec<Range<usize>> = Vec::new();
     for c in clusters {
         let r = match rep {
-            Representative::MaxAttn => *c.iter().max_by(|&&a, &&b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a))).unwrap_or(&c[0]),
-            Representative::Median => c[(c.len() - 1) / 2],
+            Representative::MaxAttn => c.iter().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))).unwrap_or(&c[0]).0,
+            Representative::Median => c[(c.len() - 1) / 2].0,
         } + context.start;
         let w = r.saturating_sub(window).max(context.start)..(r + window + 1).min(context.end);
         match windows.last_mut() {

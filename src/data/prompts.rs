@@ -20,6 +20,9 @@ struct RawLine {
     text: Option<String>,
     needle: Option<String>,
     needles: Option<Vec<String>>,
+    /// The text of the prompt's context (documents a retrieval can show or hide): its first
+    /// occurrence in the rendered prompt becomes [`PreparedPrompt::context_span`].
+    context: Option<String>,
     /// Ignored by tracing; kept so NIAH files can carry their expected answer.
     #[allow(dead_code)]
     answer: Option<String>,
@@ -35,6 +38,8 @@ pub struct PreparedPrompt {
     pub ids: Vec<u32>,
     /// Token positions of the needle span (empty when no needle was given).
     pub needle_span: Vec<usize>,
+    /// Token positions of the line's `context` (Section 5 hides and shows it).
+    pub context_span: Option<std::ops::Range<usize>>,
 }
 
 /// An input line that cannot be traced; the message names the id and line.
@@ -90,5 +95,14 @@ pub fn prepare_line(text: &str, line: usize, tok: &Tokenizer, extra: &BTreeMap<S
     if enc.ids.is_empty() {
         return Err(err(&id, "the prompt tokenises to nothing".into()));
     }
-    Ok(PreparedPrompt { id, line, rendered, ids: enc.ids, needle_span })
+    let context_span = match &raw.context {
+        None => None,
+        Some(c) if c.is_empty() => return Err(err(&id, "`context` is empty".into())),
+        Some(c) => {
+            let byte_start = rendered.find(c.as_str()).ok_or_else(|| err(&id, "`context` does not occur in the rendered prompt".into()))?;
+            let range = enc.token_range_for_bytes(byte_start, byte_start + c.len()).ok_or_else(|| err(&id, "`context` found in the text but no token covers it".into()))?;
+            Some(range)
+        }
+    };
+    Ok(PreparedPrompt { id, line, rendered, ids: enc.ids, needle_span, context_span })
 }

@@ -86,6 +86,10 @@ fn prompts(n: &Node, tokenizer: &Tokenizer, extra: &BTreeMap<String, Json>) -> R
         if !needles.is_empty() {
             line["needles"] = json!(needles);
         }
+        if with_context {
+            // The span Section 5 hides and shows (`PreparedPrompt::context_span`).
+            line["context"] = json!(if dragin { q.numbered_context() } else { q.title_paragraph_context() });
+        }
         let prep = prepare_line(&line.to_string(), i + 1, tokenizer, extra).map_err(|e| format!("hotpotqa question {i} (id {}): {e}", q.id))?;
         out.push(SamplePrompt { answer: Some(q.answer.clone()), meta: cell(q, &prep.needle_span, prep.ids.len(), *dropped), prep });
     }

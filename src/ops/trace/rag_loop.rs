@@ -1,0 +1,368 @@
+//! Algorithm 1 of the paper (Section 5, appendix C): DRAGIN's loop with in-context retrieval.
+//! The context stays in the prompt and "retrieval" is a view of it: a draft is generated with
+//! the context hidden; RIND ([`crate::analysis::rag::rind`]) on the draft decides whether to
+//! retrieve; on a trigger the draft is retracted to the start of the triggering sentence, a pass
+//! with the whole context visible gives the chosen heads' attention over it at the last position
+//! (Algorithm 2), the windows around its top positions become the only visible context, and the
+//! text is regenerated (its first sentence kept, as DRAGIN does). Token ids are kept throughout
+//! (DRAGIN joins and re-tokenises text; FIDELITY.md).
+//!
+//! One [`Session`] per question: the prompt up to the end of the context is encoded once and
+//! every pass re-encodes only what follows it (question, template, generated text) under its
+//! own view, or reuses it when the view did not change (`KvMode`).
+use std::ops::Range;
+
+use tch::Tensor;
+
+use crate::analysis::qa::{cut_at_markers, ANSWER_PHRASE};
+use crate::analysis::rag::{entropy, merge_words, retrieval_windows_top, rind, rind_attention, sentences, Representative};
+use crate::engine::model::{CaptureRequest, HiddenSite, Model, ReasoningRequest};
+use crate::engine::session::{head_rows_topk, Session, SessionError};
+use crate::engine::tokenizer::Tokenizer;
+
+/// Whose keys and values the visible context has (`rag.kv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvMode {
+    /// The prompt through the context is encoded once with everything visible; a view only
+    /// hides columns from the queries after the context (a KV-cache RAG).
+    EncodedOnce,
+    /// Every pass encodes the whole input under its view, so a visible window's own keys see
+    /// only what is visible before it: what HF `generate` with a 2-D attention mask computes.
+    Recomputed,
+}
+
+/// What picks the heads of a retrieval, and what the context looks like otherwise.
+pub enum Strategy<'a> {
+    /// The context hidden throughout, no retrieval (Table 4's "w/o RAG").
+    Hidden,
+    /// The context visible throughout, no retrieval (the ceiling).
+    Full,
+    /// Retrieval with the heads this picker chooses.
+    Heads(&'a mut dyn HeadPicker),
+}
+
+/// The heads of one retrieval, from the retrieval pass's last position (context visible).
+pub trait HeadPicker {
+    /// `hidden`: the final hidden state; `eq2`: Eq. 2 scores `[L * Hq]` (empty unless
+    /// [`HeadPicker::needs_eq2`]); `retrieval`: the 0-based index of this retrieval.
+    fn pick(&mut self, hidden: &[f32], eq2: &[f32], retrieval: usize) -> Result<Vec<(usize, usize)>, String>;
+    fn needs_eq2(&self) -> bool {
+        false
+    }
+}
+
+/// Algorithm 1's options (reference §9 rows 45–52).
+#[derive(Debug, Clone)]
+pub struct RagOptions {
+    /// RIND's θ (`rag.theta`).
+    pub theta: f64,
+    /// New tokens of one draft or regeneration (DRAGIN's `generate_max_length`).
+    pub draft_tokens: usize,
+    /// The loop ends once the text holds more tokens than this (DRAGIN: 100).
+    pub max_tokens: usize,
+    pub topk: usize,
+    pub cluster_gap: usize,
+    pub window: usize,
+    pub representative: Representative,
+    /// Keep only the first sentence of a regeneration (DRAGIN), else all of it.
+    pub keep_first_sentence: bool,
+    /// The next draft keeps the last retrieval's windows visible (Algorithm 1 resets the view
+    /// only after accepting a draft), else it sees the context hidden again.
+    pub keep_windows: bool,
+    pub kv: KvMode,
+    /// DRAGIN's evaluation: without "the answer is", append " So the answer is" and generate
+    /// `answer_tokens` more tokens with the context hidden.
+    pub force_answer: bool,
+    pub answer_tokens: usize,
+    pub eos: Vec<u32>,
+    /// Eq. 2's sink and local window (oracle heads).
+    pub sink: usize,
+    pub local: usize,
+    /// Re-encode from scratch at every pass even when the view did not change (the benchmark's
+    /// reference: an HF loop re-encodes its whole input at every call).
+    pub reencode_every_pass: bool,
+}
+
+/// One question's prompt: the context span in it, and the supporting-fact positions (oracle).
+pub struct RagPrompt<'p> {
+    pub ids: &'p [u32],
+    pub context: Range<usize>,
+    pub needle: &'p [usize],
+}
+
+/// One retrieval of a run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Retrieval {
+    /// Generated tokens kept before it (after the retraction).
+    pub at: usize,
+    pub heads: Vec<(usize, usize)>,
+    /// Visible context windows (prompt positions).
+    pub windows: Vec<Range<usize>>,
+    /// Visible tokens ÷ context tokens.
+    pub visible_fraction: f64,
+    /// The RIND scores of the triggering sentence's words.
+    pub scores: Vec<f64>,
+}
+
+/// A question's run: the generated text's tokens and what happened on the way.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct RagRun {
+    pub tokens: Vec<u32>,
+    pub retrievals: Vec<Retrieval>,
+    /// Drafts generated (RIND ran on each under a retrieval strategy).
+    pub drafts: usize,
+    /// " So the answer is" was appended and the answer generated.
+    pub forced: bool,
+    /// Forward passes and tokens fed (cost accounting for the benchmark).
+    pub passes: usize,
+    pub fed: usize,
+}
+
+impl RagRun {
+    /// The prediction DRAGIN scores: the text cut at its markers.
+    pub fn prediction(&self, tok: &Tokenizer) -> String {
+        cut_at_markers(&tok.decode(&self.tokens, true)).to_string()
+    }
+}
+
+/// The view the cache's columns after the context were encoded under.
+struct Cached {
+    view: Vec<Range<usize>>,
+}
+
+struct Loop<'a, 'm> {
+    model: &'m Model,
+    tok: &'a Tokenizer,
+    opts: &'a RagOptions,
+    prompt: &'a RagPrompt<'a>,
+    session: Session<'m>,
+    cached: Option<Cached>,
+    run: RagRun,
+    space_marker: Option<String>,
+}
+
+/// Runs Algorithm 1 for one question under `strategy`.
+pub fn run(model: &Model, tok: &Tokenizer, prompt: &RagPrompt, strategy: Strategy, opts: &RagOptions) -> Result<RagRun, String> {
+    let cap = prompt.ids.len() + opts.max_tokens + 2 * opts.draft_tokens + opts.answer_tokens + 16;
+    let space_marker = tok.encode(" ", false).ok().and_then(|e| e.ids.first().copied()).and_then(|id| tok.id_to_piece(id));
+    let mut l = Loop { model, tok, opts, prompt, session: Session::new(model, cap), cached: None, run: RagRun::default(), space_marker };
+    l.generate(strategy).map_err(|e| e.to_string())?;
+    Ok(l.run)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LoopError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{0}")]
+    Heads(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+impl Loop<'_, '_> {
+    fn context_hidden(&self) -> Vec<Range<usize>> {
+        vec![self.prompt.context.clone()]
+    }
+
+    /// The context minus the windows.
+    fn view_of(&self, windows: &[Range<usize>]) -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        let mut at = self.prompt.context.start;
+        for w in windows {
+            if w.start > at {
+                out.push(at..w.start);
+            }
+            at = at.max(w.end);
+        }
+        if at < self.prompt.context.end {
+            out.push(at..self.prompt.context.end);
+        }
+        out
+    }
+
+    /// Brings the cache to the input `prompt + text` minus what is still to feed under `view`,
+    /// and returns the tokens still to feed (at least one). Kept: the common prefix of the cache
+    /// and the input when the view did not change; else the prompt through the context
+    /// (`EncodedOnce`: encoded once, everything visible) or nothing (`Recomputed`).
+    fn prepare(&mut self, text: &[u32], view: &[Range<usize>]) -> Result<Vec<u32>, LoopError> {
+        let input: Vec<u32> = self.prompt.ids.iter().chain(text).copied().collect();
+        let base = match self.opts.kv {
+            KvMode::EncodedOnce => self.prompt.context.end,
+            KvMode::Recomputed => 0,
+        };
+        let common = self.session.ids().iter().zip(&input).take_while(|(a, b)| a == b).count().min(input.len() - 1);
+        let same_view = !self.opts.reencode_every_pass && self.cached.as_ref().is_some_and(|c| c.view == view);
+        let mut keep = if same_view { common } else { common.min(base) };
+        self.session.truncate(keep)?;
+        if keep < base {
+            self.session.feed(&input[keep..base], &[], &CaptureRequest::default())?;
+            self.run.passes += 1;
+            self.run.fed += base - keep;
+            keep = base;
+        }
+        self.cached = Some(Cached { view: view.to_vec() });
+        self.run.fed += input.len() - keep;
+        Ok(input[keep..].to_vec())
+    }
+
+    /// Greedy tokens after `text` under `view`, with each token's entropy.
+    fn draft(&mut self, text: &[u32], view: &[Range<usize>], n: usize) -> Result<(Vec<u32>, Vec<f64>, bool), LoopError> {
+        let feed = self.prepare(text, view)?;
+        let mut ent = Vec::new();
+        let (tokens, eos) = self.session.greedy(&feed, view, n, &self.opts.eos, &CaptureRequest::default(), |out, _| {
+            ent.push(Vec::<f32>::try_from(out.logits.view([-1])).map(|l| entropy(&l)).unwrap_or(f64::NAN));
+        })?;
+        self.run.passes += tokens.len();
+        Ok((tokens, ent, eos))
+    }
+
+    /// Word ranges and sentences (as ranges of words) of some generated tokens.
+    fn words(&self, tokens: &[u32]) -> (Vec<Range<usize>>, Vec<Range<usize>>, Vec<String>) {
+        let pieces: Vec<String> = tokens
+            .iter()
+            .map(|&t| {
+                let text = self.tok.decode_exact(&[t]);
+                let marked = self.space_marker.as_deref().is_some_and(|m| self.tok.id_to_piece(t).is_some_and(|p| p.starts_with(m)));
+                if marked && !text.starts_with(' ') {
+                    format!(" {text}")
+                } else {
+                    text
+                }
+            })
+            .collect();
+        let is_eos: Vec<bool> = tokens.iter().map(|t| self.opts.eos.contains(t)).collect();
+        let words = merge_words(&pieces, &is_eos);
+        let texts: Vec<String> = words.iter().map(|w| pieces[w.clone()].concat()).collect();
+        let sents = sentences(&texts);
+        (words, sents, texts)
+    }
+
+    /// DRAGIN's RIND attention: the last layer over the draft alone (a separate forward).
+    fn draft_attention(&self, draft: &[u32]) -> Result<Vec<f64>, LoopError> {
+        let last = self.model.config.num_layers - 1;
+        let mut s = Session::new(self.model, draft.len());
+        let out = s.feed(draft, &[], &CaptureRequest { attention_layer: Some(last), ..Default::default() })?;
+        let attn = out.attention.expect("asked for").select(0, 0); // [H, T, T]
+        let (h, t) = (attn.size()[0], attn.size()[1]);
+        let flat = Vec::<f32>::try_from(attn.flatten(0, -1))?;
+        let rows: Vec<Vec<Vec<f32>>> = (0..h as usize)
+            .map(|hi| (0..t as usize).map(|q| flat[(hi * t as usize + q) * t as usize..(hi * t as usize + q + 1) * t as usize].to_vec()).collect())
+            .collect();
+        Ok(rind_attention(&rows, self.opts.eos.contains(&draft[0])))
+    }
+
+    fn text_done(&self, text: &[u32]) -> bool {
+        self.tok.decode(text, true).contains(ANSWER_PHRASE)
+    }
+
+    fn generate(&mut self, mut strategy: Strategy) -> Result<(), LoopError> {
+        let o = self.opts.clone();
+        let mut text: Vec<u32> = Vec::new();
+        // Algorithm 1: the view of the next draft — the context hidden, or (line 15 resets it
+        // only after a draft is accepted) the last retrieval's windows.
+        let mut view = match strategy {
+            Strategy::Full => vec![],
+            _ => self.context_hidden(),
+        };
+        loop {
+            let old = text.len();
+            let (draft, ent, _) = self.draft(&text, &view, o.draft_tokens)?;
+            self.run.drafts += 1;
+            let trigger = match strategy {
+                Strategy::Heads(_) if !draft.is_empty() => {
+                    let attn = self.draft_attention(&draft)?;
+                    let (words, sents, _) = self.words(&draft);
+                    // DRAGIN's content-word filter only clears flags DRAGIN uses to build a
+                    // search query; in-context retrieval reads head attention instead.
+                    rind(&attn, &ent, &words, &sents, o.theta, &|_| true).map(|t| (t, words, sents))
+                }
+                _ => None,
+            };
+            match (trigger, &mut strategy) {
+                (Some((t, words, sents)), Strategy::Heads(picker)) => {
+                    // Retract to the start of the triggering sentence, retrieve, regenerate.
+                    text.extend_from_slice(&draft[..words[sents[t.sentence].start].start]);
+                    let windows = self.retrieve(&text, &mut **picker)?;
+                    view = self.view_of(&windows);
+                    let (regen, _, _) = self.draft(&text, &view, o.draft_tokens)?;
+                    let kept = if o.keep_first_sentence {
+                        let (words, sents, _) = self.words(&regen);
+                        sents.first().map_or(regen.len(), |s| words[s.end - 1].end)
+                    } else {
+                        regen.len()
+                    };
+                    let visible: usize = windows.iter().map(|w| w.len()).sum();
+                    let r = self.run.retrievals.last_mut().expect("retrieve pushed it");
+                    r.visible_fraction = visible as f64 / self.prompt.context.len().max(1) as f64;
+                    r.scores = t.scores;
+                    text.extend_from_slice(&regen[..kept]);
+                    if !o.keep_windows {
+                        view = self.context_hidden();
+                    }
+                }
+                (_, Strategy::Full) => text.extend_from_slice(&draft),
+                _ => {
+                    text.extend_from_slice(&draft);
+                    view = self.context_hidden();
+                }
+            }
+            let ended = text.last().is_some_and(|t| o.eos.contains(t));
+            if text.len() > o.max_tokens || text.len() <= old || ended || self.text_done(&text) {
+                break;
+            }
+        }
+        if o.force_answer && !self.text_done(&text) {
+            // DRAGIN's `regenerate_answer`: the text cut at its markers, " So the answer is",
+            // `answer_tokens` more tokens without retrieval.
+            let body: Vec<u32> = text.iter().copied().take_while(|t| !o.eos.contains(t)).collect();
+            let decoded = self.tok.decode(&body, true);
+            let cut = cut_at_markers(&decoded);
+            let mut ids = if cut.len() == decoded.len() { body } else { self.encode(cut)? };
+            ids.extend(self.encode(" So the answer is")?);
+            let view = match strategy {
+                Strategy::Full => vec![],
+                _ => self.context_hidden(),
+            };
+            let (answer, _, _) = self.draft(&ids, &view, o.answer_tokens)?;
+            text = ids.into_iter().chain(answer).collect();
+            self.run.forced = true;
+        }
+        self.run.tokens = text;
+        Ok(())
+    }
+
+    fn encode(&self, s: &str) -> Result<Vec<u32>, LoopError> {
+        Ok(self.tok.encode(s, false).map_err(|e| LoopError::Tokenizer(e.to_string()))?.ids)
+    }
+
+    /// Algorithm 2: the retrieval pass over `prompt + text` with the context visible, the
+    /// picked heads' mean attention at its last position, the windows.
+    fn retrieve(&mut self, text: &[u32], picker: &mut dyn HeadPicker) -> Result<Vec<Range<usize>>, LoopError> {
+        let feed = self.prepare(text, &[])?;
+        let p = self.prompt.ids.len();
+        let reasoning = picker.needs_eq2().then(|| {
+            let mut m = vec![0f32; p];
+            for &i in self.prompt.needle {
+                m[i] = 1.0;
+            }
+            ReasoningRequest { needle: Tensor::from_slice(&m).view([1, p as i64]).to_device(self.model.device), sink: self.opts.sink as i64, local: self.opts.local as i64 }
+        });
+        let cap = CaptureRequest { hidden: vec![HiddenSite::Final], reasoning, last_rows: true, ..Default::default() };
+        let out = self.session.feed(&feed, &[], &cap)?;
+        self.run.passes += 1;
+        let hidden = Vec::<f32>::try_from(out.hidden[0].view([-1]))?;
+        let eq2 = match &out.reasoning {
+            Some(r) => Vec::<f32>::try_from(r.flatten(0, -1))?,
+            None => vec![],
+        };
+        let heads = picker.pick(&hidden, &eq2, self.run.retrievals.len()).map_err(LoopError::Heads)?;
+        let rows = out.last_rows.as_ref().expect("asked for");
+        let top = head_rows_topk(rows, &heads, self.prompt.context.clone(), self.opts.topk)?;
+        let windows = retrieval_windows_top(&top, self.prompt.context.clone(), self.opts.cluster_gap, self.opts.window, self.opts.representative);
+        self.run.retrievals.push(Retrieval { at: text.len(), heads, windows: windows.clone(), visible_fraction: 0.0, scores: vec![] });
+        Ok(windows)
+    }
+}

@@ -1,0 +1,104 @@
+//! Section 5's loop (`ops::trace::rag_loop`, Algorithm 1) against plain generation on real
+//! SmolLM2-135M-Instruct and a bundled HotpotQA question (f32, CPU): "without RAG" equals a
+//! generation with the context hidden throughout; a retrieval whose windows cover the whole
+//! context regenerates exactly what full-context generation gives; the full-context strategy
+//! equals plain generation — under both `rag.kv` modes.
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rhx::analysis::rag::Representative;
+use rhx::data::hotpotqa;
+use rhx::data::prompts::prepare_line;
+use rhx::engine::generate::{generate, GenerateOptions, Prompt};
+use rhx::engine::loader::{self, LoadedModel};
+use rhx::ops::trace::rag_loop::{run, HeadPicker, KvMode, RagOptions, RagPrompt, Strategy};
+use tch::{Device, Kind};
+
+mod common;
+
+struct Prepared {
+    ids: Vec<u32>,
+    context: std::ops::Range<usize>,
+    needle: Vec<usize>,
+}
+
+fn question(lm: &LoadedModel, row: usize) -> Prepared {
+    let q = &hotpotqa::parse(hotpotqa::DEV500, Path::new("dev500"), row, 1).unwrap().questions[0];
+    let context = q.title_paragraph_context();
+    let user = format!("{context}\n\nAnswer the following question by reasoning step-by-step. End your answer with \"So the answer is <answer>.\"\nQuestion: {}", q.question);
+    let line = serde_json::json!({"id": q.id, "messages": [{"role": "user", "content": user}], "needles": q.needles(), "context": context});
+    let p = prepare_line(&line.to_string(), 1, &lm.tokenizer, &BTreeMap::new()).unwrap();
+    Prepared { ids: p.ids, context: p.context_span.unwrap(), needle: p.needle_span }
+}
+
+fn opts(kv: KvMode) -> RagOptions {
+    RagOptions {
+        theta: 1.2,
+        draft_tokens: 12,
+        max_tokens: 30,
+        topk: 20,
+        cluster_gap: 16,
+        window: 32,
+        representative: Representative::MaxAttn,
+        keep_first_sentence: false,
+        keep_windows: true,
+        kv,
+        force_answer: false,
+        answer_tokens: 20,
+        eos: vec![],
+        sink: 4,
+        local: 32,
+        reencode_every_pass: false,
+    }
+}
+
+fn plain(lm: &LoadedModel, ids: &[u32], hidden: Vec<std::ops::Range<usize>>, n: usize) -> Vec<u32> {
+    let p = Prompt { ids: ids.to_vec(), hidden_spans: hidden, ..Default::default() };
+    generate(&lm.model, &[p], &GenerateOptions { max_new_tokens: n, ..Default::default() }, None, |_| {}).unwrap().remove(0).tokens
+}
+
+/// Every head of layer 0, with windows so wide that any cluster covers the whole context.
+struct Everything(usize);
+impl HeadPicker for Everything {
+    fn pick(&mut self, _: &[f32], _: &[f32], _: usize) -> Result<Vec<(usize, usize)>, String> {
+        Ok((0..self.0).map(|h| (0, h)).collect())
+    }
+}
+
+#[test]
+fn the_loop_agrees_with_plain_generation_at_its_two_ends() {
+    if !common::smollm2_installed() {
+        return;
+    }
+    let lm = loader::load("smollm2-135m-instruct", Device::Cpu, Kind::Float).unwrap();
+    let q = question(&lm, 0);
+    assert!(q.context.len() > 500 && q.context.end < q.ids.len(), "context {:?} of {}", q.context, q.ids.len());
+    for kv in [KvMode::EncodedOnce, KvMode::Recomputed] {
+        let o = opts(kv);
+        let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle };
+        // Without RAG: drafts of 12 appended until more than 30 tokens = 36 tokens with the
+        // context hidden throughout.
+        let hidden = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Hidden, &o).unwrap();
+        assert_eq!(hidden.tokens, plain(&lm, &q.ids, vec![q.context.clone()], 36), "{kv:?}: without RAG");
+        assert_eq!(hidden.drafts, 3);
+        // Full context: the same with nothing hidden, up to where the loop stopped (more than
+        // 30 tokens, or "the answer is" in the text).
+        let full = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Full, &o).unwrap();
+        let want_full = plain(&lm, &q.ids, vec![], 36);
+        assert_eq!(full.tokens, want_full[..full.tokens.len()].to_vec(), "{kv:?}: full context");
+        let text = lm.tokenizer.decode(&full.tokens, true);
+        assert!(full.tokens.len() == 36 || text.contains("the answer is"), "{kv:?}: stopped early: {text:?}");
+        assert_ne!(full.tokens, hidden.tokens, "the context must matter, or this test shows nothing");
+        // θ below every score: the first sentence triggers at once, the text is retracted to
+        // nothing, the windows cover the whole context, and the regeneration (12 tokens, all
+        // kept) is full-context generation.
+        let mut every = Everything(lm.model.config.num_heads);
+        let o2 = RagOptions { theta: -1.0, window: 1 << 20, max_tokens: 5, ..o.clone() };
+        let r = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Heads(&mut every), &o2).unwrap();
+        assert_eq!(r.retrievals.len(), 1, "{kv:?}");
+        assert_eq!(r.retrievals[0].windows, vec![q.context.clone()], "{kv:?}");
+        assert_eq!(r.retrievals[0].visible_fraction, 1.0);
+        assert_eq!(r.retrievals[0].at, 0);
+        assert_eq!(r.tokens, want_full[..12].to_vec(), "{kv:?}: a retrieval of everything");
+    }
+}
