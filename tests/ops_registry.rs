@@ -138,6 +138,17 @@ fn ops_small_matches_golden() {
             serde_json::json!({"id": l["id"], "answer": l["answer"], "prompt_tokens": l["prompt_tokens"], "needle_tokens": span.len(), "needle_first": span.first(), "needle_last": span.last(), "meta": l["meta"], "text": l["text"], "reasoning_step0_top3": top[..3].iter().map(|(v, l, h)| (format!("{v:.3}"), l, h)).collect::<Vec<_>>()})
         })
         .collect();
+    // Section 5: each question's text, retrievals (where, which heads, which windows) and drafts.
+    let rag = cache.get(&plan.step("hotpot_rag").unwrap().key).unwrap().unwrap();
+    snap["hotpot_rag"] = rhx::artifact::trace::read_lines(&rag)
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let r = &l.meta["rag"];
+            let retrievals: Vec<Json> = r["retrievals"].as_array().unwrap().iter().map(|x| serde_json::json!({"at": x["at"], "heads": x["heads"], "windows": x["windows"]})).collect();
+            serde_json::json!({"id": l.id, "text": l.text, "tokens": l.tokens.len(), "drafts": r["drafts"], "forced": r["forced"], "retrievals": retrievals})
+        })
+        .collect();
     // Reasoning heads (`top: 5`): each step's `heads` are its 5 heads of largest S, with S.
     for l in &lines {
         for st in l["steps"].as_array().unwrap() {

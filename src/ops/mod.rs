@@ -141,6 +141,7 @@ pub const REGISTRY: &[OpDef] = &[
     dataset::jsonl::OP,
     dataset::hotpotqa::OP,
     trace::generate::OP,
+    trace::rag::OP,
     heads::static_heads::OP,
     heads::dynamic::OP,
     heads::top::OP,

@@ -1,0 +1,245 @@
+//! `trace … = rag(…)`: Section 5's dynamic in-context RAG (Algorithm 1, [`super::rag_loop`]) on a
+//! dataset whose prompts declare their context (HotpotQA's paragraphs), one strategy per trace —
+//! Table 4's rows and two beyond the paper (`oracle`, `full`). A standard trace: each line is a
+//! question's final text (scored by `scores(…, metrics: [em, f1])`) with its retrievals in
+//! `meta.rag`; it has no per-step records.
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value as Json};
+
+use crate::analysis::dynamism::Head;
+use crate::analysis::rag::Representative;
+use crate::artifact::trace::{write_trace, HeadRule, TraceInfo, TraceLine, TRACE_FORMAT};
+use crate::engine::device::{self, DType, DeviceRequest};
+use crate::engine::loader;
+use crate::lang::schema::{decl, enm, float_range, int_range, FuncSpec};
+use crate::lang::{Kind, Node};
+use crate::ops::args::*;
+use crate::ops::inputs::*;
+use crate::ops::model::model_spec;
+use crate::ops::trace::rag_loop::{self, HeadPicker, KvMode, RagOptions, RagPrompt, Strategy};
+use crate::ops::{Exec, Files, Inputs, OpDef, Refusal};
+use crate::plan::Step;
+use crate::run::Ctx;
+use crate::support::pyrandom::PyRandom;
+
+pub const OP: OpDef = OpDef { kind: Kind::Trace, name: "rag", spec, source: file!(), check: Some(check), exec: Exec::Artifact(run) };
+
+const STRATEGIES: &[&str] = &["dynamic", "static", "dynamic_random", "fixed_random", "hidden", "full", "oracle"];
+
+fn spec() -> FuncSpec {
+    use Kind::*;
+    FuncSpec::new(
+        "rag",
+        "Section 5's dynamic in-context RAG (Algorithm 1): drafts with the context hidden, DRAGIN's RIND decides when to retrieve, the chosen heads' attention picks the context windows made visible for the regeneration.",
+    )
+    .pos("model", decl(Model), "the model to run")
+    .pos("dataset", decl(Dataset), "questions whose prompts declare their context (`hotpotqa`, or JSONL lines with a `context` field)")
+    .def(
+        "strategy",
+        enm(STRATEGIES),
+        "dynamic",
+        "Table 4's row: the probe's top heads of the step (dynamic), a static set (static, with `heads`), random heads drawn at each retrieval (dynamic_random) or once per question (fixed_random), no retrieval with the context hidden (hidden: \"w/o RAG\") or visible (full); oracle: the step's true top Eq. 2 heads",
+    )
+    .opt("heads", decl(Heads), "static: the head set whose first `count` heads retrieve")
+    .def("count", int_range(1, 4096), "5", "heads per retrieval (the paper: 5)")
+    .def("theta", float_range(-1e9, 1e9), "1.2", "rag.theta: RIND's threshold (DRAGIN's HotpotQA configs: 1.2)")
+    .def("draft_tokens", int_range(1, 4096), "100", "new tokens of a draft or regeneration (DRAGIN's generate_max_length)")
+    .def("max_tokens", int_range(1, 32768), "100", "rag.max_tokens: the loop ends once the text holds more tokens (DRAGIN: 100)")
+    .def("topk", int_range(1, 1 << 20), "20", "rag.topk: context positions of largest mean attention")
+    .def("cluster_gap", int_range(0, 1 << 20), "16", "rag.cluster_gap: a larger gap between sorted top positions starts a new cluster")
+    .def("window", int_range(0, 1 << 20), "32", "rag.window: positions made visible on each side of a cluster's representative")
+    .def("representative", enm(&["max_attn", "median"]), "max_attn", "rag.representative: a cluster's position of largest attention, or its median")
+    .def("keep", enm(&["first_sentence", "all"]), "first_sentence", "rag.keep: what of a regeneration is kept (DRAGIN: its first sentence)")
+    .def("next_draft", enm(&["windows", "hidden"]), "windows", "the view of the draft after a retrieval: its windows (Algorithm 1 re-masks only after accepting a draft) or the context hidden")
+    .def("kv", enm(&["encoded_once", "recomputed"]), "encoded_once", "the visible context's keys and values: of the prompt encoded once, or recomputed under each pass's mask (an HF 2-D attention mask)")
+    .def("rind_attn", enm(&["dragin_draft_only", "in_context"]), "dragin_draft_only", "rag.rind_attn: RIND's attention from a separate forward over the draft alone (DRAGIN's code) or in context")
+    .def("force_answer", crate::lang::schema::Ty::Bool, "true", "rag.force_answer: without \"the answer is\", append \" So the answer is\" and generate `answer_tokens` (DRAGIN's evaluation)")
+    .def("answer_tokens", int_range(1, 4096), "20", "tokens generated after the forced \" So the answer is\"")
+    .def("sink", int_range(0, 1 << 20), "4", "oracle: Eq. 2's sink tokens")
+    .def("local", int_range(0, 1 << 20), "32", "oracle: Eq. 2's local window")
+    .seed("random draws of heads (dynamic_random, fixed_random)")
+}
+
+fn check(n: &Node) -> Result<(), Refusal> {
+    if enum_arg(n, "strategy") == Some("dynamic") {
+        return Err(Refusal::new("strategy", "`strategy: dynamic` (the Section 4 probe's heads) is not implemented by the executor yet; `oracle` takes the step's true top Eq. 2 heads".to_string()));
+    }
+    if enum_arg(n, "rind_attn") == Some("in_context") {
+        return Err(Refusal::new("rind_attn", "`rind_attn: in_context` is not implemented by the executor yet".to_string()));
+    }
+    match (enum_arg(n, "strategy"), n.arg("heads").is_some()) {
+        (Some("static"), false) => Err(Refusal::new("strategy", "`strategy: static` retrieves with a head set: give `heads: <a heads declaration>`".to_string())),
+        (Some(s), true) if s != "static" => Err(Refusal::new("heads", format!("`heads` is read by `strategy: static` only, not by `{s}`"))),
+        _ => Ok(()),
+    }
+}
+
+/// The heads of a retrieval under one strategy.
+enum Picker {
+    Fixed(Vec<Head>),
+    Random { pool: Vec<Head>, count: usize, rng: Box<PyRandom> },
+    Oracle { count: usize, heads: usize },
+}
+
+impl HeadPicker for Picker {
+    fn pick(&mut self, _hidden: &[f32], eq2: &[f32], _retrieval: usize) -> Result<Vec<Head>, String> {
+        Ok(match self {
+            Picker::Fixed(h) => h.clone(),
+            Picker::Random { pool, count, rng } => draw(pool, *count, rng),
+            Picker::Oracle { count, heads } => {
+                let mut order: Vec<usize> = (0..eq2.len()).collect();
+                order.sort_by(|&a, &b| eq2[b].total_cmp(&eq2[a]).then(a.cmp(&b)));
+                let mut set: Vec<Head> = order.into_iter().take(*count).map(|i| (i / *heads, i % *heads)).collect();
+                set.sort();
+                set
+            }
+        })
+    }
+    fn needs_eq2(&self) -> bool {
+        matches!(self, Picker::Oracle { .. })
+    }
+}
+
+/// `count` heads of `pool` without replacement (a partial Fisher–Yates shuffle), sorted.
+fn draw(pool: &[Head], count: usize, rng: &mut PyRandom) -> Vec<Head> {
+    let mut p = pool.to_vec();
+    for i in 0..count.min(p.len()) {
+        let j = i + (rng.getrandbits_128() % (p.len() - i) as u128) as usize;
+        p.swap(i, j);
+    }
+    let mut set = p[..count.min(p.len())].to_vec();
+    set.sort();
+    set
+}
+
+/// One random stream per question, from the seed and its id, so a draw does not depend on order.
+fn question_rng(seed: u64, id: &str) -> PyRandom {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{seed}/{id}").as_bytes());
+    PyRandom::new(u64::from_le_bytes(d[..8].try_into().expect("32-byte digest")))
+}
+
+fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
+    let n = &step.node;
+    let model_name = n.arg("model").and_then(ref_name).ok_or("no model")?.to_string();
+    let dataset_name = n.arg("dataset").and_then(ref_name).ok_or("no dataset")?.to_string();
+    let model_node = node(ctx, &model_name)?.clone();
+    let data_node = node(ctx, &dataset_name)?.clone();
+    if !ctx.models.contains_key(&model_name) {
+        let spec = model_spec(&model_node)?;
+        let dev_req: DeviceRequest = req_enum(&model_node, "device")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
+        let dtype: DType = req_enum(&model_node, "dtype")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
+        let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
+        let lm = loader::load(&spec, dev, dtype.kind()).map_err(|e| format!("{e:#}"))?;
+        ctx.models.insert(model_name.clone(), lm);
+    }
+    let lm = &ctx.models[&model_name];
+    let extra: BTreeMap<String, Json> = [("enable_thinking".to_string(), json!(req_bool(&model_node, "enable_thinking")?))].into();
+    let prompts_of = match crate::ops::find(data_node.kind, &data_node.constructor).map(|op| op.exec) {
+        Some(Exec::Dataset(prompts)) => prompts,
+        _ => return Err(format!("dataset `{}` cannot feed a trace", data_node.constructor)),
+    };
+    let prompts = prompts_of(&data_node, &lm.tokenizer, &extra)?;
+    let strategy = req_enum(n, "strategy")?;
+    let count = req_int(n, "count")? as usize;
+    let (layers, heads) = (lm.model.config.num_layers, lm.model.config.num_heads);
+    let static_heads: Vec<Head> = match n.arg("heads").and_then(ref_name) {
+        Some(h) => {
+            let a = inputs.get(h).ok_or_else(|| format!("head set `{h}` not computed"))?;
+            let set = fixed_heads(a, h)?;
+            if set.len() < count {
+                return Err(format!("head set `{h}` has {} heads, fewer than `count: {count}`", set.len()));
+            }
+            set[..count].to_vec()
+        }
+        None => vec![],
+    };
+    if strategy == "oracle" {
+        if let Some(p) = prompts.iter().find(|p| p.prep.needle_span.is_empty()) {
+            return Err(format!("`strategy: oracle` ranks heads by Eq. 2 on each question's needle tokens, and dataset `{dataset_name}` gives prompt {} none", p.prep.id));
+        }
+    }
+    let mut eos: Vec<u32> = lm.tokenizer.eos_ids.iter().chain(lm.model.config.eos_token_ids.iter()).copied().collect();
+    eos.sort_unstable();
+    eos.dedup();
+    let opts = RagOptions {
+        theta: req_f64(n, "theta")?,
+        draft_tokens: req_int(n, "draft_tokens")? as usize,
+        max_tokens: req_int(n, "max_tokens")? as usize,
+        topk: req_int(n, "topk")? as usize,
+        cluster_gap: req_int(n, "cluster_gap")? as usize,
+        window: req_int(n, "window")? as usize,
+        representative: if req_enum(n, "representative")? == "median" { Representative::Median } else { Representative::MaxAttn },
+        keep_first_sentence: req_enum(n, "keep")? == "first_sentence",
+        keep_windows: req_enum(n, "next_draft")? == "windows",
+        kv: if req_enum(n, "kv")? == "recomputed" { KvMode::Recomputed } else { KvMode::EncodedOnce },
+        force_answer: req_bool(n, "force_answer")?,
+        answer_tokens: req_int(n, "answer_tokens")? as usize,
+        eos,
+        sink: req_int(n, "sink")? as usize,
+        local: req_int(n, "local")? as usize,
+        reencode_every_pass: false,
+    };
+    let seed_v = seed(n)?;
+    let pool: Vec<Head> = (0..layers).flat_map(|l| (0..heads).map(move |h| (l, h))).collect();
+    let total = prompts.len();
+    let bar = if ctx.opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total as u64) };
+    bar.set_style(indicatif::ProgressStyle::with_template("    {bar:30} {pos}/{len} questions [{elapsed_precise}, ETA {eta}] {msg}").unwrap());
+    let mut lines = Vec::with_capacity(total);
+    for p in &prompts {
+        let context = p.prep.context_span.clone().ok_or_else(|| format!("prompt {} of dataset `{dataset_name}` declares no context: `rag` hides and shows a prompt's context (hotpotqa with `context: full`, or a JSONL `context` field)", p.prep.id))?;
+        let prompt = RagPrompt { ids: &p.prep.ids, context, needle: &p.prep.needle_span };
+        let mut picker = match strategy {
+            "static" => Some(Picker::Fixed(static_heads.clone())),
+            "fixed_random" => Some(Picker::Fixed(draw(&pool, count, &mut question_rng(seed_v, &p.prep.id)))),
+            "dynamic_random" => Some(Picker::Random { pool: pool.clone(), count, rng: Box::new(question_rng(seed_v, &p.prep.id)) }),
+            "oracle" => Some(Picker::Oracle { count, heads }),
+            _ => None,
+        };
+        let strat = match (strategy, picker.as_mut()) {
+            ("full", _) => Strategy::Full,
+            (_, Some(p)) => Strategy::Heads(p),
+            _ => Strategy::Hidden,
+        };
+        let r = rag_loop::run(&lm.model, &lm.tokenizer, &prompt, strat, &opts).map_err(|e| format!("question {}: {e}", p.prep.id))?;
+        let mut meta = p.meta.clone();
+        meta["rag"] = json!({
+            "retrievals": r.retrievals,
+            "drafts": r.drafts,
+            "forced": r.forced,
+            "context_tokens": prompt.context.len(),
+        });
+        lines.push(TraceLine {
+            answer: p.answer.clone(),
+            id: p.prep.id.clone(),
+            meta,
+            needle_span: p.prep.needle_span.clone(),
+            pieces: r.tokens.iter().map(|&t| lm.tokenizer.decode_exact(&[t])).collect(),
+            prompt_tokens: p.prep.ids.len(),
+            steps: vec![],
+            stopped_by_eos: r.tokens.last().is_some_and(|t| opts.eos.contains(t)),
+            text: r.prediction(&lm.tokenizer),
+            tokens: r.tokens,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let info = TraceInfo {
+        dataset: dataset_name,
+        decode_loops: vec!["session".into()],
+        device: device::describe(lm.model.device),
+        engine: serde_json::to_value(&ctx.engine).map_err(|e| e.to_string())?,
+        format: TRACE_FORMAT,
+        heads,
+        intervention: json!({"kind": "rag", "strategy": strategy, "count": count, "heads": n.arg("heads").and_then(ref_name)}),
+        layers,
+        model: model_name,
+        retrieval: HeadRule::CopyPaste,
+        samples: total,
+    };
+    let info = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
+    let mut files = write_trace(&lines).map_err(|e| e.to_string())?;
+    files.push(("trace_info.json".into(), info));
+    Ok(files)
+}
