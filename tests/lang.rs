@@ -398,6 +398,7 @@ table e = probe(t)
 trace tr = generate(m, h) { capture: [retrieval(reasoning), hidden] }
 table rg = regressor(tr)
 trace ra = rag(m, h)
+heads hp = predicted(tr)
 table ht = head_table(s)
 figure f1 = heatmap(t)
 figure f2 = ablation_grid(t)

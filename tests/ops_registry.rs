@@ -149,6 +149,23 @@ fn ops_small_matches_golden() {
             serde_json::json!({"id": l.id, "text": l.text, "tokens": l.tokens.len(), "drafts": r["drafts"], "forced": r["forced"], "retrievals": retrievals})
         })
         .collect();
+    // The predictor's shape and split (its weights come from training: not snapshotted); every
+    // retrieval of the dynamic run used `top` = 5 heads of the model.
+    let mut probe = artifact("hotpot_probe", "heads.json");
+    for k in ["test_r2", "test_top1_hit"] {
+        assert!(probe["set"][k].as_f64().is_some_and(f64::is_finite), "{probe}");
+        probe["set"].as_object_mut().unwrap().remove(k);
+    }
+    snap["hotpot_probe"] = probe;
+    let dyn_lines = rhx::artifact::trace::read_lines(&cache.get(&plan.step("hotpot_dyn").unwrap().key).unwrap().unwrap()).unwrap();
+    assert_eq!(dyn_lines.len(), 3);
+    for l in &dyn_lines {
+        for r in l.meta["rag"]["retrievals"].as_array().unwrap() {
+            let heads = r["heads"].as_array().unwrap();
+            assert_eq!(heads.len(), 5, "{r}");
+            assert!(heads.iter().all(|h| h[0].as_u64().unwrap() < 30 && h[1].as_u64().unwrap() < 9), "{r}");
+        }
+    }
     // Reasoning heads (`top: 5`): each step's `heads` are its 5 heads of largest S, with S.
     for l in &lines {
         for st in l["steps"].as_array().unwrap() {

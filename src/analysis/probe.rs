@@ -101,7 +101,7 @@ pub struct TrainLog {
     pub best_epoch: usize,
 }
 
-fn mlp(vs: &nn::Path, d_in: i64, layers: &[usize], d_out: i64, dropout: f64, gelu: bool) -> impl nn::ModuleT {
+fn mlp(vs: &nn::Path, d_in: i64, layers: &[usize], d_out: i64, dropout: f64, gelu: bool) -> impl nn::ModuleT + 'static {
     let mut seq = nn::seq_t();
     let mut d = d_in;
     for (i, &w) in layers.iter().enumerate() {
@@ -116,6 +116,63 @@ fn mlp(vs: &nn::Path, d_in: i64, layers: &[usize], d_out: i64, dropout: f64, gel
 /// Trains the probe and returns its outputs on the `eval` splits (on the CPU, in the training
 /// precision): sigmoid scores for the classifier, raw values for the regressor; and the log.
 pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -> Result<(Vec<Tensor>, TrainLog), tch::TchError> {
+    train_model(train, val, eval, opts).map(|(scores, log, _)| (scores, log))
+}
+
+/// A trained MLP: its shape and weights (on the CPU, in the training precision), to predict
+/// after training (Section 5's dynamic heads).
+pub struct Mlp {
+    pub d_in: i64,
+    pub layers: Vec<usize>,
+    pub d_out: i64,
+    pub gelu: bool,
+    pub weights: Vec<(String, Tensor)>,
+}
+
+impl Mlp {
+    /// The network with these weights, ready to predict (built once: the paper's shape holds
+    /// ~55 M parameters at SmolLM2's width).
+    pub fn build(&self) -> Result<Predictor, tch::TchError> {
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let net = mlp(&vs.root(), self.d_in, &self.layers, self.d_out, 0.0, self.gelu);
+        let kind = self.weights.first().map_or(Kind::Float, |(_, t)| t.kind());
+        if kind == Kind::Double {
+            vs.double();
+        }
+        let mut vars = vs.variables();
+        if vars.len() != self.weights.len() {
+            return Err(tch::TchError::Shape(format!("{} weights stored, the MLP has {}", self.weights.len(), vars.len())));
+        }
+        tch::no_grad(|| -> Result<(), tch::TchError> {
+            for (k, v) in &self.weights {
+                let t = vars.get_mut(k).ok_or_else(|| tch::TchError::Kind(format!("the MLP has no weight `{k}`")))?;
+                if t.size() != v.size() {
+                    return Err(tch::TchError::Shape(format!("weight `{k}`: {:?} stored, {:?} expected", v.size(), t.size())));
+                }
+                t.copy_(v);
+            }
+            Ok(())
+        })?;
+        Ok(Predictor { _vs: vs, net: Box::new(net), kind })
+    }
+}
+
+/// A built [`Mlp`].
+pub struct Predictor {
+    _vs: nn::VarStore,
+    net: Box<dyn nn::ModuleT>,
+    kind: Kind,
+}
+
+impl Predictor {
+    /// Raw outputs `[N, d_out]` for inputs `[N, d_in]` (evaluation mode: no dropout).
+    pub fn predict(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| self.net.forward_t(&x.to_device(Device::Cpu).to_kind(self.kind), false))
+    }
+}
+
+/// [`train`], also returning the trained weights (named as [`Mlp::weights`]).
+pub fn train_model(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -> Result<(Vec<Tensor>, TrainLog, Vec<(String, Tensor)>), tch::TchError> {
     tch::manual_seed(opts.seed as i64);
     let vs = nn::VarStore::new(opts.device);
     let d_in = train.x.size()[1];
@@ -199,7 +256,9 @@ pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -
             })
         })
         .collect();
-    Ok((scores, log))
+    let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(k, v)| (k, v.detach().to_device(Device::Cpu).copy())).collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((scores, log, weights))
 }
 
 /// Flattened (score, label) pairs of a `[N, heads]` score tensor and its labels.

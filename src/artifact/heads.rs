@@ -2,10 +2,11 @@
 //! with [`HeadSet::to_bytes`] and every reader (the trace that masks the set, `head_table`, other
 //! head sets) reads it with [`HeadSet::read`]; nothing looks fields up in untyped JSON.
 //!
-//! A set is one of four [`Choice`]s: the same heads everywhere (`fixed`), each sample its own cut
-//! of a ranking (`per_sample`), drawn at trace time (`random`), or found per step by the trace
-//! that masks them (`dynamic`). Code that needs one fixed list asks [`HeadSet::fixed`], which
-//! refuses the other three with a message instead of handing back an empty list.
+//! A set is one of five [`Choice`]s: the same heads everywhere (`fixed`), each sample its own cut
+//! of a ranking (`per_sample`), drawn at trace time (`random`), found per step by the trace
+//! that masks them (`dynamic`), or predicted per step by a trained MLP (`predicted`, with its
+//! weights in [`PREDICTOR_FILE`]). Code that needs one fixed list asks [`HeadSet::fixed`], which
+//! refuses the others with a message instead of handing back an empty list.
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,33 @@ pub enum Choice {
     Random(RandomDraw),
     /// H_t, found per step by the trace that masks it (Section 3.3).
     Dynamic(DynamicSpec),
+    /// Predicted per step from the hidden state by an MLP trained on a trace's Eq. 2 scores
+    /// (Section 5's dynamic heads); the weights are the artifact's [`PREDICTOR_FILE`].
+    Predicted(PredictorSpec),
+}
+
+/// The predictor's weights (safetensors, named as `analysis::probe::Mlp::weights`).
+pub const PREDICTOR_FILE: &str = "predictor.safetensors";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictorSpec {
+    /// The trace it was trained on.
+    pub trace: String,
+    /// Heads per step: the `top` largest predicted scores.
+    pub top: usize,
+    /// The MLP: input width (the model's hidden size), hidden widths, activation.
+    pub d_in: usize,
+    pub layers: Vec<usize>,
+    pub gelu: bool,
+    /// The model's shape: outputs are `layers × heads` scores, layer-major.
+    pub model_layers: usize,
+    pub model_heads: usize,
+    /// Training rows (steps) of the train / validation / test splits.
+    pub rows: [usize; 3],
+    /// On the test split: the mean over heads of R² (uniform), and how often the predicted top
+    /// set holds the step's true top-1 head.
+    pub test_r2: f64,
+    pub test_top1_hit: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,7 +189,7 @@ impl HeadSet {
     pub fn ranked(&self) -> &[Ranked] {
         match &self.set {
             Choice::Fixed { ranked, .. } | Choice::PerSample { ranked, .. } => ranked,
-            Choice::Random(_) | Choice::Dynamic(_) => &[],
+            Choice::Random(_) | Choice::Dynamic(_) | Choice::Predicted(_) => &[],
         }
     }
 
@@ -186,6 +214,7 @@ impl Choice {
             Choice::PerSample { .. } => "chosen per sample",
             Choice::Random(_) => "drawn at random per sample",
             Choice::Dynamic(_) => "chosen per step",
+            Choice::Predicted(_) => "predicted per step from the hidden state",
         }
     }
 }

@@ -145,6 +145,7 @@ pub const REGISTRY: &[OpDef] = &[
     heads::static_heads::OP,
     heads::dynamic::OP,
     heads::top::OP,
+    heads::predicted::OP,
     heads::random::OP,
     heads::from_file::OP,
     heads::explicit::OP,

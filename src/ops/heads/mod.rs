@@ -4,6 +4,7 @@
 pub mod dynamic;
 pub mod explicit;
 pub mod from_file;
+pub mod predicted;
 pub mod random;
 pub mod static_heads;
 pub mod top;

@@ -106,6 +106,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             // The set at the global count; each sample's own set replaces it per batch.
             Choice::Fixed { ref heads, .. } | Choice::PerSample { ref heads, .. } => heads.clone(),
             Choice::Random(_) => vec![],
+            Choice::Predicted(_) => return Err(format!("`{heads_ref}` is predicted per step by an MLP: `rag(strategy: dynamic, heads: {heads_ref})` reads it; `mask_heads` masks fixed, per-sample, random or dynamic (Eq. 1/2) sets")),
         };
         prompt_sets = PromptSets::of(&set.set, heads_ref);
         let random = match &set.set {

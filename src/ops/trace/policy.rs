@@ -27,7 +27,7 @@ impl PromptSets {
         match set {
             Choice::Random(draw) => Some(PromptSets::Random { draw: draw.clone(), name: name.to_string() }),
             Choice::PerSample { per_sample, .. } => Some(PromptSets::PerSample { sets: per_sample.clone(), name: name.to_string() }),
-            Choice::Fixed { .. } | Choice::Dynamic(_) => None,
+            Choice::Fixed { .. } | Choice::Dynamic(_) | Choice::Predicted(_) => None,
         }
     }
 

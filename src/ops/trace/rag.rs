@@ -8,7 +8,11 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value as Json};
 
 use crate::analysis::dynamism::Head;
+use crate::analysis::probe::Predictor;
 use crate::analysis::rag::Representative;
+use crate::artifact::heads::{Choice, PREDICTOR_FILE};
+use crate::ops::heads::predicted::{load as load_predictor, top_indices};
+use tch::Tensor;
 use crate::artifact::trace::{write_trace, HeadRule, TraceInfo, TraceLine, TRACE_FORMAT};
 use crate::engine::device::{self, DType, DeviceRequest};
 use crate::engine::loader;
@@ -41,7 +45,7 @@ fn spec() -> FuncSpec {
         "dynamic",
         "Table 4's row: the probe's top heads of the step (dynamic), a static set (static, with `heads`), random heads drawn at each retrieval (dynamic_random) or once per question (fixed_random), no retrieval with the context hidden (hidden: \"w/o RAG\") or visible (full); oracle: the step's true top Eq. 2 heads",
     )
-    .opt("heads", decl(Heads), "static: the head set whose first `count` heads retrieve")
+    .opt("heads", decl(Heads), "static: a fixed head set whose first `count` heads retrieve; dynamic: a `predicted(…)` set (its MLP's `count` largest predictions at each retrieval)")
     .def("count", int_range(1, 4096), "5", "heads per retrieval (the paper: 5)")
     .def("theta", float_range(-1e9, 1e9), "1.2", "rag.theta: RIND's threshold (DRAGIN's HotpotQA configs: 1.2)")
     .def("draft_tokens", int_range(1, 4096), "100", "new tokens of a draft or regeneration (DRAGIN's generate_max_length)")
@@ -62,15 +66,13 @@ fn spec() -> FuncSpec {
 }
 
 fn check(n: &Node) -> Result<(), Refusal> {
-    if enum_arg(n, "strategy") == Some("dynamic") {
-        return Err(Refusal::new("strategy", "`strategy: dynamic` (the Section 4 probe's heads) is not implemented by the executor yet; `oracle` takes the step's true top Eq. 2 heads".to_string()));
-    }
     if enum_arg(n, "rind_attn") == Some("in_context") {
         return Err(Refusal::new("rind_attn", "`rind_attn: in_context` is not implemented by the executor yet".to_string()));
     }
     match (enum_arg(n, "strategy"), n.arg("heads").is_some()) {
-        (Some("static"), false) => Err(Refusal::new("strategy", "`strategy: static` retrieves with a head set: give `heads: <a heads declaration>`".to_string())),
-        (Some(s), true) if s != "static" => Err(Refusal::new("heads", format!("`heads` is read by `strategy: static` only, not by `{s}`"))),
+        (Some("static"), false) => Err(Refusal::new("strategy", "`strategy: static` retrieves with a head set: give `heads: <a fixed heads declaration>` (e.g. `static_heads(…)`)".to_string())),
+        (Some("dynamic"), false) => Err(Refusal::new("strategy", "`strategy: dynamic` retrieves with the heads an MLP predicts from the hidden state: give `heads: <a predicted(…) heads declaration>`".to_string())),
+        (Some(s), true) if s != "static" && s != "dynamic" => Err(Refusal::new("heads", format!("`heads` is read by `strategy: static` and `dynamic` only, not by `{s}`"))),
         _ => Ok(()),
     }
 }
@@ -78,14 +80,22 @@ fn check(n: &Node) -> Result<(), Refusal> {
 /// The heads of a retrieval under one strategy.
 enum Picker {
     Fixed(Vec<Head>),
+    Predicted { net: std::rc::Rc<Predictor>, count: usize, heads: usize },
     Random { pool: Vec<Head>, count: usize, rng: Box<PyRandom> },
     Oracle { count: usize, heads: usize },
 }
 
 impl HeadPicker for Picker {
-    fn pick(&mut self, _hidden: &[f32], eq2: &[f32], _retrieval: usize) -> Result<Vec<Head>, String> {
+    fn pick(&mut self, hidden: &[f32], eq2: &[f32], _retrieval: usize) -> Result<Vec<Head>, String> {
         Ok(match self {
             Picker::Fixed(h) => h.clone(),
+            Picker::Predicted { net, count, heads } => {
+                let out = net.predict(&Tensor::from_slice(hidden).view([1, hidden.len() as i64]));
+                let scores = Vec::<f64>::try_from(out.to_kind(tch::Kind::Double).flatten(0, -1)).map_err(|e| e.to_string())?;
+                let mut set: Vec<Head> = top_indices(&scores, *count).into_iter().map(|i| (i / *heads, i % *heads)).collect();
+                set.sort();
+                set
+            }
             Picker::Random { pool, count, rng } => draw(pool, *count, rng),
             Picker::Oracle { count, heads } => {
                 let mut order: Vec<usize> = (0..eq2.len()).collect();
@@ -144,17 +154,27 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let strategy = req_enum(n, "strategy")?;
     let count = req_int(n, "count")? as usize;
     let (layers, heads) = (lm.model.config.num_layers, lm.model.config.num_heads);
-    let static_heads: Vec<Head> = match n.arg("heads").and_then(ref_name) {
-        Some(h) => {
-            let a = inputs.get(h).ok_or_else(|| format!("head set `{h}` not computed"))?;
+    let mut static_heads: Vec<Head> = vec![];
+    let mut predictor: Option<std::rc::Rc<Predictor>> = None;
+    if let Some(h) = n.arg("heads").and_then(ref_name) {
+        let a = inputs.get(h).ok_or_else(|| format!("head set `{h}` not computed"))?;
+        if strategy == "dynamic" {
+            let Choice::Predicted(spec) = head_set(a)?.set else {
+                return Err(format!("`strategy: dynamic` needs a head set predicted per step (`heads {h} = predicted(<trace>)`), and `{h}` is not one"));
+            };
+            if spec.d_in != lm.model.config.hidden_size || spec.model_layers != layers || spec.model_heads != heads {
+                return Err(format!("`{h}` predicts the heads of a model with hidden size {} and {} × {} heads; `{model_name}` has {} and {layers} × {heads}", spec.d_in, spec.model_layers, spec.model_heads, lm.model.config.hidden_size));
+            }
+            let mlp = load_predictor(&spec, &a.read(PREDICTOR_FILE).map_err(|e| format!("`{h}`: {e}"))?)?;
+            predictor = Some(std::rc::Rc::new(mlp.build().map_err(|e| format!("`{h}`: {e}"))?));
+        } else {
             let set = fixed_heads(a, h)?;
             if set.len() < count {
                 return Err(format!("head set `{h}` has {} heads, fewer than `count: {count}`", set.len()));
             }
-            set[..count].to_vec()
+            static_heads = set[..count].to_vec();
         }
-        None => vec![],
-    };
+    }
     if strategy == "oracle" {
         if let Some(p) = prompts.iter().find(|p| p.prep.needle_span.is_empty()) {
             return Err(format!("`strategy: oracle` ranks heads by Eq. 2 on each question's needle tokens, and dataset `{dataset_name}` gives prompt {} none", p.prep.id));
@@ -192,6 +212,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         let prompt = RagPrompt { ids: &p.prep.ids, context, needle: &p.prep.needle_span };
         let mut picker = match strategy {
             "static" => Some(Picker::Fixed(static_heads.clone())),
+            "dynamic" => Some(Picker::Predicted { net: predictor.clone().ok_or("`strategy: dynamic` without its predictor")?, count, heads }),
             "fixed_random" => Some(Picker::Fixed(draw(&pool, count, &mut question_rng(seed_v, &p.prep.id)))),
             "dynamic_random" => Some(Picker::Random { pool: pool.clone(), count, rng: Box::new(question_rng(seed_v, &p.prep.id)) }),
             "oracle" => Some(Picker::Oracle { count, heads }),
