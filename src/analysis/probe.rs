@@ -119,6 +119,9 @@ pub fn train(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -
     train_model(train, val, eval, opts).map(|(scores, log, _)| (scores, log))
 }
 
+/// Named weights of an MLP (on the CPU).
+pub type Weights = Vec<(String, Tensor)>;
+
 /// A trained MLP: its shape and weights (on the CPU, in the training precision), to predict
 /// after training (Section 5's dynamic heads).
 pub struct Mlp {
@@ -172,7 +175,7 @@ impl Predictor {
 }
 
 /// [`train`], also returning the trained weights (named as [`Mlp::weights`]).
-pub fn train_model(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -> Result<(Vec<Tensor>, TrainLog, Vec<(String, Tensor)>), tch::TchError> {
+pub fn train_model(train: &Split, val: &Split, eval: &[&Split], opts: &ProbeOptions) -> Result<(Vec<Tensor>, TrainLog, Weights), tch::TchError> {
     tch::manual_seed(opts.seed as i64);
     let vs = nn::VarStore::new(opts.device);
     let d_in = train.x.size()[1];
