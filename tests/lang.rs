@@ -399,6 +399,7 @@ trace tr = generate(m, h) { capture: [retrieval(reasoning), hidden] }
 table rg = regressor(tr)
 trace ra = rag(m, h)
 heads hp = predicted(tr)
+table rt = rag_table([ra])
 table ht = head_table(s)
 figure f1 = heatmap(t)
 figure f2 = ablation_grid(t)

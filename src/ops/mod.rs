@@ -154,6 +154,7 @@ pub const REGISTRY: &[OpDef] = &[
     table::compensated::OP,
     table::probe::OP,
     table::regressor::OP,
+    table::rag_table::OP,
     table::head_table::OP,
     figure::heatmap::OP,
     figure::ablation_grid::OP,
