@@ -17,11 +17,9 @@ use crate::engine::generate::{Generation, StepRecord};
 use crate::engine::tokenizer::Tokenizer;
 use crate::artifact::trace::{shortest_f32, write_trace, HeadRule, TraceInfo, TraceLine, TraceStep, TRACE_FORMAT};
 use crate::support::pyrandom::PyRandom;
-use crate::engine::device::{self, DType, DeviceRequest};
+use crate::engine::device;
 use crate::engine::generate::{default_batch_size, generate_with, FixedMask, GenerateOptions, MaskScope, Prompt, Reasoning, StepPolicy};
-use crate::engine::loader;
 use crate::engine::model::{HiddenSite, MaskMode};
-use crate::ops::model::model_spec;
 use crate::artifact::heads::{Choice, DynamicSpec, PostToken};
 use crate::ops::trace::policy::{step_heads, DynamicPolicy, PromptSets};
 
@@ -44,16 +42,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let n = &step.node;
     let model_name = n.arg("model").and_then(ref_name).ok_or("no model")?.to_string();
     let dataset_name = n.arg("dataset").and_then(ref_name).ok_or("no dataset")?.to_string();
-    let model_node = node(ctx, &model_name)?.clone();
-    let data_node = node(ctx, &dataset_name)?.clone();
-    if !ctx.models.contains_key(&model_name) {
-        let spec = model_spec(&model_node)?;
-        let dev_req: DeviceRequest = req_enum(&model_node, "device")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
-        let dtype: DType = req_enum(&model_node, "dtype")?.parse().map_err(|e: device::DeviceError| e.to_string())?;
-        let dev = device::resolve(dev_req).map_err(|e| e.to_string())?;
-        let lm = loader::load(&spec, dev, dtype.kind()).map_err(|e| format!("{e:#}"))?;
-        ctx.models.insert(model_name.clone(), lm);
-    }
+    let (model_node, data_node) = super::load_model(ctx, &model_name, &dataset_name)?;
     let lm = &ctx.models[&model_name];
     let extra: BTreeMap<String, Json> = [("enable_thinking".to_string(), json!(req_bool(&model_node, "enable_thinking")?))].into();
 
