@@ -11,7 +11,7 @@ use rhx::data::hotpotqa;
 use rhx::data::prompts::prepare_line;
 use rhx::engine::generate::{generate, GenerateOptions, Prompt};
 use rhx::engine::loader::{self, LoadedModel};
-use rhx::ops::trace::rag_loop::{run, HeadPicker, KvMode, RagOptions, RagPrompt, Strategy};
+use rhx::ops::trace::rag_loop::{run, run_batch, HeadPicker, KvMode, RagOptions, RagPrompt, Strategy};
 use tch::{Device, Kind};
 
 mod common;
@@ -101,4 +101,41 @@ fn the_loop_agrees_with_plain_generation_at_its_two_ends() {
         assert_eq!(r.retrievals[0].at, 0);
         assert_eq!(r.tokens, want_full[..12].to_vec(), "{kv:?}: a retrieval of everything");
     }
+}
+
+/// The first `n` heads of a layer: a fixed head set whose windows are narrow.
+struct Layer(usize, usize);
+impl HeadPicker for Layer {
+    fn pick(&mut self, _: &[f32], _: &[f32], _: usize) -> Result<Vec<(usize, usize)>, String> {
+        Ok((0..self.1).map(|h| (self.0, h)).collect())
+    }
+}
+
+#[test]
+fn questions_batched_decode_as_one_by_one() {
+    if !common::smollm2_installed() {
+        return;
+    }
+    let lm = loader::load("smollm2-135m-instruct", Device::Cpu, Kind::Float).unwrap();
+    let qs: Vec<Prepared> = (0..3).map(|i| question(&lm, i)).collect();
+    let prompts: Vec<RagPrompt> = [0, 1, 2, 1].iter().map(|&i| RagPrompt { ids: &qs[i].ids, context: qs[i].context.clone(), needle: &qs[i].needle }).collect();
+    // θ below every score: every draft retrieves, with windows of ±32 around a few heads' top
+    // positions, so rows see different parts of their contexts at every step.
+    let o = RagOptions { theta: -1.0, max_tokens: 40, ..opts(KvMode::EncodedOnce) };
+    let (mut a, mut b, mut c, mut d) = (Layer(10, 3), Layer(20, 2), Layer(10, 3), Layer(20, 2));
+    // Four questions on three rows: a row is handed to the fourth when the first one ends.
+    let batched = run_batch(&lm.model, &lm.tokenizer, &prompts, vec![Strategy::Heads(&mut a), Strategy::Hidden, Strategy::Full, Strategy::Heads(&mut b)], &o, 3, |_| {});
+    let single: Vec<_> = [Strategy::Heads(&mut c), Strategy::Hidden, Strategy::Full, Strategy::Heads(&mut d)].into_iter().zip(&prompts).map(|(s, p)| run(&lm.model, &lm.tokenizer, p, s, &o).unwrap()).collect();
+    let mut shared = 0;
+    for (i, (x, y)) in batched.into_iter().zip(&single).enumerate() {
+        let x = x.unwrap();
+        assert_eq!(x.tokens, y.tokens, "question {i}: tokens");
+        let windows = |r: &rhx::ops::trace::rag_loop::RagRun| r.retrievals.iter().map(|r| r.windows.clone()).collect::<Vec<_>>();
+        assert_eq!(windows(&x), windows(y), "question {i}: retrieval windows");
+        assert_eq!((x.drafts, x.passes, x.fed), (y.drafts, y.passes, y.fed), "question {i}: passes");
+        assert_eq!(y.batched_steps, 0);
+        shared += x.batched_steps;
+    }
+    assert!(single[0].retrievals.len() + single[3].retrievals.len() >= 4, "retrievals: {} and {}", single[0].retrievals.len(), single[3].retrievals.len());
+    assert!(shared > 40, "decoding steps must share forwards ({shared} did)");
 }

@@ -46,6 +46,16 @@ impl KvCache {
         let _ = self.v[layer].index_copy_(2, col, v);
     }
 
+    /// Writes one position per sequence, `[B, H_kv, 1, D]`, each row at its own column (`cols`:
+    /// `[B]` int64 on the cache's device): sequences of different lengths decoded together
+    /// ([`crate::engine::session_batch`]).
+    pub fn write_rows(&mut self, layer: usize, cols: &Tensor, k: &Tensor, v: &Tensor) {
+        let s = k.size();
+        let index = cols.view([s[0], 1, 1, 1]).expand([s[0], s[1], 1, s[3]], false);
+        let _ = self.k[layer].scatter_(2, &index, k);
+        let _ = self.v[layer].scatter_(2, &index, v);
+    }
+
     /// Keys and values over the whole capacity (decode steps mask the unwritten columns).
     pub fn full(&self, layer: usize) -> (Tensor, Tensor) {
         (self.k[layer].shallow_clone(), self.v[layer].shallow_clone())

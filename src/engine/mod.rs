@@ -15,6 +15,7 @@ pub mod weights;
 pub mod capture;
 pub mod generate;
 pub mod session;
+pub mod session_batch;
 pub mod tokenizer;
 pub mod chat;
 pub mod loader;

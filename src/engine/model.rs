@@ -87,6 +87,13 @@ pub struct CaptureRequest {
     pub attention_layer: Option<usize>,
 }
 
+impl CaptureRequest {
+    /// Nothing but the logits is asked for.
+    pub fn is_empty(&self) -> bool {
+        !self.argmax && self.top_k == 0 && self.spans.is_none() && self.reasoning.is_none() && self.hidden.is_empty() && !self.last_rows && self.attention_layer.is_none()
+    }
+}
+
 /// Eq. 2 (the paper's reasoning score, reference §8.6): per head, the attention mass of the
 /// query row on the needle tokens ÷ its mass outside the sink and the local window.
 #[derive(Debug)]
@@ -148,6 +155,11 @@ pub struct StepInput<'a> {
     pub capture: &'a CaptureRequest,
     /// Return logits for every position (tests) instead of only the last one.
     pub all_logits: bool,
+    /// `[B]` int64: the cache column each row writes its one query to (`T` = 1), for sequences
+    /// of different lengths in one batch; the keys then span `cache.len + 1` columns (the
+    /// caller sets `cache.len` to its longest row) and `bias` hides each row's other columns.
+    /// `None`: every row writes at `cache.len` (left padding).
+    pub write_cols: Option<&'a Tensor>,
 }
 
 /// Device tensors produced by one forward call; the caller copies them to the host once.
@@ -291,7 +303,7 @@ impl Model {
         let ids_t = Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).view([1, t]).to_device(self.device);
         let positions = Tensor::arange(t, (Kind::Int64, self.device)).view([1, t]);
         let mut cache = self.new_cache(1, t);
-        let inp = StepInput { ids: &ids_t, positions: &positions, max_positions: &[t - 1], bias: None, head_mask: None, capture: &CaptureRequest::default(), all_logits: true };
+        let inp = StepInput { ids: &ids_t, positions: &positions, max_positions: &[t - 1], bias: None, head_mask: None, capture: &CaptureRequest::default(), all_logits: true, write_cols: None };
         self.forward(&inp, &mut cache).logits.squeeze_dim(0)
     }
 
@@ -656,8 +668,14 @@ impl Model {
         let mut hidden_layers: Vec<(usize, Tensor)> = Vec::new();
         // Eq. 2 of the last query row: its column is `s - 1`, each row's padding that column
         // minus its RoPE position.
+        if inp.write_cols.is_some() {
+            assert!(t == 1 && inp.bias.is_some(), "per-row write columns take one query per row and a bias");
+        }
         let reasoning_w = cap.reasoning.as_ref().map(|r| {
-            let q_col = Tensor::from_slice(&[s - 1]).to_device(self.device);
+            let q_col = match inp.write_cols {
+                Some(cols) => cols.view([b, 1]),
+                None => Tensor::from_slice(&[s - 1]).to_device(self.device),
+            };
             r.weights(s, &(&q_col - inp.positions.narrow(1, t - 1, 1)), &q_col)
         });
         let mut reasoning = Vec::new();
@@ -672,7 +690,10 @@ impl Model {
                     q = &q * m;
                 }
             }
-            cache.write(li, start, &k, &v);
+            match inp.write_cols {
+                Some(cols) => cache.write_rows(li, cols, &k, &v),
+                None => cache.write(li, start, &k, &v),
+            }
             let (keys, values) = cache.view(li, s);
 
             // Last query row, eagerly, in f32 after the matmul (HF eager: scores in model dtype,

@@ -29,6 +29,8 @@ pub enum SessionError {
     BadToken { id: u32, vocab: usize },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error("a batched decoding step failed: {0}")]
+    Batch(String),
 }
 
 /// The cache and the token ids it holds (column `i` = position `i`: one sequence, no padding).
@@ -47,6 +49,12 @@ impl<'m> Session<'m> {
     /// An empty session with room for `capacity` positions.
     pub fn new(model: &'m Model, capacity: usize) -> Self {
         Session { model, cache: model.new_cache(1, capacity as i64), ids: Vec::new(), passes: Vec::new(), long: false }
+    }
+
+    /// A session over a cache it does not allocate: one row of a batch cache
+    /// ([`KvCache::rows_view`]), so that [`decode_rows`] can step it with other rows.
+    pub(crate) fn over(model: &'m Model, cache: KvCache) -> Self {
+        Session { model, cache, ids: Vec::new(), passes: Vec::new(), long: false }
     }
 
     /// Cached positions.
@@ -114,7 +122,7 @@ impl<'m> Session<'m> {
         let tokens = Tensor::from_slice(&ids.iter().map(|&i| i as i64).collect::<Vec<_>>()).view([1, t as i64]).to_device(device);
         let positions = Tensor::arange_start(start as i64, (start + t) as i64, (Kind::Int64, device)).view([1, t as i64]);
         let bias = view_bias(start, t, hidden, device);
-        let inp = super::model::StepInput { ids: &tokens, positions: &positions, max_positions: &[max_position], bias: bias.as_ref(), head_mask: None, capture, all_logits: false };
+        let inp = super::model::StepInput { ids: &tokens, positions: &positions, max_positions: &[max_position], bias: bias.as_ref(), head_mask: None, capture, all_logits: false, write_cols: None };
         let out = self.model.forward(&inp, &mut self.cache);
         self.cache.advance(t as i64);
         out
@@ -161,6 +169,63 @@ impl<'m> Session<'m> {
         }
         Ok((tokens, false))
     }
+}
+
+/// One decoding step of several sessions at once: `steps[i] = (row, token, hidden columns)`
+/// feeds one token to `sessions[row]` under its own view, as [`Session::feed`] would. Every
+/// session must be [`Session::over`] row `row` of `batch`, with a capacity one column short of
+/// the batch's: rows without a step run too (a batch has fixed rows), writing into that last
+/// column, which no session uses, and seeing only their column 0. Not for LongRoPE models (their
+/// regime switch re-encodes a whole session). Returns the steps' `[n, V]` f32 logits on the CPU,
+/// in the order of `steps` (one copy for the batch).
+pub(crate) fn decode_rows(model: &Model, batch: &mut KvCache, sessions: &mut [Session], steps: &[(usize, u32, Vec<Range<usize>>)]) -> Result<Tensor, SessionError> {
+    assert!(model.rope_long_switch().is_none(), "LongRoPE sessions are stepped one by one");
+    let rows = batch.batch() as usize;
+    let spare = batch.capacity - 1;
+    let vocab = model.config.vocab_size;
+    for &(row, id, _) in steps {
+        let s = &sessions[row];
+        if id as usize >= vocab {
+            return Err(SessionError::BadToken { id, vocab });
+        }
+        if s.len() + 1 > s.capacity() {
+            return Err(SessionError::Full { capacity: s.capacity(), len: s.len(), new: 1 });
+        }
+    }
+    let keys = steps.iter().map(|(r, _, _)| sessions[*r].len() + 1).max().unwrap_or(1);
+    let (mut ids, mut pos, mut cols) = (vec![0i64; rows], vec![0i64; rows], vec![spare; rows]);
+    let mut bias = vec![f32::NEG_INFINITY; rows * keys];
+    for r in 0..rows {
+        bias[r * keys] = 0.0;
+    }
+    for (row, id, hidden) in steps {
+        let col = sessions[*row].len();
+        (ids[*row], pos[*row], cols[*row]) = (*id as i64, col as i64, col as i64);
+        let b = &mut bias[row * keys..(row + 1) * keys];
+        b[..=col].iter_mut().for_each(|x| *x = 0.0);
+        for h in hidden {
+            b[h.start.min(col)..h.end.min(col)].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+        }
+    }
+    let device = model.device;
+    let n = rows as i64;
+    let ids_t = Tensor::from_slice(&ids).view([n, 1]).to_device(device);
+    let pos_t = Tensor::from_slice(&pos).view([n, 1]).to_device(device);
+    let cols_t = Tensor::from_slice(&cols).to_device(device);
+    let bias_t = Tensor::from_slice(&bias).view([n, 1, 1, keys as i64]).to_device(device);
+    let capture = CaptureRequest::default();
+    let inp = super::model::StepInput { ids: &ids_t, positions: &pos_t, max_positions: &pos, bias: Some(&bias_t), head_mask: None, capture: &capture, all_logits: false, write_cols: Some(&cols_t) };
+    batch.len = keys as i64 - 1;
+    let out = model.forward(&inp, batch);
+    let order: Vec<i64> = steps.iter().map(|(r, _, _)| *r as i64).collect();
+    let logits = out.logits.index_select(0, &Tensor::from_slice(&order).to_device(device)).to_device(Device::Cpu);
+    for (row, id, hidden) in steps {
+        let s = &mut sessions[*row];
+        s.passes.push((s.ids.len(), hidden.clone()));
+        s.ids.push(*id);
+        s.cache.advance(1);
+    }
+    Ok(logits)
 }
 
 /// The mean attention of `heads` (`(layer, query head)`) in a pass's last-row probabilities

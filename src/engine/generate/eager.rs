@@ -64,14 +64,14 @@ pub(super) fn decode(
                     let (p_all, _) = row.positions(0, n);
                     let bias_all = row.bias(0, n);
                     let mask = prefill_mask.as_ref().map(|mk| HeadMask { mode: mk.mode, keep: mk.keep.narrow(1, i as i64, 1) });
-                    let inp = StepInput { ids: &all, positions: &p_all, max_positions: &[m], bias: bias_all.as_ref(), head_mask: mask.as_ref(), capture: &no_capture, all_logits: false };
+                    let inp = StepInput { ids: &all, positions: &p_all, max_positions: &[m], bias: bias_all.as_ref(), head_mask: mask.as_ref(), capture: &no_capture, all_logits: false, write_cols: None };
                     model.forward(&inp, &mut cache.row_view(i as i64, pad[i]));
                 }
             }
         }
         let bias = batch.bias(q0, 1);
         let run = |mask: Option<&HeadMask>, cache: &mut KvCache| {
-            let inp = StepInput { ids: &next, positions: &pos, max_positions: &max_positions, bias: bias.as_ref(), head_mask: mask, capture, all_logits: false };
+            let inp = StepInput { ids: &next, positions: &pos, max_positions: &max_positions, bias: bias.as_ref(), head_mask: mask, capture, all_logits: false, write_cols: None };
             model.forward(&inp, cache)
         };
         // A policy whose sets are known in advance masks the step's only pass.

@@ -34,6 +34,7 @@ pub(super) fn prefill(model: &Model, prompts: &[Prompt], batch: &Batch, ids: &Te
                 head_mask: mask.as_ref(),
                 capture: &no_capture,
                 all_logits: false,
+                write_cols: None,
             };
             model.forward(&inp, &mut cache.rows_view(r0, n));
             r0 += n;
@@ -57,6 +58,7 @@ pub(super) fn prefill(model: &Model, prompts: &[Prompt], batch: &Batch, ids: &Te
                 head_mask: mask.as_ref(),
                 capture: &no_capture,
                 all_logits: false,
+                write_cols: None,
             };
             model.forward(&inp, &mut cache.row_view(i as i64, pad));
         }

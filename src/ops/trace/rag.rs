@@ -15,6 +15,7 @@ use crate::ops::heads::predicted::{load as load_predictor, top_indices};
 use tch::Tensor;
 use crate::artifact::trace::{write_trace, HeadRule, TraceInfo, TraceLine, TRACE_FORMAT};
 use crate::engine::device;
+use crate::engine::generate::default_batch_size;
 use crate::lang::schema::{decl, enm, float_range, int_range, FuncSpec};
 use crate::lang::{Kind, Node};
 use crate::ops::args::*;
@@ -55,11 +56,13 @@ fn spec() -> FuncSpec {
     .def("keep", enm(&["first_sentence", "all"]), "first_sentence", "rag.keep: what of a regeneration is kept (DRAGIN: its first sentence)")
     .def("next_draft", enm(&["windows", "hidden"]), "windows", "the view of the draft after a retrieval: its windows (Algorithm 1 re-masks only after accepting a draft) or the context hidden")
     .def("kv", enm(&["encoded_once", "recomputed"]), "encoded_once", "the visible context's keys and values: of the prompt encoded once, or recomputed under each pass's mask (an HF 2-D attention mask)")
+    .def("reuse_cache", crate::lang::schema::Ty::Bool, "true", "a pass keeps the keys and values of the previous pass where the input and the view did not change; false re-encodes the whole input (past what `kv` keeps) at every pass, as an HF `generate` call does: the same tokens, slower (the benchmark's reference)")
     .def("rind_attn", enm(&["dragin_draft_only", "in_context"]), "dragin_draft_only", "rag.rind_attn: RIND's attention from a separate forward over the draft alone (DRAGIN's code) or in context")
     .def("force_answer", crate::lang::schema::Ty::Bool, "true", "rag.force_answer: without \"the answer is\", append \" So the answer is\" and generate `answer_tokens` (DRAGIN's evaluation)")
     .def("answer_tokens", int_range(1, 4096), "20", "tokens generated after the forced \" So the answer is\"")
     .def("sink", int_range(0, 1 << 20), "4", "oracle: Eq. 2's sink tokens")
     .def("local", int_range(0, 1 << 20), "32", "oracle: Eq. 2's local window")
+    .opt("batch_size", int_range(1, 4096), "questions run together, their drafts' decoding steps batched (default: 1 on the CPU; on CUDA as many as fit in free GPU memory, at most 64; in f32 the same tokens as one by one)")
     .seed("random draws of heads (dynamic_random, fixed_random)")
 }
 
@@ -188,36 +191,54 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         eos,
         sink: req_int(n, "sink")? as usize,
         local: req_int(n, "local")? as usize,
-        reencode_every_pass: false,
+        reencode_every_pass: !req_bool(n, "reuse_cache")?,
     };
     let seed_v = seed(n)?;
     let pool: Vec<Head> = (0..layers).flat_map(|l| (0..heads).map(move |h| (l, h))).collect();
     let total = prompts.len();
     let bar = if ctx.opts.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total as u64) };
     bar.set_style(indicatif::ProgressStyle::with_template("    {bar:30} {pos}/{len} questions [{elapsed_precise}, ETA {eta}] {msg}").unwrap());
-    let mut lines = Vec::with_capacity(total);
+    let mut rag_prompts = Vec::with_capacity(total);
+    let mut pickers = Vec::with_capacity(total);
     for p in &prompts {
         let context = p.prep.context_span.clone().ok_or_else(|| format!("prompt {} of dataset `{dataset_name}` declares no context: `rag` hides and shows a prompt's context (hotpotqa with `context: full`, or a JSONL `context` field)", p.prep.id))?;
-        let prompt = RagPrompt { ids: &p.prep.ids, context, needle: &p.prep.needle_span };
-        let mut picker = match strategy {
+        rag_prompts.push(RagPrompt { ids: &p.prep.ids, context, needle: &p.prep.needle_span });
+        pickers.push(match strategy {
             "static" => Some(Picker::Fixed(static_heads.clone())),
             "dynamic" => Some(Picker::Predicted { net: predictor.clone().ok_or("`strategy: dynamic` without its predictor")?, count, heads }),
             "fixed_random" => Some(Picker::Fixed(draw(&pool, count, &mut question_rng(seed_v, &p.prep.id)))),
             "dynamic_random" => Some(Picker::Random { pool: pool.clone(), count, rng: Box::new(question_rng(seed_v, &p.prep.id)) }),
             "oracle" => Some(Picker::Oracle { count, heads }),
             _ => None,
-        };
-        let strat = match (strategy, picker.as_mut()) {
+        });
+    }
+    let strategies: Vec<Strategy> = pickers
+        .iter_mut()
+        .map(|picker| match (strategy, picker.as_mut()) {
             ("full", _) => Strategy::Full,
             (_, Some(p)) => Strategy::Heads(p),
             _ => Strategy::Hidden,
-        };
-        let r = rag_loop::run(&lm.model, &lm.tokenizer, &prompt, strat, &opts).map_err(|e| format!("question {}: {e}", p.prep.id))?;
+        })
+        .collect();
+    // Unset: one question at a time on the CPU (batching gains little there), on CUDA as many
+    // as fit in free memory, at most 64 (past that a step's forward stops being launch-bound
+    // while prefills, retrieval passes and re-encodings still run one by one).
+    let capacity = rag_prompts.iter().map(|p| rag_loop::capacity(p, &opts)).max().unwrap_or(1);
+    let batch = match int_arg(n, "batch_size") {
+        Some(b) => b as usize,
+        None => default_batch_size(&lm.model, capacity, 0, 1).min(64),
+    };
+    let runs = rag_loop::run_batch(&lm.model, &lm.tokenizer, &rag_prompts, strategies, &opts, batch, |_| bar.inc(1));
+    let mut lines = Vec::with_capacity(total);
+    for ((p, prompt), r) in prompts.iter().zip(&rag_prompts).zip(runs) {
+        let r = r.map_err(|e| format!("question {}: {e}", p.prep.id))?;
         let mut meta = p.meta.clone();
         meta["rag"] = json!({
             "retrievals": r.retrievals,
             "drafts": r.drafts,
             "forced": r.forced,
+            "passes": r.passes,
+            "fed": r.fed,
             "context_tokens": prompt.context.len(),
         });
         lines.push(TraceLine {
@@ -232,7 +253,6 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             text: r.prediction(&lm.tokenizer),
             tokens: r.tokens,
         });
-        bar.inc(1);
     }
     bar.finish_and_clear();
     let info = TraceInfo {
@@ -242,7 +262,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         engine: serde_json::to_value(&ctx.engine).map_err(|e| e.to_string())?,
         format: TRACE_FORMAT,
         heads,
-        intervention: json!({"kind": "rag", "strategy": strategy, "count": count, "heads": n.arg("heads").and_then(ref_name)}),
+        intervention: json!({"kind": "rag", "strategy": strategy, "count": count, "heads": n.arg("heads").and_then(ref_name), "batch_size": batch}),
         layers,
         model: model_name,
         retrieval: HeadRule::CopyPaste,

@@ -7,9 +7,11 @@
 //! text is regenerated (its first sentence kept, as DRAGIN does). Token ids are kept throughout
 //! (DRAGIN joins and re-tokenises text; FIDELITY.md).
 //!
-//! One [`Session`] per question: the prompt up to the end of the context is encoded once and
+//! One session per question: the prompt up to the end of the context is encoded once and
 //! every pass re-encodes only what follows it (question, template, generated text) under its
-//! own view, or reuses it when the view did not change (`KvMode`).
+//! own view, or reuses it when the view did not change (`KvMode`). Questions run `batch` at a
+//! time ([`run_batch`]): each loop is sequential `async` code over a [`Row`], and the drafts'
+//! decoding steps of all questions run as one batched forward ([`crate::engine::session_batch`]).
 use std::ops::Range;
 
 use tch::Tensor;
@@ -18,6 +20,7 @@ use crate::analysis::qa::{cut_at_markers, ANSWER_PHRASE};
 use crate::analysis::rag::{entropy, merge_words, retrieval_windows_top, rind, rind_attention, sentences, Representative};
 use crate::engine::model::{CaptureRequest, HiddenSite, Model, ReasoningRequest};
 use crate::engine::session::{head_rows_topk, Session, SessionError};
+use crate::engine::session_batch::{run_jobs, Job, Row};
 use crate::engine::tokenizer::Tokenizer;
 
 /// Whose keys and values the visible context has (`rag.kv`).
@@ -116,6 +119,9 @@ pub struct RagRun {
     /// Forward passes and tokens fed (cost accounting for the benchmark).
     pub passes: usize,
     pub fed: usize,
+    /// Decoding steps that shared a batched forward with other questions' ([`run_batch`]).
+    #[serde(default)]
+    pub batched_steps: usize,
 }
 
 impl RagRun {
@@ -135,19 +141,50 @@ struct Loop<'a, 'm> {
     tok: &'a Tokenizer,
     opts: &'a RagOptions,
     prompt: &'a RagPrompt<'a>,
-    session: Session<'m>,
+    session: Row<'m>,
     cached: Option<Cached>,
     run: RagRun,
     space_marker: Option<String>,
 }
 
 /// Runs Algorithm 1 for one question under `strategy`.
-pub fn run(model: &Model, tok: &Tokenizer, prompt: &RagPrompt, strategy: Strategy, opts: &RagOptions) -> Result<RagRun, String> {
-    let cap = prompt.ids.len() + opts.max_tokens + 2 * opts.draft_tokens + opts.answer_tokens + 16;
+pub fn run<'a>(model: &'a Model, tok: &'a Tokenizer, prompt: &'a RagPrompt<'a>, strategy: Strategy<'a>, opts: &'a RagOptions) -> Result<RagRun, String> {
+    run_batch(model, tok, std::slice::from_ref(prompt), vec![strategy], opts, 1, |_| {}).remove(0)
+}
+
+/// Runs Algorithm 1 for every question (`strategies[i]` for `prompts[i]`), `batch` questions at
+/// a time; `finished(i)` is called as question `i` ends. With `batch` 1 every forward is one
+/// question's; batched, the drafts' decoding steps share forwards (in f32 the same tokens).
+pub fn run_batch<'a>(
+    model: &'a Model,
+    tok: &'a Tokenizer,
+    prompts: &'a [RagPrompt<'a>],
+    strategies: Vec<Strategy<'a>>,
+    opts: &'a RagOptions,
+    batch: usize,
+    finished: impl FnMut(usize),
+) -> Vec<Result<RagRun, String>> {
+    assert_eq!(prompts.len(), strategies.len(), "one strategy per question");
+    let capacity = prompts.iter().map(|p| capacity(p, opts)).max().unwrap_or(1);
     let space_marker = tok.encode(" ", false).ok().and_then(|e| e.ids.first().copied()).and_then(|id| tok.id_to_piece(id));
-    let mut l = Loop { model, tok, opts, prompt, session: Session::new(model, cap), cached: None, run: RagRun::default(), space_marker };
-    l.generate(strategy).map_err(|e| e.to_string())?;
-    Ok(l.run)
+    let mut strategies: Vec<Option<Strategy<'a>>> = strategies.into_iter().map(Some).collect();
+    let make = |i: usize, row: Row<'a>| -> Job<'a, Result<RagRun, String>> {
+        let strategy = strategies[i].take().expect("each question starts once");
+        let (prompt, space_marker) = (&prompts[i], space_marker.clone());
+        Box::pin(async move {
+            let mut l = Loop { model, tok, opts, prompt, session: row, cached: None, run: RagRun::default(), space_marker };
+            l.generate(strategy).await.map_err(|e| e.to_string())?;
+            l.run.batched_steps = l.session.batched_steps();
+            Ok(l.run)
+        })
+    };
+    run_jobs(model, batch, capacity, prompts.len(), make, finished)
+}
+
+/// Positions one question's session may hold: the prompt, the text (at most `max_tokens` plus a
+/// draft past it), the draft being generated and the forced answer.
+pub fn capacity(prompt: &RagPrompt, opts: &RagOptions) -> usize {
+    prompt.ids.len() + opts.max_tokens + 2 * opts.draft_tokens + opts.answer_tokens + 16
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +224,7 @@ impl Loop<'_, '_> {
     /// and returns the tokens still to feed (at least one). Kept: the common prefix of the cache
     /// and the input when the view did not change; else the prompt through the context
     /// (`EncodedOnce`: encoded once, everything visible) or nothing (`Recomputed`).
-    fn prepare(&mut self, text: &[u32], view: &[Range<usize>]) -> Result<Vec<u32>, LoopError> {
+    async fn prepare(&mut self, text: &[u32], view: &[Range<usize>]) -> Result<Vec<u32>, LoopError> {
         let input: Vec<u32> = self.prompt.ids.iter().chain(text).copied().collect();
         let base = match self.opts.kv {
             KvMode::EncodedOnce => self.prompt.context.end,
@@ -198,7 +235,7 @@ impl Loop<'_, '_> {
         let mut keep = if same_view { common } else { common.min(base) };
         self.session.truncate(keep)?;
         if keep < base {
-            self.session.feed(&input[keep..base], &[], &CaptureRequest::default())?;
+            self.session.feed(&input[keep..base], &[], CaptureRequest::default()).await?;
             self.run.passes += 1;
             self.run.fed += base - keep;
             keep = base;
@@ -209,12 +246,15 @@ impl Loop<'_, '_> {
     }
 
     /// Greedy tokens after `text` under `view`, with each token's entropy.
-    fn draft(&mut self, text: &[u32], view: &[Range<usize>], n: usize) -> Result<(Vec<u32>, Vec<f64>, bool), LoopError> {
-        let feed = self.prepare(text, view)?;
+    async fn draft(&mut self, text: &[u32], view: &[Range<usize>], n: usize) -> Result<(Vec<u32>, Vec<f64>, bool), LoopError> {
+        let feed = self.prepare(text, view).await?;
         let mut ent = Vec::new();
-        let (tokens, eos) = self.session.greedy(&feed, view, n, &self.opts.eos, &CaptureRequest::default(), |out, _| {
-            ent.push(Vec::<f32>::try_from(out.logits.view([-1])).map(|l| entropy(&l)).unwrap_or(f64::NAN));
-        })?;
+        let (tokens, eos) = self
+            .session
+            .greedy(&feed, view, n, &self.opts.eos, |out, _| {
+                ent.push(Vec::<f32>::try_from(out.logits.view([-1])).map(|l| entropy(&l)).unwrap_or(f64::NAN));
+            })
+            .await?;
         self.run.passes += tokens.len();
         Ok((tokens, ent, eos))
     }
@@ -258,7 +298,7 @@ impl Loop<'_, '_> {
         self.tok.decode(text, true).contains(ANSWER_PHRASE)
     }
 
-    fn generate(&mut self, mut strategy: Strategy) -> Result<(), LoopError> {
+    async fn generate(&mut self, mut strategy: Strategy<'_>) -> Result<(), LoopError> {
         let o = self.opts.clone();
         let mut text: Vec<u32> = Vec::new();
         // Algorithm 1: the view of the next draft — the context hidden, or (line 15 resets it
@@ -269,7 +309,7 @@ impl Loop<'_, '_> {
         };
         loop {
             let old = text.len();
-            let (draft, ent, _) = self.draft(&text, &view, o.draft_tokens)?;
+            let (draft, ent, _) = self.draft(&text, &view, o.draft_tokens).await?;
             self.run.drafts += 1;
             let trigger = match strategy {
                 Strategy::Heads(_) if !draft.is_empty() => {
@@ -285,9 +325,9 @@ impl Loop<'_, '_> {
                 (Some((t, words, sents)), Strategy::Heads(picker)) => {
                     // Retract to the start of the triggering sentence, retrieve, regenerate.
                     text.extend_from_slice(&draft[..words[sents[t.sentence].start].start]);
-                    let windows = self.retrieve(&text, &mut **picker)?;
+                    let windows = self.retrieve(&text, &mut **picker).await?;
                     view = self.view_of(&windows);
-                    let (regen, _, _) = self.draft(&text, &view, o.draft_tokens)?;
+                    let (regen, _, _) = self.draft(&text, &view, o.draft_tokens).await?;
                     let kept = if o.keep_first_sentence {
                         let (words, sents, _) = self.words(&regen);
                         sents.first().map_or(regen.len(), |s| words[s.end - 1].end)
@@ -326,7 +366,7 @@ impl Loop<'_, '_> {
                 Strategy::Full => vec![],
                 _ => self.context_hidden(),
             };
-            let (answer, _, _) = self.draft(&ids, &view, o.answer_tokens)?;
+            let (answer, _, _) = self.draft(&ids, &view, o.answer_tokens).await?;
             text = ids.into_iter().chain(answer).collect();
             self.run.forced = true;
         }
@@ -340,8 +380,8 @@ impl Loop<'_, '_> {
 
     /// Algorithm 2: the retrieval pass over `prompt + text` with the context visible, the
     /// picked heads' mean attention at its last position, the windows.
-    fn retrieve(&mut self, text: &[u32], picker: &mut dyn HeadPicker) -> Result<Vec<Range<usize>>, LoopError> {
-        let feed = self.prepare(text, &[])?;
+    async fn retrieve(&mut self, text: &[u32], picker: &mut dyn HeadPicker) -> Result<Vec<Range<usize>>, LoopError> {
+        let feed = self.prepare(text, &[]).await?;
         let p = self.prompt.ids.len();
         let reasoning = picker.needs_eq2().then(|| {
             let mut m = vec![0f32; p];
@@ -351,7 +391,7 @@ impl Loop<'_, '_> {
             ReasoningRequest { needle: Tensor::from_slice(&m).view([1, p as i64]).to_device(self.model.device), sink: self.opts.sink as i64, local: self.opts.local as i64 }
         });
         let cap = CaptureRequest { hidden: vec![HiddenSite::Final], reasoning, last_rows: true, ..Default::default() };
-        let out = self.session.feed(&feed, &[], &cap)?;
+        let out = self.session.feed(&feed, &[], cap).await?;
         self.run.passes += 1;
         let hidden = Vec::<f32>::try_from(out.hidden[0].view([-1]))?;
         let eq2 = match &out.reasoning {
