@@ -176,8 +176,8 @@ impl<'m> Session<'m> {
 /// session must be [`Session::over`] row `row` of `batch`, with a capacity one column short of
 /// the batch's: rows without a step run too (a batch has fixed rows), writing into that last
 /// column, which no session uses, and seeing only their column 0. Not for LongRoPE models (their
-/// regime switch re-encodes a whole session). Returns the steps' `[n, V]` f32 logits on the CPU,
-/// in the order of `steps` (one copy for the batch).
+/// regime switch re-encodes a whole session). Returns the steps' `[n, V]` f32 logits on the model's
+/// device, in the order of `steps`.
 pub(crate) fn decode_rows(model: &Model, batch: &mut KvCache, sessions: &mut [Session], steps: &[(usize, u32, Vec<Range<usize>>)]) -> Result<Tensor, SessionError> {
     assert!(model.rope_long_switch().is_none(), "LongRoPE sessions are stepped one by one");
     let rows = batch.batch() as usize;
@@ -218,7 +218,7 @@ pub(crate) fn decode_rows(model: &Model, batch: &mut KvCache, sessions: &mut [Se
     batch.len = keys as i64 - 1;
     let out = model.forward(&inp, batch);
     let order: Vec<i64> = steps.iter().map(|(r, _, _)| *r as i64).collect();
-    let logits = out.logits.index_select(0, &Tensor::from_slice(&order).to_device(device)).to_device(Device::Cpu);
+    let logits = out.logits.index_select(0, &Tensor::from_slice(&order).to_device(device));
     for (row, id, hidden) in steps {
         let s = &mut sessions[*row];
         s.passes.push((s.ids.len(), hidden.clone()));

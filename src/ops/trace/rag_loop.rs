@@ -17,7 +17,7 @@ use std::ops::Range;
 use tch::Tensor;
 
 use crate::analysis::qa::{cut_at_markers, ANSWER_PHRASE};
-use crate::analysis::rag::{entropy, merge_words, retrieval_windows_top, rind, rind_attention, sentences, Representative};
+use crate::analysis::rag::{merge_words, retrieval_windows_top, rind, rind_attention, sentences, Representative};
 use crate::engine::model::{CaptureRequest, HiddenSite, Model, ReasoningRequest};
 use crate::engine::session::{head_rows_topk, Session, SessionError};
 use crate::engine::session_batch::{run_jobs, Job, Row};
@@ -178,7 +178,24 @@ pub fn run_batch<'a>(
             Ok(l.run)
         })
     };
-    run_jobs(model, batch, capacity, prompts.len(), make, finished)
+    let out = run_jobs(model, batch, capacity, prompts.len(), make, finished);
+    if std::env::var_os("RHX_BATCH_TIMING").is_some() {
+        SPENT.with(|s| eprintln!("rag loop: RIND attention {:.2} s", s[0].get()));
+    }
+    out
+}
+
+thread_local! {
+    /// Seconds in RIND's separate forward over the draft,
+    /// printed with `RHX_BATCH_TIMING=1`.
+    static SPENT: [std::cell::Cell<f64>; 1] = Default::default();
+}
+
+fn spent<T>(i: usize, f: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let v = f();
+    SPENT.with(|s| s[i].set(s[i].get() + t.elapsed().as_secs_f64()));
+    v
 }
 
 /// Positions one question's session may hold: the prompt, the text (at most `max_tokens` plus a
@@ -251,9 +268,7 @@ impl Loop<'_, '_> {
         let mut ent = Vec::new();
         let (tokens, eos) = self
             .session
-            .greedy(&feed, view, n, &self.opts.eos, |out, _| {
-                ent.push(Vec::<f32>::try_from(out.logits.view([-1])).map(|l| entropy(&l)).unwrap_or(f64::NAN));
-            })
+            .greedy(&feed, view, n, &self.opts.eos, Some(&mut ent))
             .await?;
         self.run.passes += tokens.len();
         Ok((tokens, ent, eos))
@@ -313,7 +328,7 @@ impl Loop<'_, '_> {
             self.run.drafts += 1;
             let trigger = match strategy {
                 Strategy::Heads(_) if !draft.is_empty() => {
-                    let attn = self.draft_attention(&draft)?;
+                    let attn = spent(0, || self.draft_attention(&draft))?;
                     let (words, sents, _) = self.words(&draft);
                     // DRAGIN's content-word filter only clears flags DRAGIN uses to build a
                     // search query; in-context retrieval reads head attention instead.
