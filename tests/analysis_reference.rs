@@ -171,3 +171,165 @@ fn answer_extraction_equals_dragin() {
         assert_eq!(extract_answer(cut_at_markers(text)).unwrap_or_default(), c["answer_after_cut"].as_str().unwrap(), "answer after the cut of {text:?}");
     }
 }
+
+fn rind_fixture() -> Value {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/analysis/rind_reference.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+}
+
+fn bools(v: &Value) -> Vec<bool> {
+    v.as_array().unwrap().iter().map(|x| x.as_bool().unwrap()).collect()
+}
+
+fn ranges(v: &Value) -> Vec<std::ops::Range<usize>> {
+    v.as_array().unwrap().iter().map(|r| r[0].as_u64().unwrap() as usize..r[1].as_u64().unwrap() as usize).collect()
+}
+
+/// |ours − reference| ≤ 1e-6 · |reference| (+1e-12 for values at 0).
+fn rel_close(ours: f64, want: f64) -> bool {
+    (ours - want).abs() <= 1e-6 * want.abs() + 1e-12
+}
+
+/// A case's per-token inputs as rhx's loop computes them: entropies from the f32 logits, a_max
+/// from the last-layer attention (rows zero-padded above the diagonal, as the engine gives them).
+fn rind_inputs(case: &Value) -> (Vec<f64>, Vec<f64>) {
+    use rhx::analysis::rag::{entropy, rind_attention};
+    let ent = case["logits"].as_array().unwrap().iter().map(|row| entropy(&floats(row).iter().map(|&x| x as f32).collect::<Vec<f32>>())).collect();
+    let n = case["tokens"].as_array().unwrap().len();
+    let attn: Vec<Vec<Vec<f32>>> = case["attn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|head| {
+            rows(head)
+                .into_iter()
+                .map(|r| {
+                    let mut row: Vec<f32> = r.iter().map(|&x| x as f32).collect();
+                    row.resize(n, 0.0);
+                    row
+                })
+                .collect()
+        })
+        .collect();
+    (ent, rind_attention(&attn, case["first_is_eos"].as_bool().unwrap()))
+}
+
+/// DRAGIN's `generate_attn` (oneal2000/DRAGIN src/generate.py@4d71efc): per-token entropy
+/// (softmax, −Σ p log(p + 1e-10)), solver-"max" attention with the `</s>` renormalisation, and the
+/// sub-token → word merge (space marker, id 13 = `<0x0A>`, after `</s>`), on llama-2 style tokens;
+/// and rhx's punctuation sentence rule (which stands in for spaCy) on the merged words.
+#[test]
+fn rind_token_values_and_words_equal_dragin_generate_attn() {
+    use rhx::analysis::rag::{merge_words, sentences};
+    let fx = rind_fixture();
+    let cases = fx["rind"].as_array().unwrap();
+    assert!(cases.len() >= 30);
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let (ent, attn) = rind_inputs(c);
+        for (t, (ours, want)) in ent.iter().zip(floats(&c["entropy"])).enumerate() {
+            assert!(rel_close(*ours, want), "{name} token {t}: entropy ours {ours}, DRAGIN {want}");
+        }
+        let want = floats(&c["a_max"]);
+        assert_eq!(attn.len(), want.len(), "{name}");
+        for (t, (ours, want)) in attn.iter().zip(&want).enumerate() {
+            assert!((ours - want).abs() <= 1e-6 * want.abs().max(1.0), "{name} token {t}: a_max ours {ours}, DRAGIN {want}");
+        }
+        // Words from decoded pieces (" x", "\n", "</s>"), and from pieces that keep the raw `▁`.
+        let is_eos = bools(&c["is_eos"]);
+        let words = ranges(&c["words"]);
+        let pieces = strings(&c["pieces"]);
+        assert_eq!(merge_words(&pieces, &is_eos), words, "{name}: words of {pieces:?}");
+        let raw: Vec<String> = strings(&c["tokens"]).into_iter().map(|t| if t == "<0x0A>" { "\n".to_string() } else { t }).collect();
+        assert_eq!(merge_words(&raw, &is_eos), words, "{name}: words of {raw:?}");
+        let texts: Vec<String> = words.iter().map(|w| pieces[w.clone()].concat()).collect();
+        assert_eq!(texts, strings(&c["word_texts"]), "{name}");
+        assert_eq!(sentences(&texts), ranges(&c["rule_sentences"]), "{name}: sentences of {texts:?}");
+    }
+}
+
+/// DRAGIN's `AttnWeightRAG.modifier`: per sentence v_i = a_i / Σa · m · H_i with word attention
+/// summed and word entropy averaged over sub-tokens, the first sentence with any v_i > θ fires,
+/// the content-word filter clears flags after the decision. Two segmentations: rhx's rule
+/// (`rule_sentences`, what its loop feeds `rind`) and DRAGIN's own string alignment of the same
+/// sentence texts (`dragin_sentences`, which can hold empty ranges).
+#[test]
+fn rind_trigger_equals_dragin_modifier() {
+    use rhx::analysis::rag::rind;
+    let fx = rind_fixture();
+    let (mut fired, mut later, mut cleared, mut quiet) = (0, 0, 0, 0);
+    for c in fx["rind"].as_array().unwrap() {
+        let name = c["name"].as_str().unwrap();
+        let (ent, attn) = rind_inputs(c);
+        let words = ranges(&c["words"]);
+        for path in ["rule", "dragin"] {
+            let sents = ranges(&c[format!("{path}_sentences")]);
+            let content = bools(&c[format!("content_{path}")]);
+            assert_eq!(content.len(), words.len(), "{name}");
+            // Every sentence's scores (θ = −∞ fires on any non-empty sentence).
+            for (si, (s, v)) in sents.iter().zip(c[format!("v_{path}")].as_array().unwrap()).enumerate() {
+                let want: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
+                let got = rind(&attn, &ent, &words, std::slice::from_ref(s), f64::NEG_INFINITY, &|_| true);
+                if want.is_empty() {
+                    assert_eq!(got, None, "{name} {path} sentence {si}: empty");
+                    continue;
+                }
+                let got = got.unwrap_or_else(|| panic!("{name} {path} sentence {si}: no scores"));
+                assert_eq!(got.scores.len(), want.len(), "{name} {path} sentence {si}");
+                for (ours, want) in got.scores.iter().zip(&want) {
+                    assert!(rel_close(*ours, *want), "{name} {path} sentence {si}: v ours {:?}, DRAGIN {want:?}", got.scores);
+                }
+            }
+            for t in c["thetas"].as_array().unwrap() {
+                let theta = t["theta"].as_f64().unwrap();
+                let got = rind(&attn, &ent, &words, &sents, theta, &|i| content[i]);
+                let want = &t[path];
+                match got {
+                    None => {
+                        assert!(want.is_null(), "{name} {path} θ {theta}: rhx does not fire, DRAGIN {want}");
+                        quiet += 1;
+                    }
+                    Some(got) => {
+                        assert!(!want.is_null(), "{name} {path} θ {theta}: rhx fires ({got:?}), DRAGIN does not");
+                        assert_eq!(got.sentence as u64, want["sentence"].as_u64().unwrap(), "{name} {path} θ {theta}: sentence");
+                        assert_eq!(got.flagged, bools(&want["flagged"]), "{name} {path} θ {theta}: flags");
+                        fired += 1;
+                        later += (got.sentence > 0) as usize;
+                        cleared += got.flagged.iter().all(|f| !f) as usize;
+                    }
+                }
+            }
+        }
+    }
+    // The fixture exercises every branch.
+    assert!(fired > 100 && later >= 10 && cleared >= 10 && quiet >= 30, "fired {fired}, later {later}, cleared {cleared}, quiet {quiet}");
+}
+
+/// Algorithm 2 (paper Appendix C) with rhx's documented choices, against an independent
+/// implementation (top-k, clusters by gap, representative, ±window clipped, merged via a mask).
+#[test]
+fn retrieval_windows_equal_the_reference() {
+    use rhx::analysis::rag::{retrieval_windows, retrieval_windows_top, Representative};
+    let fx = rind_fixture();
+    let cases = fx["windows"].as_array().unwrap();
+    assert!(cases.len() >= 50);
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let scores: Vec<f32> = floats(&c["scores"]).iter().map(|&x| x as f32).collect();
+        let ctx = c["context"][0].as_u64().unwrap() as usize..c["context"][1].as_u64().unwrap() as usize;
+        let (topk, gap, window) = (c["topk"].as_u64().unwrap() as usize, c["gap"].as_u64().unwrap() as usize, c["window"].as_u64().unwrap() as usize);
+        let rep = match c["representative"].as_str().unwrap() {
+            "max_attn" => Representative::MaxAttn,
+            "median" => Representative::Median,
+            r => panic!("{r}"),
+        };
+        let want = ranges(&c["windows"]);
+        assert_eq!(retrieval_windows(&scores, ctx.clone(), topk, gap, window, rep), want, "{name} k {topk} gap {gap} window {window} {rep:?}");
+        let top: Vec<(usize, f32)> = c["top"].as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_f64().unwrap() as f32)).collect();
+        assert_eq!(retrieval_windows_top(&top, ctx, gap, window, rep), want, "{name} (from the shuffled top positions)");
+    }
+}
