@@ -11,7 +11,7 @@ use rhx::data::hotpotqa;
 use rhx::data::prompts::prepare_line;
 use rhx::engine::generate::{generate, GenerateOptions, Prompt};
 use rhx::engine::loader::{self, LoadedModel};
-use rhx::ops::trace::rag_loop::{run, run_batch, HeadPicker, KvMode, RagOptions, RagPrompt, Strategy};
+use rhx::ops::trace::rag_loop::{run, run_batch, HeadPicker, KvMode, RagOptions, RagPrompt, RindAttn, Strategy};
 use tch::{Device, Kind};
 
 mod common;
@@ -43,6 +43,7 @@ fn opts(kv: KvMode) -> RagOptions {
         keep_first_sentence: false,
         keep_windows: true,
         kv,
+        rind_attn: RindAttn::DraftOnly,
         force_answer: false,
         answer_tokens: 20,
         eos: vec![],
@@ -138,4 +139,54 @@ fn questions_batched_decode_as_one_by_one() {
     }
     assert!(single[0].retrievals.len() + single[3].retrievals.len() >= 4, "retrievals: {} and {}", single[0].retrievals.len(), single[3].retrievals.len());
     assert!(shared > 40, "decoding steps must share forwards ({shared} did)");
+}
+
+/// `rind_attn: in_context`: the first retrieval's RIND scores are those of the first draft's own
+/// pass, recomputed here from scratch — the prompt through the context encoded with everything
+/// visible, the rest greedy with the context hidden (entropies from its logits), then one
+/// forward over the rest of the prompt and the draft for the last layer's attention among the
+/// draft's tokens. With `dragin_draft_only` the scores differ.
+#[test]
+fn rind_in_context_reads_the_drafts_own_pass() {
+    use rhx::analysis::rag::{entropy, merge_words, rind, rind_attention, sentences};
+    use rhx::engine::model::CaptureRequest;
+    use rhx::engine::session::Session;
+    if !common::smollm2_installed() {
+        return;
+    }
+    let lm = loader::load("smollm2-135m-instruct", Device::Cpu, Kind::Float).unwrap();
+    let q = question(&lm, 0);
+    let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle };
+    // θ below every score: the first sentence of the first draft triggers.
+    let o = RagOptions { theta: -1.0, max_tokens: 5, rind_attn: RindAttn::InContext, ..opts(KvMode::EncodedOnce) };
+    let in_context = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Heads(&mut Layer(10, 3)), &o).unwrap();
+    let draft_only = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Heads(&mut Layer(10, 3)), &RagOptions { rind_attn: RindAttn::DraftOnly, ..o.clone() }).unwrap();
+
+    let view = vec![q.context.clone()];
+    let (c, p) = (q.context.end, q.ids.len());
+    let mut s = Session::new(&lm.model, p + o.draft_tokens);
+    s.feed(&q.ids[..c], &[], &CaptureRequest::default()).unwrap();
+    let mut ent = Vec::new();
+    let (draft, _) = s.greedy(&q.ids[c..], &view, o.draft_tokens, &[], &CaptureRequest::default(), |out, _| ent.push(entropy(&Vec::<f32>::try_from(out.logits.view([-1])).unwrap()))).unwrap();
+    let mut s = Session::new(&lm.model, p + draft.len());
+    s.feed(&q.ids[..c], &[], &CaptureRequest::default()).unwrap();
+    let rest: Vec<u32> = q.ids[c..].iter().chain(&draft).copied().collect();
+    let last = lm.model.config.num_layers - 1;
+    let out = s.feed(&rest, &view, &CaptureRequest { attention_layer: Some(last), ..Default::default() }).unwrap();
+    let (t, off) = (draft.len() as i64, (p - c) as i64);
+    let attn = out.attention.unwrap().select(0, 0).narrow(1, off, t).narrow(2, p as i64, t); // [H, T, T]
+    let rows: Vec<Vec<Vec<f32>>> = (0..attn.size()[0]).map(|h| (0..t).map(|r| Vec::<f32>::try_from(attn.get(h).get(r)).unwrap()).collect()).collect();
+    let a = rind_attention(&rows, false);
+    let pieces: Vec<String> = draft.iter().map(|&t| lm.tokenizer.decode_exact(&[t])).collect();
+    let words = merge_words(&pieces, &vec![false; draft.len()]);
+    let texts: Vec<String> = words.iter().map(|w| pieces[w.clone()].concat()).collect();
+    let want = rind(&a, &ent, &words, &sentences(&texts), o.theta, &|_| true).unwrap();
+    assert_eq!(want.sentence, 0);
+    assert!(want.scores.len() >= 3, "a first sentence of {} words shows nothing (v = H for one word): {texts:?}", want.scores.len());
+    let got = &in_context.retrievals[0].scores;
+    assert_eq!(got.len(), want.scores.len(), "{got:?} vs {:?}", want.scores);
+    for (g, w) in got.iter().zip(&want.scores) {
+        assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "in context: {got:?}, from scratch: {:?}", want.scores);
+    }
+    assert_ne!(draft_only.retrievals[0].scores, *got, "the two attention sources must differ");
 }

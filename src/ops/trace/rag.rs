@@ -20,7 +20,7 @@ use crate::lang::schema::{decl, enm, float_range, int_range, FuncSpec};
 use crate::lang::{Kind, Node};
 use crate::ops::args::*;
 use crate::ops::inputs::*;
-use crate::ops::trace::rag_loop::{self, HeadPicker, KvMode, RagOptions, RagPrompt, Strategy};
+use crate::ops::trace::rag_loop::{self, HeadPicker, KvMode, RagOptions, RindAttn, RagPrompt, Strategy};
 use crate::ops::{Exec, Files, Inputs, OpDef, Refusal};
 use crate::plan::Step;
 use crate::run::Ctx;
@@ -57,7 +57,7 @@ fn spec() -> FuncSpec {
     .def("next_draft", enm(&["windows", "hidden"]), "windows", "the view of the draft after a retrieval: its windows (Algorithm 1 re-masks only after accepting a draft) or the context hidden")
     .def("kv", enm(&["encoded_once", "recomputed"]), "encoded_once", "the visible context's keys and values: of the prompt encoded once, or recomputed under each pass's mask (an HF 2-D attention mask)")
     .def("reuse_cache", crate::lang::schema::Ty::Bool, "true", "a pass keeps the keys and values of the previous pass where the input and the view did not change; false re-encodes the whole input (past what `kv` keeps) at every pass, as an HF `generate` call does: the same tokens, slower (the benchmark's reference)")
-    .def("rind_attn", enm(&["dragin_draft_only", "in_context"]), "dragin_draft_only", "rag.rind_attn: RIND's attention from a separate forward over the draft alone (DRAGIN's code) or in context")
+    .def("rind_attn", enm(&["dragin_draft_only", "in_context"]), "dragin_draft_only", "rag.rind_attn: RIND's attention from a separate forward over the draft alone (DRAGIN's code) or among the draft's tokens in its own pass, prompt and text before it (the paper's formula)")
     .def("force_answer", crate::lang::schema::Ty::Bool, "true", "rag.force_answer: without \"the answer is\", append \" So the answer is\" and generate `answer_tokens` (DRAGIN's evaluation)")
     .def("answer_tokens", int_range(1, 4096), "20", "tokens generated after the forced \" So the answer is\"")
     .def("sink", int_range(0, 1 << 20), "4", "oracle: Eq. 2's sink tokens")
@@ -67,9 +67,6 @@ fn spec() -> FuncSpec {
 }
 
 fn check(n: &Node) -> Result<(), Refusal> {
-    if enum_arg(n, "rind_attn") == Some("in_context") {
-        return Err(Refusal::new("rind_attn", "`rind_attn: in_context` is not implemented by the executor yet".to_string()));
-    }
     match (enum_arg(n, "strategy"), n.arg("heads").is_some()) {
         (Some("static"), false) => Err(Refusal::new("strategy", "`strategy: static` retrieves with a head set: give `heads: <a fixed heads declaration>` (e.g. `static_heads(…)`)".to_string())),
         (Some("dynamic"), false) => Err(Refusal::new("strategy", "`strategy: dynamic` retrieves with the heads an MLP predicts from the hidden state: give `heads: <a predicted(…) heads declaration>`".to_string())),
@@ -186,6 +183,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         keep_first_sentence: req_enum(n, "keep")? == "first_sentence",
         keep_windows: req_enum(n, "next_draft")? == "windows",
         kv: if req_enum(n, "kv")? == "recomputed" { KvMode::Recomputed } else { KvMode::EncodedOnce },
+        rind_attn: if req_enum(n, "rind_attn")? == "in_context" { RindAttn::InContext } else { RindAttn::DraftOnly },
         force_answer: req_bool(n, "force_answer")?,
         answer_tokens: req_int(n, "answer_tokens")? as usize,
         eos,

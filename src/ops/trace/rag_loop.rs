@@ -34,6 +34,16 @@ pub enum KvMode {
     Recomputed,
 }
 
+/// Where RIND's attention a_max comes from (`rag.rind_attn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RindAttn {
+    /// The last layer of a separate forward over the draft alone (DRAGIN's code).
+    DraftOnly,
+    /// The last layer of the draft's own pass: prompt, text and draft under the draft's view,
+    /// its attention among the draft's tokens (the paper's formula).
+    InContext,
+}
+
 /// What picks the heads of a retrieval, and what the context looks like otherwise.
 pub enum Strategy<'a> {
     /// The context hidden throughout, no retrieval (Table 4's "w/o RAG").
@@ -73,6 +83,7 @@ pub struct RagOptions {
     /// only after accepting a draft), else it sees the context hidden again.
     pub keep_windows: bool,
     pub kv: KvMode,
+    pub rind_attn: RindAttn,
     /// DRAGIN's evaluation: without "the answer is", append " So the answer is" and generate
     /// `answer_tokens` more tokens with the context hidden.
     pub force_answer: bool,
@@ -301,6 +312,25 @@ impl Loop<'_, '_> {
         let mut s = Session::new(self.model, draft.len());
         let out = s.feed(draft, &[], &CaptureRequest { attention_layer: Some(last), ..Default::default() })?;
         let attn = out.attention.expect("asked for").select(0, 0); // [H, T, T]
+        self.a_max(&attn, draft)
+    }
+
+    /// RIND's attention in context: the draft re-fed after `text` under the `view` it was
+    /// generated under (the same keys, queries and mask as its own pass; the cache ends up
+    /// holding it, as the next pass wants), the last layer's rows among the draft's columns.
+    async fn context_attention(&mut self, text: &[u32], draft: &[u32], view: &[Range<usize>]) -> Result<Vec<f64>, LoopError> {
+        let start = self.prompt.ids.len() + text.len();
+        self.session.truncate(start)?;
+        let last = self.model.config.num_layers - 1;
+        let out = self.session.feed(draft, view, CaptureRequest { attention_layer: Some(last), ..Default::default() }).await?;
+        self.run.passes += 1;
+        self.run.fed += draft.len();
+        let attn = out.attention.expect("asked for").select(0, 0).narrow(-1, start as i64, draft.len() as i64); // [H, T, T]
+        self.a_max(&attn, draft)
+    }
+
+    /// a_max per draft token from `[H, T, T]` attention among the draft's tokens.
+    fn a_max(&self, attn: &Tensor, draft: &[u32]) -> Result<Vec<f64>, LoopError> {
         let (h, t) = (attn.size()[0], attn.size()[1]);
         let flat = Vec::<f32>::try_from(attn.flatten(0, -1))?;
         let rows: Vec<Vec<Vec<f32>>> = (0..h as usize)
@@ -328,7 +358,10 @@ impl Loop<'_, '_> {
             self.run.drafts += 1;
             let trigger = match strategy {
                 Strategy::Heads(_) if !draft.is_empty() => {
-                    let attn = spent(0, || self.draft_attention(&draft))?;
+                    let attn = match o.rind_attn {
+                        RindAttn::DraftOnly => spent(0, || self.draft_attention(&draft))?,
+                        RindAttn::InContext => self.context_attention(&text, &draft, &view).await?,
+                    };
                     let (words, sents, _) = self.words(&draft);
                     // DRAGIN's content-word filter only clears flags DRAGIN uses to build a
                     // search query; in-context retrieval reads head attention instead.
