@@ -219,8 +219,9 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         })
         .collect();
     // Unset: one question at a time on the CPU (batching gains little there), on CUDA as many
-    // as fit in free memory, at most 64 (past that a step's forward stops being launch-bound
-    // while prefills, retrieval passes and re-encodings still run one by one).
+    // as fit in free memory, at most 64. More rows do not pay: a row is handed to the next
+    // question as soon as one ends, so the count of batched steps follows the longest loops,
+    // not the waves (H200, 128 questions: 64 rows 48 s, 128 rows 55 s; 2065 and 1942 steps).
     let capacity = rag_prompts.iter().map(|p| rag_loop::capacity(p, &opts)).max().unwrap_or(1);
     let batch = match int_arg(n, "batch_size") {
         Some(b) => b as usize,
