@@ -51,21 +51,57 @@ pub fn merge_words(pieces: &[String], is_eos: &[bool]) -> Vec<Range<usize>> {
     words
 }
 
-/// Sentences of a draft as ranges of words: a sentence ends at a word whose text, trimmed, ends
-/// with `.`, `!` or `?`, or that holds a newline; the rest is the last sentence. (DRAGIN splits
-/// with spaCy, which has no Rust equivalent; this rule agrees with it on plain declarative
-/// chain-of-thought sentences and is named `rag.sentences: punctuation`.)
+/// Sentences of a draft as ranges of words (`rag.sentences: punctuation`; DRAGIN splits with
+/// spaCy `en_core_web_sm`, which has no Rust equivalent). A word is *blank* when its text,
+/// trimmed, is empty (whitespace only: `"\n"`, `"\n\n"`, `" "`). The rule:
+/// * a word ends its sentence when its text, trimmed, ends with `.`, `!` or `?`, or when it
+///   holds a newline with only whitespace after its last newline (`"B.\n"`, `"B\n"`, `"\n"`);
+/// * a word that is not blank and whose leading whitespace holds a newline (`"\nSo"`: llama-2's
+///   `<0x0A>` and the `So` after it merge into one word; `" \n\nSo"`) starts a sentence: the
+///   open sentence before it ends before it (spaCy starts a sentence at the capitalised word
+///   after a newline);
+/// * a blank word never forms a sentence of its own: it joins the sentence before it (spaCy
+///   attaches whitespace to the preceding sentence) — a blank word with a newline ends that
+///   sentence if it is still open —, and blank words before the first word that is not blank
+///   join the first sentence;
+/// * the words after the last end form the last sentence.
+///
+/// So every sentence holds a word that is not blank, and a draft of blank words only (or none)
+/// has no sentence at all: RIND never fires on whitespace alone (DRAGIN drops whitespace-only
+/// sentences too). A newline with text on both sides inside one word (`"B.\n\nSo"`) neither
+/// ends nor starts a sentence. The rule agrees with spaCy on plain declarative chain-of-thought
+/// sentences, not on abbreviations ("U.S.").
 pub fn sentences(words: &[String]) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
+    let mut out: Vec<Range<usize>> = Vec::new();
+    // The open sentence starts at word `start`; `open` says whether it holds a non-blank word.
+    let (mut start, mut open) = (0, false);
     for (i, w) in words.iter().enumerate() {
         let t = w.trim();
-        if w.contains('\n') || t.ends_with('.') || t.ends_with('!') || t.ends_with('?') {
+        let ends = t.ends_with('.') || t.ends_with('!') || t.ends_with('?') || w.rfind('\n').is_some_and(|p| w[p..].trim().is_empty());
+        if t.is_empty() {
+            if !open {
+                // After a finished sentence: it takes the blank word. Before the first
+                // non-blank word: left to the sentence that word opens.
+                if let Some(last) = out.last_mut() {
+                    last.end = i + 1;
+                    start = i + 1;
+                }
+                continue;
+            }
+        } else {
+            if open && w[..w.len() - w.trim_start().len()].contains('\n') {
+                out.push(start..i);
+                start = i;
+            }
+            open = true;
+        }
+        if ends {
             out.push(start..i + 1);
             start = i + 1;
+            open = false;
         }
     }
-    if start < words.len() {
+    if open {
         out.push(start..words.len());
     }
     out
@@ -207,9 +243,59 @@ mod tests {
     #[test]
     fn sentences_end_at_terminal_punctuation_and_newlines() {
         let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(sentences(&w(&["A", "is", "B.", " C", "is", "D!", "\n", "So", "the"])), vec![0..3, 3..6, 6..7, 7..9]);
+        // The lone newline after "D!" joins that sentence.
+        assert_eq!(sentences(&w(&["A", "is", "B.", " C", "is", "D!", "\n", "So", "the"])), vec![0..3, 3..7, 7..9]);
         assert_eq!(sentences(&w(&["no", "end"])), vec![0..2]);
         assert!(sentences(&[]).is_empty());
+        // A newline with only whitespace after the last one ends a sentence ("B\n", "A\n ").
+        assert_eq!(sentences(&w(&["A", " B\n", " C"])), vec![0..2, 2..3]);
+        assert_eq!(sentences(&w(&["A\n ", "C"])), vec![0..1, 1..2]);
+        // Text after a word's last newline: no end; a newline between texts inside a word
+        // neither ends nor starts a sentence.
+        assert_eq!(sentences(&w(&["A", " B.\n\nSo", " C"])), vec![0..3]);
+    }
+
+    #[test]
+    fn blank_words_join_the_sentence_before_them() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Lone newlines after a finished sentence extend it.
+        assert_eq!(sentences(&w(&["A", "B.", "\n", "\n", " C", "D"])), vec![0..4, 4..6]);
+        assert_eq!(sentences(&w(&["A.", "\n\n", " C"])), vec![0..2, 2..3]);
+        // A newline ends the open sentence "A"; the next one extends it.
+        assert_eq!(sentences(&w(&["A", "\n", "\n", " C."])), vec![0..3, 3..4]);
+        // Whitespace without a newline: inside an open sentence it stays there; after a finished
+        // one it joins that one (it used to open the next).
+        assert_eq!(sentences(&w(&["A", " ", "B."])), vec![0..3]);
+        assert_eq!(sentences(&w(&["A.", " ", "B"])), vec![0..2, 2..3]);
+        // Trailing blanks, and an empty word, join the last sentence.
+        assert_eq!(sentences(&w(&["A.", "\n", "\n"])), vec![0..3]);
+        assert_eq!(sentences(&w(&["A", "\n", "\n"])), vec![0..3]);
+        assert_eq!(sentences(&w(&["A.", ""])), vec![0..2]);
+        // Leading blanks join the first sentence.
+        assert_eq!(sentences(&w(&["\n", "\n\n", " ", "So", " it."])), vec![0..5]);
+        assert_eq!(sentences(&w(&["\n", "\nSo", " the", " end.", " B"])), vec![0..4, 4..5]);
+        // Blank words only: no sentence, so RIND cannot fire (with one sentence of m = 1, v = H).
+        for only in [&["\n"][..], &["\n", "\n\n", " "], &[""]] {
+            assert!(sentences(&w(only)).is_empty(), "{only:?}");
+        }
+        let s = sentences(&w(&["\n", "\n"]));
+        assert_eq!(rind(&[0.5, 0.5], &[9.0, 9.0], &[0..1, 1..2], &s, 0.0, &|_| true), None);
+    }
+
+    #[test]
+    fn a_word_starting_on_a_new_line_starts_a_sentence() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // llama-2's "<0x0A>" + "So" merge into "\nSo": the open sentence ends before it.
+        assert_eq!(sentences(&w(&["The", " film", "\nSo", " the", " answer."])), vec![0..2, 2..5]);
+        // Any leading whitespace holding a newline.
+        assert_eq!(sentences(&w(&["x", " \n\nSo", " y"])), vec![0..1, 1..3]);
+        assert_eq!(sentences(&w(&["x", "\n\nSo", " y"])), vec![0..1, 1..3]);
+        // After a finished sentence there is nothing to cut (no empty sentence).
+        assert_eq!(sentences(&w(&["A.", "\nSo", " B"])), vec![0..1, 1..3]);
+        // Starts and ends a sentence.
+        assert_eq!(sentences(&w(&["x", "\nA\n", "y"])), vec![0..1, 1..2, 2..3]);
+        // A newline after text does not start one.
+        assert_eq!(sentences(&w(&["x", " So\nit", " y"])), vec![0..3]);
     }
 
     #[test]
