@@ -44,6 +44,7 @@ fn opts(kv: KvMode) -> RagOptions {
         keep_windows: true,
         kv,
         rind_attn: RindAttn::DraftOnly,
+        exclude_stop_words: false,
         force_answer: false,
         answer_tokens: 20,
         eos: vec![],

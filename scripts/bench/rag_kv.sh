@@ -32,7 +32,7 @@ trace encoded_once_reencode = rag(lm, hotpot) { strategy: fixed_random, reuse_ca
 trace recomputed = rag(lm, hotpot) { strategy: fixed_random, kv: recomputed }
 trace hf_reference = rag(lm, hotpot) { strategy: fixed_random, kv: recomputed, reuse_cache: false }
 EOF
-echo "device: $device; $(lscpu | grep 'Model name' | sed 's/ \+/ /g'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(date -u +%F)"
+echo "device: $device; $(lscpu | grep 'Model name' | sed 's/ \+/ /g'); $("$RHX" --version); $(date -u +%F)"
 command -v nvidia-smi >/dev/null && [ "$device" != cpu ] && nvidia-smi --query-gpu=name --format=csv,noheader
 "$RHX" run "$work/rag_kv.rhx" --cache "$work/cache" --reports "$work/reports" --json -q "$@" >"$work/run.json"
 ${PYTHON:-python3} - "$work" "$n" <<'EOF'

@@ -38,11 +38,25 @@ pub fn rind_attention(attn: &[Vec<Vec<f32>>], first_is_eos: bool) -> Vec<f64> {
 
 /// Sub-tokens merged into words as DRAGIN's code merges them: a word starts at the first token,
 /// at a token whose text begins with a space (the tokenizer's space marker, decoded), at a
-/// newline token, and after an end-of-sequence token (`is_eos`). Returns each word's token range.
+/// line-break token, and after an end-of-sequence token (`is_eos`). Returns each word's token
+/// range. DRAGIN's line-break token is llama-2's `<0x0A>` (id 13, its only one); here it is any
+/// token whose text is whitespace holding a line break (`"\n"`, `"\n\n"`, `" \n"`), and a
+/// token after one with text that ends a line (llama-3's `".\n\n"`) starts a word too, so that
+/// other vocabularies split where llama-2's does (same words on llama-2 tokens).
 pub fn merge_words(pieces: &[String], is_eos: &[bool]) -> Vec<Range<usize>> {
+    // The space marker counts as a space (raw SentencePiece pieces: `"▁\n\n"` is blank).
+    let blank = |c: char| c.is_whitespace() || c == '▁';
+    let line_break = |s: &str| s.trim_matches(blank).is_empty() && s.contains('\n');
+    let ends_line = |s: &str| !s.trim_matches(blank).is_empty() && s.trim_end_matches([' ', '\t', '▁']).ends_with('\n');
     let mut words: Vec<Range<usize>> = Vec::new();
     for (i, p) in pieces.iter().enumerate() {
-        let starts = i == 0 || p.starts_with(' ') || p.starts_with('▁') || p == "\n" || is_eos.get(i - 1).copied().unwrap_or(false);
+        let after = |f: &dyn Fn(usize) -> bool| i > 0 && f(i - 1);
+        let starts = i == 0
+            || p.starts_with(' ')
+            || p.starts_with('▁')
+            || line_break(p)
+            || after(&|j| is_eos.get(j).copied().unwrap_or(false))
+            || after(&|j| ends_line(&pieces[j]));
         match words.last_mut() {
             Some(w) if !starts => w.end = i + 1,
             _ => words.push(i..i + 1),
@@ -133,6 +147,21 @@ pub fn rind(
     theta: f64,
     content: &dyn Fn(usize) -> bool,
 ) -> Option<Trigger> {
+    rind_excluding(token_attn, token_entropy, words, sentences, theta, content, &|_| false)
+}
+
+/// [`rind`] with the paper's stop-word term (`rag.stop_words: excluded`): S(t_i) = H_i · a_i · s_i
+/// with s_i = 0 for the words `stop(word)` names, so their v_i is 0 and they cannot trigger
+/// (for θ ≥ 0); the attention is still normalised over every word of the sentence.
+pub fn rind_excluding(
+    token_attn: &[f64],
+    token_entropy: &[f64],
+    words: &[Range<usize>],
+    sentences: &[Range<usize>],
+    theta: f64,
+    content: &dyn Fn(usize) -> bool,
+    stop: &dyn Fn(usize) -> bool,
+) -> Option<Trigger> {
     let word_attn: Vec<f64> = words.iter().map(|w| token_attn[w.clone()].iter().sum()).collect();
     let word_entropy: Vec<f64> = words.iter().map(|w| token_entropy[w.clone()].iter().sum::<f64>() / w.len().max(1) as f64).collect();
     for (si, s) in sentences.iter().enumerate() {
@@ -141,13 +170,23 @@ pub fn rind(
         if total <= 0.0 {
             continue;
         }
-        let scores: Vec<f64> = s.clone().map(|i| word_attn[i] / total * m * word_entropy[i]).collect();
+        let scores: Vec<f64> = s.clone().map(|i| if stop(i) { 0.0 } else { word_attn[i] / total * m * word_entropy[i] }).collect();
         if scores.iter().any(|&v| v > theta) {
             let flagged = s.clone().zip(&scores).map(|(i, &v)| v > theta && content(i)).collect();
             return Some(Trigger { sentence: si, flagged, scores });
         }
     }
     None
+}
+
+/// A stop word for the paper's s_i (`rag.stop_words: excluded`): a word without a letter or
+/// digit (punctuation, line breaks), or one whose text, trimmed of spaces and of punctuation at
+/// its ends and lower-cased, is in NLTK's English stop-word list (the `stop-words` crate's copy,
+/// 198 words; the paper names no list, NLTK's is the common one).
+pub fn is_stop_word(word: &str) -> bool {
+    static NLTK_ENGLISH: std::sync::OnceLock<std::collections::HashSet<&'static str>> = std::sync::OnceLock::new();
+    let w = word.trim().trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    w.is_empty() || NLTK_ENGLISH.get_or_init(|| stop_words::get("en").iter().copied().collect()).contains(w.as_str())
 }
 
 /// How a cluster of attended positions is represented (`rag.representative`).
@@ -232,12 +271,38 @@ mod tests {
     }
 
     #[test]
+    fn stop_words_score_zero_under_the_papers_rule() {
+        for w in [" the", "The", " is", "\n", ".", " (", " was,", "It"] {
+            assert!(is_stop_word(w), "{w:?}");
+        }
+        for w in [" Paris", " founded", " 1988", " Lonny", "answer."] {
+            assert!(!is_stop_word(w), "{w:?}");
+        }
+        // One sentence "The film": a_i = 1, 3; H_i = 2, 2 → v = a/Σa · m · H = 1, 3 (DRAGIN's code);
+        // the paper's s_i zeroes "The".
+        let words = [0..1, 1..2];
+        let v = rind(&[1.0, 3.0], &[2.0, 2.0], &words, &[0..2], -1.0, &|_| true).unwrap().scores;
+        assert_eq!(v, vec![1.0, 3.0]);
+        let t = rind_excluding(&[1.0, 3.0], &[2.0, 2.0], &words, &[0..2], 0.4, &|_| true, &|i| i == 0).unwrap();
+        assert_eq!((t.scores, t.flagged), (vec![0.0, 3.0], vec![false, true]));
+        // A sentence whose only high word is a stop word no longer fires.
+        assert!(rind(&[3.0, 1.0], &[2.0, 2.0], &words, &[0..2], 1.2, &|_| true).is_some());
+        assert!(rind_excluding(&[3.0, 1.0], &[2.0, 2.0], &words, &[0..2], 1.2, &|_| true, &|i| i == 0).is_none());
+    }
+
+    #[test]
     fn sub_tokens_merge_into_words_at_spaces_newlines_and_after_eos() {
         let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let pieces = p(&["The", " Phant", "om", " Hour", ".", "\n", "So", "</s>", "x"]);
         let eos = [false, false, false, false, false, false, false, true, false];
         // The end-of-sequence token ends its word; the token after it starts one.
         assert_eq!(merge_words(&pieces, &eos), vec![0..1, 1..3, 3..5, 5..8, 8..9]);
+        // Other vocabularies' line breaks: a blank "\n\n" token starts a word (GPT-2 BPE:
+        // "." "\n\n" "So"), and so does the token after ".\n\n" (llama-3).
+        let no = [false; 6];
+        assert_eq!(merge_words(&p(&["Paris", ".", "\n\n", "So", " the", " answer"]), &no), vec![0..2, 2..4, 4..5, 5..6]);
+        assert_eq!(merge_words(&p(&["Paris", ".\n\n", "So", " the"]), &no[..4]), vec![0..2, 2..3, 3..4]);
+        assert_eq!(merge_words(&p(&["A", " \n", "B"]), &no[..3]), vec![0..1, 1..3]);
     }
 
     #[test]

@@ -58,6 +58,7 @@ fn spec() -> FuncSpec {
     .def("kv", enm(&["encoded_once", "recomputed"]), "encoded_once", "the visible context's keys and values: of the prompt encoded once, or recomputed under each pass's mask (an HF 2-D attention mask)")
     .def("reuse_cache", crate::lang::schema::Ty::Bool, "true", "a pass keeps the keys and values of the previous pass where the input and the view did not change; false re-encodes the whole input (past what `kv` keeps) at every pass, as an HF `generate` call does: the same tokens, slower (the benchmark's reference)")
     .def("rind_attn", enm(&["dragin_draft_only", "in_context"]), "dragin_draft_only", "rag.rind_attn: RIND's attention from a separate forward over the draft alone (DRAGIN's code) or among the draft's tokens in its own pass, prompt and text before it (the paper's formula)")
+    .def("stop_words", enm(&["after_decision", "excluded"]), "after_decision", "rag.stop_words: DRAGIN's code decides on every word (its content-word filter only clears flags afterwards); excluded: the paper's s_i = 0, stop words (NLTK's English list) and punctuation never trigger")
     .def("force_answer", crate::lang::schema::Ty::Bool, "true", "rag.force_answer: without \"the answer is\", append \" So the answer is\" and generate `answer_tokens` (DRAGIN's evaluation)")
     .def("answer_tokens", int_range(1, 4096), "20", "tokens generated after the forced \" So the answer is\"")
     .def("sink", int_range(0, 1 << 20), "4", "oracle: Eq. 2's sink tokens")
@@ -184,6 +185,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         keep_windows: req_enum(n, "next_draft")? == "windows",
         kv: if req_enum(n, "kv")? == "recomputed" { KvMode::Recomputed } else { KvMode::EncodedOnce },
         rind_attn: if req_enum(n, "rind_attn")? == "in_context" { RindAttn::InContext } else { RindAttn::DraftOnly },
+        exclude_stop_words: req_enum(n, "stop_words")? == "excluded",
         force_answer: req_bool(n, "force_answer")?,
         answer_tokens: req_int(n, "answer_tokens")? as usize,
         eos,

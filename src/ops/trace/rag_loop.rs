@@ -17,7 +17,7 @@ use std::ops::Range;
 use tch::Tensor;
 
 use crate::analysis::qa::{cut_at_markers, ANSWER_PHRASE};
-use crate::analysis::rag::{merge_words, retrieval_windows_top, rind, rind_attention, sentences, Representative};
+use crate::analysis::rag::{is_stop_word, merge_words, retrieval_windows_top, rind_attention, rind_excluding, sentences, Representative};
 use crate::engine::model::{CaptureRequest, HiddenSite, Model, ReasoningRequest};
 use crate::engine::session::{head_rows_topk, Session, SessionError};
 use crate::engine::session_batch::{run_jobs, Job, Row};
@@ -84,6 +84,9 @@ pub struct RagOptions {
     pub keep_windows: bool,
     pub kv: KvMode,
     pub rind_attn: RindAttn,
+    /// The paper's s_i: stop words score 0 in RIND ([`is_stop_word`]); DRAGIN's code
+    /// applies its content-word filter only after the decision.
+    pub exclude_stop_words: bool,
     /// DRAGIN's evaluation: without "the answer is", append " So the answer is" and generate
     /// `answer_tokens` more tokens with the context hidden.
     pub force_answer: bool,
@@ -362,10 +365,12 @@ impl Loop<'_, '_> {
                         RindAttn::DraftOnly => spent(0, || self.draft_attention(&draft))?,
                         RindAttn::InContext => self.context_attention(&text, &draft, &view).await?,
                     };
-                    let (words, sents, _) = self.words(&draft);
+                    let (words, sents, texts) = self.words(&draft);
                     // DRAGIN's content-word filter only clears flags DRAGIN uses to build a
-                    // search query; in-context retrieval reads head attention instead.
-                    rind(&attn, &ent, &words, &sents, o.theta, &|_| true).map(|t| (t, words, sents))
+                    // search query; in-context retrieval reads head attention instead. The
+                    // paper's s_i (`stop_words: excluded`) keeps stop words from triggering.
+                    let stop: Vec<bool> = texts.iter().map(|w| o.exclude_stop_words && is_stop_word(w)).collect();
+                    rind_excluding(&attn, &ent, &words, &sents, o.theta, &|_| true, &|i| stop[i]).map(|t| (t, words, sents))
                 }
                 _ => None,
             };
@@ -378,7 +383,9 @@ impl Loop<'_, '_> {
                     let (regen, _, _) = self.draft(&text, &view, o.draft_tokens).await?;
                     let kept = if o.keep_first_sentence {
                         let (words, sents, _) = self.words(&regen);
-                        sents.first().map_or(regen.len(), |s| words[s.end - 1].end)
+                        // A regeneration of whitespace only has no sentence: nothing is kept (DRAGIN
+                        // keeps its empty first sentence), the text does not grow, the loop ends.
+                        sents.first().map_or(0, |s| words[s.end - 1].end)
                     } else {
                         regen.len()
                     };
