@@ -182,10 +182,11 @@ pub fn rind_excluding(
 /// A stop word for the paper's s_i (`rag.stop_words: excluded`): a word without a letter or
 /// digit (punctuation, line breaks), or one whose text, trimmed of spaces and of punctuation at
 /// its ends and lower-cased, is in NLTK's English stop-word list (the `stop-words` crate's copy,
-/// 198 words; the paper names no list, NLTK's is the common one).
+/// 198 words; the paper names no list, NLTK's is the common one). Curly apostrophes (’ and ‘,
+/// which models emit too) count as `'`: the list spells "don't" and "it's" with the ASCII one.
 pub fn is_stop_word(word: &str) -> bool {
     static NLTK_ENGLISH: std::sync::OnceLock<std::collections::HashSet<&'static str>> = std::sync::OnceLock::new();
-    let w = word.trim().trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+    let w = word.trim().trim_matches(|c: char| !c.is_alphanumeric()).replace(['\u{2019}', '\u{2018}'], "'").to_lowercase();
     w.is_empty() || NLTK_ENGLISH.get_or_init(|| stop_words::get("en").iter().copied().collect()).contains(w.as_str())
 }
 
@@ -281,13 +282,26 @@ mod tests {
         // One sentence "The film": a_i = 1, 3; H_i = 2, 2 → v = a/Σa · m · H = 1, 3 (DRAGIN's code);
         // the paper's s_i zeroes "The".
         let words = [0..1, 1..2];
-        let v = rind(&[1.0, 3.0], &[2.0, 2.0], &words, &[0..2], -1.0, &|_| true).unwrap().scores;
+        let one = std::slice::from_ref(&(0..2)); // the sentence: words 0 and 1
+        let v = rind(&[1.0, 3.0], &[2.0, 2.0], &words, one, -1.0, &|_| true).unwrap().scores;
         assert_eq!(v, vec![1.0, 3.0]);
-        let t = rind_excluding(&[1.0, 3.0], &[2.0, 2.0], &words, &[0..2], 0.4, &|_| true, &|i| i == 0).unwrap();
+        let t = rind_excluding(&[1.0, 3.0], &[2.0, 2.0], &words, one, 0.4, &|_| true, &|i| i == 0).unwrap();
         assert_eq!((t.scores, t.flagged), (vec![0.0, 3.0], vec![false, true]));
         // A sentence whose only high word is a stop word no longer fires.
-        assert!(rind(&[3.0, 1.0], &[2.0, 2.0], &words, &[0..2], 1.2, &|_| true).is_some());
-        assert!(rind_excluding(&[3.0, 1.0], &[2.0, 2.0], &words, &[0..2], 1.2, &|_| true, &|i| i == 0).is_none());
+        assert!(rind(&[3.0, 1.0], &[2.0, 2.0], &words, one, 1.2, &|_| true).is_some());
+        assert!(rind_excluding(&[3.0, 1.0], &[2.0, 2.0], &words, one, 1.2, &|_| true, &|i| i == 0).is_none());
+    }
+
+    /// NLTK's list spells contractions with `'`; a model's ’ (U+2019) or ‘ (U+2018) is the same
+    /// word.
+    #[test]
+    fn curly_apostrophes_are_stop_words_as_straight_ones_are() {
+        for w in [" don't", " don\u{2019}t", " It\u{2019}s", " it\u{2018}s", " doesn\u{2019}t,", " DON\u{2019}T", " shouldn\u{2019}t."] {
+            assert!(is_stop_word(w), "{w:?}");
+        }
+        for w in [" O\u{2019}Neill", " Paris\u{2019}", " rock\u{2019}n\u{2019}roll"] {
+            assert!(!is_stop_word(w), "{w:?}");
+        }
     }
 
     #[test]
