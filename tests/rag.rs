@@ -191,3 +191,49 @@ fn rind_in_context_reads_the_drafts_own_pass() {
     }
     assert_ne!(draft_only.retrievals[0].scores, *got, "the two attention sources must differ");
 }
+
+/// A prompt that ends with its context (a JSONL `text` whose `context` is its last text) has no
+/// token after the context to predict a draft's first token with the context hidden: the loop
+/// refuses it under both `kv` modes (it used to prefill the whole prompt and fail with "a pass
+/// needs at least one token"), and `rag` refuses it before any question runs, naming the prompt.
+#[test]
+fn a_prompt_that_ends_with_its_context_is_refused() {
+    use rhx::cache::Cache;
+    use rhx::lang::{self, NoShapes};
+    use rhx::run::{self, RunOptions};
+    if !common::smollm2_installed() {
+        return;
+    }
+    let lm = loader::load("smollm2-135m-instruct", Device::Cpu, Kind::Float).unwrap();
+    let q = &hotpotqa::parse(hotpotqa::DEV500, Path::new("dev500"), 0, 1).unwrap().questions[0];
+    let context = q.title_paragraph_context();
+    let line = serde_json::json!({"id": "ends-with-context", "text": format!("Question: {}\n\n{context}", q.question), "context": context});
+    let p = prepare_line(&line.to_string(), 1, &lm.tokenizer, &BTreeMap::new()).unwrap();
+    let span = p.context_span.clone().unwrap();
+    assert_eq!(span.end, p.ids.len(), "the context must end the prompt, or this test shows nothing");
+    let prompt = RagPrompt { ids: &p.ids, context: span, needle: &[] };
+    for kv in [KvMode::EncodedOnce, KvMode::Recomputed] {
+        for full in [false, true] {
+            let o = opts(kv);
+            let strategy = if full { Strategy::Full } else { Strategy::Hidden };
+            let err = run(&lm.model, &lm.tokenizer, &prompt, strategy, &o).unwrap_err();
+            assert!(err.contains("ends the prompt") && err.contains("put the question after the context"), "{kv:?}: {err}");
+        }
+    }
+    // The op: refused with the prompt's id, before any question runs.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rag_context_last");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = serde_json::json!({"id": "question-last", "text": format!("{context}\n\nQuestion: {}", q.question), "context": context});
+    std::fs::write(dir.join("prompts.jsonl"), format!("{ok}\n{line}\n")).unwrap();
+    let src = "model lm = gguf(\"smollm2-135m-instruct\") { dtype: f32, device: cpu }\n\
+               dataset d = jsonl(\"prompts.jsonl\")\n\
+               trace r = rag(lm, d) { strategy: hidden, draft_tokens: 4, max_tokens: 4, answer_tokens: 2 }\n";
+    std::fs::write(dir.join("e.rhx"), src).unwrap();
+    let program = lang::check_path(&dir.join("e.rhx"), &[], &NoShapes).unwrap();
+    run::check_supported(&program).unwrap();
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let o = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    let err = run::run(&program, &cache, &o).map(|_| ()).expect_err("refused").to_string();
+    assert!(err.contains("prompt ends-with-context of dataset `d`") && err.contains("put the question after the context"), "{err}");
+}

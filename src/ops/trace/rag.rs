@@ -37,7 +37,7 @@ fn spec() -> FuncSpec {
         "Section 5's dynamic in-context RAG (Algorithm 1): drafts with the context hidden, DRAGIN's RIND decides when to retrieve, the chosen heads' attention picks the context windows made visible for the regeneration.",
     )
     .pos("model", decl(Model), "the model to run")
-    .pos("dataset", decl(Dataset), "questions whose prompts declare their context (`hotpotqa`, or JSONL lines with a `context` field)")
+    .pos("dataset", decl(Dataset), "questions whose prompts declare their context, with the question after it (`hotpotqa`, or JSONL lines with a `context` field; a prompt that ends with its context is refused)")
     .def(
         "strategy",
         enm(STRATEGIES),
@@ -202,7 +202,10 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let mut pickers = Vec::with_capacity(total);
     for p in &prompts {
         let context = p.prep.context_span.clone().ok_or_else(|| format!("prompt {} of dataset `{dataset_name}` declares no context: `rag` hides and shows a prompt's context (hotpotqa with `context: full`, or a JSONL `context` field)", p.prep.id))?;
-        rag_prompts.push(RagPrompt { ids: &p.prep.ids, context, needle: &p.prep.needle_span });
+        let prompt = RagPrompt { ids: &p.prep.ids, context, needle: &p.prep.needle_span };
+        // Before any question runs: a prompt that ends with its context is refused.
+        rag_loop::check_prompt(&prompt).map_err(|e| format!("prompt {} of dataset `{dataset_name}`: {e}", p.prep.id))?;
+        rag_prompts.push(prompt);
         pickers.push(match strategy {
             "static" => Some(Picker::Fixed(static_heads.clone())),
             "dynamic" => Some(Picker::Predicted { net: predictor.clone().ok_or("`strategy: dynamic` without its predictor")?, count, heads }),

@@ -161,6 +161,29 @@ struct Loop<'a, 'm> {
     space_marker: Option<String>,
 }
 
+/// Whether the loop can run `prompt`: its context must lie in it and end before it does.
+///
+/// A prompt whose context is its last text (a JSONL `text` ending with its `context`) is
+/// refused, under both `kv` modes, rather than prefilled one token short: then the last context
+/// token would be fed in the draft's pass and its own query would predict the first token, so
+/// a "context hidden" draft would see that context token (as every hidden column's query sees
+/// itself; `generate`'s hidden spans would show it the whole context), and its keys and values
+/// would be those of that pass's view, not of the prompt encoded once (kept by later passes
+/// whose input shares the prefix, the retrieval pass with everything visible included).
+pub fn check_prompt(prompt: &RagPrompt) -> Result<(), String> {
+    let (c, len) = (&prompt.context, prompt.ids.len());
+    if c.end > len || c.start > c.end {
+        return Err(format!("its context (tokens {}..{}) does not lie in its {len} tokens", c.start, c.end));
+    }
+    if c.end == len {
+        return Err(format!(
+            "its context (tokens {}..{len}) ends the prompt: `rag` predicts a draft's first token from a token after the context, with the context hidden from it, and there is none; put the question after the context",
+            c.start
+        ));
+    }
+    Ok(())
+}
+
 /// Runs Algorithm 1 for one question under `strategy`.
 pub fn run<'a>(model: &'a Model, tok: &'a Tokenizer, prompt: &'a RagPrompt<'a>, strategy: Strategy<'a>, opts: &'a RagOptions) -> Result<RagRun, String> {
     run_batch(model, tok, std::slice::from_ref(prompt), vec![strategy], opts, 1, |_| {}).remove(0)
@@ -186,6 +209,7 @@ pub fn run_batch<'a>(
         let strategy = strategies[i].take().expect("each question starts once");
         let (prompt, space_marker) = (&prompts[i], space_marker.clone());
         Box::pin(async move {
+            check_prompt(prompt)?;
             let mut l = Loop { model, tok, opts, prompt, session: row, cached: None, run: RagRun::default(), space_marker };
             l.generate(strategy).await.map_err(|e| e.to_string())?;
             l.run.batched_steps = l.session.batched_steps();
@@ -252,7 +276,8 @@ impl Loop<'_, '_> {
     }
 
     /// Brings the cache to the input `prompt + text` minus what is still to feed under `view`,
-    /// and returns the tokens still to feed (at least one). Kept: the common prefix of the cache
+    /// and returns the tokens still to feed (at least one: [`check_prompt`] refuses a prompt
+    /// that ends with its context). Kept: the common prefix of the cache
     /// and the input when the view did not change; else the prompt through the context
     /// (`EncodedOnce`: encoded once, everything visible) or nothing (`Recomputed`).
     async fn prepare(&mut self, text: &[u32], view: &[Range<usize>]) -> Result<Vec<u32>, LoopError> {
