@@ -15,7 +15,8 @@ use crate::ops::heads::predicted::{load as load_predictor, top_indices};
 use tch::Tensor;
 use crate::artifact::trace::{write_trace, HeadRule, TraceInfo, TraceLine, TRACE_FORMAT};
 use crate::engine::device;
-use crate::engine::generate::default_batch_size;
+use crate::engine::cuda;
+use crate::engine::generate::{auto_batch_size, EngineOptions};
 use crate::lang::schema::{decl, enm, float_range, int_range, FuncSpec};
 use crate::lang::{Kind, Node};
 use crate::ops::args::*;
@@ -63,7 +64,7 @@ fn spec() -> FuncSpec {
     .def("answer_tokens", int_range(1, 4096), "20", "tokens generated after the forced \" So the answer is\"")
     .def("sink", int_range(0, 1 << 20), "4", "oracle: Eq. 2's sink tokens")
     .def("local", int_range(0, 1 << 20), "32", "oracle: Eq. 2's local window")
-    .opt("batch_size", int_range(1, 4096), "questions run together, their drafts' decoding steps batched (default: 1 on the CPU; on CUDA as many as fit in free GPU memory, at most 64; in f32 the same tokens as one by one)")
+    .opt("batch_size", int_range(1, 4096), "questions run together, their drafts' decoding steps batched (default: 1 on the CPU; on CUDA min(64, the number of questions), lowered with a warning only when its KV cache does not fit in free GPU memory; in f32 the same tokens as one by one)")
     .seed("random draws of heads (dynamic_random, fixed_random)")
 }
 
@@ -73,6 +74,29 @@ fn check(n: &Node) -> Result<(), Refusal> {
         (Some("dynamic"), false) => Err(Refusal::new("strategy", "`strategy: dynamic` retrieves with the heads an MLP predicts from the hidden state: give `heads: <a predicted(…) heads declaration>`".to_string())),
         (Some(s), true) if s != "static" && s != "dynamic" => Err(Refusal::new("heads", format!("`heads` is read by `strategy: static` and `dynamic` only, not by `{s}`"))),
         _ => Ok(()),
+    }
+}
+
+/// `batch_size` unset: one question at a time on the CPU (batching gains little there); on CUDA
+/// `min(64, questions)` whatever the GPU, so that the default does not depend on the machine,
+/// lowered only when the memory estimate `fits` (`None`: free memory unknown) says fewer rows
+/// fit, with the warning to print. More rows do not pay: a row is handed to the next question as
+/// soon as one ends, so the count of batched steps follows the longest loops, not the waves
+/// (H200, 128 questions: 64 rows 48 s, 128 rows 55 s; 2065 and 1942 steps).
+fn default_batch(node: &str, cuda: bool, questions: usize, fits: impl FnOnce() -> Option<usize>) -> (usize, Option<String>) {
+    if !cuda {
+        return (1, None);
+    }
+    let want = questions.clamp(1, 64);
+    match fits() {
+        Some(fit) if fit < want => {
+            let fit = fit.max(1);
+            let warning = format!(
+                "`{node}`: the default batch_size on CUDA, {want} (min(64, questions)), does not fit in free GPU memory by the KV-cache estimate; running {fit} questions at a time. Set it with `batch_size: N` on `{node}` (or `--set {node}.batch_size=N`)"
+            );
+            (fit, Some(warning))
+        }
+        _ => (want, None),
     }
 }
 
@@ -223,14 +247,22 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             _ => Strategy::Hidden,
         })
         .collect();
-    // Unset: one question at a time on the CPU (batching gains little there), on CUDA as many
-    // as fit in free memory, at most 64. More rows do not pay: a row is handed to the next
-    // question as soon as one ends, so the count of batched steps follows the longest loops,
-    // not the waves (H200, 128 questions: 64 rows 48 s, 128 rows 55 s; 2065 and 1942 steps).
     let capacity = rag_prompts.iter().map(|p| rag_loop::capacity(p, &opts)).max().unwrap_or(1);
     let batch = match int_arg(n, "batch_size") {
         Some(b) => b as usize,
-        None => default_batch_size(&lm.model, capacity, 0, 1).min(64),
+        None => {
+            let cuda = matches!(lm.model.device, tch::Device::Cuda(_));
+            // Cached blocks of earlier traces count as free: hand them back before reading it.
+            let fits = || {
+                let free = cuda::empty_cache().and_then(|_| cuda::device_info(lm.model.device)).ok()?.0;
+                Some(auto_batch_size(&lm.model, capacity, 0, free, EngineOptions::default().prefill_chunk_tokens))
+            };
+            let (batch, warning) = default_batch(&step.node.name, cuda, total, fits);
+            if let Some(w) = warning {
+                eprintln!("warning: {w}");
+            }
+            batch
+        }
     };
     let runs = rag_loop::run_batch(&lm.model, &lm.tokenizer, &rag_prompts, strategies, &opts, batch, |_| bar.inc(1));
     let mut lines = Vec::with_capacity(total);
@@ -276,4 +308,28 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let mut files = write_trace(&lines).map_err(|e| e.to_string())?;
     files.push(("trace_info.json".into(), info));
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_batch;
+
+    /// The default does not depend on free GPU memory unless it does not fit: then it is
+    /// lowered, with a warning naming the size used and how to set it.
+    #[test]
+    fn the_default_batch_is_fixed_and_lowered_only_with_a_warning() {
+        let never = || -> Option<usize> { panic!("the CPU default reads no GPU memory") };
+        assert_eq!(default_batch("r", false, 500, never), (1, None));
+        for fits in [Some(64), Some(1024), None] {
+            assert_eq!(default_batch("r", true, 500, || fits), (64, None), "{fits:?}");
+            assert_eq!(default_batch("r", true, 10, || fits), (10, None), "{fits:?}");
+        }
+        assert_eq!(default_batch("r", true, 0, || Some(1024)), (1, None));
+        let (batch, warning) = default_batch("dyn", true, 500, || Some(20));
+        let warning = warning.expect("lowered with a warning");
+        assert_eq!(batch, 20);
+        assert!(warning.contains("running 20 questions at a time") && warning.contains("`batch_size: N` on `dyn`") && warning.contains("--set dyn.batch_size=N"), "{warning}");
+        assert_eq!(default_batch("dyn", true, 500, || Some(0)).0, 1);
+        assert_eq!(default_batch("dyn", true, 10, || Some(20)), (10, None), "fits: no warning");
+    }
 }
