@@ -124,3 +124,69 @@ fn errors_instead_of_panics() {
     assert!(s.truncate(1).unwrap_err().to_string().contains("only 0 are cached"));
     assert!(s.feed(&[1_000_000], &[], &CaptureRequest::default()).err().unwrap().to_string().contains("vocabulary"));
 }
+
+/// Batched decoding steps (`session_batch::run_jobs`, `decode_rows`) take the views one-by-one
+/// passes take: a hidden range given backwards hides nothing and one past the cache's end hides
+/// up to the query (as `Session::feed` reads them), instead of a slice panic.
+#[test]
+fn batched_steps_read_reversed_and_overlong_hidden_ranges_as_single_passes_do() {
+    use rhx::engine::session_batch::run_jobs;
+    let model = tiny("llama3");
+    let prompts = [prompt(30, 4), prompt(24, 5)];
+    #[allow(clippy::reversed_empty_ranges)]
+    let hidden = vec![15..5, 8..12, 27..10_000];
+    let n = 8;
+    let single: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| {
+            let mut s = Session::new(&model, 60);
+            s.greedy(p, &hidden, n, &[], &CaptureRequest::default(), |_, _| {}).unwrap().0
+        })
+        .collect();
+    let batched = run_jobs(
+        &model,
+        2,
+        60,
+        2,
+        |i, row| {
+            let (p, hidden) = (prompts[i].clone(), hidden.clone());
+            Box::pin(async move { (row.greedy(&p, &hidden, n, &[], None).await.map(|(t, _)| t).map_err(|e| e.to_string()), row.batched_steps()) })
+        },
+        |_| {},
+    );
+    for (i, ((tokens, shared), want)) in batched.into_iter().zip(&single).enumerate() {
+        assert_eq!(tokens.unwrap(), *want, "prompt {i}");
+        assert_eq!(shared, n - 1, "prompt {i}: its decoding steps must share forwards, or this test shows nothing");
+    }
+    let open = Session::new(&model, 60).greedy(&prompts[0], &[], n, &[], &CaptureRequest::default(), |_, _| {}).unwrap().0;
+    assert_ne!(open, single[0], "the hidden ranges must change something, or this test shows nothing");
+}
+
+/// `KvCache::write_rows` (the batched step's per-row write) refuses columns outside the cache,
+/// a column count that is not the batch's, keys of another shape and a missing layer, writing
+/// nothing; in bounds, each row's column is written.
+#[test]
+fn per_row_cache_writes_are_bounds_checked() {
+    use rhx::engine::kv_cache::{KvCacheError, RowColumns};
+    use tch::{Device, Kind, Tensor};
+    let model = tiny("llama3");
+    let (layers, kv, hd) = (model.config.num_layers, model.config.num_kv_heads as i64, model.config.head_dim as i64);
+    let mut cache = model.new_cache(2, 8);
+    let ones = Tensor::ones([2, kv, 1, hd], (Kind::Float, Device::Cpu));
+    let cols = |c: &[i64]| RowColumns::new(c.to_vec(), Device::Cpu);
+    let written = |cache: &rhx::engine::kv_cache::KvCache| f64::try_from(cache.full(0).0.sum(Kind::Double)).unwrap();
+    assert!(matches!(cache.write_rows(0, &cols(&[0, 8]), &ones, &ones), Err(KvCacheError::Column { row: 1, col: 8, capacity: 8 })));
+    assert!(matches!(cache.write_rows(0, &cols(&[-1, 3]), &ones, &ones), Err(KvCacheError::Column { row: 0, col: -1, .. })));
+    assert!(matches!(cache.write_rows(0, &cols(&[0]), &ones, &ones), Err(KvCacheError::RowCount { cols: 1, rows: 2 })));
+    let two = Tensor::ones([2, kv, 2, hd], (Kind::Float, Device::Cpu));
+    assert!(matches!(cache.write_rows(0, &cols(&[0, 1]), &two, &two), Err(KvCacheError::Shape { .. })));
+    assert!(matches!(cache.write_rows(layers, &cols(&[0, 1]), &ones, &ones), Err(KvCacheError::Layer { .. })));
+    let err = cache.write_rows(0, &cols(&[0, 8]), &ones, &ones).unwrap_err().to_string();
+    assert!(err.contains("row 1 writes column 8, outside the cache's 8 columns"), "{err}");
+    assert_eq!(written(&cache), 0.0, "a refused write writes nothing");
+    cache.write_rows(0, &cols(&[7, 2]), &ones, &ones).unwrap();
+    let (k, _) = cache.full(0);
+    assert_eq!(written(&cache), (2 * kv * hd) as f64);
+    assert_eq!(f64::try_from(k.get(0).select(1, 7).sum(Kind::Double)).unwrap(), (kv * hd) as f64);
+    assert_eq!(f64::try_from(k.get(1).select(1, 2).sum(Kind::Double)).unwrap(), (kv * hd) as f64);
+}

@@ -3,6 +3,45 @@
 //! pass can be discarded by simply not advancing `len` (the two-pass ablation of Section 3.3).
 use tch::{Device, Kind, Tensor};
 
+/// A write the cache cannot take.
+#[derive(Debug, thiserror::Error)]
+pub enum KvCacheError {
+    #[error("per-row write: layer {layer} of a cache of {layers} layers")]
+    Layer { layer: usize, layers: usize },
+    #[error("per-row write: {cols} columns for a batch of {rows} rows")]
+    RowCount { cols: usize, rows: i64 },
+    #[error("per-row write: row {row} writes column {col}, outside the cache's {capacity} columns")]
+    Column { row: usize, col: i64, capacity: i64 },
+    #[error("per-row write: keys or values of shape {got:?}, the cache takes {want:?} (one new column per row)")]
+    Shape { got: Vec<i64>, want: Vec<i64> },
+    #[error("per-row write: libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// The cache column each row of a batched step writes ([`KvCache::write_rows`]): the values on
+/// the host, where they are checked against the cache without a device synchronisation, and
+/// their `[B]` int64 copy on the device, which the write and the step's masks read.
+pub struct RowColumns {
+    cols: Vec<i64>,
+    index: Tensor,
+}
+
+impl RowColumns {
+    pub fn new(cols: Vec<i64>, device: Device) -> Self {
+        let index = Tensor::from_slice(&cols).to_device(device);
+        RowColumns { cols, index }
+    }
+
+    pub fn cols(&self) -> &[i64] {
+        &self.cols
+    }
+
+    /// `[B]` int64 on the device.
+    pub fn index(&self) -> &Tensor {
+        &self.index
+    }
+}
+
 pub struct KvCache {
     k: Vec<Tensor>,
     v: Vec<Tensor>,
@@ -46,14 +85,33 @@ impl KvCache {
         let _ = self.v[layer].index_copy_(2, col, v);
     }
 
-    /// Writes one position per sequence, `[B, H_kv, 1, D]`, each row at its own column (`cols`:
-    /// `[B]` int64 on the cache's device): sequences of different lengths decoded together
-    /// ([`crate::engine::session_batch`]).
-    pub fn write_rows(&mut self, layer: usize, cols: &Tensor, k: &Tensor, v: &Tensor) {
-        let s = k.size();
-        let index = cols.view([s[0], 1, 1, 1]).expand([s[0], s[1], 1, s[3]], false);
-        let _ = self.k[layer].scatter_(2, &index, k);
-        let _ = self.v[layer].scatter_(2, &index, v);
+    /// Writes one position per sequence, `[B, H_kv, 1, D]`, each row at its own column (`cols`,
+    /// one per row of the cache, each within its capacity): sequences of different lengths
+    /// decoded together ([`crate::engine::session_batch`]). A write out of bounds or of another
+    /// shape is refused before anything is written.
+    pub fn write_rows(&mut self, layer: usize, cols: &RowColumns, k: &Tensor, v: &Tensor) -> Result<(), KvCacheError> {
+        let layers = self.k.len();
+        if layer >= layers {
+            return Err(KvCacheError::Layer { layer, layers });
+        }
+        let rows = self.batch();
+        if cols.cols.len() as i64 != rows {
+            return Err(KvCacheError::RowCount { cols: cols.cols.len(), rows });
+        }
+        if let Some((row, &col)) = cols.cols.iter().enumerate().find(|(_, &c)| c < 0 || c >= self.capacity) {
+            return Err(KvCacheError::Column { row, col, capacity: self.capacity });
+        }
+        let mut want = self.k[layer].size();
+        want[2] = 1;
+        for t in [k, v] {
+            if t.size() != want {
+                return Err(KvCacheError::Shape { got: t.size(), want });
+            }
+        }
+        let index = cols.index.view([want[0], 1, 1, 1]).expand([want[0], want[1], 1, want[3]], false);
+        let _ = self.k[layer].f_scatter_(2, &index, k)?;
+        let _ = self.v[layer].f_scatter_(2, &index, v)?;
+        Ok(())
     }
 
     /// Keys and values over the whole capacity (decode steps mask the unwritten columns).

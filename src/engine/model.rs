@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 use super::config::ModelConfig;
 use super::family::{self, Activation};
 use super::kernels::{self, GemvMode, Kernels};
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvCacheError, RowColumns};
 use super::rope::{self, Rope};
 use super::weights::{WeightMap, WeightsError};
 
@@ -155,11 +155,11 @@ pub struct StepInput<'a> {
     pub capture: &'a CaptureRequest,
     /// Return logits for every position (tests) instead of only the last one.
     pub all_logits: bool,
-    /// `[B]` int64: the cache column each row writes its one query to (`T` = 1), for sequences
-    /// of different lengths in one batch; the keys then span `cache.len + 1` columns (the
-    /// caller sets `cache.len` to its longest row) and `bias` hides each row's other columns.
-    /// `None`: every row writes at `cache.len` (left padding).
-    pub write_cols: Option<&'a Tensor>,
+    /// The cache column each row writes its one query to (`T` = 1), for sequences of different
+    /// lengths in one batch; the keys then span `cache.len + 1` columns (the caller sets
+    /// `cache.len` to its longest row) and `bias` hides each row's other columns. Only
+    /// [`Model::forward_rows`] takes them. `None`: every row writes at `cache.len` (left padding).
+    pub write_cols: Option<&'a RowColumns>,
 }
 
 /// Device tensors produced by one forward call; the caller copies them to the host once.
@@ -643,6 +643,21 @@ impl Model {
     /// Runs the new tokens through the model, writing their K/V at `cache.len ..` (the caller
     /// commits them with `cache.advance`, or overwrites them with a second pass).
     pub fn forward(&self, inp: &StepInput, cache: &mut KvCache) -> StepOutput {
+        assert!(inp.write_cols.is_none(), "per-row write columns go through Model::forward_rows, which returns their errors");
+        match self.forward_impl(inp, cache) {
+            Ok(out) => out,
+            Err(e) => unreachable!("only per-row writes fail: {e}"),
+        }
+    }
+
+    /// [`Model::forward`] of a step whose rows write their own cache columns (`inp.write_cols`):
+    /// columns outside the cache, or for another number of rows, are an error, and nothing is
+    /// written then.
+    pub fn forward_rows(&self, inp: &StepInput, cache: &mut KvCache) -> Result<StepOutput, KvCacheError> {
+        self.forward_impl(inp, cache)
+    }
+
+    fn forward_impl(&self, inp: &StepInput, cache: &mut KvCache) -> Result<StepOutput, KvCacheError> {
         let _guard = tch::no_grad_guard();
         let c = &self.config;
         let size = inp.ids.size();
@@ -673,7 +688,7 @@ impl Model {
         }
         let reasoning_w = cap.reasoning.as_ref().map(|r| {
             let q_col = match inp.write_cols {
-                Some(cols) => cols.view([b, 1]),
+                Some(cols) => cols.index().view([b, 1]),
                 None => Tensor::from_slice(&[s - 1]).to_device(self.device),
             };
             r.weights(s, &(&q_col - inp.positions.narrow(1, t - 1, 1)), &q_col)
@@ -691,7 +706,7 @@ impl Model {
                 }
             }
             match inp.write_cols {
-                Some(cols) => cache.write_rows(li, cols, &k, &v),
+                Some(cols) => cache.write_rows(li, cols, &k, &v)?,
                 None => cache.write(li, start, &k, &v),
             }
             let (keys, values) = cache.view(li, s);
@@ -768,7 +783,7 @@ impl Model {
             })
             .collect();
         let stack = |v: Vec<Tensor>| if v.is_empty() { None } else { Some(Tensor::stack(&v, 0)) };
-        StepOutput {
+        Ok(StepOutput {
             logits: logits.to_kind(Kind::Float),
             argmax: stack(argmax),
             argmax_weight: stack(argmax_w),
@@ -779,7 +794,7 @@ impl Model {
             tokens: None,
             last_rows: stack(last_rows),
             attention,
-        }
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use std::ops::Range;
 
 use tch::{Device, Kind, Tensor};
 
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, RowColumns};
 use super::model::{CaptureRequest, Model, StepOutput};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,10 @@ pub enum SessionError {
     Torch(#[from] tch::TchError),
     #[error("a batched decoding step failed: {0}")]
     Batch(String),
+    #[error("a batched step for row {row} of a batch of {rows}")]
+    NoRow { row: usize, rows: usize },
+    #[error("the batched forward of rows {rows:?} failed: {message}")]
+    Forward { rows: Vec<usize>, message: String },
 }
 
 /// The cache and the token ids it holds (column `i` = position `i`: one sequence, no padding).
@@ -184,6 +188,9 @@ pub(crate) fn decode_rows(model: &Model, batch: &mut KvCache, sessions: &mut [Se
     let spare = batch.capacity - 1;
     let vocab = model.config.vocab_size;
     for &(row, id, _) in steps {
+        if row >= rows.min(sessions.len()) {
+            return Err(SessionError::NoRow { row, rows: rows.min(sessions.len()) });
+        }
         let s = &sessions[row];
         if id as usize >= vocab {
             return Err(SessionError::BadToken { id, vocab });
@@ -203,22 +210,41 @@ pub(crate) fn decode_rows(model: &Model, batch: &mut KvCache, sessions: &mut [Se
         (ids[*row], pos[*row], cols[*row]) = (*id as i64, col as i64, col as i64);
         let b = &mut bias[row * keys..(row + 1) * keys];
         b[..=col].iter_mut().for_each(|x| *x = 0.0);
+        // As `view_bias`: each range clipped to the columns before the query (which always
+        // sees itself), empty and reversed ones hiding nothing.
         for h in hidden {
-            b[h.start.min(col)..h.end.min(col)].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+            let (lo, hi) = (h.start.min(col), h.end.min(col));
+            if lo < hi {
+                b[lo..hi].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+            }
         }
     }
     let device = model.device;
     let n = rows as i64;
-    let ids_t = Tensor::from_slice(&ids).view([n, 1]).to_device(device);
-    let pos_t = Tensor::from_slice(&pos).view([n, 1]).to_device(device);
-    let cols_t = Tensor::from_slice(&cols).to_device(device);
-    let bias_t = Tensor::from_slice(&bias).view([n, 1, 1, keys as i64]).to_device(device);
-    let capture = CaptureRequest::default();
-    let inp = super::model::StepInput { ids: &ids_t, positions: &pos_t, max_positions: &pos, bias: Some(&bias_t), head_mask: None, capture: &capture, all_logits: false, write_cols: Some(&cols_t) };
-    batch.len = keys as i64 - 1;
-    let out = model.forward(&inp, batch);
     let order: Vec<i64> = steps.iter().map(|(r, _, _)| *r as i64).collect();
-    let logits = out.logits.index_select(0, &Tensor::from_slice(&order).to_device(device));
+    // libtorch's errors (the `f_` calls) and its panics (the others) become this step's error,
+    // naming the rows it would have served; no session has advanced then.
+    let forward = || -> Result<Tensor, String> {
+        let ids_t = Tensor::from_slice(&ids).view([n, 1]).to_device(device);
+        let pos_t = Tensor::from_slice(&pos).view([n, 1]).to_device(device);
+        let cols_t = RowColumns::new(cols, device);
+        let bias_t = Tensor::from_slice(&bias).view([n, 1, 1, keys as i64]).to_device(device);
+        let capture = CaptureRequest::default();
+        let inp = super::model::StepInput { ids: &ids_t, positions: &pos_t, max_positions: &pos, bias: Some(&bias_t), head_mask: None, capture: &capture, all_logits: false, write_cols: Some(&cols_t) };
+        batch.len = keys as i64 - 1;
+        let out = model.forward_rows(&inp, batch).map_err(|e| e.to_string())?;
+        out.logits.f_index_select(0, &Tensor::from_slice(&order).to_device(device)).map_err(|e| format!("libtorch: {e}"))
+    };
+    // libtorch's message without the C++ stack it appends.
+    let failed = |message: String| {
+        let message = message.split("\nException raised from").next().unwrap_or_default().trim_end().to_string();
+        SessionError::Forward { rows: steps.iter().map(|(r, _, _)| *r).collect(), message }
+    };
+    let logits = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(forward)) {
+        Ok(Ok(logits)) => logits,
+        Ok(Err(message)) => return Err(failed(message)),
+        Err(panic) => return Err(failed(panic_message(panic.as_ref()))),
+    };
     for (row, id, hidden) in steps {
         let s = &mut sessions[*row];
         s.passes.push((s.ids.len(), hidden.clone()));
@@ -226,6 +252,15 @@ pub(crate) fn decode_rows(model: &Model, batch: &mut KvCache, sessions: &mut [Se
         s.cache.advance(1);
     }
     Ok(logits)
+}
+
+/// The message of a caught panic (tch's non-`f_` methods panic with libtorch's error).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<String>(), panic.downcast_ref::<&str>()) {
+        (Some(s), _) => s.clone(),
+        (_, Some(s)) => s.to_string(),
+        _ => "a panic without a message".to_string(),
+    }
 }
 
 /// The mean attention of `heads` (`(layer, query head)`) in a pass's last-row probabilities
@@ -278,6 +313,35 @@ fn view_bias(start: usize, t: usize, hidden: &[Range<usize>], device: Device) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A libtorch error in a batched forward is the step's error, naming the rows it would have
+    /// served, and leaves every session as it was (it used to panic, ending every question).
+    /// Here libtorch refuses the write: the batch cache holds f64 and the model computes in f32.
+    #[test]
+    fn a_libtorch_error_in_a_batched_forward_names_its_rows() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/llama3");
+        let (cfg, w) = crate::engine::weights::load_hf_dir(&dir).unwrap();
+        let model = Model::new(cfg, w, Device::Cpu, Kind::Float).unwrap();
+        let c = &model.config;
+        let mut batch = KvCache::new(c.num_layers, 3, c.num_kv_heads as i64, 9, c.head_dim as i64, Kind::Double, Device::Cpu);
+        let mut sessions: Vec<Session> = (0..3)
+            .map(|r| {
+                let mut row = batch.rows_view(r, 1);
+                row.capacity -= 1;
+                Session::over(&model, row)
+            })
+            .collect();
+        match decode_rows(&model, &mut batch, &mut sessions, &[(0, 5, vec![]), (2, 7, vec![])]) {
+            Err(e @ SessionError::Forward { .. }) => {
+                let SessionError::Forward { rows, message } = &e else { unreachable!() };
+                assert_eq!(rows, &[0, 2]);
+                assert!(!message.is_empty() && e.to_string().starts_with("the batched forward of rows [0, 2] failed: "), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(sessions.iter().all(|s| s.is_empty()), "no session advanced");
+        assert!(matches!(decode_rows(&model, &mut batch, &mut sessions, &[(3, 5, vec![])]), Err(SessionError::NoRow { row: 3, rows: 3 })));
+    }
 
     #[test]
     fn bias_is_causal_and_blind_to_hidden_columns_but_not_to_itself() {

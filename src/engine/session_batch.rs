@@ -217,7 +217,9 @@ pub fn run_jobs<'a, 'm: 'a, T>(model: &'m Model, batch: usize, capacity: usize, 
                     }
                 }
                 Err(e) => {
-                    let msg = e.to_string();
+                    // Every job of the forward gets the error, naming the rows and the jobs.
+                    let jobs: Vec<usize> = steps.iter().filter_map(|(r, _, _)| running[*r].as_ref().map(|(i, _)| *i)).collect();
+                    let msg = format!("{e} (jobs {jobs:?} were in it)");
                     for (r, _, _) in &steps {
                         pending[*r] = None;
                         done[*r] = Some(Err(SessionError::Batch(msg.clone())));

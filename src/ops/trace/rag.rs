@@ -265,9 +265,13 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         }
     };
     let runs = rag_loop::run_batch(&lm.model, &lm.tokenizer, &rag_prompts, strategies, &opts, batch, |_| bar.inc(1));
+    // Every question that failed, by id (a failed batched forward fails each of its rows').
+    let failed: Vec<String> = prompts.iter().zip(&runs).filter_map(|(p, r)| r.as_ref().err().map(|e| format!("question {}: {e}", p.prep.id))).collect();
+    if !failed.is_empty() {
+        return Err(failed.join("\n"));
+    }
     let mut lines = Vec::with_capacity(total);
-    for ((p, prompt), r) in prompts.iter().zip(&rag_prompts).zip(runs) {
-        let r = r.map_err(|e| format!("question {}: {e}", p.prep.id))?;
+    for ((p, prompt), r) in prompts.iter().zip(&rag_prompts).zip(runs.into_iter().flatten()) {
         let mut meta = p.meta.clone();
         meta["rag"] = json!({
             "retrievals": r.retrievals,
