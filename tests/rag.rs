@@ -11,7 +11,7 @@ use rhx::data::hotpotqa;
 use rhx::data::prompts::prepare_line;
 use rhx::engine::generate::{generate, GenerateOptions, Prompt};
 use rhx::engine::loader::{self, LoadedModel};
-use rhx::ops::trace::rag_loop::{run, run_batch, HeadPicker, KvMode, RagOptions, RagPrompt, RindAttn, Strategy};
+use rhx::ops::trace::rag_loop::{run, run_batch, HeadPicker, KvMode, QueryPos, RagOptions, RagPrompt, RindAttn, Strategy};
 use tch::{Device, Kind};
 
 mod common;
@@ -44,6 +44,7 @@ fn opts(kv: KvMode) -> RagOptions {
         keep_windows: true,
         kv,
         rind_attn: RindAttn::DraftOnly,
+        query_pos: QueryPos::Last,
         exclude_stop_words: false,
         force_answer: false,
         answer_tokens: 20,
@@ -236,4 +237,66 @@ fn a_prompt_that_ends_with_its_context_is_refused() {
     let o = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
     let err = run::run(&program, &cache, &o).map(|_| ()).expect_err("refused").to_string();
     assert!(err.contains("prompt ends-with-context of dataset `d`") && err.contains("put the question after the context"), "{err}");
+}
+
+/// `rag.query_pos`: the first retrieval's windows from the rows it says it read, recomputed from
+/// scratch in one pass over prompt + draft with everything visible: `trigger_token` reads the
+/// row that generated the first word above θ (not the sentence's first word here), `sentence_mean` the mean of the rows that generated the first sentence.
+#[test]
+fn query_pos_reads_the_rows_that_generated_the_trigger() {
+    use rhx::analysis::rag::{merge_words, retrieval_windows_top, sentences};
+    use rhx::engine::model::CaptureRequest;
+    use rhx::engine::session::{head_rows_topk, Session};
+    if !common::smollm2_installed() {
+        return;
+    }
+    let lm = loader::load("smollm2-135m-instruct", Device::Cpu, Kind::Float).unwrap();
+    let q = question(&lm, 0);
+    let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle };
+    let (c, p) = (q.context.end, q.ids.len());
+    // Stop words score 0 and θ = 0: the first draft's first sentence triggers at its first word
+    // that is not a stop word (on this question "To solve this problem": "solve").
+    let base = RagOptions { theta: 0.0, exclude_stop_words: true, max_tokens: 5, ..opts(KvMode::EncodedOnce) };
+    let last = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Heads(&mut Layer(10, 3)), &base).unwrap();
+    let first = &last.retrievals[0];
+    assert_eq!((first.at, first.query.clone()), (0, p - 1..p), "`last` reads the prompt's last row");
+    // The first draft and its words, as the loop splits them.
+    let mut s = Session::new(&lm.model, p + base.draft_tokens);
+    s.feed(&q.ids[..c], &[], &CaptureRequest::default()).unwrap();
+    let (draft, _) = s.greedy(&q.ids[c..], std::slice::from_ref(&q.context), base.draft_tokens, &[], &CaptureRequest::default(), |_, _| {}).unwrap();
+    let pieces: Vec<String> = draft.iter().map(|&t| lm.tokenizer.decode_exact(&[t])).collect();
+    let words = merge_words(&pieces, &vec![false; draft.len()]);
+    let texts: Vec<String> = words.iter().map(|w| pieces[w.clone()].concat()).collect();
+    let sents = sentences(&texts);
+    assert_eq!(first.scores.len(), sents[0].len());
+    let j = first.scores.iter().position(|&v| v > 0.0).unwrap();
+    assert!(j > 0, "the sentence's first word triggers, so this test shows nothing: {:?} {:?}", first.scores, &texts[sents[0].clone()]);
+    let heads = [(10, 0), (10, 1), (10, 2)];
+    // The windows of the mean of the rows `query` over the context, from one pass.
+    let windows_of = |query: std::ops::Range<usize>, o: &RagOptions| {
+        let ids: Vec<u32> = q.ids.iter().chain(&draft[..query.end - p]).copied().collect();
+        let mut s = Session::new(&lm.model, ids.len());
+        let out = s.feed(&ids, &[], &CaptureRequest { attention_layer: Some(10), ..Default::default() }).unwrap();
+        let attn = out.attention.unwrap().select(0, 0); // [H, T, S]
+        let rows = attn.narrow(0, 0, 3).narrow(1, query.start as i64, query.len() as i64).mean_dim(1, false, Kind::Float); // [3, S]
+        let rows = rows.unsqueeze(0).unsqueeze(0); // [1, 1, 3, S]: "layer 0" holds the three heads
+        let top = head_rows_topk(&rows, &[(0, 0), (0, 1), (0, 2)], q.context.clone(), o.topk).unwrap();
+        retrieval_windows_top(&top, q.context.clone(), o.cluster_gap, o.window, o.representative)
+    };
+    let o = RagOptions { query_pos: QueryPos::TriggerToken, ..base.clone() };
+    let r = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Heads(&mut Layer(10, 3)), &o).unwrap();
+    let t = &r.retrievals[0];
+    let at = words[sents[0].start + j].start;
+    assert!(at > 0);
+    assert_eq!((t.at, t.heads.clone(), t.query.clone()), (0, heads.to_vec(), p + at - 1..p + at), "the row that generated word {j} ({:?})", texts[sents[0].start + j]);
+    assert_eq!(t.windows, windows_of(t.query.clone(), &o), "trigger_token");
+    assert_ne!(t.windows, first.windows, "the two rows must choose differently, or this test shows little");
+
+    let o = RagOptions { query_pos: QueryPos::SentenceMean, ..base.clone() };
+    let r = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Heads(&mut Layer(10, 3)), &o).unwrap();
+    let t = &r.retrievals[0];
+    let end = words[sents[0].end - 1].end;
+    assert!(end > 1);
+    assert_eq!(t.query, p - 1..p + end - 1, "the rows that generated the first sentence's {end} tokens");
+    assert_eq!(t.windows, windows_of(t.query.clone(), &o), "sentence_mean");
 }

@@ -21,7 +21,7 @@ use crate::lang::schema::{decl, enm, float_range, int_range, FuncSpec};
 use crate::lang::{Kind, Node};
 use crate::ops::args::*;
 use crate::ops::inputs::*;
-use crate::ops::trace::rag_loop::{self, HeadPicker, KvMode, RagOptions, RindAttn, RagPrompt, Strategy};
+use crate::ops::trace::rag_loop::{self, HeadPicker, KvMode, RagOptions, QueryPos, RindAttn, RagPrompt, Strategy};
 use crate::ops::{Exec, Files, Inputs, OpDef, Refusal};
 use crate::plan::Step;
 use crate::run::Ctx;
@@ -59,6 +59,7 @@ fn spec() -> FuncSpec {
     .def("kv", enm(&["encoded_once", "recomputed"]), "encoded_once", "the visible context's keys and values: of the prompt encoded once, or recomputed under each pass's mask (an HF 2-D attention mask)")
     .def("reuse_cache", crate::lang::schema::Ty::Bool, "true", "a pass keeps the keys and values of the previous pass where the input and the view did not change; false re-encodes the whole input (past what `kv` keeps) at every pass, as an HF `generate` call does: the same tokens, slower (the benchmark's reference)")
     .def("rind_attn", enm(&["dragin_draft_only", "in_context"]), "dragin_draft_only", "rag.rind_attn: RIND's attention from a separate forward over the draft alone (DRAGIN's code) or among the draft's tokens in its own pass, prompt and text before it (the paper's formula)")
+    .def("query_pos", enm(&["last", "trigger_token", "sentence_mean"]), "last", "rag.query_pos: the attention rows that choose the windows, in a pass with the context visible — the last position of the kept text (Algorithm 2's current position), the position that generated the triggering word (the first with v_i > θ), or the mean of the rows that generated the triggering sentence")
     .def("stop_words", enm(&["after_decision", "excluded"]), "after_decision", "rag.stop_words: DRAGIN's code decides on every word (its content-word filter only clears flags afterwards); excluded: the paper's s_i = 0, stop words (NLTK's English list) and punctuation never trigger")
     .def("force_answer", crate::lang::schema::Ty::Bool, "true", "rag.force_answer: without \"the answer is\", append \" So the answer is\" and generate `answer_tokens` (DRAGIN's evaluation)")
     .def("answer_tokens", int_range(1, 4096), "20", "tokens generated after the forced \" So the answer is\"")
@@ -209,6 +210,11 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         keep_windows: req_enum(n, "next_draft")? == "windows",
         kv: if req_enum(n, "kv")? == "recomputed" { KvMode::Recomputed } else { KvMode::EncodedOnce },
         rind_attn: if req_enum(n, "rind_attn")? == "in_context" { RindAttn::InContext } else { RindAttn::DraftOnly },
+        query_pos: match req_enum(n, "query_pos")? {
+            "trigger_token" => QueryPos::TriggerToken,
+            "sentence_mean" => QueryPos::SentenceMean,
+            _ => QueryPos::Last,
+        },
         exclude_stop_words: req_enum(n, "stop_words")? == "excluded",
         force_answer: req_bool(n, "force_answer")?,
         answer_tokens: req_int(n, "answer_tokens")? as usize,

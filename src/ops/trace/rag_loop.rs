@@ -44,6 +44,24 @@ pub enum RindAttn {
     InContext,
 }
 
+/// Which query rows of the retrieval pass read the heads' attention over the context
+/// (`rag.query_pos`, reference §9 row 47). The pass always has the whole context visible
+/// (Algorithm 2's UnMaskAll); the heads are picked from the hidden state (and, for the oracle, the
+/// Eq. 2 scores) of the first row read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryPos {
+    /// The last position of question + kept text: the step about to write the triggering
+    /// sentence again (Algorithm 2 reads "the current position").
+    Last,
+    /// The position that generated the first word of the triggering sentence with v_i > θ (the
+    /// row before its first token, DRAGIN's convention for a word's attention): the pass runs
+    /// over the kept text and the sentence up to that word.
+    TriggerToken,
+    /// The mean of the rows that generated each token of the triggering sentence (the last
+    /// position of the kept text through the sentence's second-to-last token).
+    SentenceMean,
+}
+
 /// What picks the heads of a retrieval, and what the context looks like otherwise.
 pub enum Strategy<'a> {
     /// The context hidden throughout, no retrieval (Table 4's "w/o RAG").
@@ -84,6 +102,7 @@ pub struct RagOptions {
     pub keep_windows: bool,
     pub kv: KvMode,
     pub rind_attn: RindAttn,
+    pub query_pos: QueryPos,
     /// The paper's s_i: stop words score 0 in RIND ([`is_stop_word`]); DRAGIN's code
     /// applies its content-word filter only after the decision.
     pub exclude_stop_words: bool,
@@ -113,6 +132,10 @@ pub struct Retrieval {
     /// Generated tokens kept before it (after the retraction).
     pub at: usize,
     pub heads: Vec<(usize, usize)>,
+    /// The positions (in prompt + text) whose attention rows chose the windows: the last
+    /// position of the kept text, or the triggering sentence's rows (`rag.query_pos`).
+    #[serde(default)]
+    pub query: Range<usize>,
     /// Visible context windows (prompt positions).
     pub windows: Vec<Range<usize>>,
     /// Visible tokens ÷ context tokens.
@@ -402,8 +425,20 @@ impl Loop<'_, '_> {
             match (trigger, &mut strategy) {
                 (Some((t, words, sents)), Strategy::Heads(picker)) => {
                     // Retract to the start of the triggering sentence, retrieve, regenerate.
-                    text.extend_from_slice(&draft[..words[sents[t.sentence].start].start]);
-                    let windows = self.retrieve(&text, &mut **picker).await?;
+                    let sentence = &sents[t.sentence];
+                    let start = words[sentence.start].start;
+                    text.extend_from_slice(&draft[..start]);
+                    // The sentence's tokens whose generating rows the retrieval reads after
+                    // the kept text's last one (`query_pos`).
+                    let after: &[u32] = match o.query_pos {
+                        QueryPos::Last => &[],
+                        QueryPos::TriggerToken => {
+                            let first = t.scores.iter().position(|&v| v > o.theta).expect("a trigger has a word above θ");
+                            &draft[start..words[sentence.start + first].start]
+                        }
+                        QueryPos::SentenceMean => &draft[start..words[sentence.end - 1].end - 1],
+                    };
+                    let windows = self.retrieve(&text, after, &mut **picker).await?;
                     view = self.view_of(&windows);
                     let (regen, _, _) = self.draft(&text, &view, o.draft_tokens).await?;
                     let kept = if o.keep_first_sentence {
@@ -458,10 +493,15 @@ impl Loop<'_, '_> {
         Ok(self.tok.encode(s, false).map_err(|e| LoopError::Tokenizer(e.to_string()))?.ids)
     }
 
-    /// Algorithm 2: the retrieval pass over `prompt + text` with the context visible, the
-    /// picked heads' mean attention at its last position, the windows.
-    async fn retrieve(&mut self, text: &[u32], picker: &mut dyn HeadPicker) -> Result<Vec<Range<usize>>, LoopError> {
-        let feed = self.prepare(text, &[]).await?;
+    /// Algorithm 2: the retrieval pass over `prompt + text` with the context visible; the
+    /// picked heads' mean attention over the context at its last position, or (`query_pos`)
+    /// at the positions that generate `after` (fed after `text`: the trigger token's row is the
+    /// last of `text + after`, the sentence's rows are averaged one fed token at a time); the
+    /// windows.
+    async fn retrieve(&mut self, text: &[u32], after: &[u32], picker: &mut dyn HeadPicker) -> Result<Vec<Range<usize>>, LoopError> {
+        let mean_over = self.opts.query_pos == QueryPos::SentenceMean;
+        let (first, rest) = if mean_over { (text.to_vec(), after) } else { ([text, after].concat(), &[][..]) };
+        let feed = self.prepare(&first, &[]).await?;
         let p = self.prompt.ids.len();
         let reasoning = picker.needs_eq2().then(|| {
             let mut m = vec![0f32; p];
@@ -479,10 +519,22 @@ impl Loop<'_, '_> {
             None => vec![],
         };
         let heads = picker.pick(&hidden, &eq2, self.run.retrievals.len()).map_err(LoopError::Heads)?;
-        let rows = out.last_rows.as_ref().expect("asked for");
-        let top = head_rows_topk(rows, &heads, self.prompt.context.clone(), self.opts.topk)?;
+        // The rows over the context only (its columns are the same in every row), summed over
+        // the rows read: the mean over heads of the mean over rows is the mean of the rows'.
+        let context = self.prompt.context.end as i64;
+        let mut rows = out.last_rows.as_ref().expect("asked for").narrow(-1, 0, context);
+        for &token in rest {
+            let out = self.session.feed(&[token], &[], CaptureRequest { last_rows: true, ..Default::default() }).await?;
+            self.run.passes += 1;
+            self.run.fed += 1;
+            rows += out.last_rows.as_ref().expect("asked for").narrow(-1, 0, context);
+        }
+        let last = p + first.len() + rest.len();
+        let query = last - 1 - rest.len()..last;
+        let rows = if rest.is_empty() { rows } else { rows / query.len() as f64 };
+        let top = head_rows_topk(&rows, &heads, self.prompt.context.clone(), self.opts.topk)?;
         let windows = retrieval_windows_top(&top, self.prompt.context.clone(), self.opts.cluster_gap, self.opts.window, self.opts.representative);
-        self.run.retrievals.push(Retrieval { at: text.len(), heads, windows: windows.clone(), visible_fraction: 0.0, scores: vec![] });
+        self.run.retrievals.push(Retrieval { at: text.len(), query, heads, windows: windows.clone(), visible_fraction: 0.0, scores: vec![] });
         Ok(windows)
     }
 }
