@@ -20,15 +20,16 @@ struct Prepared {
     ids: Vec<u32>,
     context: std::ops::Range<usize>,
     needle: Vec<usize>,
+    question: std::ops::Range<usize>,
 }
 
 fn question(lm: &LoadedModel, row: usize) -> Prepared {
     let q = &hotpotqa::parse(hotpotqa::DEV500, Path::new("dev500"), row, 1).unwrap().questions[0];
     let context = q.title_paragraph_context();
     let user = format!("{context}\n\nAnswer the following question by reasoning step-by-step. End your answer with \"So the answer is <answer>.\"\nQuestion: {}", q.question);
-    let line = serde_json::json!({"id": q.id, "messages": [{"role": "user", "content": user}], "needles": q.needles(), "context": context});
+    let line = serde_json::json!({"id": q.id, "messages": [{"role": "user", "content": user}], "needles": q.needles(), "context": context, "question": q.question});
     let p = prepare_line(&line.to_string(), 1, &lm.tokenizer, &BTreeMap::new()).unwrap();
-    Prepared { ids: p.ids, context: p.context_span.unwrap(), needle: p.needle_span }
+    Prepared { ids: p.ids, context: p.context_span.unwrap(), needle: p.needle_span, question: p.question_span.unwrap() }
 }
 
 fn opts(kv: KvMode) -> RagOptions {
@@ -78,7 +79,7 @@ fn the_loop_agrees_with_plain_generation_at_its_two_ends() {
     assert!(q.context.len() > 500 && q.context.end < q.ids.len(), "context {:?} of {}", q.context, q.ids.len());
     for kv in [KvMode::EncodedOnce, KvMode::Recomputed] {
         let o = opts(kv);
-        let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle };
+        let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle, also_hidden: vec![] };
         // Without RAG: drafts of 12 appended until more than 30 tokens = 36 tokens with the
         // context hidden throughout.
         let hidden = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Hidden, &o).unwrap();
@@ -121,7 +122,7 @@ fn questions_batched_decode_as_one_by_one() {
     }
     let lm = loader::load("smollm2-135m-instruct", Device::Cpu, Kind::Float).unwrap();
     let qs: Vec<Prepared> = (0..3).map(|i| question(&lm, i)).collect();
-    let prompts: Vec<RagPrompt> = [0, 1, 2, 1].iter().map(|&i| RagPrompt { ids: &qs[i].ids, context: qs[i].context.clone(), needle: &qs[i].needle }).collect();
+    let prompts: Vec<RagPrompt> = [0, 1, 2, 1].iter().map(|&i| RagPrompt { ids: &qs[i].ids, context: qs[i].context.clone(), needle: &qs[i].needle, also_hidden: vec![] }).collect();
     // θ below every score: every draft retrieves, with windows of ±32 around a few heads' top
     // positions, so rows see different parts of their contexts at every step.
     let o = RagOptions { theta: -1.0, max_tokens: 40, ..opts(KvMode::EncodedOnce) };
@@ -158,7 +159,7 @@ fn rind_in_context_reads_the_drafts_own_pass() {
     }
     let lm = loader::load("smollm2-135m-instruct", Device::Cpu, Kind::Float).unwrap();
     let q = question(&lm, 0);
-    let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle };
+    let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle, also_hidden: vec![] };
     // θ below every score: the first sentence of the first draft triggers.
     let o = RagOptions { theta: -1.0, max_tokens: 5, rind_attn: RindAttn::InContext, ..opts(KvMode::EncodedOnce) };
     let in_context = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Heads(&mut Layer(10, 3)), &o).unwrap();
@@ -212,7 +213,7 @@ fn a_prompt_that_ends_with_its_context_is_refused() {
     let p = prepare_line(&line.to_string(), 1, &lm.tokenizer, &BTreeMap::new()).unwrap();
     let span = p.context_span.clone().unwrap();
     assert_eq!(span.end, p.ids.len(), "the context must end the prompt, or this test shows nothing");
-    let prompt = RagPrompt { ids: &p.ids, context: span, needle: &[] };
+    let prompt = RagPrompt { ids: &p.ids, context: span, needle: &[], also_hidden: vec![] };
     for kv in [KvMode::EncodedOnce, KvMode::Recomputed] {
         for full in [false, true] {
             let o = opts(kv);
@@ -252,7 +253,7 @@ fn query_pos_reads_the_rows_that_generated_the_trigger() {
     }
     let lm = loader::load("smollm2-135m-instruct", Device::Cpu, Kind::Float).unwrap();
     let q = question(&lm, 0);
-    let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle };
+    let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle, also_hidden: vec![] };
     let (c, p) = (q.context.end, q.ids.len());
     // Stop words score 0 and θ = 0: the first draft's first sentence triggers at its first word
     // that is not a stop word (on this question "To solve this problem": "solve").
@@ -299,4 +300,64 @@ fn query_pos_reads_the_rows_that_generated_the_trigger() {
     assert!(end > 1);
     assert_eq!(t.query, p - 1..p + end - 1, "the rows that generated the first sentence's {end} tokens");
     assert_eq!(t.windows, windows_of(t.query.clone(), &o), "sentence_mean");
+}
+
+/// `rag.visible` without `question`: the question is hidden with the context in every masked
+/// pass and shown by no window. "Without RAG" equals plain generation with the context and the
+/// question hidden; a retrieval whose windows cover the whole context regenerates what plain
+/// generation with only the question hidden gives — under both `kv` modes.
+#[test]
+fn a_part_left_out_of_visible_is_hidden_with_the_context() {
+    if !common::smollm2_installed() {
+        return;
+    }
+    let lm = loader::load("smollm2-135m-instruct", Device::Cpu, Kind::Float).unwrap();
+    let q = question(&lm, 0);
+    let hotpot = &hotpotqa::parse(hotpotqa::DEV500, Path::new("dev500"), 0, 1).unwrap().questions[0];
+    assert!(q.question.start >= q.context.end, "the question follows the context: {:?} {:?}", q.question, q.context);
+    assert!(lm.tokenizer.decode(&q.ids[q.question.clone()], false).contains(&hotpot.question));
+    let prompt = RagPrompt { ids: &q.ids, context: q.context.clone(), needle: &q.needle, also_hidden: vec![q.question.clone()] };
+    let without_question = plain(&lm, &q.ids, vec![q.question.clone()], 12);
+    assert_ne!(without_question, plain(&lm, &q.ids, vec![], 12), "the question must matter, or this test shows nothing");
+    for kv in [KvMode::EncodedOnce, KvMode::Recomputed] {
+        let o = opts(kv);
+        let hidden = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Hidden, &o).unwrap();
+        assert_eq!(hidden.tokens, plain(&lm, &q.ids, vec![q.context.clone(), q.question.clone()], 36), "{kv:?}: without RAG");
+        let mut every = Everything(lm.model.config.num_heads);
+        let o2 = RagOptions { theta: -1.0, window: 1 << 20, max_tokens: 5, ..o.clone() };
+        let r = run(&lm.model, &lm.tokenizer, &prompt, Strategy::Heads(&mut every), &o2).unwrap();
+        assert_eq!(r.retrievals[0].windows, vec![q.context.clone()], "{kv:?}");
+        assert_eq!(r.tokens, without_question, "{kv:?}: a retrieval of everything, the question still hidden");
+    }
+}
+
+/// `rag(visible: …)` through the op: hotpotqa declares its question, so leaving it out runs; a
+/// JSONL line that declares none is refused, naming the prompt, before any question runs.
+#[test]
+fn visible_reads_the_spans_datasets_declare() {
+    use rhx::cache::Cache;
+    use rhx::lang::{self, NoShapes};
+    use rhx::run::{self, RunOptions};
+    if !common::smollm2_installed() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rag_visible");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let q = &hotpotqa::parse(hotpotqa::DEV500, Path::new("dev500"), 0, 1).unwrap().questions[0];
+    let context = q.title_paragraph_context();
+    let line = serde_json::json!({"id": "no-question", "text": format!("{context}\n\nQuestion: {}", q.question), "context": context});
+    std::fs::write(dir.join("prompts.jsonl"), format!("{line}\n")).unwrap();
+    let o = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let head = "model lm = gguf(\"smollm2-135m-instruct\") { dtype: f32, device: cpu }\n";
+    let small = "draft_tokens: 4, max_tokens: 4, answer_tokens: 2";
+    let run_src = |name: &str, body: String| {
+        std::fs::write(dir.join(name), format!("{head}{body}")).unwrap();
+        let program = lang::check_path(&dir.join(name), &[], &NoShapes).unwrap();
+        run::run(&program, &cache, &o).map(|_| ())
+    };
+    run_src("a.rhx", format!("dataset h = hotpotqa {{ n: 1 }}\ntrace a = rag(lm, h) {{ strategy: hidden, visible: [bos, template, demos], {small} }}\n")).unwrap();
+    let err = run_src("b.rhx", format!("dataset d = jsonl(\"prompts.jsonl\")\ntrace b = rag(lm, d) {{ strategy: hidden, visible: [template], {small} }}\n")).expect_err("refused").to_string();
+    assert!(err.contains("prompt no-question of dataset `d`") && err.contains("declares no question"), "{err}");
 }

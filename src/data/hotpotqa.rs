@@ -141,6 +141,18 @@ impl Exemplars {
     /// per paragraph (unless `with_context` is false: DRAGIN without retrieval); "Answer in the
     /// same format as before.\n"; the test case.
     pub fn prompt(&self, q: &Question, fewshot: usize, with_context: bool) -> String {
+        let mut p = self.demos(fewshot);
+        if with_context {
+            p.push_str("Context:\n");
+            p.push_str(&q.numbered_context());
+            p.push_str("Answer in the same format as before.\n");
+        }
+        p.push_str(&self.test_input_template.replace("{question}", &q.question));
+        p
+    }
+
+    /// The first `fewshot` demo cases as [`Exemplars::prompt`] writes them, each followed by "\n".
+    pub fn demos(&self, fewshot: usize) -> String {
         let mut p = String::new();
         for e in self.exemplars.iter().take(fewshot) {
             let input = self.demo_input_template.replace("{question}", &e.question);
@@ -148,12 +160,6 @@ impl Exemplars {
             let sep = if input.ends_with(['\n', ' ']) { "" } else { " " };
             p.push_str(&format!("{input}{sep}{output}\n"));
         }
-        if with_context {
-            p.push_str("Context:\n");
-            p.push_str(&q.numbered_context());
-            p.push_str("Answer in the same format as before.\n");
-        }
-        p.push_str(&self.test_input_template.replace("{question}", &q.question));
         p
     }
 }

@@ -4,7 +4,9 @@
 //! the tokenizer's default special tokens). The needle span is every prompt token whose
 //! character range overlaps the first occurrence of `needle` in the rendered prompt; a line
 //! may give `"needles": [..]` instead (HotpotQA's supporting facts), and the span is then every
-//! token of the first occurrence of each, sorted.
+//! token of the first occurrence of each, sorted. Section 5's `rag` reads three more spans, each
+//! the tokens covering a text the line declares: `context` (its first occurrence), `demos` (their
+//! first) and `question` (its last: it follows its context and any demos).
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -23,6 +25,10 @@ struct RawLine {
     /// The text of the prompt's context (documents a retrieval can show or hide): its first
     /// occurrence in the rendered prompt becomes [`PreparedPrompt::context_span`].
     context: Option<String>,
+    /// The text of the question (its last occurrence) and of the few-shot demos (their first):
+    /// spans `rag(visible: …)` can hide along with the context.
+    question: Option<String>,
+    demos: Option<String>,
     /// Ignored by tracing; kept so NIAH files can carry their expected answer.
     #[allow(dead_code)]
     answer: Option<String>,
@@ -40,6 +46,9 @@ pub struct PreparedPrompt {
     pub needle_span: Vec<usize>,
     /// Token positions of the line's `context` (Section 5 hides and shows it).
     pub context_span: Option<std::ops::Range<usize>>,
+    /// Token positions of the line's `question` (its last occurrence) and `demos` (their first).
+    pub question_span: Option<std::ops::Range<usize>>,
+    pub demos_span: Option<std::ops::Range<usize>>,
 }
 
 /// An input line that cannot be traced; the message names the id and line.
@@ -95,14 +104,21 @@ pub fn prepare_line(text: &str, line: usize, tok: &Tokenizer, extra: &BTreeMap<S
     if enc.ids.is_empty() {
         return Err(err(&id, "the prompt tokenises to nothing".into()));
     }
-    let context_span = match &raw.context {
-        None => None,
-        Some(c) if c.is_empty() => return Err(err(&id, "`context` is empty".into())),
-        Some(c) => {
-            let byte_start = rendered.find(c.as_str()).ok_or_else(|| err(&id, "`context` does not occur in the rendered prompt".into()))?;
-            let range = enc.token_range_for_bytes(byte_start, byte_start + c.len()).ok_or_else(|| err(&id, "`context` found in the text but no token covers it".into()))?;
-            Some(range)
+    // The tokens covering a declared text: its first occurrence, or its last (`last`).
+    let span_of = |field: &str, text: &Option<String>, last: bool| -> Result<Option<std::ops::Range<usize>>, LineError> {
+        match text {
+            None => Ok(None),
+            Some(t) if t.is_empty() => Err(err(&id, format!("`{field}` is empty"))),
+            Some(t) => {
+                let found = if last { rendered.rfind(t.as_str()) } else { rendered.find(t.as_str()) };
+                let byte_start = found.ok_or_else(|| err(&id, format!("`{field}` does not occur in the rendered prompt")))?;
+                let range = enc.token_range_for_bytes(byte_start, byte_start + t.len()).ok_or_else(|| err(&id, format!("`{field}` found in the text but no token covers it")))?;
+                Ok(Some(range))
+            }
         }
     };
-    Ok(PreparedPrompt { id, line, rendered, ids: enc.ids, needle_span, context_span })
+    let context_span = span_of("context", &raw.context, false)?;
+    let question_span = span_of("question", &raw.question, true)?;
+    let demos_span = span_of("demos", &raw.demos, false)?;
+    Ok(PreparedPrompt { id, line, rendered, ids: enc.ids, needle_span, context_span, question_span, demos_span })
 }

@@ -73,18 +73,28 @@ fn prompts(n: &Node, tokenizer: &Tokenizer, extra: &BTreeMap<String, Json>) -> R
     let mut out = Vec::with_capacity(loaded.questions.len());
     for (i, (q, dropped)) in loaded.questions.iter().zip(&loaded.facts_dropped).enumerate() {
         let needles = if with_context { q.needles() } else { vec![] };
-        let mut line = match &exemplars {
-            Some(ex) if chat => json!({"id": q.id, "messages": [{"role": "user", "content": ex.prompt(q, fewshot, with_context)}]}),
-            Some(ex) => json!({"id": q.id, "text": ex.prompt(q, fewshot, with_context)}),
+        let (mut line, user) = match &exemplars {
+            Some(ex) => {
+                let user = ex.prompt(q, fewshot, with_context);
+                let line = if chat { json!({"id": q.id, "messages": [{"role": "user", "content": user}]}) } else { json!({"id": q.id, "text": user}) };
+                (line, user)
+            }
             None => {
                 let context = if with_context { q.title_paragraph_context() } else { String::new() };
                 let user = user_template.replace("{context}", &context).replace("{question}", &q.question);
                 let user = if with_context { user } else { user.trim_start().to_string() };
-                json!({"id": q.id, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]})
+                (json!({"id": q.id, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}), user)
             }
         };
         if !needles.is_empty() {
             line["needles"] = json!(needles);
+        }
+        // The spans `rag(visible: …)` can hide along with the context.
+        if user.contains(&q.question) {
+            line["question"] = json!(q.question);
+        }
+        if let Some(ex) = exemplars.as_ref().filter(|_| fewshot > 0) {
+            line["demos"] = json!(ex.demos(fewshot));
         }
         if with_context {
             // The span Section 5 hides and shows (`PreparedPrompt::context_span`).

@@ -4,6 +4,7 @@
 //! question's final text (scored by `scores(…, metrics: [em, f1])`) with its retrievals in
 //! `meta.rag`; it has no per-step records.
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde_json::{json, Value as Json};
 
@@ -17,8 +18,9 @@ use crate::artifact::trace::{write_trace, HeadRule, TraceInfo, TraceLine, TRACE_
 use crate::engine::device;
 use crate::engine::cuda;
 use crate::engine::generate::{auto_batch_size, EngineOptions};
-use crate::lang::schema::{decl, enm, float_range, int_range, FuncSpec};
-use crate::lang::{Kind, Node};
+use crate::lang::schema::{decl, enm, float_range, int_range, list, FuncSpec};
+use crate::data::prompts::PreparedPrompt;
+use crate::lang::{Kind, Node, Value};
 use crate::ops::args::*;
 use crate::ops::inputs::*;
 use crate::ops::trace::rag_loop::{self, HeadPicker, KvMode, RagOptions, QueryPos, RindAttn, RagPrompt, Strategy};
@@ -28,6 +30,8 @@ use crate::run::Ctx;
 use crate::support::pyrandom::PyRandom;
 
 pub const OP: OpDef = OpDef { kind: Kind::Trace, name: "rag", spec, source: file!(), check: Some(check), exec: Exec::Artifact(run) };
+
+const VISIBLE: &[&str] = &["bos", "template", "demos", "question"];
 
 const STRATEGIES: &[&str] = &["dynamic", "static", "dynamic_random", "fixed_random", "hidden", "full", "oracle"];
 
@@ -60,6 +64,7 @@ fn spec() -> FuncSpec {
     .def("reuse_cache", crate::lang::schema::Ty::Bool, "true", "a pass keeps the keys and values of the previous pass where the input and the view did not change; false re-encodes the whole input (past what `kv` keeps) at every pass, as an HF `generate` call does: the same tokens, slower (the benchmark's reference)")
     .def("rind_attn", enm(&["dragin_draft_only", "in_context"]), "dragin_draft_only", "rag.rind_attn: RIND's attention from a separate forward over the draft alone (DRAGIN's code) or among the draft's tokens in its own pass, prompt and text before it (the paper's formula)")
     .def("query_pos", enm(&["last", "trigger_token", "sentence_mean"]), "last", "rag.query_pos: the attention rows that choose the windows, in a pass with the context visible — the last position of the kept text (Algorithm 2's current position), the position that generated the triggering word (the first with v_i > θ), or the mean of the rows that generated the triggering sentence")
+    .def("visible", list(enm(VISIBLE)), "[bos, template, demos, question]", "rag.visible: what stays visible while the context is masked (drafts, regenerations, w/o RAG); a part left out is hidden with the context and never shown by a window: bos (the first token when it is BOS), template (every token outside the context, question and demos), demos (a `demos` span the dataset declares: hotpotqa's `fewshot` exemplars), question (the dataset's `question` span)")
     .def("stop_words", enm(&["after_decision", "excluded"]), "after_decision", "rag.stop_words: DRAGIN's code decides on every word (its content-word filter only clears flags afterwards); excluded: the paper's s_i = 0, stop words (NLTK's English list) and punctuation never trigger")
     .def("force_answer", crate::lang::schema::Ty::Bool, "true", "rag.force_answer: without \"the answer is\", append \" So the answer is\" and generate `answer_tokens` (DRAGIN's evaluation)")
     .def("answer_tokens", int_range(1, 4096), "20", "tokens generated after the forced \" So the answer is\"")
@@ -99,6 +104,43 @@ fn default_batch(node: &str, cuda: bool, questions: usize, fits: impl FnOnce() -
         }
         _ => (want, None),
     }
+}
+
+/// The spans `visible` leaves out, hidden with the context (reference §9 row 51): `bos` the
+/// first token when it is the tokenizer's BOS, `question` and `demos` the spans the dataset
+/// declares (a prompt without demos has none to hide; one without a declared question is
+/// refused when it must be hidden), `template` every other token outside the context.
+fn also_hidden(prep: &PreparedPrompt, context: &Range<usize>, bos: Option<u32>, visible: &[&str]) -> Result<Vec<Range<usize>>, String> {
+    let n = prep.ids.len();
+    let bos_span = (bos.is_some() && prep.ids.first() == bos.as_ref()).then_some(0..1);
+    let mut hide = vec![false; n];
+    let mut mark = |r: &Range<usize>| hide[r.start.min(n)..r.end.min(n)].iter_mut().for_each(|h| *h = true);
+    if !visible.contains(&"question") {
+        mark(prep.question_span.as_ref().ok_or("`visible` leaves out `question`, but the prompt declares no question: give its text as a JSONL `question` field (hotpotqa declares it when the prompt holds it)")?);
+    }
+    if let (false, Some(d)) = (visible.contains(&"demos"), &prep.demos_span) {
+        mark(d);
+    }
+    if let (false, Some(b)) = (visible.contains(&"bos"), &bos_span) {
+        mark(b);
+    }
+    if !visible.contains(&"template") {
+        let mut part = vec![false; n];
+        for r in [Some(context), prep.question_span.as_ref(), prep.demos_span.as_ref(), bos_span.as_ref()].into_iter().flatten() {
+            part[r.start.min(n)..r.end.min(n)].iter_mut().for_each(|p| *p = true);
+        }
+        hide.iter_mut().zip(&part).for_each(|(h, p)| *h |= !p);
+    }
+    // The context itself is the loop's to hide and show.
+    hide[context.start.min(n)..context.end.min(n)].iter_mut().for_each(|h| *h = false);
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for (i, _) in hide.iter().enumerate().filter(|(_, h)| **h) {
+        match out.last_mut() {
+            Some(r) if r.end == i => r.end += 1,
+            _ => out.push(i..i + 1),
+        }
+    }
+    Ok(out)
 }
 
 /// The heads of a retrieval under one strategy.
@@ -223,6 +265,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         local: req_int(n, "local")? as usize,
         reencode_every_pass: !req_bool(n, "reuse_cache")?,
     };
+    let visible: Vec<&str> = req_list(n, "visible")?.iter().filter_map(Value::as_str).collect();
     let seed_v = seed(n)?;
     let pool: Vec<Head> = (0..layers).flat_map(|l| (0..heads).map(move |h| (l, h))).collect();
     let total = prompts.len();
@@ -232,7 +275,8 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     let mut pickers = Vec::with_capacity(total);
     for p in &prompts {
         let context = p.prep.context_span.clone().ok_or_else(|| format!("prompt {} of dataset `{dataset_name}` declares no context: `rag` hides and shows a prompt's context (hotpotqa with `context: full`, or a JSONL `context` field)", p.prep.id))?;
-        let prompt = RagPrompt { ids: &p.prep.ids, context, needle: &p.prep.needle_span };
+        let also_hidden = also_hidden(&p.prep, &context, lm.tokenizer.bos_id, &visible).map_err(|e| format!("prompt {} of dataset `{dataset_name}`: {e}", p.prep.id))?;
+        let prompt = RagPrompt { ids: &p.prep.ids, context, needle: &p.prep.needle_span, also_hidden };
         // Before any question runs: a prompt that ends with its context is refused.
         rag_loop::check_prompt(&prompt).map_err(|e| format!("prompt {} of dataset `{dataset_name}`: {e}", p.prep.id))?;
         rag_prompts.push(prompt);
@@ -322,7 +366,40 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::default_batch;
+    use super::{also_hidden, default_batch};
+    use crate::data::prompts::PreparedPrompt;
+
+    /// `visible`'s parts on a prompt of BOS, demos 1..5, context 5..12, template 12..15,
+    /// question 15..18, template 18..20.
+    #[test]
+    fn visible_leaves_out_exactly_its_parts() {
+        let prep = |first: u32, question: bool| PreparedPrompt {
+            id: "q".into(),
+            line: 1,
+            rendered: String::new(),
+            ids: std::iter::once(first).chain(2..21).collect(),
+            needle_span: vec![],
+            context_span: Some(5..12),
+            question_span: question.then_some(15..18),
+            demos_span: Some(1..5),
+        };
+        let all = ["bos", "template", "demos", "question"];
+        let without = |gone: &[&str]| all.iter().copied().filter(|p| !gone.contains(p)).collect::<Vec<_>>();
+        let hidden = |first, question, gone: &[&str]| also_hidden(&prep(first, question), &(5..12), Some(1), &without(gone));
+        assert_eq!(hidden(1, true, &[]).unwrap(), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(hidden(1, true, &["question"]).unwrap(), vec![15..18]);
+        assert_eq!(hidden(1, true, &["demos"]).unwrap(), vec![1..5]);
+        assert_eq!(hidden(1, true, &["bos"]).unwrap(), vec![0..1]);
+        assert_eq!(hidden(1, true, &["template"]).unwrap(), vec![12..15, 18..20]);
+        assert_eq!(hidden(1, true, &["template", "question"]).unwrap(), vec![12..20]);
+        assert_eq!(hidden(1, true, &all).unwrap(), vec![0..5, 12..20]);
+        // A first token that is not BOS is template.
+        assert_eq!(hidden(7, true, &["bos"]).unwrap(), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(hidden(7, true, &["template"]).unwrap(), vec![0..1, 12..15, 18..20]);
+        // The question must be declared to be hidden; it need not be to stay visible.
+        assert!(hidden(1, false, &["question"]).unwrap_err().contains("declares no question"));
+        assert_eq!(hidden(1, false, &["template"]).unwrap(), vec![12..20]);
+    }
 
     /// The default does not depend on free GPU memory unless it does not fit: then it is
     /// lowered, with a warning naming the size used and how to set it.

@@ -124,6 +124,9 @@ pub struct RagPrompt<'p> {
     pub ids: &'p [u32],
     pub context: Range<usize>,
     pub needle: &'p [usize],
+    /// Spans hidden with the context whenever it is masked (`rag.visible` leaves them out):
+    /// never unmasked by a retrieval's windows; visible in the retrieval pass (UnMaskAll).
+    pub also_hidden: Vec<Range<usize>>,
 }
 
 /// One retrieval of a run.
@@ -279,7 +282,7 @@ enum LoopError {
 
 impl Loop<'_, '_> {
     fn context_hidden(&self) -> Vec<Range<usize>> {
-        vec![self.prompt.context.clone()]
+        std::iter::once(self.prompt.context.clone()).chain(self.prompt.also_hidden.iter().cloned()).collect()
     }
 
     /// The context minus the windows.
@@ -295,6 +298,7 @@ impl Loop<'_, '_> {
         if at < self.prompt.context.end {
             out.push(at..self.prompt.context.end);
         }
+        out.extend(self.prompt.also_hidden.iter().cloned());
         out
     }
 
