@@ -113,6 +113,11 @@ fn child_process_entry() {
     match what {
         "write_slowly" => child_write_slowly(root),
         "worker" => child_worker(root),
+        "hold" => child_hold(root),
+        "lock_kind" => {
+            let e = Cache::open(root).err().expect("a bad RHX_LOCK is refused");
+            panic!("{e}");
+        }
         other => panic!("unknown child role {other}"),
     }
 }
@@ -753,12 +758,32 @@ fn disk_full_is_reported_as_such() {
 
 // ------------------------------------------------------------------------------------ 4
 
+/// Takes the lock of `key("held")`, says so in `<root>.held`, and sleeps until killed.
+fn child_hold(root: &Path) {
+    let cache = Cache::open(root).unwrap();
+    let _lock = cache.lock(&key("held")).unwrap();
+    fs::write(format!("{}.held", root.display()), b"").unwrap();
+    std::thread::sleep(Duration::from_secs(120));
+    panic!("the parent should have killed this child");
+}
+
 #[test]
 fn concurrent_processes_compute_each_key_once() {
-    let root = scratch("concurrent");
-    let logs = scratch("concurrent_logs");
+    concurrent_processes_compute_each_key_once_with("flock");
+}
+
+/// The same race with the lock kind of shared file systems (link-created lock files).
+#[test]
+fn concurrent_processes_compute_each_key_once_with_file_locks() {
+    concurrent_processes_compute_each_key_once_with("file");
+}
+
+fn concurrent_processes_compute_each_key_once_with(kind: &str) {
+    let root = scratch(&format!("concurrent_{kind}"));
+    let logs = scratch(&format!("concurrent_logs_{kind}"));
     let go = logs.join("go");
-    Cache::open(&root).unwrap();
+    let mode = if kind == "file" { LockMode::file(DEFAULT_LEASE) } else { LockMode::flock() };
+    Cache::open_with(&root, Some(mode)).unwrap();
     let n = 4;
     let mut children: Vec<Child> = (0..n)
         .map(|i| {
@@ -772,6 +797,7 @@ fn concurrent_processes_compute_each_key_once() {
                         logs.join(format!("child{i}.log")).display().to_string(),
                     ),
                     ("RHX_CACHE_GO", go.display().to_string()),
+                    ("RHX_LOCK", kind.to_string()),
                 ],
             )
         })
@@ -815,7 +841,11 @@ fn concurrent_processes_compute_each_key_once() {
     eprintln!("computations per child: {per_child:?}");
 
     // Everything verifies, and equals a clean single-process run.
-    let cache = Cache::open(&root).unwrap();
+    let cache = Cache::open_with(&root, Some(mode)).unwrap();
+    // Released `file` locks leave no lock files behind (nor their link temporaries).
+    if kind == "file" {
+        assert!(entries(&root.join("locks")).is_empty(), "{:?}", entries(&root.join("locks")));
+    }
     let report = cache.verify().unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.ok, keys.len());
@@ -847,8 +877,17 @@ fn concurrent_processes_compute_each_key_once() {
 
 #[test]
 fn locks_exclude_threads_and_time_out() {
-    let root = scratch("locks");
-    let cache = Cache::open(&root).unwrap();
+    locks_exclude_threads_and_time_out_with(LockMode::flock(), "locks_flock");
+}
+
+#[test]
+fn file_locks_exclude_threads_and_time_out() {
+    locks_exclude_threads_and_time_out_with(LockMode::file(DEFAULT_LEASE), "locks_file");
+}
+
+fn locks_exclude_threads_and_time_out_with(mode: LockMode, dir: &str) {
+    let root = scratch(dir);
+    let cache = Cache::open_with(&root, Some(mode)).unwrap();
     let k = key("locked");
     let held = cache.lock(&k).unwrap();
     assert_eq!(held.key(), &k);
@@ -1163,4 +1202,105 @@ fn foreign_directory_layout_is_refused() {
     fs::write(&file, b"x").unwrap();
     let err = Cache::open(&file).unwrap_err();
     assert!(err.to_string().contains("file"), "{err}");
+}
+
+// ------------------------------------------------------------------------------ file locks
+
+/// A process killed while it holds a lock: `flock` is released by the kernel; a `file` lock of
+/// a dead process on this host is taken over at once, its owner named while it lived.
+#[test]
+fn a_killed_holder_s_lock_is_taken_over() {
+    for kind in ["flock", "file"] {
+        let root = scratch(&format!("killed_holder_{kind}"));
+        let mode = if kind == "file" { LockMode::file(Duration::from_secs(3600)) } else { LockMode::flock() };
+        let cache = Cache::open_with(&root, Some(mode)).unwrap();
+        let marker = PathBuf::from(format!("{}.held", root.display()));
+        let _ = fs::remove_file(&marker);
+        let mut c = child("hold", &root, &[("RHX_LOCK", kind.to_string())]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !marker.exists() {
+            assert!(c.try_wait().unwrap().is_none(), "holder exited early");
+            assert!(Instant::now() < deadline, "holder never took the lock");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(cache.try_lock(&key("held")).unwrap().is_none(), "{kind}: held by the child");
+        match cache.lock_holder(&key("held")).unwrap() {
+            Holder::Held(Some(owner)) => assert_eq!(owner.pid, c.id(), "{kind}"),
+            other => panic!("{kind}: {other:?}"),
+        }
+        c.kill().unwrap();
+        c.wait().unwrap();
+        let t = Instant::now();
+        let lock = cache.lock_timeout(&key("held"), Duration::from_secs(10)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2), "{kind}: took {:?} (the lease is an hour)", t.elapsed());
+        drop(lock);
+        assert_eq!(cache.lock_holder(&key("held")).unwrap(), Holder::Free);
+    }
+}
+
+/// A `file` lock of another host is taken over only after its file stopped changing for a
+/// lease; while its holder refreshes it, it is never taken.
+#[test]
+fn a_foreign_file_lock_is_taken_over_after_the_lease_only_when_it_stops_changing() {
+    let root = scratch("foreign_lock");
+    let lease = Duration::from_millis(400);
+    let cache = Cache::open_with(&root, Some(LockMode::file(lease))).unwrap();
+    let k = key("foreign");
+    let path = root.join("locks").join(format!("{k}.lock"));
+    let line = "rhx-lock 1 host=some-other-node boot=x pid=4242 start=1 since=2026-12-04T00:00:00.000Z nonce=1\n";
+    fs::write(&path, line).unwrap();
+    assert!(matches!(cache.lock_holder(&k).unwrap(), Holder::Held(Some(o)) if o.host == "some-other-node" && o.pid == 4242));
+
+    // A live holder elsewhere: its heartbeat changes the mtime; never taken over.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(f) = fs::OpenOptions::new().write(true).open(&path) {
+                    let _ = f.set_modified(SystemTime::now() + Duration::from_secs(rand_secs()));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let err = cache.lock_timeout(&k, lease * 3).unwrap_err();
+        assert!(matches!(err, CacheError::LockTimeout { .. }), "{err:?}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(fs::read_to_string(&path).unwrap(), line, "the live lock is untouched");
+
+    // Its heartbeat stopped: taken over after one lease (timed by the waiter's clock).
+    let t = Instant::now();
+    let held = cache.lock_timeout(&k, Duration::from_secs(10)).unwrap();
+    assert!(t.elapsed() >= lease, "taken over after {:?}", t.elapsed());
+    assert!(t.elapsed() < lease * 4, "taken over after {:?}", t.elapsed());
+    let owner = LockOwner::parse(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(owner.pid, std::process::id());
+    drop(held);
+    assert!(!path.exists());
+    assert!(entries(&root.join("locks")).is_empty(), "{:?}", entries(&root.join("locks")));
+}
+
+/// Distinct mtimes for the fake heartbeat (any change counts, even a clock that runs behind).
+fn rand_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos() as u64 % 1000
+}
+
+/// `RHX_LOCK` picks the kind; `auto` picks by file system; a bad value is an error naming it.
+#[test]
+fn lock_kind_comes_from_rhx_lock_or_the_file_system() {
+    let root = scratch("lock_kind");
+    let (fs_name, kind) = filesystem_of(&root);
+    if std::env::var_os("RHX_LOCK").is_none() {
+        let mode = Cache::open(&root).unwrap().lock_mode();
+        assert_eq!((mode.kind, mode.why), (kind, fs_name));
+    }
+    assert_eq!(filesystem_of(Path::new("/proc")).1, LockKind::Flock, "procfs is local");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_process_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("lock_kind:{}", root.display()))
+        .env("RHX_LOCK", "nfs-please")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("RHX_LOCK=\"nfs-please\": expected flock, file or auto"), "{text}");
 }

@@ -164,6 +164,7 @@ pub(crate) struct DigestCache {
     pub(crate) file: PathBuf,
     pub(crate) lock: PathBuf,
     pub(crate) tmp_dir: PathBuf,
+    pub(crate) locks: super::lock::LockMode,
 }
 
 impl DigestCache {
@@ -244,7 +245,7 @@ impl DigestCache {
         };
         let (stamp, ends) = stamp;
         if stable && stamp.settled() {
-            let _guard = FileLock::acquire(&self.lock, Wait::Forever)?;
+            let _guard = FileLock::acquire(&self.lock, Wait::Forever, self.locks)?;
             let mut table = self.load();
             table.format = TABLE_FORMAT;
             table.entries.insert(name.clone(), Entry::new(&name, stamp, ends, digest.sha256.clone()));
@@ -259,7 +260,7 @@ impl DigestCache {
         if !self.file.exists() {
             return Ok(DigestCheck::default());
         }
-        let _guard = FileLock::acquire(&self.lock, Wait::Forever)?;
+        let _guard = FileLock::acquire(&self.lock, Wait::Forever, self.locks)?;
         let mut table = self.load();
         let mut check = DigestCheck::default();
         let mut drop = Vec::new();
@@ -302,7 +303,7 @@ impl DigestCache {
         if !self.file.exists() {
             return Ok(0);
         }
-        let _guard = FileLock::acquire(&self.lock, Wait::Forever)?;
+        let _guard = FileLock::acquire(&self.lock, Wait::Forever, self.locks)?;
         let mut table = self.load();
         let before = table.entries.len();
         table.entries.retain(|p, _| Path::new(p).exists());

@@ -78,6 +78,10 @@ pub enum CacheError {
         path: PathBuf,
         waited: Duration,
     },
+
+    /// An environment variable that configures the cache has a value it cannot use.
+    #[error("{name}={value:?}: expected {expected}")]
+    BadSetting { name: &'static str, value: String, expected: &'static str },
 }
 
 impl CacheError {

@@ -115,7 +115,7 @@ use rayon::prelude::*;
 pub use digest::{hash_file, DigestSource, FileDigest};
 pub use error::CacheError;
 pub use key::{canonical_json, Key, KeyBuilder, ENGINE_VERSION, KEY_SCHEME};
-pub use lock::KeyLock;
+pub use lock::{filesystem_of, Holder, KeyLock, LockKind, LockMode, LockOwner, DEFAULT_LEASE};
 pub use manifest::{
     Artifact, ArtifactMeta, FileEntry, InputRef, Manifest, Verification, MANIFEST, MANIFEST_FORMAT,
 };
@@ -257,6 +257,7 @@ pub struct Cache {
     warnings: Mutex<Vec<CacheWarning>>,
     seq: AtomicU64,
     digests: DigestCache,
+    locks: LockMode,
 }
 
 /// Removes a temp directory on drop unless disarmed (covers errors and panics in `put`).
@@ -340,7 +341,14 @@ struct ObjectEntry {
 impl Cache {
     /// Opens (creating if needed) the cache at `root`, and removes temp entries whose owning
     /// process (on this host) is gone.
+    ///
+    /// Locks are of the kind `RHX_LOCK` / the root's file system gives ([`LockMode::for_root`]).
     pub fn open(root: impl AsRef<Path>) -> Result<Cache, CacheError> {
+        Cache::open_with(root, None)
+    }
+
+    /// [`Cache::open`] with the lock kind given (`None`: from the environment and file system).
+    pub fn open_with(root: impl AsRef<Path>, locks: Option<LockMode>) -> Result<Cache, CacheError> {
         let root = root.as_ref();
         fs::create_dir_all(root).map_err(|e| io_err("create the cache directory", root, e))?;
         let root = fs::canonicalize(root).map_err(|e| io_err("resolve", root, e))?;
@@ -371,12 +379,18 @@ impl Cache {
             let d = root.join(sub);
             fs::create_dir_all(&d).map_err(|e| io_err("create", &d, e))?;
         }
+        let locks = match locks {
+            Some(m) => m,
+            None => LockMode::for_root(&root)?,
+        };
         let cache = Cache {
             digests: DigestCache {
                 file: root.join("digests.json"),
                 lock: root.join("locks").join("digests.lock"),
                 tmp_dir: root.join("tmp"),
+                locks,
             },
+            locks,
             root,
             verification: Verification::Full,
             warnings: Mutex::new(Vec::new()),
@@ -759,7 +773,7 @@ impl Cache {
 
     /// Blocks until this process holds the exclusive lock on `key`.
     pub fn lock(&self, key: &Key) -> Result<KeyLock, CacheError> {
-        match FileLock::acquire(&self.lock_path(key), Wait::Forever)? {
+        match FileLock::acquire(&self.lock_path(key), Wait::Forever, self.locks)? {
             Some(inner) => Ok(KeyLock {
                 inner,
                 key: key.clone(),
@@ -772,10 +786,24 @@ impl Cache {
         }
     }
 
+    /// How this cache's locks exclude processes.
+    pub fn lock_mode(&self) -> LockMode {
+        self.locks
+    }
+
+    /// Whether some process holds the lock on `key` now, and who (as its lock file says). Takes
+    /// and drops the lock when free, so never ask for a key this thread holds.
+    pub fn lock_holder(&self, key: &Key) -> Result<Holder, CacheError> {
+        match self.try_lock(key)? {
+            Some(_free) => Ok(Holder::Free),
+            None => Ok(Holder::Held(lock::read_owner(&self.lock_path(key)))),
+        }
+    }
+
     /// The lock on `key` if it is free now, else `None`.
     pub fn try_lock(&self, key: &Key) -> Result<Option<KeyLock>, CacheError> {
         Ok(
-            FileLock::acquire(&self.lock_path(key), Wait::No)?.map(|inner| KeyLock {
+            FileLock::acquire(&self.lock_path(key), Wait::No, self.locks)?.map(|inner| KeyLock {
                 inner,
                 key: key.clone(),
             }),
@@ -785,7 +813,7 @@ impl Cache {
     /// Waits at most `timeout` for the lock on `key`; [`CacheError::LockTimeout`] after that.
     pub fn lock_timeout(&self, key: &Key, timeout: Duration) -> Result<KeyLock, CacheError> {
         let deadline = Instant::now() + timeout;
-        match FileLock::acquire(&self.lock_path(key), Wait::Until(deadline))? {
+        match FileLock::acquire(&self.lock_path(key), Wait::Until(deadline), self.locks)? {
             Some(inner) => Ok(KeyLock {
                 inner,
                 key: key.clone(),

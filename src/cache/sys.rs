@@ -129,3 +129,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`): a pid seen before a reboot is not the
+/// same process as that pid now. Empty where the kernel does not say.
+pub(crate) fn boot_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// A process's start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`): with the
+/// pid it names one process, even after the pid is reused.
+pub(crate) fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // Fields after comm start at field 3 (state); starttime is field 22.
+    after_comm.split_whitespace().nth(19).map(str::to_string)
+}
