@@ -103,7 +103,7 @@ fn ops_small_matches_golden() {
     let _ = std::fs::remove_dir_all(&dir);
     let program = lang::check_path(&root().join("tests/run/ops_small.rhx"), &[], &NoShapes).unwrap();
     let cache = Cache::open(dir.join("cache")).unwrap();
-    let opts = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    let opts = RunOptions { shard: None, shard_plan: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
     run::run(&program, &cache, &opts).unwrap();
     let plan = rhx::plan::plan(&program, &cache).unwrap();
     let artifact = |name: &str, file: &str| -> Json {
@@ -239,7 +239,7 @@ fn every_declared_option_changes_the_output_or_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
     let exp = root().join("tests/run/section3_small.rhx");
     let cache = Cache::open(dir.join("cache")).unwrap();
-    let opts = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    let opts = RunOptions { shard: None, shard_plan: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
     // A node's artifact: its files' names and sha256s.
     let files_of = |program: &rhx::lang::Program, name: &str| -> Vec<(String, String)> {
         let plan = rhx::plan::plan(program, &cache).unwrap();
@@ -368,7 +368,7 @@ fn every_capture_and_intervention_option_changes_the_trace_or_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let cache = Cache::open(dir.join("cache")).unwrap();
-    let opts = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    let opts = RunOptions { shard: None, shard_plan: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
     let prompts = root().join("experiments/prompts/niah_smoke.jsonl");
     // The trace's records (everything but `trace_info.json`, which names the settings), or why
     // the program is refused.

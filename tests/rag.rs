@@ -235,7 +235,7 @@ fn a_prompt_that_ends_with_its_context_is_refused() {
     let program = lang::check_path(&dir.join("e.rhx"), &[], &NoShapes).unwrap();
     run::check_supported(&program).unwrap();
     let cache = Cache::open(dir.join("cache")).unwrap();
-    let o = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    let o = RunOptions { shard: None, shard_plan: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
     let err = run::run(&program, &cache, &o).map(|_| ()).expect_err("refused").to_string();
     assert!(err.contains("prompt ends-with-context of dataset `d`") && err.contains("put the question after the context"), "{err}");
 }
@@ -348,7 +348,7 @@ fn visible_reads_the_spans_datasets_declare() {
     let context = q.title_paragraph_context();
     let line = serde_json::json!({"id": "no-question", "text": format!("{context}\n\nQuestion: {}", q.question), "context": context});
     std::fs::write(dir.join("prompts.jsonl"), format!("{line}\n")).unwrap();
-    let o = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    let o = RunOptions { shard: None, shard_plan: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
     let cache = Cache::open(dir.join("cache")).unwrap();
     let head = "model lm = gguf(\"smollm2-135m-instruct\") { dtype: f32, device: cpu }\n";
     let small = "draft_tokens: 4, max_tokens: 4, answer_tokens: 2";

@@ -22,7 +22,7 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn opts(dir: &Path, shard: Option<(usize, usize)>) -> RunOptions {
-    RunOptions { shard, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None }
+    RunOptions { shard, shard_plan: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None }
 }
 
 fn outcomes(s: &run::RunSummary) -> BTreeMap<String, Outcome> {
@@ -205,6 +205,38 @@ fn shards_split_the_traces_and_a_final_run_assembles() {
     assert_eq!(last["base"], Outcome::Cached);
     assert_eq!(last["masked"], Outcome::Cached);
     assert!(dir.join("reports/out/report.html").exists());
+}
+
+/// `rhx slurm`'s shard plan: every trace has a shard, costs are prompt tokens × new tokens ×
+/// passes, and a shard that runs first computes the other shard's trace its own trace reads
+/// (under the key's lock), which the other shard then finds cached: each once.
+#[test]
+fn a_cost_balanced_shard_computes_what_its_traces_read_once() {
+    if !installed() {
+        return;
+    }
+    let dir = tmp("shard_plan");
+    let cache = Cache::open(dir.join("cache")).unwrap();
+    let program = lang::check_path(&exp(), &[], &NoShapes).unwrap();
+    let p = rhx::plan::plan(&program, &cache).unwrap();
+    let sp = rhx::plan::shards::shard_plan("tiny.rhx", &p, &cache, 2).unwrap();
+    assert_eq!(sp.traces.len(), 2);
+    for t in &sp.traces {
+        assert_eq!((t.prompts, t.new_tokens, t.passes), (2, 6, 1), "{t:?}");
+        assert!(t.prompt_tokens >= 2 * 120, "{t:?}");
+        assert_eq!(t.cost, (t.prompt_tokens * 6) as f64);
+    }
+    let (base, masked) = (sp.shard_of("base").unwrap(), sp.shard_of("masked").unwrap());
+    assert_ne!(base, masked, "two traces of equal cost go to two shards");
+    let with = |i| RunOptions { shard_plan: Some(sp.clone()), ..opts(&dir, Some((i, 2))) };
+    let first = outcomes(&run::run(&program, &cache, &with(masked)).unwrap());
+    assert_eq!((&first["base"], &first["masked"]), (&Outcome::Computed, &Outcome::Computed), "{first:?}");
+    let second = outcomes(&run::run(&program, &cache, &with(base)).unwrap());
+    assert_eq!((&second["base"], &second["masked"]), (&Outcome::Cached, &Outcome::Cached), "{second:?}");
+    // A plan with fewer tasks than --shard says is refused.
+    let bad = RunOptions { shard_plan: Some(sp.clone()), ..opts(&dir, Some((0, 3))) };
+    let err = run::run(&program, &cache, &bad).unwrap_err().to_string();
+    assert!(err.contains("the shard plan has 2 tasks, --shard says 3"), "{err}");
 }
 
 /// Copies a report folder (two levels: files, `tables/`, `figures/`).

@@ -76,7 +76,7 @@ fn section3_small_run_matches_golden() {
     let exp = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/run/section3_small.rhx");
     let program = lang::check_path(&exp, &[], &NoShapes).unwrap();
     let cache = Cache::open(dir.join("cache")).unwrap();
-    let opts = RunOptions { shard: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
+    let opts = RunOptions { shard: None, shard_plan: None, reports_dir: dir.join("reports"), recompute: false, quiet: true, compute_traces: true, threads: None, engine: None };
     run::run(&program, &cache, &opts).unwrap();
     let mut fresh: Report = rhx::report::load_report(&dir.join("reports/section3/report.json")).unwrap();
     fresh.provenance = Default::default();

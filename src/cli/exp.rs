@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::cache::{Cache, GcOptions};
+use crate::cache::{Cache, GcOptions, Holder};
 use crate::lang::{self, EngineShapes, NoShapes, Program};
 use crate::plan;
 use crate::run::{self, Outcome, RunOptions};
@@ -58,6 +58,9 @@ pub struct RunArgs {
     /// Compute only slice i of n of the traces (a Slurm array task); a final plain run assembles
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<(usize, usize)>,
+    /// With --shard: which shard computes which trace, as `rhx slurm` wrote it (balanced by cost)
+    #[arg(long, value_name = "FILE", requires = "shard")]
+    pub shard_plan: Option<PathBuf>,
     /// CPU threads for libtorch (default: libtorch's choice)
     #[arg(long)]
     pub threads: Option<i32>,
@@ -68,7 +71,7 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+pub(crate) fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let (i, n) = s.split_once('/').ok_or("a shard is written i/n, e.g. 3/64")?;
     let (i, n): (usize, usize) = (i.parse().map_err(|_| format!("`{i}` is not a number"))?, n.parse().map_err(|_| format!("`{n}` is not a number"))?);
     if n == 0 || i >= n {
@@ -128,6 +131,13 @@ pub enum CacheCmd {
     },
 }
 
+/// The program checked (with shapes) and supported, as `rhx run` loads it.
+pub(crate) fn load_checked_pub(p: &ProgramArgs) -> Result<Program> {
+    let program = load(p, true)?;
+    supported(&program, &p.file)?;
+    Ok(program)
+}
+
 fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
     load_checked(p, shapes, false)
 }
@@ -169,7 +179,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let program = load(&a.program, true)?;
     supported(&program, &a.program.file)?;
     let cache = Cache::open(&a.cache.cache).with_context(|| format!("cannot open cache {}", a.cache.cache.display()))?;
-    let opts = RunOptions { shard: a.shard, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, compute_traces: true, threads: a.threads, engine: None };
+    let shard_plan = a.shard_plan.as_deref().map(plan::shards::ShardPlan::read).transpose().map_err(anyhow::Error::msg)?;
+    let opts = RunOptions { shard: a.shard, shard_plan, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, compute_traces: true, threads: a.threads, engine: None };
     let summary = run::run(&program, &cache, &opts)?;
     let count = |o: Outcome| summary.outcomes.iter().filter(|x| x.2 == o).count();
     if a.json {
@@ -245,22 +256,37 @@ pub fn plan(a: PlanArgs) -> Result<ExitCode> {
     supported(&program, &a.program.file)?;
     let cache = Cache::open(&a.cache.cache)?;
     let p = plan::plan(&program, &cache)?;
-    let rows: Vec<(String, String, String, bool, Vec<String>)> = p
-        .steps
-        .iter()
-        .map(|s| (s.node.name.clone(), format!("{:?}", s.node.kind).to_lowercase(), s.node.constructor.clone(), cache.contains(&s.key), s.inputs.clone()))
-        .collect();
+    // cached | running (a process holds the key's lock: another run, a Slurm task) | to run
+    let mut rows = Vec::new();
+    for s in &p.steps {
+        let (state, owner) = if cache.contains(&s.key) {
+            ("cached", None)
+        } else {
+            match cache.lock_holder(&s.key)? {
+                Holder::Free => ("to run", None),
+                Holder::Held(o) => ("running", o),
+            }
+        };
+        rows.push((s, state, owner));
+    }
     if a.json {
-        let v: Vec<_> = p.steps.iter().zip(&rows).map(|(s, r)| json!({"node": r.0, "kind": r.1, "constructor": r.2, "key": s.key.as_str(), "cached": r.3, "inputs": r.4})).collect();
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(s, state, o)| {
+                json!({"node": s.node.name, "kind": s.node.kind.name(), "constructor": s.node.constructor, "key": s.key.as_str(),
+                    "cached": *state == "cached", "state": state, "inputs": s.inputs,
+                    "holder": o.as_ref().map(|o| json!({"host": o.host, "pid": o.pid, "since": o.since}))})
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        for (s, (name, kind, ctor, cached, inputs)) in p.steps.iter().zip(&rows) {
-            let status = if *cached { "cached " } else { "to run " };
-            let deps = if inputs.is_empty() { String::new() } else { format!(" ← {}", inputs.join(", ")) };
-            println!("{status} {kind:<8} {name} = {ctor}(…)  {}{deps}", s.key.short());
+        for (s, state, owner) in &rows {
+            let deps = if s.inputs.is_empty() { String::new() } else { format!(" ← {}", s.inputs.join(", ")) };
+            let by = owner.as_ref().map(|o| format!("  [{} pid {} since {}]", o.host, o.pid, o.since)).unwrap_or_default();
+            println!("{state:<7} {:<8} {} = {}(…)  {}{deps}{by}", s.node.kind.name(), s.node.name, s.node.constructor, s.key.short());
         }
-        let todo = rows.iter().filter(|r| !r.3).count();
-        println!("{} of {} nodes will run", todo, rows.len());
+        let count = |st: &str| rows.iter().filter(|r| r.1 == st).count();
+        println!("{} of {} nodes cached, {} running, {} to run (locks: {}, {})", count("cached"), rows.len(), count("running"), count("to run"), cache.lock_mode().kind.name(), cache.lock_mode().why);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -470,7 +496,7 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     // 2. Every number of report.json, recomputed.
     let cache_dir = if a.use_cache { a.cache.cache.clone() } else { scratch.join("cache") };
     let cache = Cache::open(&cache_dir)?;
-    let opts = RunOptions { shard: None, reports_dir: scratch.join("reports"), recompute: false, quiet: false, compute_traces: true, threads: a.threads, engine: None };
+    let opts = RunOptions { shard: None, shard_plan: None, reports_dir: scratch.join("reports"), recompute: false, quiet: false, compute_traces: true, threads: a.threads, engine: None };
     let summary = run::run(&program, &cache, &opts)?;
     let rerun_dir = summary.reports.iter().find(|r| r.file_name().is_some_and(|f| f.to_string_lossy() == name)).with_context(|| format!("the rerun wrote no report named `{name}`"))?;
     let rerun = crate::report::load_report(&rerun_dir.join("report.json"))?;
@@ -507,7 +533,7 @@ pub fn report(a: ReportArgs) -> Result<ExitCode> {
     check_reports_dir(&a.reports)?;
     let program = load(&a.program, false)?;
     let cache = Cache::open(&a.cache.cache)?;
-    let opts = RunOptions { shard: None, reports_dir: a.reports.clone(), recompute: false, quiet: true, compute_traces: false, threads: None, engine: None };
+    let opts = RunOptions { shard: None, shard_plan: None, reports_dir: a.reports.clone(), recompute: false, quiet: true, compute_traces: false, threads: None, engine: None };
     let summary = run::run(&program, &cache, &opts)?;
     let missing: Vec<&str> = summary.outcomes.iter().filter(|o| o.2 == Outcome::Skipped).map(|o| o.0.as_str()).collect();
     for r in &summary.reports {

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod exp;
+mod slurm;
 pub(crate) mod trace;
 
 #[derive(Parser)]
@@ -30,7 +31,7 @@ enum Command {
     Check(exp::CheckArgs),
     /// Format .rhx files canonically (comments kept)
     Fmt(exp::FmtArgs),
-    /// Show the DAG of an experiment: each node, its key, cached or to run
+    /// Show the DAG of an experiment: each node, its key, cached, running (who holds its lock) or to run
     Plan(exp::PlanArgs),
     /// Inspect, verify and clean the content-addressed cache
     #[command(subcommand)]
@@ -40,6 +41,7 @@ enum Command {
     /// Re-run the experiment behind a report from scratch and certify every number
     Reproduce(exp::ReproduceArgs),
     Trace(trace::TraceArgs),
+    Slurm(slurm::SlurmArgs),
     /// Benchmark capture-enabled generation on a random model of a published shape against HF transformers eager
     Bench(bench::BenchArgs),
 }
@@ -50,6 +52,7 @@ pub fn main() -> ExitCode {
         Command::Trace(args) => trace::run(args),
         Command::Bench(a) => bench::run(a),
         Command::Run(a) => exp::run(a),
+        Command::Slurm(a) => slurm::run(a),
         Command::Check(a) => exp::check(a),
         Command::Fmt(a) => exp::fmt(a),
         Command::Plan(a) => exp::plan(a),

@@ -9,6 +9,8 @@
 //! So a rerun
 //! recomputes exactly the nodes whose inputs changed, and `--set niah.runs=20` changes the
 //! dataset's key and, through it, every node downstream — nothing else.
+pub mod shards;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -224,12 +226,16 @@ fn collect_inline(v: &Value, out: &mut Vec<Node>) {
     }
 }
 
-/// Which steps a shard `i/n` computes: the expensive ones (traces) are dealt round-robin; the
-/// rest are computed by whichever run finds all their inputs.
-pub fn in_shard(plan: &Plan, step: &Step, shard: Option<(usize, usize)>) -> bool {
+/// Which steps a shard `i/n` computes: the expensive ones (traces) are dealt round-robin, or as
+/// `shards` (written by `rhx slurm`, balanced by cost) says; the rest are computed by whichever
+/// run finds all their inputs.
+pub fn in_shard(plan: &Plan, step: &Step, shard: Option<(usize, usize)>, shards: Option<&shards::ShardPlan>) -> bool {
     let Some((i, n)) = shard else { return true };
     if step.node.kind != Kind::Trace {
         return true;
+    }
+    if let Some(s) = shards.and_then(|p| p.shard_of(&step.node.name)) {
+        return s == i;
     }
     let idx = plan.steps.iter().filter(|s| s.node.kind == Kind::Trace).position(|s| s.node.name == step.node.name).unwrap_or(0);
     idx % n == i

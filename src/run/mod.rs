@@ -46,6 +46,8 @@ impl RunError {
 pub struct RunOptions {
     /// Run only this shard `(i, n)` of the expensive nodes.
     pub shard: Option<(usize, usize)>,
+    /// Which shard computes which trace (`rhx slurm`'s cost-balanced plan); `None`: round-robin.
+    pub shard_plan: Option<plan::shards::ShardPlan>,
     /// Where reports are written (`<dir>/<report name>/`).
     pub reports_dir: PathBuf,
     /// Recompute even when cached (used by `rhx reproduce`).
@@ -132,6 +134,14 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
         None => EngineIdentity::current().map_err(PlanError::from)?,
     };
     let plan = plan::plan_with(program, cache, &engine)?;
+    if let (Some(sp), Some((_, n))) = (&opts.shard_plan, opts.shard) {
+        if sp.tasks != n {
+            return Err(RunError::node("--shard-plan", format!("the shard plan has {} tasks, --shard says {n}", sp.tasks)));
+        }
+        if let Some(s) = plan.steps.iter().find(|s| s.node.kind == crate::lang::Kind::Trace && sp.shard_of(&s.node.name).is_none()) {
+            return Err(RunError::node(&s.node.name, "this trace is not in the shard plan: the experiment changed since `rhx slurm` wrote it; run `rhx slurm` again"));
+        }
+    }
     let mut ctx = Ctx {
         engine,
         program,
@@ -142,6 +152,11 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
         started,
         started_at: crate::cache::rfc3339_now(),
     };
+    // A shard computes its own traces and, before them, whatever they read that is not cached
+    // (a trace whose heads come from another shard's trace): under the key's lock, so a node
+    // another task is computing is waited for, and one nobody has started is computed here —
+    // once either way.
+    let needed = needed_by_shard(&plan, opts);
     let mut artifacts: HashMap<String, Artifact> = HashMap::new();
     let mut outcomes = Vec::new();
     let mut reports = Vec::new();
@@ -161,7 +176,8 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
             }
         }
         let trace_off = !opts.compute_traces && step.node.kind == crate::lang::Kind::Trace;
-        if !have_inputs || trace_off || !plan::in_shard(&plan, step, opts.shard) {
+        let mine = plan::in_shard(&plan, step, opts.shard, opts.shard_plan.as_ref()) || needed.contains(name.as_str());
+        if !have_inputs || trace_off || !mine {
             outcomes.push((name.clone(), step.key.short().to_string(), Outcome::Skipped, 0.0));
             continue;
         }
@@ -202,4 +218,26 @@ pub fn run(program: &Program, cache: &Cache, opts: &RunOptions) -> Result<RunSum
         eprintln!("warning: {w}");
     }
     Ok(RunSummary { outcomes, reports, wall_time_s: started.elapsed().as_secs_f64() })
+}
+
+/// The steps a shard's own traces read, transitively (empty without a shard).
+fn needed_by_shard<'p>(plan: &'p Plan, opts: &RunOptions) -> std::collections::HashSet<&'p str> {
+    let mut needed = std::collections::HashSet::new();
+    if opts.shard.is_none() || !opts.compute_traces {
+        return needed;
+    }
+    let mut stack: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| s.node.kind == crate::lang::Kind::Trace && plan::in_shard(plan, s, opts.shard, opts.shard_plan.as_ref()))
+        .flat_map(|s| s.inputs.iter().map(String::as_str))
+        .collect();
+    while let Some(name) = stack.pop() {
+        if let Some(step) = plan.step(name) {
+            if needed.insert(step.node.name.as_str()) {
+                stack.extend(step.inputs.iter().map(String::as_str));
+            }
+        }
+    }
+    needed
 }
