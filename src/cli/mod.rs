@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod exp;
+mod lsp;
 pub(crate) mod trace;
 
 #[derive(Parser)]
@@ -40,6 +41,8 @@ enum Command {
     /// Re-run the experiment behind a report from scratch and certify every number
     Reproduce(exp::ReproduceArgs),
     Trace(trace::TraceArgs),
+    /// Language server for .rhx files (stdio): diagnostics, hover, completion, definition, formatting
+    Lsp(lsp::LspArgs),
     /// Benchmark capture-enabled generation on a random model of a published shape against HF transformers eager
     Bench(bench::BenchArgs),
 }
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Cache(c) => exp::cache(c),
         Command::Reproduce(a) => exp::reproduce(a),
         Command::Report(a) => exp::report(a),
+        Command::Lsp(a) => lsp::run(a),
     };
     match result {
         Ok(code) => code,
