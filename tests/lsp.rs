@@ -209,7 +209,7 @@ fn open_change_hover_complete_define_format_over_json_rpc() {
     assert_eq!(d["severity"], 1);
 
     // Half-typed text: a syntax error, and the server keeps serving.
-    let cut = &good[..good.find("trace base").unwrap() + "trace base = gen".len()];
+    let cut = &good[..good.find("trace base").unwrap() + "trace base = generate(smol, ".len()];
     let diags = c.change(&uri, 3, cut);
     assert_eq!(diags.len(), 1, "{diags:?}");
     assert_eq!(diags[0]["code"], "syntax");
@@ -328,4 +328,57 @@ fn every_prefix_of_real_experiments_is_handled() {
         }
     }
     eprintln!("{n} prefixes in {:?}", started.elapsed());
+}
+
+/// The error-tolerant scan of half-typed text: what each open bracket belongs to.
+#[test]
+fn scan_owners_of_blocks_calls_and_lists() {
+    use rhx::lang::schema::Family;
+    use rhx::lsp::scan::{Callee, Doc, Owner};
+    let doc = Doc::new("trace t = generate(m, d) { capture: [retrieval(copy_paste, ");
+    let owners: Vec<Owner> = doc.frames(doc.toks.len()).iter().map(|f| f.owner).collect();
+    assert_eq!(
+        owners,
+        vec![
+            Owner::Params(Callee::Ctor(Kind::Trace, "generate")),
+            Owner::ListOf(Callee::Ctor(Kind::Trace, "generate"), "capture"),
+            Owner::Params(Callee::Func(Family::Capture, "retrieval")),
+        ]
+    );
+}
+
+#[test]
+fn scan_declarations_imports_and_sweep_variables() {
+    use rhx::lsp::scan::{declarations, Doc};
+    let text = "import \"common.rhx\"\nmodel m = gguf(\"x\") { dtype: f32 }\nsweep k in [1, 2], mode in [a, b] {\n  trace t = generate(m, d)\n}\ntable x = scores(t)\n";
+    let (decls, imports) = declarations(&Doc::new(text));
+    let names: Vec<(&str, Option<Kind>)> = decls.iter().map(|d| (d.name.as_str(), d.kind)).collect();
+    assert_eq!(names, vec![("m", Some(Kind::Model)), ("k", None), ("mode", None), ("t", Some(Kind::Trace)), ("x", Some(Kind::Table))]);
+    assert_eq!(imports.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(), ["common.rhx"]);
+}
+
+#[test]
+fn scan_survives_unterminated_strings_and_stray_characters() {
+    use rhx::lsp::scan::{tokens, Tok};
+    let kinds: Vec<Tok> = tokens("a = \"open\nb = é 1.5e-3 0..=20").iter().map(|t| t.tok).collect();
+    assert_eq!(kinds, [Tok::Ident, Tok::Punct, Tok::Str, Tok::Ident, Tok::Punct, Tok::Number, Tok::Number, Tok::Punct, Tok::Number]);
+}
+
+/// Byte offsets ↔ LSP positions count columns in UTF-16 units, both ways.
+#[test]
+fn positions_count_utf16_units() {
+    use lsp_types::Position;
+    use rhx::lsp::position::LineIndex;
+    let text = "# é😀\nmodel m = x\n";
+    let ix = LineIndex::new(text);
+    let m = text.find("model").unwrap();
+    assert_eq!(ix.position(m), Position::new(1, 0));
+    // `é`: 2 bytes, 1 unit; `😀`: 4 bytes, 2 units.
+    assert_eq!(ix.position(text.find('\n').unwrap()), Position::new(0, 5));
+    assert_eq!(ix.offset(Position::new(0, 5)), text.find('\n').unwrap());
+    assert_eq!(ix.offset(Position::new(0, 3)), text.find('😀').unwrap());
+    assert_eq!(ix.offset(Position::new(0, 4)), text.find('😀').unwrap(), "the middle of a surrogate pair is its character");
+    assert_eq!(ix.offset(Position::new(1, 6)), m + 6);
+    assert_eq!(ix.offset(Position::new(1, 99)), text.len() - 1);
+    assert_eq!(ix.offset(Position::new(9, 0)), text.len());
 }

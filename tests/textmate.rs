@@ -32,7 +32,7 @@ struct Tokenizer {
 
 enum Rule<'g> {
     Match(&'g Value),
-    End(&'g Value),
+    End,
 }
 
 impl Tokenizer {
@@ -60,7 +60,7 @@ impl Tokenizer {
             let mut candidates: Vec<(Rule, &str)> = vec![];
             let nested = match stack.last() {
                 Some(r) => {
-                    candidates.push((Rule::End(r), r["end"].as_str().unwrap()));
+                    candidates.push((Rule::End, r["end"].as_str().unwrap()));
                     &r["patterns"]
                 }
                 None => &self.grammar["patterns"],
@@ -91,7 +91,7 @@ impl Tokenizer {
                 }
             };
             match rule {
-                Rule::End(_) => {
+                Rule::End => {
                     mark(s, e, &outer.join(" "));
                     stack.pop();
                 }
