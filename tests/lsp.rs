@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use rhx::lang::schema::{registry, Kind};
+use rhx::lang::schema::{registry, Family, Kind};
 use rhx::lang::NoShapes;
 use serde_json::{json, Value};
 
@@ -142,8 +142,7 @@ impl Client {
 }
 
 fn uri_of(p: &Path) -> String {
-    let abs = std::path::absolute(p).unwrap();
-    format!("file://{}", abs.display())
+    lsp_types::Url::from_file_path(std::path::absolute(p).unwrap()).unwrap().to_string()
 }
 
 /// (line, column) in LSP terms (0-based, UTF-16 units) of byte `offset` in `text`.
@@ -255,7 +254,20 @@ fn open_change_hover_complete_define_format_over_json_rpc() {
     c.change(&uri, 8, &typed);
     let got = labels(&c.at("textDocument/completion", &uri, lsp_pos(&typed, typed.len())));
     assert!(got.contains(&"static".to_string()) && got.contains(&"dynamic".to_string()) && !got.contains(&"base".to_string()), "{got:?}");
-    c.change(&uri, 9, &good);
+    // … inside a list of value functions: the functions, documented as in docs/LANGUAGE.md.
+    let typed = format!("{good}trace t4 = generate(smol, niah) {{ capture: [");
+    c.change(&uri, 9, &typed);
+    let got = labels(&c.at("textDocument/completion", &uri, lsp_pos(&typed, typed.len())));
+    let want: Vec<String> = r.funcs_of(Family::Capture).map(|f| f.name.to_string()).collect();
+    assert_eq!(got, want);
+    let typed = format!("{typed}retrieval(reasoning, top: 5)] }}\n");
+    c.change(&uri, 10, &typed);
+    let retrieval = r.func(Family::Capture, "retrieval").unwrap();
+    let h = hover_text(&c.at("textDocument/hover", &uri, pos_of(&typed, "retrieval(reasoning", 2)));
+    assert!(h.contains(retrieval.doc) && h.contains(&retrieval.doc_table()), "{h}");
+    let h = hover_text(&c.at("textDocument/hover", &uri, pos_of(&typed, "top: 5", 1)));
+    assert!(h.contains(retrieval.param("top").unwrap().doc), "{h}");
+    c.change(&uri, 11, &good);
 
     // Definition of a name used as an argument: its declaration.
     let def = c.at("textDocument/definition", &uri, pos_of(&good, "generate(smol", "generate(".len() + 1));
@@ -333,7 +345,6 @@ fn every_prefix_of_real_experiments_is_handled() {
 /// The error-tolerant scan of half-typed text: what each open bracket belongs to.
 #[test]
 fn scan_owners_of_blocks_calls_and_lists() {
-    use rhx::lang::schema::Family;
     use rhx::lsp::scan::{Callee, Doc, Owner};
     let doc = Doc::new("trace t = generate(m, d) { capture: [retrieval(copy_paste, ");
     let owners: Vec<Owner> = doc.frames(doc.toks.len()).iter().map(|f| f.owner).collect();
