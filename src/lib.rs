@@ -2,7 +2,8 @@
 //!
 //! Data flow, one folder per stage (see `docs/ARCHITECTURE.md`): `lang` (parse, check) → `plan`
 //! (content keys) → `run` (executor) → `ops` (one file per constructor) over `engine` (models,
-//! generation with per-step capture), `data` and `analysis` → `cache` → `report`; `cli` on top.
+//! generation with per-step capture), `data` and `analysis` → `cache` → `report`; `cli` on top;
+//! `lsp` serves the language to editors.
 pub mod analysis;
 pub mod artifact;
 pub mod cache;
@@ -10,6 +11,7 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod lang;
+pub mod lsp;
 pub mod ops;
 pub mod plan;
 pub mod report;

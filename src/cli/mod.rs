@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod exp;
 mod slurm;
+mod lsp;
 pub(crate) mod trace;
 
 #[derive(Parser)]
@@ -42,6 +43,8 @@ enum Command {
     Reproduce(exp::ReproduceArgs),
     Trace(trace::TraceArgs),
     Slurm(slurm::SlurmArgs),
+    /// Language server for .rhx files (stdio): diagnostics, hover, completion, definition, formatting
+    Lsp(lsp::LspArgs),
     /// Benchmark capture-enabled generation on a random model of a published shape against HF transformers eager
     Bench(bench::BenchArgs),
 }
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Cache(c) => exp::cache(c),
         Command::Reproduce(a) => exp::reproduce(a),
         Command::Report(a) => exp::report(a),
+        Command::Lsp(a) => lsp::run(a),
     };
     match result {
         Ok(code) => code,

@@ -116,6 +116,14 @@ pub struct Note {
     source: Option<Arc<SourceFile>>,
 }
 
+impl Note {
+    /// The file the note points into, once the diagnostic is attached (the editor needs its
+    /// path and text).
+    pub fn source_file(&self) -> Option<&Arc<SourceFile>> {
+        self.source.as_ref()
+    }
+}
+
 /// One error in a `.rhx` program.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}{message}", .location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default())]
