@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod engine;
+pub mod export;
 pub mod lang;
 pub mod ops;
 pub mod plan;

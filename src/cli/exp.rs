@@ -128,7 +128,7 @@ pub enum CacheCmd {
     },
 }
 
-fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
+pub(crate) fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
     load_checked(p, shapes, false)
 }
 

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub(crate) mod artifact_arg;
 mod bench;
 mod exp;
+mod export;
 pub(crate) mod trace;
 
 #[derive(Parser)]
@@ -40,6 +42,7 @@ enum Command {
     /// Re-run the experiment behind a report from scratch and certify every number
     Reproduce(exp::ReproduceArgs),
     Trace(trace::TraceArgs),
+    Export(export::ExportArgs),
     /// Benchmark capture-enabled generation on a random model of a published shape against HF transformers eager
     Bench(bench::BenchArgs),
 }
@@ -48,6 +51,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
+        Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Run(a) => exp::run(a),
         Command::Check(a) => exp::check(a),
