@@ -155,6 +155,7 @@ fn traces_and_tables_round_trip_through_pyarrow() {
     let prov: Value = serde_json::from_str(m["rhx:provenance"].as_str().unwrap()).unwrap();
     assert_eq!(prov["spec"], artifact.manifest.spec);
     assert_eq!(prov["trace_info"]["layers"], 3);
+    assert_eq!(prov["models"][0]["layers"], 3, "the model.json of the trace's model");
     assert_eq!(long["schema_meta"], long["meta"], "the Arrow schema carries the same metadata");
 
     // Steps form: one row per (sample, step), per-head lists layer-major.
@@ -193,6 +194,7 @@ fn traces_and_tables_round_trip_through_pyarrow() {
     let rows = json["rows"].as_array().unwrap();
     assert_eq!(table["rows"], rows.len());
     assert_eq!(table["meta"]["rhx:form"], "table");
+    assert_eq!(table["meta"]["rhx:model"], long["meta"]["rhx:model"], "found through the table's inputs");
     let names: Vec<String> = json["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
     let cols: Vec<String> = table["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     assert_eq!(&cols[1..], &names[..], "the row label, then the table's columns");

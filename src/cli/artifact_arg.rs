@@ -12,7 +12,7 @@ use crate::cli::exp::ProgramArgs;
 /// What an artifact argument names.
 pub enum Named {
     /// A verified artifact of the cache, and the experiment node it was planned for (if named so).
-    Cached { artifact: Artifact, node: Option<String> },
+    Cached { artifact: Box<Artifact>, node: Option<String> },
     /// A `rhx trace --out` file: its generations, as the trace reader types them.
     TraceFile { path: PathBuf, lines: Vec<TraceLine>, sha256: String },
 }
@@ -46,7 +46,7 @@ fn from_experiment(args: &ProgramArgs, node: &str, cache_dir: &Path) -> Result<N
         bail!("{} has no node `{node}` (its nodes: {})", args.file.display(), names.join(", "));
     };
     match cache.get(&step.key)? {
-        Some(artifact) => Ok(Named::Cached { artifact, node: Some(node.to_string()) }),
+        Some(artifact) => Ok(Named::Cached { artifact: Box::new(artifact), node: Some(node.to_string()) }),
         None => bail!(
             "node `{node}` of {} is not in the cache {} (key {}); run it first: `rhx run {}`",
             args.file.display(),
@@ -67,7 +67,7 @@ fn from_object_dir(dir: &Path) -> Result<Named> {
     let root = root.with_context(|| format!("{}: not inside a cache's objects/ab/ folder", dir.display()))?;
     let cache = Cache::open(root)?;
     match cache.get(&key)? {
-        Some(artifact) => Ok(Named::Cached { artifact, node: None }),
+        Some(artifact) => Ok(Named::Cached { artifact: Box::new(artifact), node: None }),
         None => bail!("{}: the artifact failed verification (moved to the cache's quarantine; `rhx run` recomputes it)", dir.display()),
     }
 }

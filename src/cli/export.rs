@@ -30,7 +30,7 @@ The file's key-value metadata holds rhx:model, rhx:key, rhx:version, rhx:provena
 EXAMPLES:\n  \
 rhx export experiments/niah_smoke.rhx base --out base.parquet\n  \
 rhx export experiments/niah_smoke.rhx base --form steps --out base_steps.parquet\n  \
-rhx export experiments/section3.rhx table1 --profile full --out table1.parquet\n  \
+rhx export experiments/section3.rhx dynamism --profile full --out table1.parquet\n  \
 rhx export .rhx/cache/objects/3f/3f9c…/ --out t.parquet\n  \
 rhx export out/niah.jsonl --heads-per-layer 9 --out niah.parquet\n\n\
 READ IT:\n  \
@@ -92,10 +92,14 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
             }
             let inputs: serde_json::Map<String, serde_json::Value> = m.inputs.iter().map(|i| (i.name.clone(), json!(i.key.as_str()))).collect();
             let mut provenance = json!({"kind": m.kind, "spec": m.spec, "inputs": inputs, "created": m.created, "rhx_version": m.rhx_version, "wall_time_s": m.wall_time_s});
+            let models = models_behind(artifact);
+            if let Some(m) = describe_models(&models) {
+                meta.insert("rhx:model".into(), m);
+            }
+            provenance["models"] = json!(models);
             if artifact.file("trace.jsonl").is_some() {
                 let lines = read_lines(artifact)?;
                 let info = read_info(artifact)?;
-                meta.insert("rhx:model".into(), info.model.clone());
                 provenance["trace_info"] = serde_json::to_value(&info)?;
                 meta.insert("rhx:provenance".into(), provenance.to_string());
                 (trace_columns(&lines, Some((info.layers, info.heads)), a.heads_per_layer, form, &mut meta)?, format!("{} generations", lines.len()))
@@ -107,9 +111,6 @@ pub fn run(a: ExportArgs) -> Result<ExitCode> {
                 meta.insert("rhx:form".into(), "table".into());
                 meta.insert("rhx:table".into(), table.id.clone());
                 meta.insert("rhx:caption".into(), table.caption.clone());
-                if let Some(model) = model_of_inputs(artifact) {
-                    meta.insert("rhx:model".into(), model);
-                }
                 meta.insert("rhx:provenance".into(), provenance.to_string());
                 (export::table::table_columns(&table)?, format!("table `{}`, {} rows", table.id, table.rows.len()))
             } else {
@@ -141,20 +142,39 @@ fn trace_columns(lines: &[crate::artifact::trace::TraceLine], info: Option<(usiz
     })
 }
 
-/// A table's model: the `model` recorded by the trace artifacts it was computed from, when they
-/// agree (tables read traces; the trace's `trace_info.json` names the model).
-fn model_of_inputs(artifact: &crate::cache::Artifact) -> Option<String> {
-    let root = artifact.dir.ancestors().nth(3)?;
-    let cache = crate::cache::Cache::open(root).ok()?;
-    let mut models = std::collections::BTreeSet::new();
-    for i in &artifact.manifest.inputs {
-        if let Some(a) = cache.get(&i.key).ok().flatten() {
-            if let Ok(info) = read_info(&a) {
-                models.insert(info.model);
-            }
+/// The `model.json` of the model nodes an artifact was computed from (a trace reads its model; a
+/// table reads traces), found through the manifest's inputs in the same cache.
+fn models_behind(artifact: &crate::cache::Artifact) -> Vec<serde_json::Value> {
+    let Some(cache) = artifact.dir.ancestors().nth(3).and_then(|root| crate::cache::Cache::open(root).ok()) else { return vec![] };
+    let mut found = Vec::new();
+    let mut todo: Vec<crate::cache::Key> = artifact.manifest.inputs.iter().map(|i| i.key.clone()).collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(k) = todo.pop() {
+        if !seen.insert(k.clone()) {
+            continue;
+        }
+        let Some(a) = cache.get(&k).ok().flatten() else { continue };
+        match a.read("model.json").ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) {
+            Some(m) => found.push(m),
+            None => todo.extend(a.manifest.inputs.iter().map(|i| i.key.clone())),
         }
     }
-    (!models.is_empty()).then(|| models.into_iter().collect::<Vec<_>>().join(", "))
+    found
+}
+
+/// `rhx:model`: each model's source (its path, or Hub snapshot) and Hub revision.
+fn describe_models(models: &[serde_json::Value]) -> Option<String> {
+    let names: std::collections::BTreeSet<String> = models
+        .iter()
+        .map(|m| {
+            let source = m["source"].as_str().unwrap_or("?");
+            match m["revision"].as_str() {
+                Some(r) => format!("{source} (Hub revision {r})"),
+                None => source.to_string(),
+            }
+        })
+        .collect();
+    (!names.is_empty()).then(|| names.into_iter().collect::<Vec<_>>().join(", "))
 }
 
 /// Writes through a temporary file beside `path`, renamed into place at the end; nothing is
