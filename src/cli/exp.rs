@@ -138,7 +138,7 @@ pub(crate) fn load_checked_pub(p: &ProgramArgs) -> Result<Program> {
     Ok(program)
 }
 
-fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
+pub(crate) fn load(p: &ProgramArgs, shapes: bool) -> Result<Program> {
     load_checked(p, shapes, false)
 }
 

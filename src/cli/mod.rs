@@ -4,10 +4,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub(crate) mod artifact_arg;
 mod bench;
 mod exp;
 mod slurm;
 mod lsp;
+mod export;
 pub(crate) mod trace;
 
 #[derive(Parser)]
@@ -45,6 +47,7 @@ enum Command {
     Slurm(slurm::SlurmArgs),
     /// Language server for .rhx files (stdio): diagnostics, hover, completion, definition, formatting
     Lsp(lsp::LspArgs),
+    Export(export::ExportArgs),
     /// Benchmark capture-enabled generation on a random model of a published shape against HF transformers eager
     Bench(bench::BenchArgs),
 }
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
+        Command::Export(a) => export::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Run(a) => exp::run(a),
         Command::Slurm(a) => slurm::run(a),

@@ -38,6 +38,7 @@ attention row lies in the needle span and the prompt token there equals the toke
 EXAMPLES:\n  \
 rhx trace --model smollm2-135m-instruct --prompts experiments/prompts/niah_smoke.jsonl --out out/niah.jsonl\n  \
 rhx trace --model ~/models/Llama-3.1-8B-Instruct --device cuda --dtype bf16 --prompts p.jsonl --out o.jsonl\n  \
+rhx trace --model meta-llama/Llama-3.1-8B-Instruct --revision main --prompts p.jsonl --out o.jsonl   (local Hub cache only)\n  \
 rhx trace --model m.gguf --prompts p.jsonl --out o.jsonl --mask-heads 12:3,15:0 --mask-mode uniform-attention\n  \
 rhx trace --prompts hotpot.jsonl --out o.jsonl --capture reasoning --sink 4 --local 32"
 )]
@@ -45,6 +46,10 @@ pub struct TraceArgs {
     /// A .gguf file, an HF model directory (config.json + safetensors + tokenizer.json), or a known name
     #[arg(long, default_value = "smollm2-135m-instruct")]
     model: String,
+    /// With a Hub id (`--model owner/name`, read from the local Hub cache, never downloaded): a
+    /// branch or tag under refs/, or a 40-digit commit hash (default: main)
+    #[arg(long)]
+    revision: Option<String>,
     /// Input JSONL file
     #[arg(long)]
     prompts: PathBuf,
@@ -143,7 +148,10 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     }
     let input = std::fs::File::open(&args.prompts).with_context(|| format!("cannot open prompts file {}", args.prompts.display()))?;
     let t_load = Instant::now();
-    let lm = loader::load(&args.model, dev, args.dtype.kind()).with_context(|| format!("cannot load model `{}`", args.model))?;
+    let lm = loader::load_at(&args.model, args.revision.as_deref(), dev, args.dtype.kind()).with_context(|| format!("cannot load model `{}`", args.model))?;
+    if let (Some(commit), false) = (&lm.revision, args.quiet) {
+        eprintln!("note: {} from the local Hub cache, revision {commit}", args.model);
+    }
     let load_s = t_load.elapsed().as_secs_f64();
     let cfg = &lm.model.config;
     let extra: BTreeMap<String, serde_json::Value> = [("enable_thinking".to_string(), json!(false))].into();
@@ -339,6 +347,7 @@ fn trace_report(args: &TraceArgs, lm: &loader::LoadedModel, dev: tch::Device, ro
     provenance.device = device::describe(dev);
     provenance.models = vec![ModelProvenance {
         name: args.model.clone(),
+        revision: lm.revision.clone(),
         files: lm.files.iter().map(|(f, h)| FileDigest { path: f.display().to_string(), sha256: h.clone() }).collect(),
     }];
     if let Ok(h) = loader::sha256_file(&args.prompts) {

@@ -15,6 +15,8 @@ use super::weights::{self, WeightsError};
 pub enum LoadError {
     #[error("model `{name}` was not found; looked in:\n{searched}\nRun `bash scripts/setup.sh` to install it, or pass a path to a .gguf file or an HF model directory")]
     NotFound { name: String, searched: String },
+    #[error("revision `{revision}` applies to a Hub id (`owner/name` in the local Hub cache); `{spec}` is not one")]
+    RevisionWithoutHubId { spec: String, revision: String },
     #[error("`{0}` is neither a .gguf file nor a directory containing config.json")]
     UnknownFormat(String),
     #[error(transparent)]
@@ -23,6 +25,8 @@ pub enum LoadError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Hub(#[from] super::hub::HubError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -37,6 +41,8 @@ pub struct LoadedModel {
     pub path: PathBuf,
     /// `(file, sha256 hex)` of every file read.
     pub files: Vec<(PathBuf, String)>,
+    /// The commit of a Hub snapshot (`owner/name` read from the local Hub cache).
+    pub revision: Option<String>,
 }
 
 /// Directories searched for a named model's pip package: `$RHX_MODEL_PATH` (colon-separated),
@@ -57,9 +63,22 @@ fn search_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// Resolves a model argument to a path on disk.
+/// Resolves a model argument to a path on disk: an existing path, a known name, or a Hub id
+/// (`owner/name`, the `main` snapshot of the local Hub cache).
 pub fn resolve(spec: &str) -> Result<PathBuf, LoadError> {
+    resolve_at(spec, None)
+}
+
+/// [`resolve`], with a Hub id read at `revision` (a branch, tag or commit hash); a revision
+/// beside anything but a Hub id is an error, not ignored.
+pub fn resolve_at(spec: &str, revision: Option<&str>) -> Result<PathBuf, LoadError> {
     let p = PathBuf::from(spec);
+    if super::hub::is_hub_id(spec) && !p.exists() {
+        return Ok(super::hub::resolve(spec, revision)?.path);
+    }
+    if let Some(r) = revision {
+        return Err(LoadError::RevisionWithoutHubId { spec: spec.to_string(), revision: r.to_string() });
+    }
     if p.exists() {
         return Ok(p);
     }
@@ -87,7 +106,12 @@ pub fn sha256_file(path: &Path) -> Result<String, LoadError> {
 
 /// Loads weights and tokenizer, casting to `kind` on `device`.
 pub fn load(spec: &str, device: Device, kind: Kind) -> Result<LoadedModel, LoadError> {
-    let path = resolve(spec)?;
+    load_at(spec, None, device, kind)
+}
+
+/// [`load`] with a Hub revision ([`resolve_at`]).
+pub fn load_at(spec: &str, revision: Option<&str>, device: Device, kind: Kind) -> Result<LoadedModel, LoadError> {
+    let path = resolve_at(spec, revision)?;
     let (config, weights, tokenizer, files) = if path.is_file() {
         let g = GgufFile::open(&path)?;
         let tokenizer = Tokenizer::from_gguf(&g)?;
@@ -109,5 +133,6 @@ pub fn load(spec: &str, device: Device, kind: Kind) -> Result<LoadedModel, LoadE
     };
     let files = files.into_iter().map(|f| sha256_file(&f).map(|h| (f, h))).collect::<Result<Vec<_>, _>>()?;
     let model = Model::new(config, weights, device, kind)?;
-    Ok(LoadedModel { model, tokenizer, path, files })
+    let revision = super::hub::snapshot_commit(&path);
+    Ok(LoadedModel { model, tokenizer, path, files, revision })
 }

@@ -18,4 +18,5 @@ pub mod session;
 pub mod session_batch;
 pub mod tokenizer;
 pub mod chat;
+pub mod hub;
 pub mod loader;

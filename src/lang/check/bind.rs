@@ -108,6 +108,11 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        // A Hub id is resolved at the revision written beside it (`hf("o/n", revision: "v1")`).
+        self.hub_revision = spec.params.iter().position(|p| p.name == "revision").and_then(|i| given[i]).and_then(|(e, _)| match &e.kind {
+            ExprKind::Str(s) => Some(s.clone()),
+            _ => None,
+        });
         let mut args = vec![];
         for (i, ps) in spec.params.iter().enumerate() {
             let what = What {

@@ -114,6 +114,8 @@ struct Checker<'a> {
     override_files: HashSet<FileId>,
     /// The selected profile's item: values written inside it are [`Origin::Profile`].
     profile_span: Option<Span>,
+    /// The `revision:` written in the call being bound, for the Hub id of its `hf` model path.
+    hub_revision: Option<String>,
 }
 
 impl<'a> Checker<'a> {
@@ -132,6 +134,7 @@ impl<'a> Checker<'a> {
             seed: 0,
             override_files: set.override_files.iter().copied().collect(),
             profile_span: set.profile.as_ref().map(|p| p.span),
+            hub_revision: None,
         }
     }
 

@@ -478,6 +478,9 @@ impl<'a> Checker<'a> {
         let src = self.sources.get(e.span.file).clone();
         let base = src.base_dir();
         let resolved = base.join(s);
+        if kind == PathKind::HfModelDir && !resolved.exists() && crate::engine::hub::is_hub_id(s) {
+            return self.check_hub_id(s, &resolved, e, what);
+        }
         let problem = if s.is_empty() {
             Some("is empty".to_string())
         } else {
@@ -526,6 +529,22 @@ impl<'a> Checker<'a> {
             written: s.to_string(),
             resolved,
         })
+    }
+    /// `hf("owner/name")` that is no folder: the snapshot in the local Hub cache (never the
+    /// network), at the call's `revision:`; the error says where it looked and how to download.
+    fn check_hub_id(&mut self, id: &str, folder: &std::path::Path, e: &Expr, what: What) -> Option<Value> {
+        match crate::engine::hub::resolve(id, self.hub_revision.as_deref()) {
+            Ok(snap) => Some(Value::Path { written: id.to_string(), resolved: snap.path }),
+            Err(err) => {
+                let shown = crate::lang::load::normalize(folder).display().to_string();
+                self.err(
+                    Diagnostic::new(Code::MissingFile, e.span, format!("model `{id}` is neither a folder nor in the local Hub cache"))
+                        .label(format!("`{}`: no folder `{shown}`, no cached Hub snapshot", what.param))
+                        .help(err.to_string()),
+                );
+                None
+            }
+        }
     }
 }
 

@@ -43,5 +43,9 @@ pub(crate) fn model_info(ctx: &mut Ctx, step: &Step, _inputs: &Inputs) -> Result
         "arch": cfg.arch, "layers": cfg.num_layers, "heads": cfg.num_heads, "kv_heads": cfg.num_kv_heads,
         "dtype": req_enum(n, "dtype")?, "device": req_enum(n, "device")?,
     });
+    let mut info = info;
+    if let Some(commit) = crate::engine::hub::snapshot_commit(&path) {
+        info["revision"] = json!(commit);
+    }
     Ok(vec![("model.json".into(), serde_json::to_vec_pretty(&info).unwrap())])
 }

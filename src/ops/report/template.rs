@@ -110,7 +110,8 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
                 .map(|p| ctx.cache.file_digest(p).map(|d| report::FileDigest { path: p.display().to_string(), sha256: d.sha256.to_string() }))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
-            prov.models.push(report::ModelProvenance { name: s.node.name.clone(), files });
+            let revision = s.files.values().find_map(|p| p.parent().and_then(crate::engine::hub::snapshot_commit));
+            prov.models.push(report::ModelProvenance { name: s.node.name.clone(), files, revision });
         }
     }
     for lm in ctx.models.values() {
