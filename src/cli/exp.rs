@@ -46,7 +46,9 @@ pub struct CacheDir {
 
 #[derive(Args)]
 #[command(after_help = "EXAMPLES:\n  rhx run experiments/niah_smoke.rhx\n  rhx run experiments/niah_smoke.rhx --set niah.runs=5 --set base.max_new_tokens=60\n  rhx run experiments/section3.rhx --profile full --set lm.device=cuda\n  \
-sbatch --array=0-63 --wrap 'rhx run exp.rhx --shard $SLURM_ARRAY_TASK_ID/64'   # then: rhx run exp.rhx")]
+rhx run experiments/section3.rhx --profile full --gpus all        # one worker per GPU, then the report\n  \
+rhx run experiments/section3.rhx --gpus 0,2 --set lm.device=cuda   # GPUs 0 and 2\n  \
+rhx slurm experiments/section3.rhx --profile full --tasks 8 --partition gpu --gpus-per-task 1   # a cluster: docs/CLUSTER.md")]
 pub struct RunArgs {
     #[command(flatten)]
     pub program: ProgramArgs,
@@ -61,6 +63,13 @@ pub struct RunArgs {
     /// With --shard: which shard computes which trace, as `rhx slurm` wrote it (balanced by cost)
     #[arg(long, value_name = "FILE", requires = "shard")]
     pub shard_plan: Option<PathBuf>,
+    /// Use several GPUs of this machine: `all`, a count (2) or indices (0,2); one worker process
+    /// per GPU computes its share of the traces, then this run assembles the reports
+    #[arg(long, value_parser = super::workers::parse_gpus, conflicts_with = "shard")]
+    pub gpus: Option<super::workers::Gpus>,
+    /// What each --gpus worker runs on: cuda (one GPU each) or cpu (CPU processes standing in)
+    #[arg(long, value_enum, default_value = "cuda", requires = "gpus")]
+    pub worker_device: super::workers::WorkerDevice,
     /// CPU threads for libtorch (default: libtorch's choice)
     #[arg(long)]
     pub threads: Option<i32>,
@@ -180,12 +189,17 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     supported(&program, &a.program.file)?;
     let cache = Cache::open(&a.cache.cache).with_context(|| format!("cannot open cache {}", a.cache.cache.display()))?;
     let shard_plan = a.shard_plan.as_deref().map(plan::shards::ShardPlan::read).transpose().map_err(anyhow::Error::msg)?;
+    let workers = match &a.gpus {
+        Some(g) => super::workers::run_workers(&program, &a.program, &a.cache.cache, a.threads, g, a.worker_device, a.quiet)?,
+        None => vec![],
+    };
     let opts = RunOptions { shard: a.shard, shard_plan, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, compute_traces: true, threads: a.threads, engine: None };
     let summary = run::run(&program, &cache, &opts)?;
     let count = |o: Outcome| summary.outcomes.iter().filter(|x| x.2 == o).count();
     if a.json {
         let nodes: Vec<_> = summary.outcomes.iter().map(|(n, k, o, t)| json!({"node": n, "key": k, "outcome": format!("{o:?}").to_lowercase(), "seconds": t})).collect();
-        println!("{}", json!({"nodes": nodes, "reports": summary.reports, "wall_time_s": summary.wall_time_s}));
+        let workers: Vec<_> = workers.iter().map(|(label, v)| json!({"worker": label, "summary": v})).collect();
+        println!("{}", json!({"nodes": nodes, "reports": summary.reports, "wall_time_s": summary.wall_time_s, "workers": workers}));
     }
     if !a.quiet {
         eprintln!(

@@ -8,6 +8,7 @@ pub(crate) mod artifact_arg;
 mod bench;
 mod exp;
 mod slurm;
+mod workers;
 mod lsp;
 mod export;
 pub(crate) mod trace;
@@ -53,6 +54,8 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    // Errors name paths and commands to copy: never wrap their lines.
+    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
