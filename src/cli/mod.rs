@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod exp;
 pub(crate) mod trace;
+mod view;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,7 @@ enum Command {
     /// Re-run the experiment behind a report from scratch and certify every number
     Reproduce(exp::ReproduceArgs),
     Trace(trace::TraceArgs),
+    View(view::ViewArgs),
     /// Benchmark capture-enabled generation on a random model of a published shape against HF transformers eager
     Bench(bench::BenchArgs),
 }
@@ -48,6 +50,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
+        Command::View(a) => view::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Run(a) => exp::run(a),
         Command::Check(a) => exp::check(a),
