@@ -6,7 +6,8 @@
   var root = document.querySelector('.tv');
   if (!root) return;
   var data = JSON.parse(root.querySelector('.tv-data').textContent);
-  var traces = data.traces;
+  // A report lists the traces it leaves out with no samples; only the others can be picked.
+  var traces = data.traces.filter(function (tr) { return tr.samples.length > 0; });
   if (!traces.length) return;
   function q(c) { return root.querySelector(c); }
   var elTrace = q('.tv-trace'), elSample = q('.tv-sample'), elStep = q('.tv-step');
@@ -130,6 +131,18 @@
     return [0, 0];
   }
 
+  // Per-head vectors come as "0,0,36,…" (src/report/trace_view.rs); split once, when first shown.
+  function ints(v) { return typeof v === 'string' ? (v ? v.split(',').map(Number) : []) : (v || []); }
+  function unpack(step) {
+    if (!step.unpacked) {
+      step.argmax = ints(step.argmax);
+      step.top_k = ints(step.top_k);
+      step.reasoning = ints(step.reasoning);
+      step.unpacked = true;
+    }
+    return step;
+  }
+
   function show() {
     var tr = trace(), sm = sample();
     buildGrid();
@@ -144,7 +157,7 @@
     marked.forEach(function (el) { el.classList.remove('tv-argmax', 'tv-topk', 'tv-cur'); });
     marked = [];
     cells.forEach(function (c) { c.className = 'tv-cell'; c.style.background = ''; c.title = c.getAttribute('data-head'); });
-    var step = sm.steps[st.step];
+    var step = sm.steps[st.step] && unpack(sm.steps[st.step]);
     if (!step) {
       q('.tv-steplabel').textContent = 'no decoding steps in this sample';
       q('.tv-headlabel').textContent = '';
@@ -153,7 +166,6 @@
     q('.tv-steplabel').textContent = 'step ' + st.step + ' / ' + (n - 1) + ': ' + JSON.stringify(sm.pieces[st.step]) +
       ' · |H_t| = ' + step.heads.length;
     var maxS = 0;
-    step.reasoning = step.reasoning || [];
     step.reasoning.forEach(function (s) { if (s > maxS) maxS = s; });
     if (maxS > 0) {
       step.reasoning.forEach(function (s, i) {
@@ -182,7 +194,7 @@
       return;
     }
     var a = step.argmax[hi];
-    var top = step.top_k || [];
+    var top = step.top_k;
     var k = top.length / (tr.layers * tr.heads);
     for (var j = 0; j < k; j++) {
       var p = top[hi * k + j];
@@ -260,15 +272,21 @@
   // In a report, arrow keys step only after a click in the viewer (until a click elsewhere).
   var active = false;
   document.addEventListener('pointerdown', function (e) { active = root.contains(e.target); });
+  // A deep link into a report scrolls the page to the viewer.
+  function bringIntoView() {
+    if (!root.hasAttribute('data-standalone')) root.scrollIntoView();
+  }
   window.addEventListener('hashchange', function () {
     var t = st.t;
     if (readHash()) {
       if (t !== st.t) fillSamples();
       show();
+      bringIntoView();
     }
   });
 
-  readHash();
+  var linked = readHash();
   fillSamples();
   show();
+  if (linked) bringIntoView();
 })();

@@ -57,14 +57,35 @@ pub struct StepView {
     pub weights: Vec<f64>,
     /// Per head (layer-major), the key position of its attention argmax; empty when the trace
     /// did not capture it.
-    #[serde(default)]
+    #[serde(default, with = "comma_list")]
     pub argmax: Vec<i64>,
     /// Per head (layer-major), its k top key positions (`capture: [top_k(k)]`); empty if not captured.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, with = "comma_list", skip_serializing_if = "Vec::is_empty")]
     pub top_k: Vec<i64>,
     /// Eq. 2: every head's score S, layer-major (4 significant digits), when captured.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, with = "comma_list", skip_serializing_if = "Vec::is_empty")]
     pub reasoning: Vec<f64>,
+}
+
+/// A per-head vector as one string, `"0,0,36,…"`: the pretty-printed `report.json` then holds
+/// one line per step instead of one per head (5× smaller), and the page splits it when shown.
+mod comma_list {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, T: Display>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.iter().map(T::to_string).collect::<Vec<_>>().join(","))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        T::Err: Display,
+    {
+        let s = String::deserialize(d)?;
+        s.split(',').filter(|x| !x.is_empty()).map(|x| x.parse().map_err(|e| D::Error::custom(format!("`{x}`: {e}")))).collect()
+    }
 }
 
 /// A trace the viewer cannot show, naming the sample and step.
@@ -183,7 +204,10 @@ mod tests {
 
     #[test]
     fn a_trace_becomes_view_data_and_script_safe_json() {
-        let v = TraceView::new("base", &info(), &[line(), line()], Some(1)).unwrap();
+        let mut v = TraceView::new("base", &info(), &[line(), line()], Some(1)).unwrap();
+        v.samples[0].steps[1].reasoning = vec![0.5, 1e-7, 2.0, 0.0, 3.25, 1.0];
+        let back: TraceView = serde_json::from_str(&serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        assert_eq!(back, v, "positions and scores survive their comma-separated form");
         assert_eq!((v.total_samples, v.samples.len()), (2, 1));
         assert_eq!(v.samples[0].steps[0].weights, [0.1235]);
         assert_eq!(v.samples[0].steps[1].argmax[0], 3, "step 1 may point at the first generated token");
@@ -191,6 +215,9 @@ mod tests {
         assert!(!json.contains("</script") && json.contains("\\u003c/script>"), "{json}");
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back["traces"][0]["samples"][0]["prompt"][0], "</script>");
+        assert_eq!(back["traces"][0]["samples"][0]["steps"][1]["argmax"], "3,1,2,0,1,2");
+        let v: TraceView = serde_json::from_value(back["traces"][0].clone()).unwrap();
+        assert_eq!(v.samples[0].steps[1].argmax, [3, 1, 2, 0, 1, 2]);
     }
 
     #[test]

@@ -135,12 +135,16 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
     Ok(files)
 }
 
-/// Samples of each trace the HTML report's viewer embeds: enough to step through a few
-/// generations while the report stays one page of a few hundred kB (`rhx view` shows them all).
+/// Samples of each trace the HTML report's viewer embeds, and traces it embeds samples of:
+/// enough to step through a few generations while the report stays a page of a few hundred kB
+/// (niah_smoke: +~175 kB for 2 × 2 samples of 600 prompt tokens and 40 steps × 270 heads); the
+/// page names the rest and `rhx view` shows every sample.
 pub const VIEWER_SAMPLES: usize = 2;
+pub const VIEWER_TRACES: usize = 4;
 
 /// The traces the report's tables and figures were computed from (transitively), in plan order,
-/// for the HTML report's trace viewer: the first [`VIEWER_SAMPLES`] generations of each. Traces
+/// for the HTML report's trace viewer: the first [`VIEWER_SAMPLES`] generations of each of the
+/// first [`VIEWER_TRACES`] (the others are listed with no samples). Traces
 /// without decoding steps (RAG's) have nothing to step through and are left out. The report's key
 /// holds these traces' keys through its inputs, so a cached report never shows other traces.
 fn trace_views(ctx: &Ctx, step: &Step) -> Result<Vec<TraceView>, String> {
@@ -160,7 +164,8 @@ fn trace_views(ctx: &Ctx, step: &Step) -> Result<Vec<TraceView>, String> {
         if lines.iter().all(|l| l.steps.is_empty()) {
             continue;
         }
-        views.push(TraceView::new(name, &info, &lines, Some(VIEWER_SAMPLES)).map_err(|e| e.to_string())?);
+        let samples = if views.len() < VIEWER_TRACES { VIEWER_SAMPLES } else { 0 };
+        views.push(TraceView::new(name, &info, &lines, Some(samples)).map_err(|e| e.to_string())?);
     }
     Ok(views)
 }
