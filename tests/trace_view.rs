@@ -76,7 +76,7 @@ fn head_and_two_steps(line: &TraceLine, heads: usize) -> (usize, usize, usize) {
 }
 
 /// Opens `page` at step t of `line` for head `i` and checks what is highlighted against the trace.
-fn check_step(page: &Path, line: &TraceLine, layers: usize, heads: usize, i: usize, t: usize, profile: &Path, trace_param: &str) {
+fn check_step(page: &Path, line: &TraceLine, (layers, heads): (usize, usize), i: usize, t: usize, profile: &Path, trace_param: &str) {
     let (l, h) = (i / heads, i % heads);
     let fragment = format!("{trace_param}sample={}&step={t}&head={l}:{h}", line.id);
     let dom = dom_at(page, &fragment, profile);
@@ -148,12 +148,12 @@ fn report_and_rhx_view_of_a_cached_trace_highlight_the_traced_argmax() {
         assert!(!html.contains(bad), "the page must not fetch anything ({bad})");
     }
     let (i, t1, t2) = head_and_two_steps(line, base.heads);
-    check_step(&page, line, base.layers, base.heads, i, t1, &dir.join("p1"), "");
-    check_step(&page, line, base.layers, base.heads, i, t2, &dir.join("p2"), "");
+    check_step(&page, line, (base.layers, base.heads), i, t1, &dir.join("p1"), "");
+    check_step(&page, line, (base.layers, base.heads), i, t2, &dir.join("p2"), "");
 
     // The report's copy of the viewer, with the trace picked in the URL.
     let report_html = reports.join("out/report.html");
-    check_step(&report_html, line, base.layers, base.heads, i, t1, &dir.join("p3"), "trace=base&");
+    check_step(&report_html, line, (base.layers, base.heads), i, t1, &dir.join("p3"), "trace=base&");
     let (l, h) = (i / base.heads, i % base.heads);
     screenshot_not_blank(&page, &format!("sample={}&step={t1}&head={l}:{h}", line.id), &dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -188,8 +188,8 @@ fn rhx_view_of_a_trace_file() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(!html.contains("q</script>1") && html.contains("q\\u003c/script>1"), "the sample id cannot end the data element");
     let (i, t1, t2) = head_and_two_steps(&line, 9);
-    check_step(&page, &line, 30, 9, i, t1, &dir.join("p1"), "");
-    check_step(&page, &line, 30, 9, i, t2, &dir.join("p2"), "");
+    check_step(&page, &line, (30, 9), i, t1, &dir.join("p1"), "");
+    check_step(&page, &line, (30, 9), i, t2, &dir.join("p2"), "");
     // The same data the page holds, from the library.
     let info = rhx::artifact::trace::TraceInfo { layers: 30, heads: 9, ..Default::default() };
     assert_eq!(TraceView::new("x", &info, std::slice::from_ref(&line), None).unwrap().samples[0].prompt.len(), line.prompt_tokens);
