@@ -126,6 +126,12 @@
     box.scrollTop = Math.max(0, top);
   }
 
+  // Opening a sample starts at its first step with retrieval heads (step 0 when none has any).
+  function firstStep(sm) {
+    for (var i = 0; i < sm.steps.length; i++) if (sm.steps[i].heads.length) return i;
+    return 0;
+  }
+
   function firstHead(sm) {
     for (var i = 0; i < sm.steps.length; i++) if (sm.steps[i].heads.length) return sm.steps[i].heads[0].slice();
     return [0, 0];
@@ -250,10 +256,10 @@
   elTrace.addEventListener('change', change(function () {
     st.t = parseInt(elTrace.value, 10);
     st.s = 0;
-    st.step = 0;
+    st.step = firstStep(sample());
     fillSamples();
   }));
-  elSample.addEventListener('change', change(function () { st.s = parseInt(elSample.value, 10); st.step = 0; }));
+  elSample.addEventListener('change', change(function () { st.s = parseInt(elSample.value, 10); st.step = firstStep(sample()); }));
   elStep.addEventListener('input', change(function () { st.step = parseInt(elStep.value, 10); }));
   q('.tv-prev').addEventListener('click', change(function () { st.step -= 1; }));
   q('.tv-next').addEventListener('click', change(function () { st.step += 1; }));
@@ -286,6 +292,7 @@
   });
 
   var linked = readHash();
+  if (!linked) st.step = firstStep(sample());
   fillSamples();
   show();
   if (linked) bringIntoView();
