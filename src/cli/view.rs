@@ -16,8 +16,9 @@ use crate::report::trace_view::TraceView;
 #[derive(Args)]
 #[command(
     about = "Write a trace as one self-contained HTML page: step through the tokens, see H_t and where a head's argmax falls in the prompt",
-    after_help = "TRACE is a trace artifact folder of the cache (.rhx/cache/objects/<ab>/<key>/; `rhx plan EXP.rhx` shows\n\
-the keys, a report lists them under Provenance → cache keys) or a JSONL file written by `rhx trace --out`.\n\n\
+    after_help = "TRACE is a trace artifact folder of the cache (.rhx/cache/objects/<ab>/<key>/; `rhx plan EXP.rhx --json`\n\
+gives each node's key, a report lists them under Provenance → cache keys, and `rhx plan`'s short key works\n\
+as a glob: .rhx/cache/objects/3f/3f9c*/) or a JSONL file written by `rhx trace --out`.\n\n\
 The page needs no server and fetches nothing: the data is inlined. Pick a sample, step with the slider or\n\
 ← / →, click a head of the layer × head grid (H_t coloured, darker = higher attention weight) to highlight\n\
 its attention argmax (and top-k, when captured) in the prompt, where the needle is marked. The URL keeps\n\
