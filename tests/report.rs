@@ -5,9 +5,11 @@
 //!
 //! Every number below is a test input built from fixed formulas, not a measured result.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+
+#[path = "common/browser.rs"]
+mod browser;
+use browser::{chromium, run_chromium, CHROMIUM};
 
 use rhx::report::{
     figure_svg, load_report, render_html, render_markdown, table_csv, write_report,
@@ -290,6 +292,7 @@ fn fixture() -> Report {
             report: String::new(),
             ..Default::default()
         },
+        traces: vec![],
     }
 }
 
@@ -769,69 +772,6 @@ fn html_is_self_contained() {
 
 // ---------------------------------------------------------------------------------------------
 // Real browser
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn chromium() -> Option<PathBuf> {
-    let p = std::env::var_os("RHX_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(CHROMIUM));
-    p.is_file().then_some(p)
-}
-
-/// Runs headless Chromium with a fresh profile and no network use; returns stdout.
-fn run_chromium(bin: &Path, profile: &Path, args: &[String]) -> String {
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-        "--mute-audio",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
-    let err_t = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium did not finish within 120 s: {args:?}\n{}",
-                err_t.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out_t.join().unwrap_or_default();
-    let err = err_t.join().unwrap_or_default();
-    assert!(
-        status.success(),
-        "chromium failed ({status}): {args:?}\n{err}"
-    );
-    out
-}
 
 #[test]
 fn html_renders_in_headless_chromium() {

@@ -42,6 +42,10 @@ pub struct TraceLine {
     /// The text of each generated token.
     #[serde(default)]
     pub pieces: Vec<String>,
+    /// The text of each prompt token (what `rhx view` highlights an argmax position in).
+    /// Absent in traces written before 2026-12-04 and in RAG traces (no per-step capture).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompt_pieces: Vec<String>,
     pub prompt_tokens: usize,
     pub steps: Vec<TraceStep>,
     #[serde(default)]
@@ -305,6 +309,7 @@ mod tests {
             meta: serde_json::json!({"depth": 0.5, "length": 100}),
             needle_span: vec![3, 4],
             pieces: vec!["x".into()],
+            prompt_pieces: vec![],
             prompt_tokens: 9,
             steps: vec![TraceStep { argmax: vec![3, 0], head_weights: vec![f64::from(0.1f32)], heads: vec![(0, 0)], token: 7, ..Default::default() }],
             stopped_by_eos: true,

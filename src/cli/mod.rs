@@ -12,6 +12,7 @@ mod workers;
 mod lsp;
 mod export;
 pub(crate) mod trace;
+mod view;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +50,7 @@ enum Command {
     /// Language server for .rhx files (stdio): diagnostics, hover, completion, definition, formatting
     Lsp(lsp::LspArgs),
     Export(export::ExportArgs),
+    View(view::ViewArgs),
     /// Benchmark capture-enabled generation on a random model of a published shape against HF transformers eager
     Bench(bench::BenchArgs),
 }
@@ -60,6 +62,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Trace(args) => trace::run(args),
         Command::Export(a) => export::run(a),
+        Command::View(a) => view::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Run(a) => exp::run(a),
         Command::Slurm(a) => slurm::run(a),

@@ -366,6 +366,7 @@ fn trace_report(args: &TraceArgs, lm: &loader::LoadedModel, dev: tch::Device, ro
         subtitle: None,
         sections: vec![Section { title: "Generations".into(), text, tables: vec![table], figures: vec![] }],
         provenance,
+        traces: vec![],
     }
 }
 

@@ -291,6 +291,7 @@ mod tests {
                 figures: vec![],
             }],
             provenance: Provenance::default(),
+            traces: vec![],
         }
     }
 

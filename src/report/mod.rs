@@ -7,6 +7,8 @@
 //!   libraries are needed to draw: text stays `<text>` for the viewer to render).
 //! * [`certify`]: a rerun's report against the original, each number within the tolerance its
 //!   op declared (`rhx reproduce`, the golden tests).
+//! * [`trace_view`]: the trace viewer's data (a sample's steps, H_t, argmax positions, prompt
+//!   text), embedded in the HTML report and written alone by `rhx view`.
 //! * [`render`]: `minijinja` templates (`reports/templates/`, built into the binary; an
 //!   experiment may bring its own by path) and [`write_report`], which writes everything
 //!   atomically (temp folder + rename).
@@ -30,6 +32,7 @@
 //!         figures: vec![],
 //!     }],
 //!     provenance: Provenance::current(),
+//!     traces: vec![],
 //! };
 //! let files = write_report(&report, std::path::Path::new("out/section3")).unwrap();
 //! println!("{}", files.html.display());
@@ -39,6 +42,7 @@ pub mod figures;
 pub mod format;
 pub mod model;
 pub mod render;
+pub mod trace_view;
 
 use std::path::PathBuf;
 
@@ -47,8 +51,8 @@ pub use figures::{figure_svg, COLORBAR_STEPS};
 pub use format::{fmt_delta, fmt_num, fmt_pm};
 pub use model::*;
 pub use render::{
-    load_report, render_html, render_markdown, render_markdown_alone, table_csv, write_report, write_report_with,
-    ReportFiles, Templates,
+    load_report, render_html, render_markdown, render_markdown_alone, render_trace_page, table_csv, write_report,
+    write_report_with, ReportFiles, Templates,
 };
 
 /// What can go wrong while rendering or writing a report.

@@ -20,6 +20,9 @@ pub struct Report {
     pub sections: Vec<Section>,
     #[serde(default)]
     pub provenance: Provenance,
+    /// Traces shown in the HTML report's trace viewer (a bounded sample of each; empty: no viewer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traces: Vec<super::trace_view::TraceView>,
 }
 
 /// A section: Markdown text, then its tables, then its figures.

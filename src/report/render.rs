@@ -29,6 +29,7 @@ use super::format::{
     csv_field, fmt_delta, fmt_duration, fmt_num, fmt_pm, md_cell, raw_num, shell_join, MISSING,
 };
 use super::model::{Cell, CellValue, Report, Table};
+use super::trace_view::{inline_json, TraceView};
 use super::{ReportError, Result};
 
 const BUILTIN: &[(&str, &str)] = &[
@@ -51,6 +52,22 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "report.css",
         include_str!("../../reports/templates/report.css"),
+    ),
+    (
+        "trace_view.html.j2",
+        include_str!("../../reports/templates/trace_view.html.j2"),
+    ),
+    (
+        "trace_view.js",
+        include_str!("../../reports/templates/trace_view.js"),
+    ),
+    (
+        "trace_view.css",
+        include_str!("../../reports/templates/trace_view.css"),
+    ),
+    (
+        "trace_page.html.j2",
+        include_str!("../../reports/templates/trace_page.html.j2"),
     ),
 ];
 
@@ -98,6 +115,22 @@ pub fn render_html(report: &Report, template: Option<&Path>) -> Result<String> {
     let svgs = draw_figures(report)?;
     let ctx = context(report, Some(&svgs));
     render(&ctx, "report.html.j2", template)
+}
+
+/// The trace viewer as a page of its own (`rhx view`): one HTML file, data inlined, nothing
+/// fetched.
+pub fn render_trace_page(views: &[TraceView], title: &str) -> Result<String> {
+    #[derive(Serialize)]
+    struct PageCtx<'a> {
+        title: &'a str,
+        generator: String,
+        tv_json: String,
+        tv_standalone: bool,
+    }
+    let ctx = PageCtx { title, generator: format!("rhx {}", env!("CARGO_PKG_VERSION")), tv_json: inline_json(views)?, tv_standalone: true };
+    let env = environment();
+    let tmpl = env.get_template("trace_page.html.j2").map_err(|e| template_error("trace_page.html.j2", e))?;
+    tmpl.render(ctx).map_err(|e| template_error("trace_page.html.j2", e))
 }
 
 /// Writes `report.md`, `report.html`, `report.json`, `figures/<id>.svg` and `tables/<id>.csv`
@@ -338,6 +371,10 @@ struct Ctx<'a> {
     subtitle: Option<&'a str>,
     generator: String,
     report: &'a Report,
+    /// The trace viewer's inlined data (`report.traces`), when the report embeds traces.
+    tv_json: Option<String>,
+    /// What the viewer section says about the traces it embeds.
+    tv_note: String,
     sections: Vec<SectionView>,
     tables: BTreeMap<String, TableView>,
     figures: BTreeMap<String, FigureView>,
@@ -575,11 +612,24 @@ fn context<'a>(report: &'a Report, svgs: Option<&BTreeMap<String, String>>) -> C
             }
         ),
         report,
+        tv_json: (!report.traces.is_empty()).then(|| inline_json(&report.traces).unwrap_or_default()),
+        tv_note: trace_note(&report.traces),
         sections,
         tables,
         figures,
         provenance,
     }
+}
+
+/// "2 of 12 samples of trace `base`, 2 of 12 of `masked`" and how to see the rest.
+fn trace_note(traces: &[TraceView]) -> String {
+    let parts: Vec<String> = traces.iter().map(|t| format!("{} of {} samples of trace `{}`", t.samples.len(), t.total_samples, t.name)).collect();
+    let mut note = format!("Embedded: {}.", parts.join(", "));
+    if traces.iter().any(|t| t.samples.len() < t.total_samples) {
+        note += " The report keeps a bounded sample so it stays small; `rhx view .rhx/cache/objects/<ab>/<key>/ --out page.html` \
+                 (the trace's key is under Provenance → cache keys) writes a page with every sample.";
+    }
+    note
 }
 
 fn table_view(t: &Table, number: usize) -> TableView {

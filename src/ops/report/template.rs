@@ -8,6 +8,8 @@ use crate::lang::schema::{FuncSpec, enm, list, text, decl, PAPER_REFS, Ty, PathK
 use crate::cache::Artifact;
 use crate::engine::device;
 use crate::artifact::compare::Compare;
+use crate::artifact::trace;
+use crate::report::trace_view::TraceView;
 use crate::report::{self, Figure, Report, Section, Table};
 
 use crate::lang::{Kind, Node, Value};
@@ -124,6 +126,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         subtitle: Some(format!("experiment `{}`, report `{}`", ctx.program.experiment.name, n.name)),
         sections,
         provenance: prov,
+        traces: trace_views(ctx, step)?,
     };
     let mut files = vec![("report.json".to_string(), serde_json::to_vec_pretty(&report).unwrap())];
     if let Some(Value::Path { resolved, .. }) = n.arg("path") {
@@ -131,6 +134,41 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
         files.push(("template.md.j2".into(), tpl));
     }
     Ok(files)
+}
+
+/// Samples of each trace the HTML report's viewer embeds, and traces it embeds samples of:
+/// enough to step through a few generations while the report stays a page of a few hundred kB
+/// (niah_smoke: +~175 kB for 2 × 2 samples of 600 prompt tokens and 40 steps × 270 heads); the
+/// page names the rest and `rhx view` shows every sample.
+pub const VIEWER_SAMPLES: usize = 2;
+pub const VIEWER_TRACES: usize = 4;
+
+/// The traces the report's tables and figures were computed from (transitively), in plan order,
+/// for the HTML report's trace viewer: the first [`VIEWER_SAMPLES`] generations of each of the
+/// first [`VIEWER_TRACES`] (the others are listed with no samples). Traces
+/// without decoding steps (RAG's) have nothing to step through and are left out. The report's key
+/// holds these traces' keys through its inputs, so a cached report never shows other traces.
+fn trace_views(ctx: &Ctx, step: &Step) -> Result<Vec<TraceView>, String> {
+    let mut upstream = BTreeSet::new();
+    let mut todo = step.inputs.clone();
+    while let Some(name) = todo.pop() {
+        if let Some(s) = ctx.plan.step(&name).filter(|_| upstream.insert(name.clone())) {
+            todo.extend(s.inputs.iter().cloned());
+        }
+    }
+    let mut views = Vec::new();
+    for s in ctx.plan.steps.iter().filter(|s| s.node.kind == Kind::Trace && upstream.contains(&s.node.name)) {
+        let name = &s.node.name;
+        let a = ctx.cache.get(&s.key).map_err(|e| e.to_string())?.ok_or_else(|| format!("trace `{name}` is not in the cache"))?;
+        let info = trace::read_info(&a).map_err(|e| format!("trace `{name}`: {e}"))?;
+        let lines = trace::read_lines(&a).map_err(|e| format!("trace `{name}`: {e}"))?;
+        if lines.iter().all(|l| l.steps.is_empty()) {
+            continue;
+        }
+        let samples = if views.len() < VIEWER_TRACES { VIEWER_SAMPLES } else { 0 };
+        views.push(TraceView::new(name, &info, &lines, Some(samples)).map_err(|e| e.to_string())?);
+    }
+    Ok(views)
 }
 
 /// Renders a report artifact into `<reports_dir>/<report name>/`. The provenance says who wrote

@@ -323,6 +323,7 @@ pub fn trace_line(prep: &PreparedPrompt, answer: Option<String>, meta: Json, g: 
         meta,
         needle_span: prep.needle_span.clone(),
         pieces: g.tokens.iter().map(|&t| tokenizer.decode_exact(&[t])).collect(),
+        prompt_pieces: prep.ids.iter().map(|&t| tokenizer.decode_exact(&[t])).collect(),
         prompt_tokens: prep.ids.len(),
         steps,
         stopped_by_eos: g.stopped_by_eos,

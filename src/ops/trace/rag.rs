@@ -337,6 +337,7 @@ fn run(ctx: &mut Ctx, step: &Step, inputs: &Inputs) -> Result<Files, String> {
             meta,
             needle_span: p.prep.needle_span.clone(),
             pieces: r.tokens.iter().map(|&t| lm.tokenizer.decode_exact(&[t])).collect(),
+            prompt_pieces: vec![],
             prompt_tokens: p.prep.ids.len(),
             steps: vec![],
             stopped_by_eos: r.tokens.last().is_some_and(|t| opts.eos.contains(t)),
