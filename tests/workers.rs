@@ -63,6 +63,23 @@ fn artifacts(cache: &Path, exp: &Path) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// `--gpus`: a count, a list, one GPU by index (`3,`); the mistakes say how to write it.
+#[test]
+fn gpus_are_a_count_a_list_or_one_index() {
+    let err = |v: &str| {
+        let out = Command::new(RHX).args(["run", "tests/run/tiny.rhx", "--gpus", v]).current_dir(root()).output().unwrap();
+        assert!(!out.status.success(), "--gpus {v} was accepted");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(err("0").contains("to use GPU 0 alone write `--gpus 0,`"), "{}", err("0"));
+    assert!(err("1,1").contains("names a GPU twice"), "{}", err("1,1"));
+    assert!(err(",").contains("names no GPU"), "{}", err(","));
+    assert!(err("two").contains("write all, a count (2), or indices"), "{}", err("two"));
+    // --worker-device without --gpus is refused.
+    let out = Command::new(RHX).args(["run", "tests/run/tiny.rhx", "--worker-device", "cpu"]).current_dir(root()).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--gpus"), "--worker-device needs --gpus");
+}
+
 #[test]
 fn two_cpu_workers_equal_one_process_and_compute_each_node_once() {
     if !common::smollm2_installed() {

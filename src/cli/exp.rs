@@ -63,7 +63,7 @@ pub struct RunArgs {
     /// With --shard: which shard computes which trace, as `rhx slurm` wrote it (balanced by cost)
     #[arg(long, value_name = "FILE", requires = "shard")]
     pub shard_plan: Option<PathBuf>,
-    /// Use several GPUs of this machine: `all`, a count (2) or indices (0,2); one worker process
+    /// Use several GPUs of this machine: `all`, a count (2) or indices (0,2; one by index: 3,); one worker process
     /// per GPU computes its share of the traces, then this run assembles the reports
     #[arg(long, value_parser = super::workers::parse_gpus, conflicts_with = "shard")]
     pub gpus: Option<super::workers::Gpus>,

@@ -31,20 +31,24 @@ pub fn parse_gpus(s: &str) -> Result<Gpus, String> {
     if s == "all" {
         return Ok(Gpus::All);
     }
+    // A list has a comma; one GPU by index is written with a trailing one (`3,`).
     if s.contains(',') {
-        let list: Vec<usize> = s.split(',').map(|x| x.trim().parse::<usize>().map_err(|_| format!("`{x}` is not a GPU index; write e.g. 0,2,3"))).collect::<Result<_, _>>()?;
+        let list: Vec<usize> = s.split(',').filter(|x| !x.trim().is_empty()).map(|x| x.trim().parse::<usize>().map_err(|_| format!("`{x}` is not a GPU index; write e.g. 0,2,3"))).collect::<Result<_, _>>()?;
         let mut seen = list.clone();
         seen.sort();
         seen.dedup();
         if seen.len() != list.len() {
             return Err(format!("`{s}` names a GPU twice"));
         }
+        if list.is_empty() {
+            return Err(format!("`{s}` names no GPU"));
+        }
         return Ok(Gpus::List(list));
     }
     match s.parse::<usize>() {
-        Ok(0) => Err("--gpus 0: give at least one (or leave --gpus out)".into()),
+        Ok(0) => Err("--gpus 0: a count of GPUs is at least 1; to use GPU 0 alone write `--gpus 0,`".into()),
         Ok(n) => Ok(Gpus::Count(n)),
-        Err(_) => Err(format!("`{s}`: write all, a count (2) or a list of indices (0,2)")),
+        Err(_) => Err(format!("`{s}`: write all, a count (2), or indices (0,2; one GPU by index: 3,)")),
     }
 }
 
@@ -208,3 +212,4 @@ fn last_line(path: &Path) -> Option<String> {
     let f = std::fs::File::open(path).ok()?;
     BufReader::new(f).lines().map_while(Result::ok).filter(|l| !l.trim().is_empty()).last().map(|l| l.trim().chars().take(120).collect())
 }
+
