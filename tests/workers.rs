@@ -100,6 +100,7 @@ fn two_cpu_workers_equal_one_process_and_compute_each_node_once() {
         assert!(v["nodes"].as_array().unwrap().iter().any(|n| n["node"] == t && n["outcome"] == "cached"), "{t}");
     }
     assert_eq!(artifacts(&dir.join("two"), &exp), artifacts(&dir.join("single"), &exp));
+    assert!(!root().join("reports/out").exists(), "a worker published a report outside --reports");
     assert_eq!(std::fs::read_to_string(dir.join("r2/out/tables/scores.csv")).unwrap(), std::fs::read_to_string(dir.join("r1/out/tables/scores.csv")).unwrap());
 }
 

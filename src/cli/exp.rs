@@ -190,7 +190,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     let cache = Cache::open(&a.cache.cache).with_context(|| format!("cannot open cache {}", a.cache.cache.display()))?;
     let shard_plan = a.shard_plan.as_deref().map(plan::shards::ShardPlan::read).transpose().map_err(anyhow::Error::msg)?;
     let workers = match &a.gpus {
-        Some(g) => super::workers::run_workers(&program, &a.program, &a.cache.cache, a.threads, g, a.worker_device, a.quiet)?,
+        Some(g) => super::workers::run_workers(&program, &a.program, &a.cache.cache, &a.reports, a.threads, g, a.worker_device, a.quiet)?,
         None => vec![],
     };
     let opts = RunOptions { shard: a.shard, shard_plan, reports_dir: a.reports.clone(), recompute: false, quiet: a.quiet, compute_traces: true, threads: a.threads, engine: None };

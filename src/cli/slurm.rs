@@ -142,12 +142,13 @@ pub fn run(a: SlurmArgs) -> Result<ExitCode> {
     let header = |what: &str| format!("#!/bin/bash\n# Written by `rhx slurm` ({}) for {}: {what}.\n", crate::cache::rfc3339_now(), exp_path.display());
     let array = format!(
         "{}#SBATCH --job-name=rhx-{name}\n#SBATCH --array=0-{}\n#SBATCH --output={}/task-%A_%a.out\n#SBATCH --error={}/task-%A_%a.err\n{common}\
-set -euo pipefail\ncd {}\nexec {rhx_run} --shard \"$SLURM_ARRAY_TASK_ID/{tasks}\" --shard-plan {} --json\n",
+set -euo pipefail\ncd {}\nexec {rhx_run} --reports {} --shard \"$SLURM_ARRAY_TASK_ID/{tasks}\" --shard-plan {} --json\n",
         header(&format!("{tasks} tasks, traces dealt by estimated cost (shards.json)")),
         tasks - 1,
         logs.display(),
         logs.display(),
         sh(&cwd.display().to_string()),
+        sh(&reports.display().to_string()),
         sh(&shard_file.display().to_string()),
     );
     // Same resources as the tasks: a trace's key holds the device it resolves to, so the

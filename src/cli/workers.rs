@@ -106,7 +106,7 @@ fn devices(gpus: &Gpus, device: WorkerDevice) -> Result<Vec<(String, Option<Stri
 /// Runs the workers to completion; `Ok(summaries)` (each worker's `--json` summary) when all
 /// succeeded, else an error naming each failed worker's GPU and log.
 #[allow(clippy::too_many_arguments)]
-pub fn run_workers(program: &Program, p: &ProgramArgs, cache_dir: &Path, threads: Option<i32>, gpus: &Gpus, device: WorkerDevice, quiet: bool) -> Result<Vec<(String, Json)>> {
+pub fn run_workers(program: &Program, p: &ProgramArgs, cache_dir: &Path, reports: &Path, threads: Option<i32>, gpus: &Gpus, device: WorkerDevice, quiet: bool) -> Result<Vec<(String, Json)>> {
     let devs = devices(gpus, device)?;
     let n = devs.len();
     let cache = Cache::open(cache_dir).with_context(|| format!("cannot open cache {}", cache_dir.display()))?;
@@ -136,7 +136,8 @@ pub fn run_workers(program: &Program, p: &ProgramArgs, cache_dir: &Path, threads
         for s in &p.overrides {
             cmd.args(["--set", s]);
         }
-        cmd.arg("--cache").arg(cache_dir).arg("--shard").arg(format!("{i}/{n}")).arg("--shard-plan").arg(&shard_file).arg("--json");
+        // A worker that ends up with every input of a report publishes it where this run would.
+        cmd.arg("--cache").arg(cache_dir).arg("--reports").arg(reports).arg("--shard").arg(format!("{i}/{n}")).arg("--shard-plan").arg(&shard_file).arg("--json");
         if let Some(t) = threads {
             cmd.args(["--threads", &t.to_string()]);
         }
