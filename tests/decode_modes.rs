@@ -227,17 +227,17 @@ fn graph_decode_equals_eager_on_cuda() {
 
 /// `RHX_TEST_DEVICE=cuda`: the fused decode kernels (`engine::kernels`, f32) give the eager
 /// loop's tokens, argmax positions, and weights and hidden states within 1e-4: GQA with
-/// llama3 RoPE, q/k norm (qwen3), MHA (llama2); batch 5 and 11 (libtorch ops until rows drop to
-/// 8); hidden spans and left padding (key masks); fixed masks in both modes; step
-/// policies; early stops; long prompts (many attention chunks). Skipped on the CPU.
+/// llama3 RoPE, q/k norm (qwen3), MHA (llama2); batch 5, 11 and 13 (above 8 rows the
+/// projections are GEMMs); hidden spans and left padding (key masks); fixed masks in both modes
+/// and step policies at 5 and 13 rows; early stops; long prompts (many attention chunks).
+/// Skipped on the CPU.
 #[test]
 fn fused_kernels_equal_eager_on_cuda() {
     let Some(device) = cuda_or_skip() else { return };
     let fused = |m: &Model, ps: &[Prompt], opts: &GenerateOptions, policy: Option<&mut dyn StepPolicy>| -> Vec<Generation> {
         let eng = EngineOptions { decode: DecodeMode::Graph, fused_kernels: true, ..Default::default() };
         let (g, stats) = generate_with(m, ps, opts, &eng, policy, |_| {}).unwrap();
-        // Batches of more than 8 rows start on libtorch ops and switch when rows finish.
-        assert!(stats.fused_kernels || ps.len() > 8, "fused kernels must run: {:?}", stats.fused_unavailable);
+        assert!(stats.fused_kernels, "fused kernels must run: {:?}", stats.fused_unavailable);
         g
     };
     for arch in ["llama3", "qwen3", "llama2"] {
@@ -247,21 +247,26 @@ fn fused_kernels_equal_eager_on_cuda() {
         let mut ps = prompts();
         ps[2].hidden_spans = vec![3..9];
         let many: Vec<Prompt> = (0..11).map(|k| Prompt { ids: (0..(5 + 3 * k)).map(|i| ((i * 29 + k * 13 + 2) % 250) as u32).collect(), ..Default::default() }).collect();
+        // Above 8 rows the projections are GEMMs (kernels::FUSED_MAX_BATCH): 13 rows of unequal
+        // lengths (left padding) with the hidden span.
+        let wide: Vec<Prompt> = ps.iter().cloned().chain(many.iter().take(8).cloned()).collect();
         let free = run(&m, &ps, &GenerateOptions { max_new_tokens: 12, ..Default::default() }, DecodeMode::Eager, true);
         let opts = GenerateOptions { max_new_tokens: 12, eos_ids: vec![free[0].tokens[2], free[3].tokens[6]], hidden: vec![HiddenSite::Final, HiddenSite::Layer(0)], ..Default::default() };
-        for (label, p) in [("batch 5", &ps), ("batch 11", &many)] {
+        for (label, p) in [("batch 5", &ps), ("batch 11", &many), ("batch 13", &wide)] {
             let eager = run(&m, p, &opts, DecodeMode::Eager, true);
             same(&eager, &fused(&m, p, &opts, None), &format!("{arch} {label}: fused vs eager"));
         }
-        let sets: Vec<Vec<(usize, usize)>> = (0..ps.len()).map(|i| vec![(i % 2, i % 4), ((i + 1) % 2, (i + 2) % 4)]).collect();
-        for mode in [MaskMode::ZeroOutput, MaskMode::UniformAttention] {
-            let o = GenerateOptions { fixed_mask: Some(FixedMask { heads: vec![], per_prompt: sets.clone(), mode, scope: MaskScope::AllPositions }), ..opts.clone() };
-            same(&run(&m, &ps, &o, DecodeMode::Eager, true), &fused(&m, &ps, &o, None), &format!("{arch} fixed mask {mode:?}: fused vs eager"));
-        }
         let (layers, heads) = (m.config.num_layers, m.config.num_heads);
-        for (mode, planned) in [(MaskMode::UniformAttention, false), (MaskMode::ZeroOutput, true)] {
-            let eager = run_policy(&m, &ps, &opts, DecodeMode::Eager, true, Some(&mut Strongest { mode, layers, heads, planned }));
-            same(&eager, &fused(&m, &ps, &opts, Some(&mut Strongest { mode, layers, heads, planned })), &format!("{arch} step policy {mode:?} planned={planned}: fused vs eager"));
+        for (label, p) in [("batch 5", &ps), ("batch 13", &wide)] {
+            let sets: Vec<Vec<(usize, usize)>> = (0..p.len()).map(|i| vec![(i % 2, i % 4), ((i + 1) % 2, (i + 2) % 4)]).collect();
+            for mode in [MaskMode::ZeroOutput, MaskMode::UniformAttention] {
+                let o = GenerateOptions { fixed_mask: Some(FixedMask { heads: vec![], per_prompt: sets.clone(), mode, scope: MaskScope::AllPositions }), ..opts.clone() };
+                same(&run(&m, p, &o, DecodeMode::Eager, true), &fused(&m, p, &o, None), &format!("{arch} {label} fixed mask {mode:?}: fused vs eager"));
+            }
+            for (mode, planned) in [(MaskMode::UniformAttention, false), (MaskMode::ZeroOutput, true)] {
+                let eager = run_policy(&m, p, &opts, DecodeMode::Eager, true, Some(&mut Strongest { mode, layers, heads, planned }));
+                same(&eager, &fused(&m, p, &opts, Some(&mut Strongest { mode, layers, heads, planned })), &format!("{arch} {label} step policy {mode:?} planned={planned}: fused vs eager"));
+            }
         }
     }
     let (mut cfg, w) = weights::load_hf_dir(&fixture_dir("llama3")).unwrap();

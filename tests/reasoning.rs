@@ -209,7 +209,8 @@ fn needle_prompts(lens: &[usize], seed: usize) -> Vec<Prompt> {
 /// (`RHX_TEST_DEVICE=cuda`) the fast loop is the CUDA-graph loop on the fused kernels, whose
 /// attention kernel reduces Eq. 2 itself; on the CPU the fixed-shape loop. f32; the tiny llama3
 /// / qwen3 / llama2 checkpoints (GQA with llama3 RoPE, q/k norm, MHA) on a left-padded batch of
-/// five prompts (23, 7, 40, 1 and 16 tokens; a hidden span over part of one needle), and
+/// five prompts (23, 7, 40, 1 and 16 tokens; a hidden span over part of one needle) and of
+/// twelve (above 8 rows the fused step's projections are GEMMs), and
 /// (sink, local) = (4, 32), (0, 0) (the query's own key in the denominator) and (2, 3); two
 /// prompts of 9000 and 8500 tokens (many attention chunks on CUDA: the merge of both masses);
 /// SmolLM2 on the two HotpotQA prompts of the fixture, batched.
@@ -230,6 +231,11 @@ fn fast_loop_eq2_equals_eager_loop() {
             assert!(r.local == 32 || nz > 0.5, "{arch} {r:?}: only {nz:.2} of the scores are nonzero");
             worst = worst.max(d);
         }
+        // 12 rows: above 8 the fused step's projections are GEMMs (kernels::FUSED_MAX_BATCH).
+        let wide = needle_prompts(&[23, 7, 40, 1, 16, 30, 12, 5, 9, 33, 18, 27], 7);
+        let (d, nz) = fast_vs_eager(&model, &wide, settings[0], 10, &format!("{arch} 12 rows"));
+        eprintln!("{arch} 12 rows: largest |fast − eager| {d:.2e}, nonzero scores {:.0}%", nz * 100.0);
+        worst = worst.max(d);
     }
     let (mut cfg, w) = weights::load_hf_dir(&common::fixture_dir("llama3")).unwrap();
     cfg.max_position_embeddings = 16384;

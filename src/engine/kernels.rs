@@ -405,9 +405,10 @@ pub struct Kernels {
 /// Most chunks the attention kernel's merge takes (`MAXCHUNKS` in the source).
 const ATTN_MAX_CHUNKS: i64 = 512;
 
-/// Largest batch the fused decode step takes. Above it the step's libtorch ops (cuBLAS GEMMs,
-/// batched attention GEMMs) are faster (H200, Llama-3.1-8B shape, 4k context: 3240 vs 2868
-/// tok/s at batch 64, 4243 vs 3355 at batch 199), and the GEMVs' registers grow with the rows.
+/// Largest batch the GEMVs take. Above it the fused decode step runs its projections as cuBLAS
+/// GEMMs (tensor cores; the GEMVs' registers grow with the rows and they were slower than
+/// cuBLAS at batch 64: 2868 vs 3240 tok/s, H200, Llama-3.1-8B shape, 4k context) and keeps its
+/// norms, RoPE + cache write and attention kernels.
 pub const FUSED_MAX_BATCH: i64 = 8;
 
 /// GEMV epilogue.

@@ -397,7 +397,7 @@ impl Model {
     /// (extra masked columns contribute exact zeros).
     pub fn decode_step(&self, st: &DecodeState, cache: &mut KvCache, cap: &CaptureRequest) -> StepOutput {
         let _guard = tch::no_grad_guard();
-        if st.fused && st.ids.size()[0] <= kernels::FUSED_MAX_BATCH {
+        if st.fused {
             if let Ok(k) = self.fused_kernels(cap) {
                 return self.decode_step_fused(k, st, cache, cap);
             }
@@ -520,7 +520,7 @@ impl Model {
 
     /// The fused CUDA decode kernels for this model and capture (compiled on first call), or why
     /// they do not apply: CPU, a top-k or span-mass capture, LongRoPE, an unsupported shape or
-    /// dtype, no NVRTC. (Batches above `kernels::FUSED_MAX_BATCH` rows are checked per step.)
+    /// dtype, no NVRTC.
     pub fn fused_kernels(&self, cap: &CaptureRequest) -> Result<&'static Kernels, String> {
         if !self.device.is_cuda() {
             return Err("fused kernels run on CUDA only".into());
@@ -552,7 +552,7 @@ impl Model {
     /// [`Model::decode_step`] on the fused kernels (`csrc/decode_kernels.cu`): per layer a
     /// norm, the q|k|v GEMV, RoPE + cache write, attention with the argmax capture, the o GEMV
     /// with the residual add, a norm, the gate|up GEMV with SiLU·up, the down GEMV with the
-    /// residual add. At most `FUSED_MAX_BATCH` rows. Captures the argmax, Eq. 2 (reduced inside
+    /// residual add (above `FUSED_MAX_BATCH` rows the projections are GEMMs). Captures the argmax, Eq. 2 (reduced inside
     /// the attention kernel) and hidden states (not top-k or span mass: the caller checks).
     fn decode_step_fused(&self, k: &Kernels, st: &DecodeState, cache: &mut KvCache, cap: &CaptureRequest) -> StepOutput {
         let c = &self.config;
@@ -570,7 +570,11 @@ impl Model {
         // Eq. 2: the needle row of each sequence (contiguous already unless a caller built it
         // otherwise: then one copy per step, inside the graph) and the scores of every layer.
         let eq2 = cap.reasoning.as_ref().map(|r| (r.needle.to_kind(Kind::Float).contiguous(), r.sink, r.local, Tensor::empty([n_layers, b, nq], (Kind::Float, self.device))));
-        let x = self.embed.embedding_like(&st.ids).view([b, d]).contiguous();
+        // Above `FUSED_MAX_BATCH` rows the projections are cuBLAS GEMMs (the GEMVs' registers
+        // grow with the rows, and tensor cores win from ~16 rows); norms, RoPE + cache write
+        // and the attention with its captures stay fused kernels.
+        let wide = b > kernels::FUSED_MAX_BATCH;
+        let mut x = self.embed.embedding_like(&st.ids).view([b, d]).contiguous();
         let h = Tensor::empty([b, d], opts);
         let q = Tensor::empty([b, nq * hd], opts);
         let attn = Tensor::empty([b, nq * hd], opts);
@@ -583,13 +587,19 @@ impl Model {
             };
             let keep = st.keep.as_ref().map(|t| t.get(li as i64));
             // The norms run inside the next GEMV when its input rows fit in shared memory.
-            let fold = k.can_norm(b, d);
-            if fold {
+            let fold = !wide && k.can_norm(b, d);
+            let qkv = if fold {
                 k.gemv(&x, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, Some((&layer.input_norm, eps)));
+                qkv.shallow_clone()
             } else {
                 k.rmsnorm(&x, &layer.input_norm, &h, eps);
-                k.gemv(&h, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, None);
-            }
+                if wide {
+                    qkv_p.forward(&h)
+                } else {
+                    k.gemv(&h, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, None);
+                    qkv.shallow_clone()
+                }
+            };
             let (kc, vc) = cache.full(li);
             let uniform = keep.as_ref().filter(|_| st.mask_mode == MaskMode::UniformAttention);
             let qk_norm = layer.q_norm.as_ref().zip(layer.k_norm.as_ref());
@@ -598,14 +608,23 @@ impl Model {
             let eq2_out = eq2.as_ref().map(|e| e.3.get(li as i64));
             let eq2_args = eq2.as_ref().zip(eq2_out.as_ref()).map(|(e, out)| kernels::Eq2Args { needle: &e.0, pos: &st.pos, sink: e.1, local: e.2, out });
             k.attention(&q, &kc, &vc, &st.col, &st.key_ok, chunks, (hd as f64).powf(-0.5), keep.as_ref(), zero_out, &partials, &attn, &argmax.get(li as i64), &weight.get(li as i64), eq2_args.as_ref());
-            k.gemv(&attn, &layer.o.w, layer.o.b.as_ref(), &x, GemvMode::Residual, None);
-            if fold {
-                k.gemv(&x, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, Some((&layer.post_norm, eps)));
-            } else {
+            if wide {
+                // cuBLAS GEMMs (tensor cores) with libtorch's elementwise epilogues: the
+                // libtorch step's ops and roundings, `x + round(o(attn))`, `silu(gate) · up`.
+                let _ = x.g_add_(&layer.o.forward(&attn));
                 k.rmsnorm(&x, &layer.post_norm, &h, eps);
-                k.gemv(&h, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, None);
+                let gu = gu_p.forward(&h).chunk(2, -1);
+                let _ = x.g_add_(&layer.down.forward(&(gu[0].silu() * &gu[1])));
+            } else {
+                k.gemv(&attn, &layer.o.w, layer.o.b.as_ref(), &x, GemvMode::Residual, None);
+                if fold {
+                    k.gemv(&x, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, Some((&layer.post_norm, eps)));
+                } else {
+                    k.rmsnorm(&x, &layer.post_norm, &h, eps);
+                    k.gemv(&h, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, None);
+                }
+                k.gemv(&act, &layer.down.w, layer.down.b.as_ref(), &x, GemvMode::Residual, None);
             }
-            k.gemv(&act, &layer.down.w, layer.down.b.as_ref(), &x, GemvMode::Residual, None);
             if cap.hidden.contains(&HiddenSite::Layer(li)) {
                 // A copy even in f32 (`to_kind` would alias `x`, which the next layer updates).
                 hidden_layers.push((li, if self.kind == Kind::Float { x.copy() } else { x.to_kind(Kind::Float) }));
@@ -613,17 +632,23 @@ impl Model {
         }
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         let wants_final = cap.hidden.contains(&HiddenSite::Final);
-        let fold = k.can_norm(b, d) && !wants_final;
+        let fold = !wide && k.can_norm(b, d) && !wants_final;
         let normed = (!fold).then(|| {
             let n = Tensor::empty([b, d], opts);
             k.rmsnorm(&x, &self.norm, &n, eps);
             n
         });
-        let logits = Tensor::empty([b, c.vocab_size as i64], opts);
-        match &normed {
-            None => k.gemv(&x, head, None, &logits, GemvMode::Plain, Some((&self.norm, eps))),
-            Some(n) => k.gemv(n, head, None, &logits, GemvMode::Plain, None),
-        }
+        let logits = match &normed {
+            Some(n) if wide => n.linear::<Tensor>(head, None),
+            _ => {
+                let logits = Tensor::empty([b, c.vocab_size as i64], opts);
+                match &normed {
+                    None => k.gemv(&x, head, None, &logits, GemvMode::Plain, Some((&self.norm, eps))),
+                    Some(n) => k.gemv(n, head, None, &logits, GemvMode::Plain, None),
+                }
+                logits
+            }
+        };
         let logits = logits.to_kind(Kind::Float);
         let (hidden, tokens) = finish_step(st, cap, &logits, normed.as_ref(), &hidden_layers);
         StepOutput {

@@ -148,7 +148,7 @@ pub(super) fn decode(
         // while a stream is capturing).
         let why = model.fused_kernels(&setup.capture).map(|_| ());
         st.fused = why.is_ok();
-        stats.fused_unavailable = why.err().or_else(|| (b0 > crate::engine::kernels::FUSED_MAX_BATCH).then(|| format!("batches of more than {} rows run on libtorch ops", crate::engine::kernels::FUSED_MAX_BATCH)));
+        stats.fused_unavailable = why.err();
     }
     let mut capture = setup.capture;
     let mut done = vec![false; gens.len()];
@@ -160,7 +160,7 @@ pub(super) fn decode(
     let result = (|| -> Result<(), GenerateError> {
         for step in 0..opts.max_new_tokens {
             let b = rows.len();
-            if st.fused && b as i64 <= crate::engine::kernels::FUSED_MAX_BATCH {
+            if st.fused {
                 stats.fused_kernels = true;
             }
             let layout = Layout {
