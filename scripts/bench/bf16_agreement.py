@@ -2,6 +2,9 @@
 """Agreement of an `rhx trace` output with scripts/bench/hf_trace.py's on the same prompts.
 
     python3 scripts/bench/bf16_agreement.py RHX.jsonl HF.jsonl [--label NAME] [--json OUT.json]
+
+(Either file may be of either kind: two hf_trace.py outputs, e.g. HF bf16 against HF f32, give
+the agreement that bf16 rounding alone leaves; the margins come from the second file.)
         [--md OUT.md] [--require-identical] [--ids-from PROMPTS.jsonl]
 
 Per prompt:
@@ -80,8 +83,8 @@ def compare(rhx: dict, hf: dict) -> tuple[list[dict], dict]:
         hf_margin = gap = rhx_margin = None
         if first_diff is not None and first_diff < len(h["steps"]):
             hs = h["steps"][first_diff]
-            hf_margin = hs["margin"]
-            if first_diff < len(rt) and rt[first_diff] in hs["top5_ids"]:
+            hf_margin = hs.get("margin")
+            if first_diff < len(rt) and rt[first_diff] in hs.get("top5_ids", []):
                 gap = hs["top5_logits"][0] - hs["top5_logits"][hs["top5_ids"].index(rt[first_diff])]
         if first_diff is not None and first_diff < len(r["steps"]):
             rs = r["steps"][first_diff]

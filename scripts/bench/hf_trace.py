@@ -110,15 +110,31 @@ def load(model_path: Path, torch_dtype, device: str):
     if model_path.suffix == ".gguf":
         kw = dict(gguf_file=model_path.name)
         tok = AutoTokenizer.from_pretrained(model_path.parent, **kw)
-        # HF dequantises to f32 and casts to `dtype` (rhx: dequantise, then cast to its --dtype).
-        model = AutoModelForCausalLM.from_pretrained(model_path.parent, dtype=torch_dtype, attn_implementation="eager", **kw)
+        # A plain dense model: every weight dequantised to f32 at load and cast to `dtype` (what
+        # rhx does with its --dtype). transformers >= 5.2x can instead keep the blocks packed
+        # and compute every matmul in f32 with a hub kernel (`kernels` + a download): asked not to.
+        qkw = {}
+        try:
+            from transformers import GgufConfig
+
+            qkw["quantization_config"] = GgufConfig(dequantize=True)
+        except ImportError:
+            pass
+        model = AutoModelForCausalLM.from_pretrained(model_path.parent, dtype=torch_dtype, attn_implementation="eager", **kw, **qkw)
     else:
         if (model_path / "tokenizer_config.json").exists():
             tok = AutoTokenizer.from_pretrained(model_path)
         else:
             tok = PreTrainedTokenizerFast(tokenizer_file=str(model_path / "tokenizer.json"))
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype, attn_implementation="eager")
+    if model.dtype != torch_dtype:  # a transformers that ignores `dtype=` (4.x before it was renamed)
+        model = model.to(torch_dtype)
     model = model.eval().to(device)
+    packed = sorted({type(m).__name__ for m in model.modules() if "gguf" in type(m).__name__.lower() or "ggml" in type(m).__name__.lower()})
+    dtypes = sorted({str(p.dtype) for p in model.parameters()})
+    if packed or dtypes != [str(torch_dtype)] or model.config._attn_implementation != "eager":
+        sys.exit(f"hf_trace: not a plain {torch_dtype} eager model: modules {packed}, parameter dtypes {dtypes}, "
+                 f"attention {model.config._attn_implementation}")
     return tok, model
 
 

@@ -69,36 +69,32 @@ hf_trace() { # name model prompts dtype rhx_trace_for_the_id_check
   echo "hf $1: rc=$rc $(( $(date +%s) - s )) s"
 }
 N=0
-compare() { # label rhx hf prompts [--require-identical]
+compare() { # label A.jsonl B.jsonl prompts [--require-identical]
   N=$((N + 1)); local c=$W/cmp_$(printf %02d $N)
-  [ -s $W/rhx_$2.jsonl ] && [ -s $W/hf_$3.jsonl ] || { echo "skip $1 (missing traces)"; return; }
-  $PY scripts/bench/bf16_agreement.py $W/rhx_$2.jsonl $W/hf_$3.jsonl --ids-from $4 --label "$1" --json $c.json --md $c.md ${5:-} > /dev/null
+  [ -s $2 ] && [ -s $3 ] || { echo "skip $1 (missing traces)"; return; }
+  $PY scripts/bench/bf16_agreement.py $2 $3 --ids-from $4 --label "$1" --json $c.json --md $c.md ${5:-} > /dev/null
   echo "compare $1: rc=$?"
 }
-
-for d in bf16 f32; do
-  if [ -z "${TINY_ONLY:-}" ]; then
-    rhx_trace smol_$d $SMOL $W/smol_prompts.jsonl $d 1
-    hf_trace smol_$d $SMOL $W/smol_prompts.jsonl $d $W/rhx_smol_$d.jsonl
-  fi
-  for m in llama3 llama2 qwen3 phi3; do
-    rhx_trace tiny_${m}_$d $W/tiny/$m $P/niah_tiny_text.jsonl $d 1
-    hf_trace tiny_${m}_$d $W/tiny/$m $P/niah_tiny_text.jsonl $d $W/rhx_tiny_${m}_$d.jsonl
-  done
-done
-[ -z "${TINY_ONLY:-}" ] && rhx_trace smol_bf16_b $SMOL $W/smol_prompts.jsonl bf16
-
 rm -f $W/cmp_*.json $W/cmp_*.md
 for d in bf16 f32; do
   req=; [ $d = f32 ] && req=--require-identical
-  compare "SmolLM2 $d, niah_smoke (7)" smol_$d smol_$d $P/niah_smoke.jsonl $req
-  compare "SmolLM2 $d, Section 3 grid (15)" smol_$d smol_$d $P/niah_section3_grid.jsonl $req
+  compare "SmolLM2 $d, niah_smoke (7): rhx vs HF" $W/rhx_smol_$d.jsonl $W/hf_smol_$d.jsonl $P/niah_smoke.jsonl $req
+  compare "SmolLM2 $d, Section 3 grid (15): rhx vs HF" $W/rhx_smol_$d.jsonl $W/hf_smol_$d.jsonl $P/niah_section3_grid.jsonl $req
   for m in llama3 llama2 qwen3 phi3; do
-    compare "tiny $m $d, text NIAH (8)" tiny_${m}_$d tiny_${m}_$d $P/niah_tiny_text.jsonl $req
+    compare "tiny $m $d, text NIAH (8): rhx vs HF" $W/rhx_tiny_${m}_$d.jsonl $W/hf_tiny_${m}_$d.jsonl $P/niah_tiny_text.jsonl $req
   done
 done
-compare "SmolLM2 bf16 rhx default batch, niah_smoke (7)" smol_bf16_b smol_bf16 $P/niah_smoke.jsonl
-compare "SmolLM2 bf16 rhx default batch, Section 3 grid (15)" smol_bf16_b smol_bf16 $P/niah_section3_grid.jsonl
+# What bf16 rounding alone does (each against the f32 reference, which the f32 control shows
+# rhx and HF share), and rhx's default CUDA batch against batch 1's HF.
+for s in "niah_smoke (7)" "Section 3 grid (15)"; do
+  f=$P/niah_smoke.jsonl; [ "$s" = "niah_smoke (7)" ] || f=$P/niah_section3_grid.jsonl
+  compare "SmolLM2, $s: HF bf16 vs HF f32" $W/hf_smol_bf16.jsonl $W/hf_smol_f32.jsonl $f
+  compare "SmolLM2, $s: rhx bf16 vs HF f32" $W/rhx_smol_bf16.jsonl $W/hf_smol_f32.jsonl $f
+  compare "SmolLM2, $s: rhx bf16 default batch vs HF bf16" $W/rhx_smol_bf16_b.jsonl $W/hf_smol_bf16.jsonl $f
+done
+for m in llama3 llama2 qwen3 phi3; do
+  compare "tiny $m, text NIAH (8): HF bf16 vs HF f32" $W/hf_tiny_${m}_bf16.jsonl $W/hf_tiny_${m}_f32.jsonl $P/niah_tiny_text.jsonl
+done
 
 { echo "# rhx vs HF transformers eager, $DEVICE $( [ $DEVICE = cpu ] || nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"; echo
   for f in $W/cmp_*.md; do [ -e "$f" ] && { cat "$f"; echo; }; done; } > $OUT/summary.md
@@ -108,5 +104,5 @@ w, out = sys.argv[1], sys.argv[2]
 json.dump([json.load(open(f)) for f in sorted(glob.glob(f"{w}/cmp_*.json"))], open(out, "w"), indent=1)
 PY
 tar cJf $OUT/traces.tar.xz -C $W $(cd $W && ls rhx_*.jsonl hf_*.jsonl 2>/dev/null)
-grep -h '^\*\*Total' $W/cmp_*.md | head -20
+for f in $W/cmp_*.md; do [ -e "$f" ] && { head -1 "$f"; grep '^\*\*Total' "$f"; }; done
 ls -la $OUT
