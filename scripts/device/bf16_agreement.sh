@@ -75,6 +75,18 @@ compare() { # label A.jsonl B.jsonl prompts [--require-identical]
   $PY scripts/bench/bf16_agreement.py $2 $3 --ids-from $4 --label "$1" --json $c.json --md $c.md ${5:-} > /dev/null
   echo "compare $1: rc=$?"
 }
+for d in bf16 f32; do
+  if [ -z "${TINY_ONLY:-}" ]; then
+    rhx_trace smol_$d $SMOL $W/smol_prompts.jsonl $d 1
+    hf_trace smol_$d $SMOL $W/smol_prompts.jsonl $d $W/rhx_smol_$d.jsonl
+  fi
+  for m in llama3 llama2 qwen3 phi3; do
+    rhx_trace tiny_${m}_$d $W/tiny/$m $P/niah_tiny_text.jsonl $d 1
+    hf_trace tiny_${m}_$d $W/tiny/$m $P/niah_tiny_text.jsonl $d $W/rhx_tiny_${m}_$d.jsonl
+  done
+done
+[ -z "${TINY_ONLY:-}" ] && rhx_trace smol_bf16_b $SMOL $W/smol_prompts.jsonl bf16
+
 rm -f $W/cmp_*.json $W/cmp_*.md
 for d in bf16 f32; do
   req=; [ $d = f32 ] && req=--require-identical
@@ -103,6 +115,7 @@ import glob, json, sys
 w, out = sys.argv[1], sys.argv[2]
 json.dump([json.load(open(f)) for f in sorted(glob.glob(f"{w}/cmp_*.json"))], open(out, "w"), indent=1)
 PY
-tar cJf $OUT/traces.tar.xz -C $W $(cd $W && ls rhx_*.jsonl hf_*.jsonl 2>/dev/null)
+traces=$(cd $W && ls rhx_*.jsonl hf_*.jsonl 2>/dev/null)
+[ -n "$traces" ] && tar cJf $OUT/traces.tar.xz -C $W $traces
 for f in $W/cmp_*.md; do [ -e "$f" ] && { head -1 "$f"; grep '^\*\*Total' "$f"; }; done
 ls -la $OUT
