@@ -18,7 +18,10 @@ transformers model, a decode loop as a careful PyTorch user would write it for s
   greedy argmax written into the token buffer; pos += 1 and step += 1 on the device;
 * one host copy of the captured positions, probabilities and tokens at the end.
 
-    python torch_graph_reference.py SPEC.json [--device cuda|cpu]
+    python torch_graph_reference.py SPEC.json [--device cuda|cpu] [--check-graph]
+
+--check-graph (CUDA): first generates a few tokens on the SPEC's shape with eager steps and with
+the graph, and prints `TORCHCHECK ...` saying whether tokens and captures are equal.
 
 SPEC (written by `rhx bench`, as for hf_reference_gpu.py): {"shape": {...ModelConfig fields...},
 "dtype": "bf16", "runs": [{"name": ..., "context": N, "batch": B | "auto", "new_tokens": T}],
@@ -327,9 +330,24 @@ def auto_batch(s, ctx, n, device, elt, weights_bytes):
     return max(1, int((free - reserve) / per_seq))
 
 
+def check_graph(s, w, device, dtype, seed, ctx=256, batch=2, n=16):
+    """The graph replays compute what the eager steps compute: same tokens, same captured
+    positions and probabilities (the same kernels, so bitwise on one device)."""
+    ids = torch.randint(0, s["vocab_size"], (batch, ctx), device=device, generator=torch.Generator(device=device).manual_seed(seed + 1))
+    te, pe, qe = generate(s, w, ids, n, device, dtype, use_graph=False)
+    tg, pg, qg = generate(s, w, ids, n, device, dtype, use_graph=True)
+    ok = torch.equal(te, tg) and torch.equal(pe, pg) and torch.equal(qe, qg)
+    print(f"TORCHCHECK graph vs eager steps, ctx {ctx} batch {batch} {n} tokens: tokens equal {torch.equal(te, tg)}, argmax positions equal "
+          f"{(pe == pg).float().mean().item():.4%}, max probability difference {(qe - qg).abs().max().item():.2e}: {'bitwise equal' if ok else 'NOT bitwise equal'}", flush=True)
+    return ok
+
+
 def main():
     argv = sys.argv[1:]
     dev_arg = None
+    want_check = "--check-graph" in argv
+    if want_check:
+        argv.remove("--check-graph")
     if "--device" in argv:
         i = argv.index("--device")
         dev_arg = argv[i + 1]
@@ -362,6 +380,12 @@ def main():
         for run in spec["runs"]:
             result(run, status=status)
         return
+    if want_check and cuda:
+        try:
+            check_graph(s, w, device, dtype, seed)
+        except Exception as e:  # noqa: BLE001
+            print(f"TORCHCHECK failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
+        torch.cuda.empty_cache()
     wbytes = torch.cuda.memory_allocated(device) if cuda else 0
     elt = torch.finfo(dtype).bits // 8
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -383,7 +407,9 @@ def main():
             except torch.OutOfMemoryError:
                 res = dict(status="oom")
             except Exception as e:  # noqa: BLE001 — reported, the next run goes on
-                res = dict(status=f"error: {type(e).__name__}: {str(e)[:200]}")
+                # (an allocation that fails inside the graph capture surfaces as a capture error)
+                oom = "out of memory" in str(e) or (auto and "captur" in str(e))
+                res = dict(status="oom" if oom else f"error: {type(e).__name__}: {str(e)[:200]}")
             # (out of the except block: its traceback no longer holds the failed run's tensors)
             if res["status"] != "oom" or not auto or b == 1:
                 break

@@ -322,8 +322,9 @@ fn short_error(msg: &str) -> String {
 }
 
 /// Runs a reference script on a SPEC file in a child Python process: `{tag}RESULT {json}` lines
-/// are its results, the first `{tag}INFO` line describes it; everything is echoed to stderr.
-fn run_reference<T: serde::de::DeserializeOwned>(python: &std::path::Path, script: &std::path::Path, spec: &serde_json::Value, tag: &str, label: &str, show: impl Fn(&T) -> String) -> Result<(Vec<T>, String)> {
+/// are its results, the first `{tag}INFO` line describes it, `{tag}CHECK` lines (a self-check)
+/// are added to that description; everything is echoed to stderr.
+fn run_reference<T: serde::de::DeserializeOwned>(python: &std::path::Path, script: &std::path::Path, extra_args: &[&str], spec: &serde_json::Value, tag: &str, label: &str, show: impl Fn(&T) -> String) -> Result<(Vec<T>, String)> {
     let spec_path = std::env::temp_dir().join(format!("rhx-bench-{}-{}.json", tag.to_lowercase(), std::process::id()));
     std::fs::write(&spec_path, serde_json::to_vec(spec)?)?;
     let n = spec["runs"].as_array().map(|r| r.len()).unwrap_or(0);
@@ -331,14 +332,16 @@ fn run_reference<T: serde::de::DeserializeOwned>(python: &std::path::Path, scrip
     let mut child = Command::new(python)
         .arg(script)
         .arg(&spec_path)
+        .args(extra_args)
         .env("PYTHONUNBUFFERED", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("cannot start {} (use --python)", python.display()))?;
-    let (result_tag, info_tag) = (format!("{tag}RESULT "), format!("{tag}INFO "));
+    let (result_tag, info_tag, check_tag) = (format!("{tag}RESULT "), format!("{tag}INFO "), format!("{tag}CHECK "));
     let mut results = Vec::new();
     let mut info = String::new();
+    let mut checks = Vec::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line?;
         if let Some(j) = line.strip_prefix(&result_tag) {
@@ -350,6 +353,9 @@ fn run_reference<T: serde::de::DeserializeOwned>(python: &std::path::Path, scrip
                 }
                 Err(e) => eprintln!("bench: {label}: bad result line ({e}), left out: {j}"),
             }
+        } else if let Some(c) = line.strip_prefix(&check_tag) {
+            eprintln!("bench: {label} check: {c}");
+            checks.push(c.to_string());
         } else if let Some(i) = line.strip_prefix(&info_tag) {
             eprintln!("bench: {label} {i}");
             if info.is_empty() {
@@ -363,6 +369,9 @@ fn run_reference<T: serde::de::DeserializeOwned>(python: &std::path::Path, scrip
     let _ = std::fs::remove_file(&spec_path);
     if !status.success() && results.is_empty() {
         bail!("the {label} reference script failed ({status})");
+    }
+    for c in checks {
+        info += &format!("; check: {c}");
     }
     Ok((results, info))
 }
@@ -378,7 +387,7 @@ fn run_hf(args: &BenchArgs, cfg: &ModelConfig) -> Result<(Vec<HfRun>, String)> {
     }
     runs.push(serde_json::json!({"name": "niah", "context": args.niah_context, "batch": 1, "new_tokens": args.niah_new_tokens}));
     let spec = serde_json::json!({"shape": cfg, "dtype": args.dtype.to_string(), "runs": runs, "seed": args.seed});
-    run_reference(&python, &args.hf_script, &spec, "HF", "HF", |r: &HfRun| {
+    run_reference(&python, &args.hf_script, &[], &spec, "HF", "HF", |r: &HfRun| {
         format!("{} ctx {} batch {}: {} decode {:?} tok/s, peak {:.1} GiB", r.name, r.context, r.batch, r.status, r.decode_tok_s.map(|x| (x * 10.0).round() / 10.0), r.peak_gib)
     })
 }
@@ -416,7 +425,8 @@ fn run_torch(args: &BenchArgs, cfg: &ModelConfig, dev: Device) -> Result<(Vec<To
     let runs = torch_spec_runs(args)?;
     let device = if dev == Device::Cpu { "cpu" } else { "cuda" };
     let spec = serde_json::json!({"shape": cfg, "dtype": args.dtype.to_string(), "runs": runs, "seed": args.seed, "device": device});
-    run_reference(&python, &args.torch_script, &spec, "TORCH", "torch graph", |r: &TorchRun| {
+    // --check-graph: on a GPU, a few tokens with eager steps and with the graph, compared.
+    run_reference(&python, &args.torch_script, &["--check-graph"], &spec, "TORCH", "torch graph", |r: &TorchRun| {
         format!("{} ctx {} batch {}: {} decode {:?} tok/s, peak {:.1} GiB", r.name, r.context, r.batch, r.status, r.decode_tok_s.map(|x| (x * 10.0).round() / 10.0), r.peak_gib)
     })
 }
@@ -713,12 +723,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             let tr = torch_rate(args.batch_context, b);
             md += &format!("| batch {b}, {} ctx | {} | {} | {} |\n", args.batch_context, dash(r), dash(tr), ratio(r, tr));
         }
-        let r = best.map(|(_, m)| m.decode_tok_s());
+        // Best against best: the sweep and batch 1 at the sweep's context on each side.
+        let b1 = ok("batch 1", args.batch_context, 1, &best_mode_s).map(|m| (1, m));
+        let rhx_best = best.into_iter().chain(b1).max_by(|a, b| a.1.decode_tok_s().total_cmp(&b.1.decode_tok_s()));
+        let r = rhx_best.map(|(_, m)| m.decode_tok_s());
         let tr = torch_best.and_then(|t| t.decode_tok_s);
         md += &format!(
             "| **best batch, {} ctx** (rhx B={}, torch graph B={}) | {} | {} | **{}** |\n",
             args.batch_context,
-            best.map(|(b, _)| b.to_string()).unwrap_or("—".into()),
+            rhx_best.map(|(b, _)| b.to_string()).unwrap_or("—".into()),
             torch_best.map(|t| t.batch.to_string()).unwrap_or("—".into()),
             dash(r),
             dash(tr),
