@@ -945,3 +945,44 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(extra: &[&str]) -> BenchArgs {
+        Cli::parse_from(["bench"].iter().chain(extra)).bench
+    }
+
+    #[test]
+    fn torch_reference_runs_batch_1_per_context_then_the_batch_sizes_once_each() {
+        let a = args(&[]);
+        let runs = torch_spec_runs(&a).unwrap();
+        let names: Vec<&str> = runs.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        // --contexts 1024,4096 at batch 1; 1,16,64,auto at --batch-context 4096 (batch 1 there once)
+        assert_eq!(names, ["b1-1024", "b1-4096", "b16-4096", "b64-4096", "auto-4096"]);
+        assert_eq!(runs[4]["batch"], "auto");
+        assert_eq!(runs[3]["batch"], 64);
+        assert!(runs.iter().all(|r| r["new_tokens"] == 64));
+        let a = args(&["--contexts", "512", "--batch-context", "2048", "--torch-batch-sizes", "1,8", "--new-tokens", "16"]);
+        let runs = torch_spec_runs(&a).unwrap();
+        let got: Vec<(u64, u64)> = runs.iter().map(|r| (r["context"].as_u64().unwrap(), r["batch"].as_u64().unwrap())).collect();
+        assert_eq!(got, [(512, 1), (2048, 1), (2048, 8)]);
+        assert!(torch_spec_runs(&args(&["--torch-batch-sizes", "16,lots"])).unwrap_err().to_string().contains("`lots`"));
+    }
+
+    #[test]
+    fn torch_result_lines_parse_with_a_failed_auto_batch() {
+        let ok: TorchRun = serde_json::from_str(r#"{"name": "auto-4096", "context": 4096, "batch": 212, "new_tokens": 64, "status": "ok", "prefill_s": 30.5, "decode_tok_s": 5123.4, "total_s": 45.0, "peak_gib": 130.2, "steps": 64, "graph_captures": 1}"#).unwrap();
+        assert_eq!((ok.batch, ok.decode_tok_s), (212, Some(5123.4)));
+        let failed: TorchRun = serde_json::from_str(r#"{"name": "auto-64", "context": 64, "batch": "auto", "new_tokens": 8, "peak_gib": 0.0, "status": "error: batch auto needs a GPU"}"#).unwrap();
+        assert_eq!((failed.batch, failed.decode_tok_s, failed.name.as_str()), (0, None, "auto-64"));
+    }
+}
