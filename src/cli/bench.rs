@@ -1,7 +1,9 @@
 //! `rhx bench`: decode and prefill speed, memory and context reach of the capture engine on a
-//! randomly initialised model of a published shape, against HF transformers (eager attention,
-//! `output_attentions=True`, the reference the paper used) run on the same shape and the same
-//! device in the same command, and against the memory-bandwidth limit.
+//! randomly initialised model of a published shape, against two references run on the same shape
+//! and the same device in the same command: HF transformers (eager attention,
+//! `output_attentions=True`, the reference the paper used) and a plain PyTorch decode loop with
+//! a static KV cache and the step captured as a CUDA graph (scripts/bench/torch_graph_reference.py,
+//! the headline ratio), and against the memory-bandwidth limit.
 use std::io::{BufRead, BufReader, Write};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -23,11 +25,17 @@ use crate::engine::weights;
 
 #[derive(Args)]
 #[command(
-    about = "Benchmark capture-enabled generation on a random model of a published shape, against HF transformers eager",
+    about = "Benchmark capture-enabled generation on a random model of a published shape, against HF transformers eager and a CUDA-graph PyTorch loop",
     after_help = "Every rhx number is greedy generation with per-step Eq. 1 capture on (each head's argmax position and \
 weight, reduced on the device), EOS ignored, random token prompts. The HF reference runs first, in a child Python \
-process (transformers, eager attention, generate(output_attentions=True) + the same per-step argmax), so both use \
-the whole GPU in turn.\n\nEXAMPLE (one H200):\n  rhx bench --shape llama-3.1-8b --dtype bf16 --out benchmarks/gpu.md\n\nKERNEL \
+process (transformers, eager attention, generate(output_attentions=True) + the same per-step argmax), then the torch \
+graph reference, in another (plain PyTorch, same shape and random bf16 weights, static KV cache, SDPA prefill, the \
+decode step with the same per-step capture reduced on the GPU captured once as a CUDA graph and replayed; at batch 1 \
+at each --contexts and at --torch-batch-sizes at --batch-context), then rhx, so each uses the whole GPU in turn. \
+rhx ÷ torch graph is the headline ratio.\n\nEXAMPLE (one H200):\n  rhx bench --shape llama-3.1-8b --dtype bf16 --out benchmarks/gpu.md\n\
+\nTORCH GRAPH REFERENCE ONLY AGAINST rhx (no HF, batch 1 at 1024 and 4096 and B = 16, 64 and the largest that fits, \
+at 4096):\n  rhx bench --shape llama-3.1-8b --dtype bf16 --no-hf --modes graph --torch-batch-sizes 1,16,64,auto \
+--batch-sizes 16,64,auto --long-context 0 --out benchmarks/gpu_torch_graph.md\n\nKERNEL \
 TIMELINE (no profiler needed): RHX_TIMELINE=tl.csv rhx bench ... --contexts 4096 --modes graph builds the fused \
 kernels with per-block timestamps (about 1.4% slower) and writes the last steps of the last batch-1 run; \
 scripts/bench/timeline.py tl.csv prints where a decode step's time goes, launch by launch.\n\nEQ. 2 COST: --capture reasoning runs \
@@ -94,6 +102,16 @@ pub struct BenchArgs {
     python: Option<PathBuf>,
     #[arg(long, default_value = "scripts/bench/hf_reference_gpu.py")]
     hf_script: PathBuf,
+    /// Skip the plain PyTorch CUDA-graph reference (the headline ratio)
+    #[arg(long)]
+    no_torch_ref: bool,
+    /// The plain PyTorch CUDA-graph reference (run with --python)
+    #[arg(long, default_value = "scripts/bench/torch_graph_reference.py")]
+    torch_script: PathBuf,
+    /// Batch sizes of the torch graph reference at --batch-context (`auto` = the largest that
+    /// fits); it also runs batch 1 at each of --contexts, all with --new-tokens
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,auto")]
+    torch_batch_sizes: Vec<String>,
     /// Device memory bandwidth in GB/s for the limit (default from the device name: H200 4800, H100 3350)
     #[arg(long)]
     bandwidth_gbs: Option<f64>,
@@ -168,6 +186,27 @@ struct HfRun {
     decode_tok_s: Option<f64>,
     total_s: Option<f64>,
     peak_gib: f64,
+}
+
+/// One run of the torch graph reference (`TORCHRESULT` lines); `batch` is the one that ran (for
+/// `auto`, the largest that fitted).
+#[derive(Debug, Clone, serde::Deserialize)]
+struct TorchRun {
+    name: String,
+    context: usize,
+    #[serde(deserialize_with = "batch_or_zero")]
+    batch: usize,
+    status: String,
+    prefill_s: Option<f64>,
+    decode_tok_s: Option<f64>,
+    total_s: Option<f64>,
+    peak_gib: f64,
+}
+
+/// A batch size, or 0 where the script could not pick one (`"auto"` that failed).
+fn batch_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    let v: serde_json::Value = serde::Deserialize::deserialize(d)?;
+    Ok(v.as_u64().map(|b| b as usize).unwrap_or(0))
 }
 
 fn default_python() -> PathBuf {
@@ -282,6 +321,61 @@ fn short_error(msg: &str) -> String {
     }
 }
 
+/// Runs a reference script on a SPEC file in a child Python process: `{tag}RESULT {json}` lines
+/// are its results, the first `{tag}INFO` line describes it, `{tag}CHECK` lines (a self-check)
+/// are added to that description; everything is echoed to stderr.
+fn run_reference<T: serde::de::DeserializeOwned>(python: &std::path::Path, script: &std::path::Path, extra_args: &[&str], spec: &serde_json::Value, tag: &str, label: &str, show: impl Fn(&T) -> String) -> Result<(Vec<T>, String)> {
+    let spec_path = std::env::temp_dir().join(format!("rhx-bench-{}-{}.json", tag.to_lowercase(), std::process::id()));
+    std::fs::write(&spec_path, serde_json::to_vec(spec)?)?;
+    let n = spec["runs"].as_array().map(|r| r.len()).unwrap_or(0);
+    eprintln!("bench: {label} reference: {} {} ({n} runs)", python.display(), script.display());
+    let mut child = Command::new(python)
+        .arg(script)
+        .arg(&spec_path)
+        .args(extra_args)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {} (use --python)", python.display()))?;
+    let (result_tag, info_tag, check_tag) = (format!("{tag}RESULT "), format!("{tag}INFO "), format!("{tag}CHECK "));
+    let mut results = Vec::new();
+    let mut info = String::new();
+    let mut checks = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        if let Some(j) = line.strip_prefix(&result_tag) {
+            // A line that does not parse is reported and left out; the other runs still count.
+            match serde_json::from_str::<T>(j) {
+                Ok(r) => {
+                    eprintln!("bench: {label} {}", show(&r));
+                    results.push(r);
+                }
+                Err(e) => eprintln!("bench: {label}: bad result line ({e}), left out: {j}"),
+            }
+        } else if let Some(c) = line.strip_prefix(&check_tag) {
+            eprintln!("bench: {label} check: {c}");
+            checks.push(c.to_string());
+        } else if let Some(i) = line.strip_prefix(&info_tag) {
+            eprintln!("bench: {label} {i}");
+            if info.is_empty() {
+                info = i.to_string();
+            }
+        } else {
+            eprintln!("bench: {label}: {line}");
+        }
+    }
+    let status = child.wait()?;
+    let _ = std::fs::remove_file(&spec_path);
+    if !status.success() && results.is_empty() {
+        bail!("the {label} reference script failed ({status})");
+    }
+    for c in checks {
+        info += &format!("; check: {c}");
+    }
+    Ok((results, info))
+}
+
 fn run_hf(args: &BenchArgs, cfg: &ModelConfig) -> Result<(Vec<HfRun>, String)> {
     let python = args.python.clone().unwrap_or_else(default_python);
     let mut runs = Vec::new();
@@ -293,38 +387,48 @@ fn run_hf(args: &BenchArgs, cfg: &ModelConfig) -> Result<(Vec<HfRun>, String)> {
     }
     runs.push(serde_json::json!({"name": "niah", "context": args.niah_context, "batch": 1, "new_tokens": args.niah_new_tokens}));
     let spec = serde_json::json!({"shape": cfg, "dtype": args.dtype.to_string(), "runs": runs, "seed": args.seed});
-    let spec_path = std::env::temp_dir().join(format!("rhx-bench-hf-{}.json", std::process::id()));
-    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
-    eprintln!("bench: HF reference: {} {} ({} runs)", python.display(), args.hf_script.display(), runs.len());
-    let mut child = Command::new(&python)
-        .arg(&args.hf_script)
-        .arg(&spec_path)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("cannot start {} (use --python, or --no-hf)", python.display()))?;
-    let mut results = Vec::new();
-    let mut info = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line?;
-        if let Some(j) = line.strip_prefix("HFRESULT ") {
-            let r: HfRun = serde_json::from_str(j).with_context(|| format!("bad HF result line: {j}"))?;
-            eprintln!("bench: HF {} ctx {} batch {}: {} decode {:?} tok/s, peak {:.1} GiB", r.name, r.context, r.batch, r.status, r.decode_tok_s.map(|x| (x * 10.0).round() / 10.0), r.peak_gib);
-            results.push(r);
-        } else if let Some(i) = line.strip_prefix("HFINFO ") {
-            eprintln!("bench: HF {i}");
-            info = i.to_string();
-        } else {
-            eprintln!("bench: HF: {line}");
+    run_reference(&python, &args.hf_script, &[], &spec, "HF", "HF", |r: &HfRun| {
+        format!("{} ctx {} batch {}: {} decode {:?} tok/s, peak {:.1} GiB", r.name, r.context, r.batch, r.status, r.decode_tok_s.map(|x| (x * 10.0).round() / 10.0), r.peak_gib)
+    })
+}
+
+/// The SPEC runs of the torch graph reference: batch 1 at each of --contexts, then
+/// --torch-batch-sizes at --batch-context (batch 1 there only once).
+fn torch_spec_runs(args: &BenchArgs) -> Result<Vec<serde_json::Value>> {
+    let mut runs = Vec::new();
+    let mut seen: Vec<(usize, String)> = Vec::new();
+    let mut add = |ctx: usize, batch: &str, runs: &mut Vec<serde_json::Value>| -> Result<()> {
+        if seen.contains(&(ctx, batch.to_string())) {
+            return Ok(());
         }
+        seen.push((ctx, batch.to_string()));
+        let b: serde_json::Value = if batch == "auto" {
+            "auto".into()
+        } else {
+            batch.parse::<usize>().with_context(|| format!("--torch-batch-sizes: `{batch}` is not a number or `auto`"))?.into()
+        };
+        let name = if batch == "auto" { format!("auto-{ctx}") } else { format!("b{batch}-{ctx}") };
+        runs.push(serde_json::json!({"name": name, "context": ctx, "batch": b, "new_tokens": args.new_tokens}));
+        Ok(())
+    };
+    for &c in &args.contexts {
+        add(c, "1", &mut runs)?;
     }
-    let status = child.wait()?;
-    let _ = std::fs::remove_file(&spec_path);
-    if !status.success() && results.is_empty() {
-        bail!("the HF reference script failed ({status})");
+    for b in &args.torch_batch_sizes {
+        add(args.batch_context, b.trim(), &mut runs)?;
     }
-    Ok((results, info))
+    Ok(runs)
+}
+
+fn run_torch(args: &BenchArgs, cfg: &ModelConfig, dev: Device) -> Result<(Vec<TorchRun>, String)> {
+    let python = args.python.clone().unwrap_or_else(default_python);
+    let runs = torch_spec_runs(args)?;
+    let device = if dev == Device::Cpu { "cpu" } else { "cuda" };
+    let spec = serde_json::json!({"shape": cfg, "dtype": args.dtype.to_string(), "runs": runs, "seed": args.seed, "device": device});
+    // --check-graph: on a GPU, a few tokens with eager steps and with the graph, compared.
+    run_reference(&python, &args.torch_script, &["--check-graph"], &spec, "TORCH", "torch graph", |r: &TorchRun| {
+        format!("{} ctx {} batch {}: {} decode {:?} tok/s, peak {:.1} GiB", r.name, r.context, r.batch, r.status, r.decode_tok_s.map(|x| (x * 10.0).round() / 10.0), r.peak_gib)
+    })
 }
 
 /// Median of the rates (`None` when no measurement succeeded).
@@ -455,6 +559,19 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 
     // 1. HF reference first, in its own process, while this one holds no GPU memory.
     let hf = if args.no_hf || dev == Device::Cpu { None } else { Some(run_hf(&args, &cfg)?) };
+    // 1b. The plain PyTorch CUDA-graph reference, also in its own process; its failure leaves its
+    // cells empty and the bench goes on.
+    let torch_ref = if args.no_torch_ref {
+        None
+    } else {
+        match run_torch(&args, &cfg, dev) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("bench: the torch graph reference did not run: {e:#}");
+                None
+            }
+        }
+    };
 
     // 2. rhx.
     let t_build = Instant::now();
@@ -564,12 +681,20 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let best_mode_s = best_mode.name();
     let hf_runs: &[HfRun] = hf.as_ref().map(|(r, _)| r.as_slice()).unwrap_or(&[]);
     let hf_ok = |ctx: usize, batch: usize| hf_runs.iter().find(|r| r.context == ctx && r.batch == batch && r.status == "ok" && r.name != "niah");
+    let torch_runs: &[TorchRun] = torch_ref.as_ref().map(|(r, _)| r.as_slice()).unwrap_or(&[]);
+    let torch_ok = |ctx: usize, batch: usize| torch_runs.iter().find(|r| r.context == ctx && r.batch == batch && r.status == "ok");
+    let torch_rate = |ctx: usize, batch: usize| torch_ok(ctx, batch).and_then(|r| r.decode_tok_s);
+    let torch_best = torch_runs.iter().filter(|r| r.context == args.batch_context && r.status == "ok" && r.decode_tok_s.is_some()).max_by(|a, b| a.decode_tok_s.unwrap_or(0.0).total_cmp(&b.decode_tok_s.unwrap_or(0.0)));
+    let dash = |x: Option<f64>| x.map(fmt_rate).unwrap_or("—".into());
     let mut md = String::new();
     let commit = env!("RHX_GIT_COMMIT");
     let cmd = std::env::args().collect::<Vec<_>>().join(" ");
     md += &format!("Device: {dev_name}{}; rhx {commit}; {}; shape `{}`{} in {}, random weights (seed {}).\n\n", total_mem.map(|t| format!(" ({:.0} GiB)", gib(t))).unwrap_or_default(), utc_date(started), args.shape, args.layers.map(|l| format!(" cut to {l} layers")).unwrap_or_default(), args.dtype, args.seed);
     if let Some((_, info)) = &hf {
         md += &format!("HF reference: {info}.\n\n");
+    }
+    if let Some((_, info)) = &torch_ref {
+        md += &format!("Torch graph reference: {info}.\n\n");
     }
     md += &format!("Command: `{cmd}`\n\n");
     md += &format!(
@@ -578,52 +703,109 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         wb / 1e9,
         kvb / 1024.0
     );
-    md += "| metric | rhx | HF eager | rhx ÷ HF | limit | rhx ÷ limit |\n|---|---:|---:|---:|---:|---:|\n";
+    // Best batch at batch_context.
+    let best = runs.iter().filter(|r| r.label == "batch sweep").filter_map(|r| r.result.as_ref().ok().map(|m| (r.batch, m))).max_by(|a, b| a.1.decode_tok_s().total_cmp(&b.1.decode_tok_s()));
+    // Headline: rhx against the torch graph reference.
+    if !args.no_torch_ref {
+        md += &format!("Headline: decode tok/s of rhx ({best_mode_s} loop) against the torch graph reference (tokens after the first, all sequences, over their time; graph capture included on both sides):\n\n| decode tok/s | rhx | torch graph | rhx ÷ torch graph |\n|---|---:|---:|---:|\n");
+        for &ctx in &args.contexts {
+            let r = ok("batch 1", ctx, 1, &best_mode_s).map(|m| m.decode_tok_s());
+            let tr = torch_rate(ctx, 1);
+            md += &format!("| batch 1, {ctx} ctx | {} | {} | {} |\n", dash(r), dash(tr), ratio(r, tr));
+        }
+        let mut bs: Vec<usize> = runs.iter().filter(|r| r.label == "batch sweep").map(|r| r.batch).collect();
+        bs.extend(torch_runs.iter().filter(|r| r.context == args.batch_context && r.name != format!("b1-{}", args.batch_context)).map(|r| r.batch));
+        bs.retain(|&b| b > 1 || (b == 1 && !args.contexts.contains(&args.batch_context)));
+        bs.sort_unstable();
+        bs.dedup();
+        for b in bs {
+            let r = ok("batch sweep", args.batch_context, b, &best_mode_s).map(|m| m.decode_tok_s());
+            let tr = torch_rate(args.batch_context, b);
+            md += &format!("| batch {b}, {} ctx | {} | {} | {} |\n", args.batch_context, dash(r), dash(tr), ratio(r, tr));
+        }
+        // Best against best: the sweep and batch 1 at the sweep's context on each side.
+        let b1 = ok("batch 1", args.batch_context, 1, &best_mode_s).map(|m| (1, m));
+        let rhx_best = best.into_iter().chain(b1).max_by(|a, b| a.1.decode_tok_s().total_cmp(&b.1.decode_tok_s()));
+        let r = rhx_best.map(|(_, m)| m.decode_tok_s());
+        let tr = torch_best.and_then(|t| t.decode_tok_s);
+        md += &format!(
+            "| **best batch, {} ctx** (rhx B={}, torch graph B={}) | {} | {} | **{}** |\n",
+            args.batch_context,
+            rhx_best.map(|(b, _)| b.to_string()).unwrap_or("—".into()),
+            torch_best.map(|t| t.batch.to_string()).unwrap_or("—".into()),
+            dash(r),
+            dash(tr),
+            ratio(r, tr)
+        );
+        let failed = torch_runs.iter().filter(|r| r.status != "ok").map(|r| format!("{} at {}×{}", r.status, r.batch, r.context)).collect::<Vec<_>>();
+        md += &format!(
+            "\nrhx ÷ torch graph is the headline ratio (goal: at least 1.5× at B = 16 and 64). The torch graph reference (scripts/bench/torch_graph_reference.py{}) is a plain PyTorch decode loop on the same shape with random weights of the same dtype, no transformers: fused q|k|v and gate|up weights, a preallocated static KV cache, the prompt prefilled with `scaled_dot_product_attention(is_causal=True)`, and a decode step that reads only device tensors (embedding, RMSNorm, RoPE at the device-side position, k/v written into the cache, scores over the whole cache with later columns masked, f32 softmax, the same per-step Eq. 1 capture as rhx — each head's argmax position and probability — reduced on the GPU into a preallocated buffer, P·V, MLP, LM head, greedy argmax into the input buffer), captured once as a CUDA graph and replayed, one host copy at the end; its largest batch is found from free memory, backing off by 10% on out-of-memory. Unlike HF eager (launch-bound: its rate follows the host CPU) it is as fast as plain PyTorch gets without custom kernels.{}{}\n\n",
+            torch_ref.as_ref().map(|(_, i)| format!(", {i}")).unwrap_or_default(),
+            if torch_ref.is_none() { " It did not run (see stderr): its cells are —." } else { "" },
+            if failed.is_empty() { String::new() } else { format!(" Reference runs that failed: {}.", failed.join("; ")) }
+        );
+    }
+    md += "| metric | rhx | HF eager | rhx ÷ HF | limit | rhx ÷ limit | torch graph | rhx ÷ torch graph |\n|---|---:|---:|---:|---:|---:|---:|---:|\n";
     for &ctx in &args.contexts {
         for &m in &modes {
             let ms = m.name();
             let r = ok("batch 1", ctx, 1, &ms).map(|m| m.decode_tok_s());
             let h = hf_ok(ctx, 1).and_then(|h| h.decode_tok_s);
             let l = limit(1, ctx);
-            md += &format!("| decode tok/s, batch 1, {ctx} ctx ({ms} loop) | {} | {} | {} | {} | {} |\n", r.map(fmt_rate).unwrap_or("failed".into()), h.map(fmt_rate).unwrap_or("—".into()), ratio(r, h), l.map(fmt_rate).unwrap_or("—".into()), ratio(r, l));
+            let tr = torch_rate(ctx, 1);
+            md += &format!("| decode tok/s, batch 1, {ctx} ctx ({ms} loop) | {} | {} | {} | {} | {} | {} | {} |\n", r.map(fmt_rate).unwrap_or("failed".into()), h.map(fmt_rate).unwrap_or("—".into()), ratio(r, h), l.map(fmt_rate).unwrap_or("—".into()), ratio(r, l), dash(tr), ratio(r, tr));
         }
     }
     // Best batch at batch_context.
-    let best = runs.iter().filter(|r| r.label == "batch sweep").filter_map(|r| r.result.as_ref().ok().map(|m| (r.batch, m))).max_by(|a, b| a.1.decode_tok_s().total_cmp(&b.1.decode_tok_s()));
     let hf_best = hf_runs.iter().filter(|h| h.context == args.batch_context && h.status == "ok" && h.name != "niah").max_by(|a, b| a.decode_tok_s.unwrap_or(0.0).total_cmp(&b.decode_tok_s.unwrap_or(0.0)));
     if let Some((b, m)) = best {
         let rate = m.decode_tok_s();
         let r = Some(rate);
         let h = hf_best.and_then(|h| h.decode_tok_s);
         let l = limit(b, args.batch_context);
+        let tr = torch_best.and_then(|t| t.decode_tok_s);
         md += &format!(
-            "| decode tok/s, best batch, {} ctx (rhx B={b}{}) | {} | {} | {} | {} | {} |\n",
+            "| decode tok/s, best batch, {} ctx (rhx B={b}{}{}) | {} | {} | {} | {} | {} | {} | {} |\n",
             args.batch_context,
             hf_best.map(|h| format!(", HF B={}", h.batch)).unwrap_or_default(),
+            torch_best.map(|t| format!(", torch graph B={}", t.batch)).unwrap_or_default(),
             fmt_rate(rate),
             h.map(fmt_rate).unwrap_or("—".into()),
             ratio(r, h),
             l.map(fmt_rate).unwrap_or("—".into()),
-            ratio(r, l)
+            ratio(r, l),
+            dash(tr),
+            ratio(r, tr)
         );
         let prefill = m.prefill_tok_s(args.batch_context, b);
         let pr = Some(prefill);
-        md += &format!("| prefill tok/s, {} ctx, batch {b} (HF: batch 1) | {} | {} | {} | — | — |\n", args.batch_context, fmt_rate(prefill), hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| fmt_rate((args.batch_context - 1) as f64 / s)).unwrap_or("—".into()), ratio(pr, hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| (args.batch_context - 1) as f64 / s)));
+        // The reference's prefill at the same batch, when it ran it.
+        let tp = torch_ok(args.batch_context, b).and_then(|t| t.prefill_s).map(|s| (b * args.batch_context.saturating_sub(1)) as f64 / s);
+        md += &format!("| prefill tok/s, {} ctx, batch {b} (HF: batch 1) | {} | {} | {} | — | — | {} | {} |\n", args.batch_context, fmt_rate(prefill), hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| fmt_rate((args.batch_context - 1) as f64 / s)).unwrap_or("—".into()), ratio(pr, hf_ok(args.batch_context, 1).and_then(|h| h.prefill_s).map(|s| (args.batch_context - 1) as f64 / s)), dash(tp), ratio(pr, tp));
     }
     let last_ctx = *args.contexts.last().unwrap_or(&args.batch_context);
     if let Some(m) = ok("batch 1", last_ctx, 1, &best_mode_s) {
         let prefill = m.prefill_tok_s(last_ctx, 1);
         let pr = Some(prefill);
         let h = hf_ok(last_ctx, 1).and_then(|h| h.prefill_s).map(|s| (last_ctx - 1) as f64 / s);
-        md += &format!("| prefill tok/s, {last_ctx} ctx, batch 1 | {} | {} | {} | — | — |\n", fmt_rate(prefill), h.map(fmt_rate).unwrap_or("—".into()), ratio(pr, h));
+        let tp = torch_ok(last_ctx, 1).and_then(|t| t.prefill_s).map(|s| last_ctx.saturating_sub(1) as f64 / s);
+        md += &format!("| prefill tok/s, {last_ctx} ctx, batch 1 | {} | {} | {} | — | — | {} | {} |\n", fmt_rate(prefill), h.map(fmt_rate).unwrap_or("—".into()), ratio(pr, h), dash(tp), ratio(pr, tp));
         let hp = hf_ok(last_ctx, 1).map(|h| h.peak_gib);
-        md += &format!("| peak GPU memory, {last_ctx} ctx, batch 1 (GiB) | {} | {} | {} | — | — |\n", m.peak_gib.map(|g| format!("{g:.1}")).unwrap_or("—".into()), hp.map(|g| format!("{g:.1}")).unwrap_or("—".into()), ratio(m.peak_gib, hp));
+        let tpk = torch_ok(last_ctx, 1).map(|t| t.peak_gib).filter(|&g| g > 0.0);
+        md += &format!(
+            "| peak GPU memory, {last_ctx} ctx, batch 1 (GiB) | {} | {} | {} | — | — | {} | {} |\n",
+            m.peak_gib.map(|g| format!("{g:.1}")).unwrap_or("—".into()),
+            hp.map(|g| format!("{g:.1}")).unwrap_or("—".into()),
+            ratio(m.peak_gib, hp),
+            tpk.map(|g| format!("{g:.1}")).unwrap_or("—".into()),
+            ratio(m.peak_gib, tpk)
+        );
     }
     if let Some(m) = ok("niah sample", args.niah_context, 1, &best_mode_s) {
         let h = hf_runs.iter().find(|h| h.name == "niah" && h.status == "ok").and_then(|h| h.total_s);
         let l = limit(1, args.niah_context).map(|l| args.niah_new_tokens as f64 / l);
         md += &format!(
-            "| NIAH sample: {} ctx + {} tokens with capture, batch 1 (s) | {:.3} | {} | {} | {} | {} |\n",
+            "| NIAH sample: {} ctx + {} tokens with capture, batch 1 (s) | {:.3} | {} | {} | {} | {} | — | — |\n",
             args.niah_context,
             args.niah_new_tokens,
             m.total_s,
@@ -637,7 +819,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let hf_max = hf_runs.iter().filter(|h| h.status == "ok" && h.batch == 1).map(|h| h.context).max();
     let hf_fail = hf_runs.iter().filter(|h| h.status != "ok").map(|h| format!("{} at {}×{}", h.status, h.batch, h.context)).collect::<Vec<_>>();
     md += &format!(
-        "| max context reached with per-step capture, batch 1 | {} | {}{} | {} | — | — |\n",
+        "| max context reached with per-step capture, batch 1 | {} | {}{} | {} | — | — | — | — |\n",
         rhx_max.map(|c| c.to_string()).unwrap_or("—".into()),
         hf_max.map(|c| c.to_string()).unwrap_or("—".into()),
         if hf_fail.is_empty() { String::new() } else { format!(" ({})", hf_fail.join("; ")) },
@@ -648,7 +830,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             Some(Ok(m)) => {
                 let l = limit(1, long_context);
                 md += &format!(
-                    "| decode tok/s, batch 1, {} ctx (prefill {:.1}s, peak {} GiB) | {} | — | — | {} | {} |\n",
+                    "| decode tok/s, batch 1, {} ctx (prefill {:.1}s, peak {} GiB) | {} | — | — | {} | {} | — | — |\n",
                     long_context,
                     m.stats.prefill_s,
                     m.peak_gib.map(|g| format!("{g:.1}")).unwrap_or("?".into()),
@@ -657,7 +839,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     ratio(Some(m.decode_tok_s()), l)
                 );
             }
-            Some(Err(e)) => md += &format!("| batch 1, {} ctx | {e} | — | — | — | — |\n", long_context),
+            Some(Err(e)) => md += &format!("| batch 1, {} ctx | {e} | — | — | — | — | — | — |\n", long_context),
             None => {}
         }
     }
@@ -736,7 +918,24 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             );
         }
     }
-    md += "\nPeak GPU memory of rhx: libtorch's CUDA caching allocator (`max_memory_allocated`, reset before each run, read through rhx's C++ shim); HF: `torch.cuda.max_memory_allocated()`.\n";
+    if !torch_runs.is_empty() {
+        md += "\nAll torch graph runs (plain PyTorch, static KV cache, SDPA prefill, the decode step with per-step Eq. 1 capture as one CUDA graph):\n\n| run | context | batch | status | decode tok/s | prefill tok/s | prefill s | total s | peak GiB |\n|---|---:|---:|---|---:|---:|---:|---:|---:|\n";
+        for r in torch_runs {
+            md += &format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |\n",
+                r.name,
+                r.context,
+                r.batch,
+                r.status,
+                dash(r.decode_tok_s),
+                dash(r.prefill_s.map(|s| (r.batch * r.context.saturating_sub(1)) as f64 / s)),
+                r.prefill_s.map(|s| format!("{s:.3}")).unwrap_or("—".into()),
+                r.total_s.map(|s| format!("{s:.3}")).unwrap_or("—".into()),
+                r.peak_gib
+            );
+        }
+    }
+    md += "\nPeak GPU memory of rhx: libtorch's CUDA caching allocator (`max_memory_allocated`, reset before each run, read through rhx's C++ shim); HF and the torch graph reference: `torch.cuda.max_memory_allocated()`.\n";
     println!("{md}");
     if let Some(out) = &args.out {
         let tmp = out.with_extension("md.tmp");
@@ -745,4 +944,45 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         eprintln!("bench: wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn args(extra: &[&str]) -> BenchArgs {
+        Cli::parse_from(["bench"].iter().chain(extra)).bench
+    }
+
+    #[test]
+    fn torch_reference_runs_batch_1_per_context_then_the_batch_sizes_once_each() {
+        let a = args(&[]);
+        let runs = torch_spec_runs(&a).unwrap();
+        let names: Vec<&str> = runs.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        // --contexts 1024,4096 at batch 1; 1,16,64,auto at --batch-context 4096 (batch 1 there once)
+        assert_eq!(names, ["b1-1024", "b1-4096", "b16-4096", "b64-4096", "auto-4096"]);
+        assert_eq!(runs[4]["batch"], "auto");
+        assert_eq!(runs[3]["batch"], 64);
+        assert!(runs.iter().all(|r| r["new_tokens"] == 64));
+        let a = args(&["--contexts", "512", "--batch-context", "2048", "--torch-batch-sizes", "1,8", "--new-tokens", "16"]);
+        let runs = torch_spec_runs(&a).unwrap();
+        let got: Vec<(u64, u64)> = runs.iter().map(|r| (r["context"].as_u64().unwrap(), r["batch"].as_u64().unwrap())).collect();
+        assert_eq!(got, [(512, 1), (2048, 1), (2048, 8)]);
+        assert!(torch_spec_runs(&args(&["--torch-batch-sizes", "16,lots"])).unwrap_err().to_string().contains("`lots`"));
+    }
+
+    #[test]
+    fn torch_result_lines_parse_with_a_failed_auto_batch() {
+        let ok: TorchRun = serde_json::from_str(r#"{"name": "auto-4096", "context": 4096, "batch": 212, "new_tokens": 64, "status": "ok", "prefill_s": 30.5, "decode_tok_s": 5123.4, "total_s": 45.0, "peak_gib": 130.2, "steps": 64, "graph_captures": 1}"#).unwrap();
+        assert_eq!((ok.batch, ok.decode_tok_s), (212, Some(5123.4)));
+        let failed: TorchRun = serde_json::from_str(r#"{"name": "auto-64", "context": 64, "batch": "auto", "new_tokens": 8, "peak_gib": 0.0, "status": "error: batch auto needs a GPU"}"#).unwrap();
+        assert_eq!((failed.batch, failed.decode_tok_s, failed.name.as_str()), (0, None, "auto-64"));
+    }
 }
