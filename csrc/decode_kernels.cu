@@ -184,6 +184,39 @@ extern "C" __global__ void rmsnorm(const T* x, const T* __restrict__ w, T* __res
   for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)blockIdx.x * d + i] = st(ld(w[i]) * rnd(ld(xr[i]) * r));
 }
 
+// Residual add then HF RMSNorm, one row of `d` per block (steps above the GEMVs' batch, after a
+// cuBLAS GEMM): x = round(x + y) in place, as `x + o(attn)` rounds, then out = rmsnorm(x) as
+// `rmsnorm` computes it — one launch for libtorch's add and the norm.
+extern "C" __global__ void add_rmsnorm(T* x, const T* y, const T* __restrict__ w, T* __restrict__ out, int d, float eps) {
+  TL(7, d);
+  pdl_launch_next();
+  pdl_wait();
+  T* xr = x + (size_t)blockIdx.x * d;
+  const T* yr = y + (size_t)blockIdx.x * d;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    const float v = rnd(ld(xr[i]) + ld(yr[i]));
+    xr[i] = st(v);
+    ss += v * v;
+  }
+  const float r = rsqrtf(block_sum(ss) / (float)d + eps);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)blockIdx.x * d + i] = st(ld(w[i]) * rnd(ld(xr[i]) * r));
+}
+
+// out[b, j] = round(silu(gate)) · up for gu = [gate | up] rows of 2n (steps above the GEMVs'
+// batch): `gate.silu() * up` in one launch, with its roundings (as the GEMV's MODE 2).
+extern "C" __global__ void silu_mul(const T* gu, T* __restrict__ out, int n, int total) {
+  TL(8, n);
+  pdl_launch_next();
+  pdl_wait();
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int b = i / n, j = i - b * n;
+    const float g = ld(gu[(size_t)b * 2 * n + j]);
+    const float u = ld(gu[(size_t)b * 2 * n + n + j]);
+    out[i] = st(rnd(g / (1.f + expf(-g))) * u);
+  }
+}
+
 __device__ __forceinline__ uint4 pack(const float* f) {
 #if DT == 2
   return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]), __float_as_uint(f[3]));

@@ -7,7 +7,11 @@ probabilities (within 1e-4) as HF `LlamaForCausalLM` (eager attention, `generate
 `output_attentions`) loaded with the same weights. Batch 2, prefill one sequence at a time
 (chunking) and all at once. Also runs the script's main() on a SPEC with `--device cpu`.
 
-    python scripts/bench/test_torch_graph_reference.py   (exit 0 = pass; tests/bench_reference.rs)
+    python scripts/bench/test_torch_graph_reference.py   (exit 0 = pass)
+
+It needs torch and transformers in one Python (the GPU machine's /opt/torch/.venv has both, and
+`rhx bench` runs it there before the reference: see benchmarks/gpu.md); the project virtualenv
+has libtorch for rhx but not an importable torch, so CI does not run it.
 """
 import io
 import json

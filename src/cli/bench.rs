@@ -425,10 +425,24 @@ fn run_torch(args: &BenchArgs, cfg: &ModelConfig, dev: Device) -> Result<(Vec<To
     let runs = torch_spec_runs(args)?;
     let device = if dev == Device::Cpu { "cpu" } else { "cuda" };
     let spec = serde_json::json!({"shape": cfg, "dtype": args.dtype.to_string(), "runs": runs, "seed": args.seed, "device": device});
+    // First, that the reference computes the model: its test against HF `LlamaForCausalLM`
+    // (CPU, f32, tiny shape; needs transformers beside torch), verdict in the reference's line.
+    let test = args.torch_script.with_file_name("test_torch_graph_reference.py");
+    eprintln!("bench: checking the torch graph reference against HF transformers: {} {}", python.display(), test.display());
+    let checked = match Command::new(&python).arg(&test).env("CUDA_VISIBLE_DEVICES", "").output() {
+        Ok(o) if o.status.success() => "its decode equals HF LlamaForCausalLM (eager) on a tiny Llama-3 shape on the CPU: tokens, argmax positions, probabilities within 1e-4 (scripts/bench/test_torch_graph_reference.py, this run)".to_string(),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            eprintln!("bench: the torch graph reference FAILED its check against HF:\n{}{err}", String::from_utf8_lossy(&o.stdout));
+            format!("FAILED its check against HF LlamaForCausalLM ({}; {})", o.status, err.lines().last().unwrap_or(""))
+        }
+        Err(e) => format!("not checked against HF ({}: {e})", test.display()),
+    };
     // --check-graph: on a GPU, a few tokens with eager steps and with the graph, compared.
-    run_reference(&python, &args.torch_script, &["--check-graph"], &spec, "TORCH", "torch graph", |r: &TorchRun| {
+    let (runs, info) = run_reference(&python, &args.torch_script, &["--check-graph"], &spec, "TORCH", "torch graph", |r: &TorchRun| {
         format!("{} ctx {} batch {}: {} decode {:?} tok/s, peak {:.1} GiB", r.name, r.context, r.batch, r.status, r.decode_tok_s.map(|x| (x * 10.0).round() / 10.0), r.peak_gib)
-    })
+    })?;
+    Ok((runs, format!("{info}; {checked}")))
 }
 
 /// Median of the rates (`None` when no measurement succeeded).
@@ -659,6 +673,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             if eq2 {
                 record(&format!("batch sweep{EQ2}"), args.batch_context, b, best_mode, measure(&model, &p, args.new_tokens, best_mode, true));
             }
+        }
+    }
+    // And of the last sweep run (above 8 rows the projections are cuBLAS GEMMs, which record
+    // nothing: the gaps between the kernels' records are their time).
+    if let Some(path) = crate::engine::kernels::timeline_path().filter(|_| !sizes.is_empty()) {
+        let path = path.with_extension("sweep.csv");
+        match crate::engine::kernels::write_timeline(&path) {
+            Ok(n) => eprintln!("bench: kernel timeline of the last sweep run: {n} block records in {}", path.display()),
+            Err(e) => eprintln!("bench: kernel timeline not written: {e}"),
         }
     }
     // NIAH-sized sample, end to end.

@@ -370,6 +370,8 @@ pub struct Kernels {
     smem_optin: i64,
     elem_bytes: i64,
     rmsnorm: Func,
+    add_rmsnorm: Func,
+    silu_mul: Func,
     rope_kv: Func,
     /// The attention kernels, each `[plain, with Eq. 2]` (`attn_decode` and `attn_decode_rs`, …).
     attn: [Func; 2],
@@ -507,7 +509,7 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     let pair = |name: &str| -> Result<[Func; 2], String> { Ok([f(name)?, f(&format!("{name}_rs"))?]) };
     let attn_mma = if spec.tensor_core_attention() && major >= 8 && knobs.attn_mma { Some(pair("attn_decode_mma")?) } else { None };
     let attn_1 = if knobs.attn_one { Some(pair("attn_decode_1")?) } else { None };
-    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, grid_cap, rmsnorm: f("rmsnorm")?, rope_kv: f("rope_kv")?, attn: pair("attn_decode")?, attn_1, attn_mma, gemv_threads: knobs.gemv_threads as i64, use_mma: std::sync::atomic::AtomicBool::new(true), sms: sms as i64, combine: f("attn_combine")?, gemv })
+    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, grid_cap, rmsnorm: f("rmsnorm")?, add_rmsnorm: f("add_rmsnorm")?, silu_mul: f("silu_mul")?, rope_kv: f("rope_kv")?, attn: pair("attn_decode")?, attn_1, attn_mma, gemv_threads: knobs.gemv_threads as i64, use_mma: std::sync::atomic::AtomicBool::new(true), sms: sms as i64, combine: f("attn_combine")?, gemv })
 }
 
 /// `RHX_TIMELINE`: where `rhx bench` writes the kernel timeline; when set, the kernels are
@@ -522,7 +524,7 @@ pub fn timeline_path() -> Option<std::path::PathBuf> {
 const TIMELINE_FIELDS: usize = 8;
 
 /// Names of the kernel codes in the timeline tags (`TL(code, extra)` in the source).
-const TIMELINE_KERNELS: [&str; 7] = ["rmsnorm", "gemv", "rope", "attn", "attn(1/SM)", "merge", "attn(mma)"];
+const TIMELINE_KERNELS: [&str; 9] = ["rmsnorm", "gemv", "rope", "attn", "attn(1/SM)", "merge", "attn(mma)", "add+rmsnorm", "silu·up"];
 
 /// Writes the last blocks recorded by every timeline build of the kernels (a ring of 2^18
 /// blocks per module: the last few decode steps) as CSV, oldest first: `kernel` (the code) and
@@ -666,6 +668,22 @@ impl Kernels {
         let s = x.size();
         let (b, d) = (s[0], s[1]);
         self.launch(self.rmsnorm, (b as u32, 1, 1), 256.min(((d + 31) / 32 * 32) as u32), Args::new().t(x).t(w).t(out).i32(d).f32(eps));
+    }
+
+    /// `x[b] = round(x[b] + y[b])` in place, then `out[b] = w · round(x[b] / rms(x[b]))`.
+    pub fn add_rmsnorm(&self, x: &Tensor, y: &Tensor, w: &Tensor, out: &Tensor, eps: f64) {
+        let s = x.size();
+        let (b, d) = (s[0], s[1]);
+        debug_assert!(y.is_contiguous() && y.size() == s, "y: [B, d] contiguous");
+        self.launch(self.add_rmsnorm, (b as u32, 1, 1), 256.min(((d + 31) / 32 * 32) as u32), Args::new().t(x).t(y).t(w).t(out).i32(d).f32(eps));
+    }
+
+    /// `out: [B, n] = round(silu(gate)) · up` for `gu: [B, 2n] = [gate | up]`.
+    pub fn silu_mul(&self, gu: &Tensor, out: &Tensor) {
+        let (b, n) = (out.size()[0], out.size()[1]);
+        debug_assert!(gu.is_contiguous() && gu.size() == [b, 2 * n], "gu: [B, 2n] contiguous");
+        let total = b * n;
+        self.launch(self.silu_mul, (blocks(total, 256).min(8 * self.sms as u32), 1, 1), 256, Args::new().t(gu).t(out).i32(n).i32(total));
     }
 
     /// `y: [B, N]` from `x: [B, K]` and `w: [N, K]` (`[2N, K]` for `SiluMul`), `B ≤ FUSED_MAX_BATCH`;

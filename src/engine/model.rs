@@ -574,8 +574,10 @@ impl Model {
         // grow with the rows, and tensor cores win from ~16 rows); norms, RoPE + cache write
         // and the attention with its captures stay fused kernels.
         let wide = b > kernels::FUSED_MAX_BATCH;
-        let mut x = self.embed.embedding_like(&st.ids).view([b, d]).contiguous();
+        let x = self.embed.embedding_like(&st.ids).view([b, d]).contiguous();
         let h = Tensor::empty([b, d], opts);
+        // Wide steps: the final norm's output, written by the last layer's residual add.
+        let final_normed = Tensor::empty([b, d], opts);
         let q = Tensor::empty([b, nq * hd], opts);
         let attn = Tensor::empty([b, nq * hd], opts);
         let act = Tensor::empty([b, c.intermediate_size as i64], opts);
@@ -588,17 +590,19 @@ impl Model {
             let keep = st.keep.as_ref().map(|t| t.get(li as i64));
             // The norms run inside the next GEMV when its input rows fit in shared memory.
             let fold = !wide && k.can_norm(b, d);
-            let qkv = if fold {
+            let qkv = if wide {
+                // Later layers' input norms ran with the previous layer's last residual add.
+                if li == 0 {
+                    k.rmsnorm(&x, &layer.input_norm, &h, eps);
+                }
+                qkv_p.forward(&h)
+            } else if fold {
                 k.gemv(&x, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, Some((&layer.input_norm, eps)));
                 qkv.shallow_clone()
             } else {
                 k.rmsnorm(&x, &layer.input_norm, &h, eps);
-                if wide {
-                    qkv_p.forward(&h)
-                } else {
-                    k.gemv(&h, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, None);
-                    qkv.shallow_clone()
-                }
+                k.gemv(&h, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, None);
+                qkv.shallow_clone()
             };
             let (kc, vc) = cache.full(li);
             let uniform = keep.as_ref().filter(|_| st.mask_mode == MaskMode::UniformAttention);
@@ -609,12 +613,16 @@ impl Model {
             let eq2_args = eq2.as_ref().zip(eq2_out.as_ref()).map(|(e, out)| kernels::Eq2Args { needle: &e.0, pos: &st.pos, sink: e.1, local: e.2, out });
             k.attention(&q, &kc, &vc, &st.col, &st.key_ok, chunks, (hd as f64).powf(-0.5), keep.as_ref(), zero_out, &partials, &attn, &argmax.get(li as i64), &weight.get(li as i64), eq2_args.as_ref());
             if wide {
-                // cuBLAS GEMMs (tensor cores) with libtorch's elementwise epilogues: the
-                // libtorch step's ops and roundings, `x + round(o(attn))`, `silu(gate) · up`.
-                let _ = x.g_add_(&layer.o.forward(&attn));
-                k.rmsnorm(&x, &layer.post_norm, &h, eps);
-                let gu = gu_p.forward(&h).chunk(2, -1);
-                let _ = x.g_add_(&layer.down.forward(&(gu[0].silu() * &gu[1])));
+                // cuBLAS GEMMs (tensor cores), each residual add fused with the norm after it
+                // (the next layer's input norm, or the final norm after the last layer), with
+                // the libtorch step's roundings: `x + round(o(attn))`, `round(silu(gate)) · up`.
+                k.add_rmsnorm(&x, &layer.o.forward(&attn), &layer.post_norm, &h, eps);
+                k.silu_mul(&gu_p.forward(&h), &act);
+                let (next_norm, normed) = match self.layers.get(li + 1) {
+                    Some(next) => (&next.input_norm, &h),
+                    None => (&self.norm, &final_normed),
+                };
+                k.add_rmsnorm(&x, &layer.down.forward(&act), next_norm, normed, eps);
             } else {
                 k.gemv(&attn, &layer.o.w, layer.o.b.as_ref(), &x, GemvMode::Residual, None);
                 if fold {
@@ -633,11 +641,12 @@ impl Model {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         let wants_final = cap.hidden.contains(&HiddenSite::Final);
         let fold = !wide && k.can_norm(b, d) && !wants_final;
-        let normed = (!fold).then(|| {
+        let normed = if wide { Some(final_normed) } else { None };
+        let normed = normed.or_else(|| (!fold).then(|| {
             let n = Tensor::empty([b, d], opts);
             k.rmsnorm(&x, &self.norm, &n, eps);
             n
-        });
+        }));
         let logits = match &normed {
             Some(n) if wide => n.linear::<Tensor>(head, None),
             _ => {
