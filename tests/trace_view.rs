@@ -147,6 +147,20 @@ fn report_and_rhx_view_of_a_cached_trace_highlight_the_traced_argmax() {
     for bad in ["<link", "<img", "<iframe", "@import", "url(", "http://", "https://", " src="] {
         assert!(!html.contains(bad), "the page must not fetch anything ({bad})");
     }
+    // `rhx view EXP.rhx NODE`: the same trace, named as `rhx export` names it.
+    let by_node = dir.join("base_node.html");
+    let view_node = |node: &str, out: &Path| rhx().current_dir(root()).args(["view", "tests/run/tiny.rhx", node, "--profile", "short", "--cache"]).arg(&cache).arg("--out").arg(out).output().unwrap();
+    let out = view_node("base", &by_node);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let node_html = std::fs::read_to_string(&by_node).unwrap();
+    assert!(node_html.contains(&format!("base ({})", &key[..12])), "the page names the node and its key");
+    assert!(node_html.contains(&line.id), "the page holds the node's samples");
+    for (node, want) in [("nosuch", "has no node `nosuch`"), ("scores", "not a trace")] {
+        let out = view_node(node, &dir.join("bad.html"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "`rhx view tests/run/tiny.rhx {node}`: {err}");
+        assert!(!dir.join("bad.html").exists(), "no page for a failed view");
+    }
     let (i, t1, t2) = head_and_two_steps(line, base.heads);
     check_step(&page, line, (base.layers, base.heads), i, t1, &dir.join("p1"), "");
     check_step(&page, line, (base.layers, base.heads), i, t2, &dir.join("p2"), "");

@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::artifact::trace::{self, TraceInfo, TraceLine};
-use crate::cache::{Cache, Key};
+use crate::cache::Artifact;
+use crate::cli::artifact_arg::{self, Named};
+use crate::cli::exp::{CacheDir, ProgramArgs};
 use crate::engine::config::ModelConfig;
 use crate::engine::gguf::GgufFile;
 use crate::engine::loader;
@@ -16,9 +18,10 @@ use crate::report::trace_view::TraceView;
 #[derive(Args)]
 #[command(
     about = "Write a trace as one self-contained HTML page: step through the tokens, see H_t and where a head's argmax falls in the prompt",
-    after_help = "TRACE is a trace artifact folder of the cache (.rhx/cache/objects/<ab>/<key>/; `rhx plan EXP.rhx --json`\n\
-gives each node's key, a report lists them under Provenance → cache keys, and `rhx plan`'s short key works\n\
-as a glob: .rhx/cache/objects/3f/3f9c*/) or a JSONL file written by `rhx trace --out`.\n\n\
+    after_help = "TRACE is an experiment and one of its trace nodes (EXP.rhx NODE, found in the cache as `rhx report`\n\
+finds it; --set/--profile as for `rhx run`), a trace artifact folder of the cache\n\
+(.rhx/cache/objects/<ab>/<key>/; a report lists the keys under Provenance → cache keys, and `rhx plan`'s short\n\
+key works as a glob: .rhx/cache/objects/3f/3f9c*/) or a JSONL file written by `rhx trace --out`.\n\n\
 The page needs no server and fetches nothing: the data is inlined. Pick a sample, step with the slider or\n\
 ← / →, click a head of the layer × head grid (H_t coloured, darker = higher attention weight) to highlight\n\
 its attention argmax (and top-k, when captured) in the prompt, where the needle is marked. The URL keeps\n\
@@ -27,12 +30,16 @@ EXAMPLES:\n  \
 rhx trace --prompts experiments/prompts/niah_smoke.jsonl --out out/niah.jsonl\n  \
 rhx view out/niah.jsonl --out out/niah.html                    # shape read from smollm2-135m-instruct's config\n  \
 rhx view out/llama.jsonl --model ~/models/Llama-3.1-8B-Instruct --out llama.html\n  \
+rhx view experiments/niah_smoke.rhx base --out base.html       # node `base` of a run experiment\n  \
 rhx view .rhx/cache/objects/3f/3f9c…/ --out base.html --samples 5   # a trace of `rhx run`, first 5 samples\n  \
 firefox 'out/niah.html#sample=niah_0&step=3&head=12:4'"
 )]
 pub struct ViewArgs {
-    /// A trace artifact folder (`.rhx/cache/objects/<ab>/<key>/`) or a `rhx trace --out` JSONL file
+    /// An experiment file (.rhx, then NODE), a trace artifact folder (`.rhx/cache/objects/<ab>/<key>/`)
+    /// or a `rhx trace --out` JSONL file
     trace: PathBuf,
+    /// The trace node of the experiment to view
+    node: Option<String>,
     /// The HTML page to write (atomically: a temporary file renamed at the end)
     #[arg(long)]
     out: PathBuf,
@@ -43,10 +50,28 @@ pub struct ViewArgs {
     /// Only the first N samples (a smaller page)
     #[arg(long)]
     samples: Option<usize>,
+    /// Override a parameter of the experiment, as for `rhx run` (repeatable)
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    overrides: Vec<String>,
+    /// The experiment's profile, as for `rhx run`
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    #[command(flatten)]
+    cache: CacheDir,
 }
 
 pub fn run(a: ViewArgs) -> Result<ExitCode> {
-    let (name, info, lines) = if a.trace.is_dir() { read_artifact(&a.trace)? } else { read_jsonl(&a.trace, &a.model)? };
+    // Experiments and cache folders are named as `rhx export` names them; a JSONL file keeps
+    // the viewer's own reader (it leaves failed prompts out, with a note).
+    let (name, info, lines) = if a.trace.is_file() && a.node.is_none() && a.trace.extension().is_none_or(|e| e != "rhx") {
+        read_jsonl(&a.trace, &a.model)?
+    } else {
+        let program = ProgramArgs { file: a.trace.clone(), overrides: a.overrides.clone(), profile: a.profile.clone() };
+        match artifact_arg::resolve(&a.trace, a.node.as_deref(), Some(&program), &a.cache.cache)? {
+            Named::Cached { artifact, node } => read_artifact(&artifact, &a.trace, node.as_deref())?,
+            Named::TraceFile { path, .. } => read_jsonl(&path, &a.model)?,
+        }
+    };
     if lines.is_empty() {
         bail!("{}: no traced samples", a.trace.display());
     }
@@ -61,27 +86,23 @@ pub fn run(a: ViewArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A trace artifact of the cache, verified as every reader of the cache verifies it.
-fn read_artifact(dir: &Path) -> Result<(String, TraceInfo, Vec<TraceLine>)> {
-    let dir = dir.canonicalize().with_context(|| format!("cannot open {}", dir.display()))?;
-    let not_in_cache = || format!("{}: not a trace artifact folder of a cache (.rhx/cache/objects/<ab>/<key>/)", dir.display());
-    let key_name = dir.file_name().and_then(|n| n.to_str()).with_context(not_in_cache)?;
-    let key = Key::parse(key_name).ok().with_context(not_in_cache)?;
-    let shard = dir.parent().with_context(not_in_cache)?;
-    let objects = shard.parent().filter(|o| o.file_name().is_some_and(|n| n == "objects") && shard.file_name().is_some_and(|n| n == key.shard())).with_context(not_in_cache)?;
-    let root = objects.parent().with_context(not_in_cache)?;
-    let cache = Cache::open(root)?;
-    let art = cache.get(&key)?;
-    for w in cache.take_warnings() {
-        eprintln!("warning: {w}");
-    }
-    let art = art.with_context(|| format!("{}: the artifact failed verification (moved to the cache's quarantine)", dir.display()))?;
+/// A trace artifact of the cache (verified by `artifact_arg::resolve`); `named` is what the
+/// command line called it.
+fn read_artifact(art: &Artifact, named: &Path, node: Option<&str>) -> Result<(String, TraceInfo, Vec<TraceLine>)> {
+    let what = match node {
+        Some(n) => format!("node `{n}` of {}", named.display()),
+        None => named.display().to_string(),
+    };
     if art.file("trace.jsonl").is_none() {
-        bail!("{}: not a trace (kind `{}`, no trace.jsonl)", dir.display(), art.manifest.kind);
+        bail!("{what}: not a trace (kind `{}`, no trace.jsonl)", art.manifest.kind);
     }
-    let info = trace::read_info(&art).with_context(|| dir.display().to_string())?;
-    let lines = trace::read_lines(&art).with_context(|| dir.display().to_string())?;
-    Ok((format!("{} ({})", info.dataset, key.short()), info, lines))
+    let info = trace::read_info(art).with_context(|| what.clone())?;
+    let lines = trace::read_lines(art).with_context(|| what.clone())?;
+    let label = match node {
+        Some(n) => format!("{n} ({})", art.key.short()),
+        None => format!("{} ({})", info.dataset, art.key.short()),
+    };
+    Ok((label, info, lines))
 }
 
 /// A `rhx trace --out` file: one trace line per prompt (error lines of prompts that could not be
