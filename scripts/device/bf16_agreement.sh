@@ -75,17 +75,21 @@ compare() { # label A.jsonl B.jsonl prompts [--require-identical]
   $PY scripts/bench/bf16_agreement.py $2 $3 --ids-from $4 --label "$1" --json $c.json --md $c.md ${5:-} > /dev/null
   echo "compare $1: rc=$?"
 }
-for d in bf16 f32; do
-  if [ -z "${TINY_ONLY:-}" ]; then
+# SmolLM2 first (the main numbers, when a call runs short: each rhx process spends ~40 s
+# compiling the fused kernels for its model's shape), then the tiny checkpoints.
+if [ -z "${TINY_ONLY:-}" ]; then
+  for d in bf16 f32; do
     rhx_trace smol_$d $SMOL $W/smol_prompts.jsonl $d 1
     hf_trace smol_$d $SMOL $W/smol_prompts.jsonl $d $W/rhx_smol_$d.jsonl
-  fi
+  done
+  rhx_trace smol_bf16_b $SMOL $W/smol_prompts.jsonl bf16
+fi
+for d in bf16 f32; do
   for m in llama3 llama2 qwen3 phi3; do
     rhx_trace tiny_${m}_$d $W/tiny/$m $P/niah_tiny_text.jsonl $d 1
     hf_trace tiny_${m}_$d $W/tiny/$m $P/niah_tiny_text.jsonl $d $W/rhx_tiny_${m}_$d.jsonl
   done
 done
-[ -z "${TINY_ONLY:-}" ] && rhx_trace smol_bf16_b $SMOL $W/smol_prompts.jsonl bf16
 
 rm -f $W/cmp_*.json $W/cmp_*.md
 for d in bf16 f32; do
