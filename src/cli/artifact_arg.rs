@@ -21,7 +21,7 @@ pub enum Named {
 /// an experiment's artifacts are looked up.
 pub fn resolve(target: &Path, node: Option<&str>, program: Option<&ProgramArgs>, cache_dir: &Path) -> Result<Named> {
     if target.extension().is_some_and(|e| e == "rhx") {
-        let node = node.with_context(|| format!("name the node of {} to export, e.g. `rhx export {} base`", target.display(), target.display()))?;
+        let node = node.with_context(|| format!("name the node of {} after it, e.g. `{} base`", target.display(), target.display()))?;
         let args = program.context("an experiment needs its --set/--profile options")?;
         return from_experiment(args, node, cache_dir);
     }

@@ -176,22 +176,10 @@ impl Measured {
     }
 }
 
+/// One run of a reference script (`HFRESULT` / `TORCHRESULT` lines, the same fields); `batch` is
+/// the one that ran (for the torch reference's `auto`, the largest that fitted; 0 if none did).
 #[derive(Debug, Clone, serde::Deserialize)]
-struct HfRun {
-    name: String,
-    context: usize,
-    batch: usize,
-    status: String,
-    prefill_s: Option<f64>,
-    decode_tok_s: Option<f64>,
-    total_s: Option<f64>,
-    peak_gib: f64,
-}
-
-/// One run of the torch graph reference (`TORCHRESULT` lines); `batch` is the one that ran (for
-/// `auto`, the largest that fitted).
-#[derive(Debug, Clone, serde::Deserialize)]
-struct TorchRun {
+struct RefRun {
     name: String,
     context: usize,
     #[serde(deserialize_with = "batch_or_zero")]
@@ -376,7 +364,7 @@ fn run_reference<T: serde::de::DeserializeOwned>(python: &std::path::Path, scrip
     Ok((results, info))
 }
 
-fn run_hf(args: &BenchArgs, cfg: &ModelConfig) -> Result<(Vec<HfRun>, String)> {
+fn run_hf(args: &BenchArgs, cfg: &ModelConfig) -> Result<(Vec<RefRun>, String)> {
     let python = args.python.clone().unwrap_or_else(default_python);
     let mut runs = Vec::new();
     for &c in &args.hf_contexts {
@@ -387,7 +375,7 @@ fn run_hf(args: &BenchArgs, cfg: &ModelConfig) -> Result<(Vec<HfRun>, String)> {
     }
     runs.push(serde_json::json!({"name": "niah", "context": args.niah_context, "batch": 1, "new_tokens": args.niah_new_tokens}));
     let spec = serde_json::json!({"shape": cfg, "dtype": args.dtype.to_string(), "runs": runs, "seed": args.seed});
-    run_reference(&python, &args.hf_script, &[], &spec, "HF", "HF", |r: &HfRun| {
+    run_reference(&python, &args.hf_script, &[], &spec, "HF", "HF", |r: &RefRun| {
         format!("{} ctx {} batch {}: {} decode {:?} tok/s, peak {:.1} GiB", r.name, r.context, r.batch, r.status, r.decode_tok_s.map(|x| (x * 10.0).round() / 10.0), r.peak_gib)
     })
 }
@@ -420,7 +408,7 @@ fn torch_spec_runs(args: &BenchArgs) -> Result<Vec<serde_json::Value>> {
     Ok(runs)
 }
 
-fn run_torch(args: &BenchArgs, cfg: &ModelConfig, dev: Device) -> Result<(Vec<TorchRun>, String)> {
+fn run_torch(args: &BenchArgs, cfg: &ModelConfig, dev: Device) -> Result<(Vec<RefRun>, String)> {
     let python = args.python.clone().unwrap_or_else(default_python);
     let runs = torch_spec_runs(args)?;
     let device = if dev == Device::Cpu { "cpu" } else { "cuda" };
@@ -439,7 +427,7 @@ fn run_torch(args: &BenchArgs, cfg: &ModelConfig, dev: Device) -> Result<(Vec<To
         Err(e) => format!("not checked against HF ({}: {e})", test.display()),
     };
     // --check-graph: on a GPU, a few tokens with eager steps and with the graph, compared.
-    let (runs, info) = run_reference(&python, &args.torch_script, &["--check-graph"], &spec, "TORCH", "torch graph", |r: &TorchRun| {
+    let (runs, info) = run_reference(&python, &args.torch_script, &["--check-graph"], &spec, "TORCH", "torch graph", |r: &RefRun| {
         format!("{} ctx {} batch {}: {} decode {:?} tok/s, peak {:.1} GiB", r.name, r.context, r.batch, r.status, r.decode_tok_s.map(|x| (x * 10.0).round() / 10.0), r.peak_gib)
     })?;
     Ok((runs, format!("{info}; {checked}")))
@@ -702,9 +690,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         runs.iter().find(|r| r.label == label && r.context == ctx && r.batch == batch && r.mode == mode).and_then(|r| r.result.as_ref().ok())
     };
     let best_mode_s = best_mode.name();
-    let hf_runs: &[HfRun] = hf.as_ref().map(|(r, _)| r.as_slice()).unwrap_or(&[]);
+    let hf_runs: &[RefRun] = hf.as_ref().map(|(r, _)| r.as_slice()).unwrap_or(&[]);
     let hf_ok = |ctx: usize, batch: usize| hf_runs.iter().find(|r| r.context == ctx && r.batch == batch && r.status == "ok" && r.name != "niah");
-    let torch_runs: &[TorchRun] = torch_ref.as_ref().map(|(r, _)| r.as_slice()).unwrap_or(&[]);
+    let torch_runs: &[RefRun] = torch_ref.as_ref().map(|(r, _)| r.as_slice()).unwrap_or(&[]);
     let torch_ok = |ctx: usize, batch: usize| torch_runs.iter().find(|r| r.context == ctx && r.batch == batch && r.status == "ok");
     let torch_rate = |ctx: usize, batch: usize| torch_ok(ctx, batch).and_then(|r| r.decode_tok_s);
     let torch_best = torch_runs.iter().filter(|r| r.context == args.batch_context && r.status == "ok" && r.decode_tok_s.is_some()).max_by(|a, b| a.decode_tok_s.unwrap_or(0.0).total_cmp(&b.decode_tok_s.unwrap_or(0.0)));
@@ -1003,9 +991,9 @@ mod tests {
 
     #[test]
     fn torch_result_lines_parse_with_a_failed_auto_batch() {
-        let ok: TorchRun = serde_json::from_str(r#"{"name": "auto-4096", "context": 4096, "batch": 212, "new_tokens": 64, "status": "ok", "prefill_s": 30.5, "decode_tok_s": 5123.4, "total_s": 45.0, "peak_gib": 130.2, "steps": 64, "graph_captures": 1}"#).unwrap();
+        let ok: RefRun = serde_json::from_str(r#"{"name": "auto-4096", "context": 4096, "batch": 212, "new_tokens": 64, "status": "ok", "prefill_s": 30.5, "decode_tok_s": 5123.4, "total_s": 45.0, "peak_gib": 130.2, "steps": 64, "graph_captures": 1}"#).unwrap();
         assert_eq!((ok.batch, ok.decode_tok_s), (212, Some(5123.4)));
-        let failed: TorchRun = serde_json::from_str(r#"{"name": "auto-64", "context": 64, "batch": "auto", "new_tokens": 8, "peak_gib": 0.0, "status": "error: batch auto needs a GPU"}"#).unwrap();
+        let failed: RefRun = serde_json::from_str(r#"{"name": "auto-64", "context": 64, "batch": "auto", "new_tokens": 8, "peak_gib": 0.0, "status": "error: batch auto needs a GPU"}"#).unwrap();
         assert_eq!((failed.batch, failed.decode_tok_s, failed.name.as_str()), (0, None, "auto-64"));
     }
 }
