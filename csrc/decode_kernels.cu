@@ -10,6 +10,21 @@
 // lane in attention), NQ, NKV, ROT (rotary dims), QKNORM (Qwen3 per-head q/k RMSNorm).
 // Every attention kernel has a variant `_rs` that also reduces Eq. 2 (the reasoning score: see
 // Eq2 below) on the way.
+//
+// The host compiles the source in parts, each a module of its own, so that a process builds only
+// what its batch sizes use (the GEMVs of all eight batch sizes are ~85% of the compile time):
+// WANT_CORE = 1 the norms, RoPE and attention kernels; WANT_GEMV = B (1..8) the GEMVs of batch B,
+// 9 those of every batch, 0 none; WANT_WIDE = 1 the tensor-core GEMM of wide steps (wgemm below).
+// A timeline build is one module of every part (its records share one sequence counter).
+#ifndef WANT_CORE
+#define WANT_CORE 1
+#endif
+#ifndef WANT_GEMV
+#define WANT_GEMV 9
+#endif
+#ifndef WANT_WIDE
+#define WANT_WIDE 0
+#endif
 
 #if DT == 2
 typedef float T;
@@ -66,6 +81,40 @@ __device__ __forceinline__ void unpack(const uint4& u, float* f) {
   }
 #endif
 }
+
+// Tensor-core helpers (bf16 / f16, sm_80+): the attention and the wide steps' GEMM.
+#if DT != 2 && __CUDA_ARCH__ >= 800
+#if DT == 0
+#define MMA_T "bf16"
+#else
+#define MMA_T "f16"
+#endif
+// Two f32 values as one register of two activation-dtype values, `lo` in the low half.
+__device__ __forceinline__ unsigned pack_pair(float lo, float hi) {
+  unsigned r;
+#if DT == 0
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#endif
+  return r;
+}
+// D[g][2t, 2t+1] += Σ_k A[g][k] B[k][2t, 2t+1] over 16 k for rows g < 8 (rows 8..15 of A are
+// zero): a0 = A[g][2t, 2t+1], a2 = A[g][2t+8, 2t+9], b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g].
+__device__ __forceinline__ void mma_rows8(float& d0, float& d1, unsigned a0, unsigned a2, unsigned b0, unsigned b1) {
+  float x2, x3;
+  asm("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%5}, {%7,%8}, {%0,%1,%9,%9};"
+      : "+f"(d0), "+f"(d1), "=f"(x2), "=f"(x3)
+      : "r"(a0), "r"(0u), "r"(a2), "r"(b0), "r"(b1), "f"(0.f));
+}
+// D(16×8, f32) += A(16×16) · B(16×8): a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8,
+// 2t+9], a3 = A[g+8][2t+8, 2t+9]; b as above; d = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1].
+__device__ __forceinline__ void mma_full(float* d, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+#endif
 
 // 16 bytes of activations or cache (plain, coherent load: see the PDL note below).
 __device__ __forceinline__ uint4 ld16(const T* p) { return *reinterpret_cast<const uint4*>(p); }
@@ -169,6 +218,7 @@ __device__ float block_sum(float v) {
   return total;
 }
 
+#if WANT_CORE
 // HF RMSNorm: normalise in f32, round, scale by the weight (one row of `d` per block).
 extern "C" __global__ void rmsnorm(const T* x, const T* __restrict__ w, T* __restrict__ out, int d, float eps) {
   TL(0, d);
@@ -216,6 +266,8 @@ extern "C" __global__ void silu_mul(const T* gu, T* __restrict__ out, int n, int
     out[i] = st(rnd(g / (1.f + expf(-g))) * u);
   }
 }
+
+#endif  // WANT_CORE
 
 __device__ __forceinline__ uint4 pack(const float* f) {
 #if DT == 2
@@ -465,10 +517,13 @@ __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const 
   }
 #define GEMV_XS(B, MODE, S) GEMV_ENTRY(B, MODE, 0, S) GEMV_ENTRY(B, MODE, 1, S) GEMV_ENTRY(B, MODE, 2, S)
 #define GEMV_MODES(B) GEMV_XS(B, 0, 1) GEMV_XS(B, 1, 1) GEMV_XS(B, 2, 1)
+#if WANT_GEMV == 1 || WANT_GEMV == 9
 // K split in two at batch 1 (q|k|v, o and down: 1–1.5 waves of row pairs otherwise).
 GEMV_XS(1, 0, 2)
 GEMV_XS(1, 1, 2)
 GEMV_MODES(1)
+#endif
+#if WANT_GEMV == 9
 GEMV_MODES(2)
 GEMV_MODES(3)
 GEMV_MODES(4)
@@ -476,6 +531,11 @@ GEMV_MODES(5)
 GEMV_MODES(6)
 GEMV_MODES(7)
 GEMV_MODES(8)
+#elif WANT_GEMV >= 2 && WANT_GEMV <= 8
+GEMV_MODES(WANT_GEMV)
+#endif
+
+#if WANT_CORE
 
 // RoPE on the q and k heads of the fused projection output, (Qwen3) per-head RMSNorm before
 // it, the uniform-attention head mask on q, and the new key and value written into the cache
@@ -826,36 +886,6 @@ extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1_rs(ATTN_A
 #ifndef ATTN_PREFETCH
 #define ATTN_PREFETCH 1
 #endif
-#if DT == 0
-#define MMA_T "bf16"
-#else
-#define MMA_T "f16"
-#endif
-// Two f32 values as one register of two activation-dtype values, `lo` in the low half.
-__device__ __forceinline__ unsigned pack_pair(float lo, float hi) {
-  unsigned r;
-#if DT == 0
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-#else
-  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-#endif
-  return r;
-}
-// D[g][2t, 2t+1] += Σ_k A[g][k] B[k][2t, 2t+1] over 16 k for rows g < 8 (rows 8..15 of A are
-// zero): a0 = A[g][2t, 2t+1], a2 = A[g][2t+8, 2t+9], b0 = B[2t, 2t+1][g], b1 = B[2t+8, 2t+9][g].
-__device__ __forceinline__ void mma_rows8(float& d0, float& d1, unsigned a0, unsigned a2, unsigned b0, unsigned b1) {
-  float x2, x3;
-  asm("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%5}, {%7,%8}, {%0,%1,%9,%9};"
-      : "+f"(d0), "+f"(d1), "=f"(x2), "=f"(x3)
-      : "r"(a0), "r"(0u), "r"(a2), "r"(b0), "r"(b1), "f"(0.f));
-}
-// D(16×8, f32) += A(16×16) · B(16×8): a0 = A[g][2t, 2t+1], a1 = A[g+8][2t, 2t+1], a2 = A[g][2t+8,
-// 2t+9], a3 = A[g+8][2t+8, 2t+9]; b as above; d = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1].
-__device__ __forceinline__ void mma_full(float* d, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32." MMA_T "." MMA_T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 // VW words of a value piece (16-byte loads, or one 8-byte load at head dim 64).
 __device__ __forceinline__ void ld_piece(const T* p, unsigned* w) {
 #if VW >= 4
@@ -1195,3 +1225,156 @@ extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part,
     if (rs) rs[b * NQ + hq] = Dm <= 0.f ? 0.f : Nm / Dm;
   }
 }
+#endif  // WANT_CORE
+
+#if WANT_WIDE && DT != 2 && __CUDA_ARCH__ >= 900
+// The projections and the LM head of wide steps (9 to 128 rows, bf16 / f16, sm_90): y = x·Wᵀ for
+// x: [M, K] on tensor cores, each weight read once per step — the GEMVs' design carried to more
+// rows. The weights are the A operand of mma.m16n8k16: each warp takes 16 rows (a block of 8
+// warps 128 rows), loaded straight from global memory into registers, lane (g, t) = (lane / 4,
+// lane % 4) holding rows g and g + 8 at k = 32c + 8t .. 32c + 8t + 7 (the 16 k of each mma are
+// the same permutation of 16 consecutive k for W and x, as in attn_decode_mma), WGEMM_U pieces
+// of 32 k per stage, two stages in flight, the first requested before the PDL wait. The
+// activations (the B operand, 8 rows per mma) come from global memory through L1, where the
+// block's eight warps read the same addresses. K is split over the S blocks of a thread-block
+// cluster (grid.x = S = cluster size; one cluster per 128 rows), so that a 4096-row projection
+// still fills the GPU; the S partial tiles are summed through distributed shared memory in
+// rank order (deterministic, no workspace), each block finishing 1/S of the tile with MODE's
+// epilogue, with the GEMVs' roundings: 0 y = round(W·x + bias); 2 W = [gate; up] (warps 0-3 take
+// 64 gate rows, warps 4-7 the same 64 up rows), y = round(silu(round(gate))) · round(up).
+#ifndef WGEMM_U
+#define WGEMM_U 4
+#endif
+#define WG_RS 132  // floats per batch row of a block's partial tile (128 rows + 4: no bank conflicts)
+
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// Address of `p` (in this block's shared memory) in the shared memory of cluster block `rank`.
+__device__ __forceinline__ unsigned cluster_addr(const void* p, unsigned rank) {
+  unsigned a, r;
+  asm("{\n\t.reg .u64 g;\n\tcvta.to.shared.u64 g, %1;\n\tcvt.u32.u64 %0, g;\n\t}" : "=r"(a) : "l"(p));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(rank));
+  return r;
+}
+__device__ __forceinline__ float ld_cluster(unsigned addr) {
+  float v;
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+  return v;
+}
+
+template <int MB, int MODE>
+__device__ __forceinline__ void wgemm(const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* __restrict__ y, int M, int N,
+                                      int K) {
+  constexpr int U = WGEMM_U;
+  constexpr int NJ = MB / 8;                 // batch groups of 8 rows (the mma's N)
+  constexpr int TO = MODE == 2 ? 64 : 128;   // outputs per tile
+  extern __shared__ float red[];             // [MB][WG_RS]: this block's partial tile
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int S = gridDim.x;
+  const int s = blockIdx.x;  // the cluster rank: cluster (S, 1, 1), grid.x = S
+  const int tile = blockIdx.y;
+  // This warp's 16 weight rows give outputs o0 + g and o0 + g + 8.
+  const int o0 = tile * TO + 16 * (MODE == 2 ? (warp & 3) : warp);
+  const int row0 = (MODE == 2 && warp >= 4 ? N : 0) + o0;
+  const bool live0 = o0 + g < N, live1 = o0 + g + 8 < N;
+  const T* w0 = W + (size_t)(live0 ? row0 + g : 0) * K + 8 * t;
+  const T* w1 = W + (size_t)(live1 ? row0 + g + 8 : 0) * K + 8 * t;
+  const int C = K / 32;
+  const int cb = (int)((long long)s * C / S), ce = (int)((long long)(s + 1) * C / S);
+  uint4 wv[2][U];
+  auto load = [&](int c0) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int c = c0 + u;
+      wv[0][u] = (live0 && c < ce) ? ld_stream(w0 + (size_t)c * 32) : make_uint4(0u, 0u, 0u, 0u);
+      wv[1][u] = (live1 && c < ce) ? ld_stream(w1 + (size_t)c * 32) : make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  load(cb);
+  pdl_launch_next();
+  pdl_wait();
+  float acc[NJ][4];
+#pragma unroll
+  for (int j = 0; j < NJ; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  const T* xg = x + 8 * t;
+  for (int c0 = cb; c0 < ce; c0 += U) {
+    uint4 cur[2][U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      cur[0][u] = wv[0][u];
+      cur[1][u] = wv[1][u];
+    }
+    if (c0 + U < ce) load(c0 + U);
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int c = c0 + u;
+      if (c >= ce) break;  // uniform over the warp, as are the batch groups below (mma.sync)
+#pragma unroll
+      for (int j = 0; j < NJ; j++) {
+        if (8 * j >= M) break;
+        const int m = 8 * j + g;
+        const uint4 xv = m < M ? ld16(xg + (size_t)m * K + (size_t)c * 32) : make_uint4(0u, 0u, 0u, 0u);
+        mma_full(acc[j], cur[0][u].x, cur[1][u].x, cur[0][u].y, cur[1][u].y, xv.x, xv.y);
+        mma_full(acc[j], cur[0][u].z, cur[1][u].z, cur[0][u].w, cur[1][u].w, xv.z, xv.w);
+      }
+    }
+  }
+  // acc[j] = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]: tile row 16·warp + g (+ 8), batch
+  // row 8j + 2t (+ 1).
+  const int r0 = 16 * warp + g;
+#pragma unroll
+  for (int j = 0; j < NJ; j++) {
+    if (8 * j >= M) break;
+    const int m0 = 8 * j + 2 * t;
+    red[m0 * WG_RS + r0] = acc[j][0];
+    red[(m0 + 1) * WG_RS + r0] = acc[j][1];
+    red[m0 * WG_RS + r0 + 8] = acc[j][2];
+    red[(m0 + 1) * WG_RS + r0 + 8] = acc[j][3];
+  }
+  cluster_sync();
+  unsigned peer[8];
+#pragma unroll
+  for (int q = 0; q < 8; q++) peer[q] = q < S ? cluster_addr(red, q) : 0u;
+  // This block's share of the tile's M · TO outputs (batch row major: consecutive threads write
+  // consecutive columns of y).
+  const int E = M * TO, per = (E + S - 1) / S;
+  const int e_end = min(E, (s + 1) * per);
+  for (int e = s * per + threadIdx.x; e < e_end; e += blockDim.x) {
+    const int m = e / TO, c = e - m * TO, n = tile * TO + c;
+    if (n >= N) continue;
+    float a = 0.f, b = 0.f;
+#pragma unroll
+    for (int q = 0; q < 8; q++) {
+      if (q >= S) break;
+      a += ld_cluster(peer[q] + 4u * (unsigned)(m * WG_RS + c));
+      if (MODE == 2) b += ld_cluster(peer[q] + 4u * (unsigned)(m * WG_RS + c + 64));
+    }
+    const size_t o = (size_t)m * N + n;
+    if (MODE == 2) {
+      const float gt = rnd(a + (bias ? ld(bias[n]) : 0.f));
+      const float up = rnd(b + (bias ? ld(bias[n + N]) : 0.f));
+      y[o] = st(rnd(gt / (1.f + expf(-gt))) * up);
+    } else {
+      y[o] = st(a + (bias ? ld(bias[n]) : 0.f));
+    }
+  }
+  cluster_sync();  // the peers read this block's partials until here
+}
+
+// Entry points wgemm_r{MB}_m{MODE}: MB ≥ M rows (16, 32, 64 or 128), MODE 0 or 2.
+#define WGEMM_ENTRY(MB, MODE)                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(256, MB <= 64 ? 2 : 1) wgemm_r##MB##_m##MODE(                                        \
+      const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* __restrict__ y, int M, int N, int K) {                     \
+    TL(9, (long long)K << 24 | N);                                                                                                 \
+    wgemm<MB, MODE>(x, W, bias, y, M, N, K);                                                                                       \
+  }
+WGEMM_ENTRY(16, 0)
+WGEMM_ENTRY(16, 2)
+WGEMM_ENTRY(32, 0)
+WGEMM_ENTRY(32, 2)
+WGEMM_ENTRY(64, 0)
+WGEMM_ENTRY(64, 2)
+WGEMM_ENTRY(128, 0)
+WGEMM_ENTRY(128, 2)
+#endif  // WANT_WIDE

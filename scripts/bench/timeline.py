@@ -2,11 +2,15 @@
 """Summarise a kernel timeline written by `RHX_TIMELINE=path rhx bench ...` (fused decode kernels
 built with per-block timestamps, see `TIMELINE` in csrc/decode_kernels.cu).
 
-Groups the block records into launches, takes the last complete decode step (the launches after
-the second-to-last LM-head GEMV, the GEMV with the most rows, up to the last one) and prints, per kind
+Groups the block records into launches, takes the last complete decode step and prints, per kind
 of launch averaged over the layers: when its first block started and when its first block was
 released from the wait, relative to the end of the previous launch, and how long it ran after
-that. Usage: scripts/bench/timeline.py timeline.csv [--launches]
+that. A step of at most 8 rows runs on GEMVs: it is the launches after the second-to-last LM-head
+GEMV (the GEMV with the most rows) up to the last one. A wider step (cuBLAS or `wgemm` GEMMs) starts
+with its only `rmsnorm` (layer 0's input norm; the later norms are fused with the residual adds):
+it is the launches from the second-to-last `rmsnorm` up to the last one. cuBLAS kernels are not
+recorded: their time shows as 'start - prev end' of the launch after them.
+Usage: scripts/bench/timeline.py timeline.csv [--launches]
 """
 import csv
 import sys
@@ -45,8 +49,8 @@ def launches(rows):
 
 def name(l):
     k = l["name"]
-    if k == "gemv":
-        return f"gemv N={l['extra'] & 0xFFFFFF} K={l['extra'] >> 24} grid={l['grid']}"
+    if k in ("gemv", "wgemm"):
+        return f"{k} N={l['extra'] & 0xFFFFFF} K={l['extra'] >> 24} grid={l['grid']}"
     return f"{k} grid={l['grid']}"
 
 
@@ -57,11 +61,17 @@ def main():
         rows = [{k: (v if k == "name" else int(v)) for k, v in r.items()} for r in csv.DictReader(f)]
     ls = launches(rows)
     rows_of = lambda l: l["extra"] & 0xFFFFFF  # GEMV extra: K << 24 | N
-    head = max(rows_of(l) for l in ls if l["name"] == "gemv")
-    heads = [i for i, l in enumerate(ls) if l["name"] == "gemv" and rows_of(l) == head]
-    if len(heads) < 2:
-        sys.exit("fewer than two LM-head launches recorded: no complete step")
-    step = ls[heads[-2] + 1: heads[-1] + 1]
+    if any(l["name"] == "gemv" for l in ls):
+        head = max(rows_of(l) for l in ls if l["name"] == "gemv")
+        heads = [i for i, l in enumerate(ls) if l["name"] == "gemv" and rows_of(l) == head]
+        if len(heads) < 2:
+            sys.exit("fewer than two LM-head launches recorded: no complete step")
+        step = ls[heads[-2] + 1: heads[-1] + 1]
+    else:
+        starts = [i for i, l in enumerate(ls) if l["name"] == "rmsnorm"]
+        if len(starts) < 2:
+            sys.exit("fewer than two step-opening rmsnorm launches recorded: no complete wide step")
+        step = ls[starts[-2]: starts[-1]]
     t0 = min(l["start"] for l in step)
     total = max(l["end"] for l in step) - t0
     print(f"{len(rows)} block records, {len(ls)} complete launches; last step: {len(step)} launches, "

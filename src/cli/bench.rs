@@ -38,7 +38,10 @@ at 4096):\n  rhx bench --shape llama-3.1-8b --dtype bf16 --no-hf --modes graph -
 --batch-sizes 16,64,auto --long-context 0 --out benchmarks/gpu_torch_graph.md\n\nKERNEL \
 TIMELINE (no profiler needed): RHX_TIMELINE=tl.csv rhx bench ... --contexts 4096 --modes graph builds the fused \
 kernels with per-block timestamps (about 1.4% slower) and writes the last steps of the last batch-1 run; \
-scripts/bench/timeline.py tl.csv prints where a decode step's time goes, launch by launch.\n\nEQ. 2 COST: --capture reasoning runs \
+scripts/bench/timeline.py tl.csv prints where a decode step's time goes, launch by launch (the sweep's last \
+batch goes to tl.sweep.csv).\n\nWIDE STEPS ON THE TENSOR-CORE GEMM (bf16/f16, Hopper; default: cuBLAS above 8 rows) \
+against cuBLAS, B = 16 and 64 at 4096:\n  RHX_WGEMM=128 rhx bench --no-hf --no-torch-ref --modes graph --contexts 128 \
+--long-context 0 --batch-sizes 16,64\n\nEQ. 2 COST: --capture reasoning runs \
 every batch-1 and batch-sweep measurement twice, Eq. 1 alone and Eq. 1 + Eq. 2 (on a needle span of --needle-fraction of \
 each prompt, sink 4, local 32), alternately --repeats times, and adds a table of their decode rates and ratio:\n  rhx bench \
 --shape llama-3.1-8b --dtype bf16 --no-hf --modes graph --capture reasoning --repeats 3 --new-tokens 256 \
@@ -707,7 +710,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some((_, info)) = &torch_ref {
         md += &format!("Torch graph reference: {info}.\n\n");
     }
-    md += &format!("Command: `{cmd}`\n\n");
+    let env = EngineOptions::env_settings();
+    md += &format!("Command: `{}{cmd}`\n\n", env.iter().map(|e| format!("{e} ")).collect::<String>());
     md += &format!(
         "Bandwidth limit: {} GB/s; a decoding step must read {:.2} GB of weights (all but the embedding table) plus {:.0} KiB of KV cache per token of context per sequence, so limit tok/s = B / ((weights + B·context·KV) / bandwidth).\n\n",
         bandwidth.map(|b| format!("{b:.0}")).unwrap_or("unknown".into()),

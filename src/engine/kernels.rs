@@ -237,6 +237,8 @@ struct LaunchConfig {
 
 /// `CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION`.
 const PDL_ATTRIBUTE: c_uint = 6;
+/// `CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION` (value: x, y, z as u32).
+const CLUSTER_ATTRIBUTE: c_uint = 4;
 
 /// What the kernels are specialised for (compile-time constants of the CUDA source).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -321,7 +323,26 @@ impl Spec {
         (slots * g * (hd + 5) + g * hd) * 4
     }
 
-    fn options(&self, arch: (c_int, c_int), knobs: &KernelKnobs) -> Vec<String> {
+    /// Why the wide steps' tensor-core GEMM (`wgemm` in the source) cannot run this shape on a
+    /// GPU of compute capability `arch`, if it cannot: it needs bf16/f16 (mma operands), Hopper
+    /// (thread-block clusters) and rows of whole 32-element pieces.
+    pub fn wide_gemm_unsupported(&self, arch: (c_int, c_int)) -> Option<String> {
+        if !matches!(self.kind, Kind::BFloat16 | Kind::Half) {
+            return Some(format!("dtype {:?} (bf16 and f16 only)", self.kind));
+        }
+        if arch.0 < 9 {
+            return Some(format!("compute capability {}.{} (thread-block clusters need 9.0)", arch.0, arch.1));
+        }
+        self.row_lengths.iter().find(|&&n| !n.is_multiple_of(32)).map(|n| format!("row length {n} is not a multiple of 32"))
+    }
+
+    fn options(&self, arch: (c_int, c_int), knobs: &KernelKnobs, part: Part) -> Vec<String> {
+        let (core, gemv, wide) = match part {
+            Part::All { wide } => (1, 9, wide as i64),
+            Part::Core => (1, 0, 0),
+            Part::Gemv(b) => (0, b, 0),
+            Part::Wide => (0, 0, 1),
+        };
         vec![
             format!("--gpu-architecture=sm_{}{}", arch.0, arch.1),
             "-std=c++17".into(),
@@ -332,6 +353,9 @@ impl Spec {
             format!("-DNKV={}", self.n_kv_heads),
             format!("-DROT={}", self.rotary_dim),
             format!("-DQKNORM={}", self.qk_norm as i32),
+            format!("-DWANT_CORE={core}"),
+            format!("-DWANT_GEMV={gemv}"),
+            format!("-DWANT_WIDE={wide}"),
             // Tuning knobs for measurements: registers vs occupancy of the batch-1 GEMVs, threads
             // per GEMV block, weight loads per lane and stage, attention blocks per SM.
             format!("-DGEMV_B1_BLOCKS={}", knobs.gemv_b1_blocks),
@@ -342,6 +366,22 @@ impl Spec {
             format!("-DTIMELINE={}", knobs.timeline as i32),
         ]
     }
+}
+
+/// Which kernels one NVRTC compilation builds (`WANT_*` in the source). A process compiles the
+/// core once per shape and the GEMVs of each batch size it decodes at (the GEMVs of all eight
+/// batch sizes are ~85% of the compile time: Llama-3.1-8B shape, sm_90, 20.8 s for everything,
+/// 3.4 s without the GEMVs of batches 2-8); a timeline build is one module of every part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Everything, with or without the wide GEMM (timeline builds).
+    All { wide: bool },
+    /// Norms, RoPE + cache write, attention and its merge.
+    Core,
+    /// The GEMVs of one batch size (1..=FUSED_MAX_BATCH).
+    Gemv(i64),
+    /// The tensor-core GEMM of wide steps.
+    Wide,
 }
 
 #[derive(Clone, Copy)]
@@ -393,10 +433,20 @@ pub struct Kernels {
     /// row pairs, so a grid of 2.9 waves (q|k|v) runs without a partly filled last wave.
     /// H200, 4k: 222.3 -> 229.9 tok/s (benchmarks/gpu.md).
     grid_cap: u32,
-    /// `[batch - 1][mode][input staging: global, shared, normalised]`.
-    gemv: Vec<[[Func; 3]; 3]>,
-    /// Batch 1, K split over two warps: `[mode (Plain, Residual)][input staging]`.
-    gemv_split: [[Func; 3]; 2],
+    /// The GEMVs of each batch size (`[batch - 1]`), compiled by the first [`Kernels::prepare`]
+    /// for that size.
+    gemv: [OnceLock<Result<GemvSet, String>>; FUSED_MAX_BATCH as usize],
+    /// The wide steps' tensor-core GEMMs, compiled by the first [`Kernels::prepare`] of a batch
+    /// they take.
+    wide: OnceLock<Result<WideSet, String>>,
+    /// Largest batch the wide GEMMs take (`RHX_WGEMM`, 0: none; tests set it).
+    wide_rows: std::sync::atomic::AtomicI64,
+    /// What the parts compiled later are compiled for.
+    spec: Spec,
+    arch: (c_int, c_int),
+    knobs: KernelKnobs,
+    /// A timeline build: every part is in `module` (its records share one sequence counter).
+    one_module: bool,
     /// Batch-1 GEMVs of fewer blocks than this split K: two waves of the GPU's resident blocks
     /// (`RHX_GEMV_SPLIT`: 0 never, 1 = two waves, the default, 2 always).
     split_below_blocks: u32,
@@ -413,7 +463,20 @@ const ATTN_MAX_CHUNKS: i64 = 512;
 /// norms, RoPE + cache write and attention kernels.
 pub const FUSED_MAX_BATCH: i64 = 8;
 
-/// GEMV epilogue.
+/// The GEMVs of one batch size: `[mode][input staging: global, shared, normalised]`, and at batch
+/// 1 those that split K over two warps, `[mode (Plain, Residual)][input staging]`.
+struct GemvSet {
+    modes: [[Func; 3]; 3],
+    split: Option<[[Func; 3]; 2]>,
+}
+
+/// The wide steps' GEMMs, `[rows: 16, 32, 64, 128][mode: Plain, SiluMul]`.
+struct WideSet([[Func; 2]; 4]);
+
+/// Row counts the wide GEMM is compiled for (`wgemm_r{rows}_m{mode}` in the source).
+const WIDE_ROWS: [i64; 4] = [16, 32, 64, 128];
+
+/// GEMV (and wide GEMM) epilogue.
 #[derive(Clone, Copy)]
 pub enum GemvMode {
     /// `y = W·x + bias`.
@@ -458,42 +521,14 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     // The knobs were read once from the environment (`EngineOptions::process`); the same value
     // is in every trace key, so what a trace records and what compiled it cannot differ.
     let knobs = EngineOptions::process().map_err(|e| e.to_string())?.kernels;
-    let cubin = cached_cubin(&spec.options((major, minor), &knobs))?;
-    let mut module: Ptr = std::ptr::null_mut();
-    a.cu(unsafe { (a.module_load_data)(&mut module, cubin.as_ptr() as *const c_void) }, "cuModuleLoadData")?;
-    let f = |name: &str| -> Result<Func, String> {
-        let c = CString::new(name).unwrap();
-        let mut p: Ptr = std::ptr::null_mut();
-        a.cu(unsafe { (a.module_get_function)(&mut p, module, c.as_ptr()) }, name)?;
-        Ok(Func(p))
-    };
+    let arch = (major, minor);
+    let one_module = knobs.timeline;
+    let core = if one_module { Part::All { wide: knobs.wgemm_rows > 0 && spec.wide_gemm_unsupported(arch).is_none() } } else { Part::Core };
+    let module = load_module(&cached_cubin(&spec.options(arch, &knobs, core))?)?;
+    let f = |name: &str| function(module, name);
     let mut optin = 0;
     a.cu(unsafe { (a.device_get_attribute)(&mut optin, 97, ordinal) }, "shared memory per block (opt-in)")?;
     let smem_optin = (optin as i64 - 1024).max(0);
-    let gemv_func = |name: &str, xs: usize| -> Result<Func, String> {
-        let func = f(name)?;
-        if xs > 0 {
-            // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: the staged input rows.
-            a.cu(unsafe { (a.func_set_attribute)(func.0, 8, smem_optin as c_int) }, "cuFuncSetAttribute")?;
-        }
-        Ok(func)
-    };
-    let mut gemv = Vec::new();
-    for b in 1..=FUSED_MAX_BATCH {
-        let mut modes = [[Func(std::ptr::null_mut()); 3]; 3];
-        for (m, row) in modes.iter_mut().enumerate() {
-            for (xs, slot) in row.iter_mut().enumerate() {
-                *slot = gemv_func(&format!("gemv_b{b}_m{m}_x{xs}_s1"), xs)?;
-            }
-        }
-        gemv.push(modes);
-    }
-    let mut gemv_split = [[Func(std::ptr::null_mut()); 3]; 2];
-    for (m, row) in gemv_split.iter_mut().enumerate() {
-        for (xs, slot) in row.iter_mut().enumerate() {
-            *slot = gemv_func(&format!("gemv_b1_m{m}_x{xs}_s2"), xs)?;
-        }
-    }
     let mut sms = 0;
     a.cu(unsafe { (a.device_get_attribute)(&mut sms, 16, ordinal) }, "multiprocessor count")?;
     let pdl = major >= 9 && a.launch_kernel_ex.is_some() && knobs.pdl;
@@ -509,7 +544,61 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
     let pair = |name: &str| -> Result<[Func; 2], String> { Ok([f(name)?, f(&format!("{name}_rs"))?]) };
     let attn_mma = if spec.tensor_core_attention() && major >= 8 && knobs.attn_mma { Some(pair("attn_decode_mma")?) } else { None };
     let attn_1 = if knobs.attn_one { Some(pair("attn_decode_1")?) } else { None };
-    Ok(Kernels { device, module: Module(module), ordinal, pdl, smem_optin, elem_bytes, gemv_split, split_below_blocks, attention_blocks, grid_cap, rmsnorm: f("rmsnorm")?, add_rmsnorm: f("add_rmsnorm")?, silu_mul: f("silu_mul")?, rope_kv: f("rope_kv")?, attn: pair("attn_decode")?, attn_1, attn_mma, gemv_threads: knobs.gemv_threads as i64, use_mma: std::sync::atomic::AtomicBool::new(true), sms: sms as i64, combine: f("attn_combine")?, gemv })
+    Ok(Kernels {
+        device,
+        module,
+        ordinal,
+        pdl,
+        smem_optin,
+        elem_bytes,
+        split_below_blocks,
+        attention_blocks,
+        grid_cap,
+        rmsnorm: f("rmsnorm")?,
+        add_rmsnorm: f("add_rmsnorm")?,
+        silu_mul: f("silu_mul")?,
+        rope_kv: f("rope_kv")?,
+        attn: pair("attn_decode")?,
+        attn_1,
+        attn_mma,
+        gemv_threads: knobs.gemv_threads as i64,
+        use_mma: std::sync::atomic::AtomicBool::new(true),
+        sms: sms as i64,
+        combine: f("attn_combine")?,
+        gemv: std::array::from_fn(|_| OnceLock::new()),
+        wide: OnceLock::new(),
+        wide_rows: std::sync::atomic::AtomicI64::new(knobs.wgemm_rows as i64),
+        spec: spec.clone(),
+        arch,
+        knobs,
+        one_module,
+    })
+}
+
+/// Loads compiled kernels into the current context (never unloaded: the kernels live as long as
+/// the process).
+fn load_module(cubin: &[u8]) -> Result<Module, String> {
+    let a = api()?;
+    let mut module: Ptr = std::ptr::null_mut();
+    a.cu(unsafe { (a.module_load_data)(&mut module, cubin.as_ptr() as *const c_void) }, "cuModuleLoadData")?;
+    Ok(Module(module))
+}
+
+fn function(module: Module, name: &str) -> Result<Func, String> {
+    let a = api()?;
+    let c = CString::new(name).unwrap();
+    let mut p: Ptr = std::ptr::null_mut();
+    a.cu(unsafe { (a.module_get_function)(&mut p, module.0, c.as_ptr()) }, name)?;
+    Ok(Func(p))
+}
+
+/// `function`, allowed up to `smem` bytes of dynamic shared memory.
+fn function_smem(module: Module, name: &str, smem: i64) -> Result<Func, String> {
+    let a = api()?;
+    let func = function(module, name)?;
+    // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
+    a.cu(unsafe { (a.func_set_attribute)(func.0, 8, smem as c_int) }, "cuFuncSetAttribute")?;
+    Ok(func)
 }
 
 /// `RHX_TIMELINE`: where `rhx bench` writes the kernel timeline; when set, the kernels are
@@ -524,7 +613,7 @@ pub fn timeline_path() -> Option<std::path::PathBuf> {
 const TIMELINE_FIELDS: usize = 8;
 
 /// Names of the kernel codes in the timeline tags (`TL(code, extra)` in the source).
-const TIMELINE_KERNELS: [&str; 9] = ["rmsnorm", "gemv", "rope", "attn", "attn(1/SM)", "merge", "attn(mma)", "add+rmsnorm", "silu·up"];
+const TIMELINE_KERNELS: [&str; 10] = ["rmsnorm", "gemv", "rope", "attn", "attn(1/SM)", "merge", "attn(mma)", "add+rmsnorm", "silu·up", "wgemm"];
 
 /// Writes the last blocks recorded by every timeline build of the kernels (a ring of 2^18
 /// blocks per module: the last few decode steps) as CSV, oldest first: `kernel` (the code) and
@@ -586,12 +675,54 @@ fn cached_cubin(options: &[String]) -> Result<Vec<u8>, String> {
 
 /// Compiles the kernels for `spec` and compute capability `arch` without a GPU (NVRTC only) and
 /// returns the size of the machine code: what the CPU-only tests use to check the CUDA source.
-/// `timeline`: the measurement build ([`timeline_path`]).
-pub fn compile_check(spec: &Spec, arch: (i32, i32), timeline: bool) -> Result<usize, String> {
+/// The core and the parts a process would build for `batches` (the GEMVs of a batch of at most
+/// `FUSED_MAX_BATCH` rows, the wide GEMM for more); `timeline`: the measurement build, one
+/// module of everything.
+pub fn compile_check(spec: &Spec, arch: (i32, i32), timeline: bool, batches: &[i64]) -> Result<usize, String> {
     if let Some(why) = spec.unsupported() {
         return Err(format!("fused kernels do not cover this shape: {why}"));
     }
-    nvrtc()?.compile(&spec.options(arch, &KernelKnobs { timeline, ..KernelKnobs::default() })).map(|b| b.len())
+    let knobs = KernelKnobs { timeline, ..KernelKnobs::default() };
+    let wide = spec.wide_gemm_unsupported(arch);
+    let parts: Vec<Part> = if timeline {
+        vec![Part::All { wide: wide.is_none() }]
+    } else {
+        let mut parts = vec![Part::Core];
+        for &b in batches {
+            parts.push(match b {
+                1..=FUSED_MAX_BATCH => Part::Gemv(b),
+                _ if b <= WIDE_ROWS[3] => match &wide {
+                    None => Part::Wide,
+                    Some(why) => return Err(format!("batch {b}: {why}")),
+                },
+                _ => return Err(format!("batch {b}: no kernels are built for it")),
+            });
+        }
+        parts
+    };
+    let mut bytes = 0;
+    for part in parts {
+        let bin = nvrtc()?.compile(&spec.options(arch, &knobs, part)).map_err(|e| format!("{part:?}: {e}"))?;
+        // A part whose `#if` left its kernels out would compile to an empty module: look for
+        // one entry point of each kind the loader asks for.
+        let names = match part {
+            Part::Core => vec!["rope_kv".to_string(), "attn_combine".into()],
+            Part::Gemv(b) => vec![format!("gemv_b{b}_m2_x2_s1")],
+            Part::Wide => vec!["wgemm_r128_m2".into()],
+            Part::All { wide } => ["attn_combine", "gemv_b8_m2_x2_s1", "gemv_b1_m1_x2_s2"].into_iter().chain(wide.then_some("wgemm_r16_m0")).map(String::from).collect(),
+        };
+        if let Some(missing) = names.iter().find(|n| !bin.windows(n.len() + 1).any(|w| w[..n.len()] == *n.as_bytes() && w[n.len()] == 0)) {
+            return Err(format!("{part:?}: no kernel {missing} in the compiled module"));
+        }
+        bytes += bin.len();
+    }
+    Ok(bytes)
+}
+
+/// Dynamic shared memory of the wide GEMM for `rows` batch rows: the block's partial tile
+/// (`WG_RS` = 132 floats per row in the source).
+fn wide_smem(rows: i64) -> i64 {
+    rows * 132 * 4
 }
 
 /// Kernel arguments, each in an 8-byte slot (the driver reads the argument's size from it).
@@ -635,19 +766,124 @@ impl Kernels {
         self.attn_mma.is_some()
     }
 
+    /// Compiles and loads what a step of `batch` rows launches beyond the core kernels — the
+    /// GEMVs of that batch size, or the wide GEMMs when they take it — unless done already.
+    /// Module loading must not happen while a stream captures a CUDA graph: the decoding loop
+    /// calls this before the first step of each batch size.
+    pub fn prepare(&self, batch: i64) -> Result<(), String> {
+        if batch <= FUSED_MAX_BATCH {
+            self.gemv_set(batch).map(|_| ())
+        } else if batch <= self.wide_rows.load(std::sync::atomic::Ordering::Relaxed) {
+            self.wide_set().map(|_| ())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a step of `batch` rows runs its projections and LM head on the wide GEMMs
+    /// (prepared, and `batch` within `RHX_WGEMM`); else on cuBLAS.
+    pub fn uses_wide_gemm(&self, batch: i64) -> bool {
+        batch > FUSED_MAX_BATCH && batch <= self.wide_rows.load(std::sync::atomic::Ordering::Relaxed) && matches!(self.wide.get(), Some(Ok(_)))
+    }
+
+    /// Sets the largest batch the wide GEMMs take (0: none) for this process's steps from now
+    /// on, whatever `RHX_WGEMM` said (tests compare both paths). Returns why they cannot run
+    /// here, if they cannot.
+    pub fn set_wide_gemm_rows(&self, rows: i64) -> Result<(), String> {
+        self.wide_rows.store(rows.min(WIDE_ROWS[3]), std::sync::atomic::Ordering::Relaxed);
+        match rows > FUSED_MAX_BATCH {
+            true => self.wide_set().map(|_| ()),
+            false => Ok(()),
+        }
+    }
+
+    /// A module with `part`'s kernels: the timeline build's one module, else compiled (or read
+    /// from the cubin cache) and loaded now.
+    fn part_module(&self, part: Part) -> Result<Module, String> {
+        if self.one_module {
+            return Ok(self.module);
+        }
+        api()?.ensure_context(self.ordinal)?;
+        load_module(&cached_cubin(&self.spec.options(self.arch, &self.knobs, part))?)
+    }
+
+    fn gemv_set(&self, batch: i64) -> Result<&GemvSet, String> {
+        assert!((1..=FUSED_MAX_BATCH).contains(&batch), "GEMV batch {batch}");
+        let build = || -> Result<GemvSet, String> {
+            let m = self.part_module(Part::Gemv(batch))?;
+            let xs_func = |name: String, xs: usize| if xs > 0 { function_smem(m, &name, self.smem_optin) } else { function(m, &name) };
+            let mut modes = [[Func(std::ptr::null_mut()); 3]; 3];
+            for (mode, row) in modes.iter_mut().enumerate() {
+                for (xs, slot) in row.iter_mut().enumerate() {
+                    *slot = xs_func(format!("gemv_b{batch}_m{mode}_x{xs}_s1"), xs)?;
+                }
+            }
+            let split = if batch == 1 {
+                let mut split = [[Func(std::ptr::null_mut()); 3]; 2];
+                for (mode, row) in split.iter_mut().enumerate() {
+                    for (xs, slot) in row.iter_mut().enumerate() {
+                        *slot = xs_func(format!("gemv_b1_m{mode}_x{xs}_s2"), xs)?;
+                    }
+                }
+                Some(split)
+            } else {
+                None
+            };
+            Ok(GemvSet { modes, split })
+        };
+        self.gemv[(batch - 1) as usize].get_or_init(build).as_ref().map_err(Clone::clone)
+    }
+
+    fn wide_set(&self) -> Result<&WideSet, String> {
+        let build = || -> Result<WideSet, String> {
+            if let Some(why) = self.spec.wide_gemm_unsupported(self.arch) {
+                return Err(format!("the wide GEMM does not cover this model or GPU: {why}"));
+            }
+            if api()?.launch_kernel_ex.is_none() {
+                return Err("the wide GEMM needs cuLaunchKernelEx (CUDA 12 driver)".into());
+            }
+            let m = self.part_module(Part::Wide)?;
+            let mut set = [[Func(std::ptr::null_mut()); 2]; 4];
+            for (rows, row) in WIDE_ROWS.iter().zip(set.iter_mut()) {
+                for (slot, mode) in row.iter_mut().zip([0, 2]) {
+                    *slot = function_smem(m, &format!("wgemm_r{rows}_m{mode}"), wide_smem(*rows))?;
+                }
+            }
+            Ok(WideSet(set))
+        };
+        self.wide.get_or_init(build).as_ref().map_err(Clone::clone)
+    }
+
     fn launch(&self, f: Func, grid: (u32, u32, u32), block: u32, args: Args) {
         self.launch_smem(f, grid, block, 0, args)
     }
 
-    fn launch_smem(&self, f: Func, grid: (u32, u32, u32), block: u32, smem: u32, mut args: Args) {
+    fn launch_smem(&self, f: Func, grid: (u32, u32, u32), block: u32, smem: u32, args: Args) {
+        self.launch_cluster(f, grid, block, smem, None, args)
+    }
+
+    /// Launches `f` on libtorch's current stream: with programmatic dependent launch when on,
+    /// in clusters of `cluster` blocks along x when given.
+    fn launch_cluster(&self, f: Func, grid: (u32, u32, u32), block: u32, smem: u32, cluster: Option<u32>, mut args: Args) {
         let a = api().expect("kernels exist only when the API loaded");
         let stream = super::cuda::current_stream(self.device).expect("CUDA shim loaded with the kernels");
         let mut ptrs: Vec<Ptr> = args.0.iter_mut().map(|v| v as *mut u64 as Ptr).collect();
-        let rc = match a.launch_kernel_ex.filter(|_| self.pdl) {
+        let mut attrs = Vec::with_capacity(2);
+        if self.pdl {
+            let mut attr = LaunchAttribute { id: PDL_ATTRIBUTE, pad: [0; 4], value: [0; 64] };
+            attr.value[0] = 1; // programmaticStreamSerializationAllowed = 1
+            attrs.push(attr);
+        }
+        if let Some(c) = cluster {
+            let mut attr = LaunchAttribute { id: CLUSTER_ATTRIBUTE, pad: [0; 4], value: [0; 64] };
+            for (i, d) in [c, 1, 1].into_iter().enumerate() {
+                attr.value[4 * i..4 * i + 4].copy_from_slice(&d.to_ne_bytes());
+            }
+            attrs.push(attr);
+        }
+        let rc = match a.launch_kernel_ex.filter(|_| !attrs.is_empty()) {
             Some(ex) => {
-                let mut attr = LaunchAttribute { id: PDL_ATTRIBUTE, pad: [0; 4], value: [0; 64] };
-                attr.value[0] = 1; // programmaticStreamSerializationAllowed = 1
-                let cfg = LaunchConfig { grid: [grid.0, grid.1, grid.2], block: [block, 1, 1], shared_mem_bytes: smem, stream, attrs: &mut attr, num_attrs: 1 };
+                let cfg = LaunchConfig { grid: [grid.0, grid.1, grid.2], block: [block, 1, 1], shared_mem_bytes: smem, stream, attrs: attrs.as_mut_ptr(), num_attrs: attrs.len() as c_uint };
                 unsafe { ex(&cfg, f.0, ptrs.as_mut_ptr(), std::ptr::null_mut()) }
             }
             None => unsafe { (a.launch_kernel)(f.0, grid.0, grid.1, grid.2, block, 1, 1, smem, stream, ptrs.as_mut_ptr(), std::ptr::null_mut()) },
@@ -702,13 +938,44 @@ impl Kernels {
         let warps = if matches!(mode, GemvMode::SiluMul) { n } else { (n + 1) / 2 };
         let threads = self.gemv_threads;
         let splits = b == 1 && !matches!(mode, GemvMode::SiluMul) && (k * self.elem_bytes) % 32 == 0 && blocks(warps * 32, threads) < self.split_below_blocks;
-        let (f, warps) = if splits { (self.gemv_split[mode as usize][xs], warps * 2) } else { (self.gemv[(b - 1) as usize][mode as usize][xs], warps) };
+        let set = self.gemv_set(b).expect("Kernels::prepare(batch) ran before a step of this batch");
+        let (f, warps) = match &set.split {
+            Some(split) if splits => (split[mode as usize][xs], warps * 2),
+            _ => (set.modes[mode as usize][xs], warps),
+        };
         // At batch 1 at most `grid_cap` blocks (one wave), each walking the same number of row
         // pairs: the grid is divided evenly over the walks, so no walk is mostly idle (the LM
         // head's 8016 blocks: 31 walks of 259 blocks, not 30.4 of 264).
         let grid = blocks(warps * 32, threads);
         let grid = if b == 1 && self.grid_cap > 0 && grid > self.grid_cap { grid.div_ceil(grid.div_ceil(self.grid_cap)) } else { grid };
         self.launch_smem(f, (grid, 1, 1), threads as u32, smem, args);
+    }
+
+    /// `y: [M, N]` from `x: [M, K]` and `w: [N, K]` (`[2N, K]` for `SiluMul`) on the wide GEMMs
+    /// (`wgemm` in the source), `FUSED_MAX_BATCH < M ≤` [`Kernels::uses_wide_gemm`]'s limit;
+    /// `Plain` or `SiluMul` epilogue. K is split over a cluster of S blocks per tile of 128
+    /// outputs (64 for `SiluMul`): S, a power of two up to 8, the fewest that make about one
+    /// wave of blocks.
+    pub fn wgemm(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, mode: GemvMode) {
+        let (m, k) = (x.size()[0], x.size()[1]);
+        let n = y.size()[1];
+        let set = self.wide_set().expect("Kernels::prepare(batch) ran before a wide step");
+        let ri = WIDE_ROWS.iter().position(|&r| m <= r).expect("at most 128 rows");
+        let (mi, tile) = match mode {
+            GemvMode::Plain => (0, 128),
+            GemvMode::SiluMul => (1, 64),
+            GemvMode::Residual => unreachable!("the wide GEMM has no residual epilogue"),
+        };
+        debug_assert!(x.is_contiguous() && w.is_contiguous() && y.is_contiguous() && k % 32 == 0, "contiguous rows of whole 32-element pieces");
+        let tiles = (n + tile - 1) / tile;
+        let wave = if WIDE_ROWS[ri] <= 64 { 2 } else { 1 } * self.sms;
+        let pieces = k / 32;
+        let mut splits = 1;
+        while splits * tiles < wave && splits * 2 <= pieces.min(8) {
+            splits *= 2;
+        }
+        let args = Args::new().t(x).t(w).opt(bias).t(y).i32(m).i32(n).i32(k);
+        self.launch_cluster(set.0[ri][mi], (splits as u32, tiles as u32, 1), 256, wide_smem(WIDE_ROWS[ri]) as u32, Some(splits as u32), args);
     }
 
     /// Whether a GEMV over `batch` rows of `k` can normalise its input itself (the rows fit in

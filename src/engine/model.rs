@@ -398,7 +398,9 @@ impl Model {
     pub fn decode_step(&self, st: &DecodeState, cache: &mut KvCache, cap: &CaptureRequest) -> StepOutput {
         let _guard = tch::no_grad_guard();
         if st.fused {
-            if let Ok(k) = self.fused_kernels(cap) {
+            // `prepare` has run outside any graph capture (the decoding loop calls it at each
+            // batch size): here it only looks the batch's kernels up.
+            if let Ok(k) = self.fused_kernels(cap).and_then(|k| k.prepare(st.ids.size()[0]).map(|_| k)) {
                 return self.decode_step_fused(k, st, cache, cap);
             }
         }
@@ -574,10 +576,22 @@ impl Model {
         // grow with the rows, and tensor cores win from ~16 rows); norms, RoPE + cache write
         // and the attention with its captures stay fused kernels.
         let wide = b > kernels::FUSED_MAX_BATCH;
+        // Wide steps: the projections on the tensor-core GEMMs of `csrc/decode_kernels.cu`
+        // (`RHX_WGEMM`), else cuBLAS (`Linear::forward`).
+        let wgemm = k.uses_wide_gemm(b);
+        let gemm = |x: &Tensor, lin: &Linear| -> Tensor {
+            if wgemm {
+                let y = Tensor::empty([b, lin.w.size()[0]], opts);
+                k.wgemm(x, &lin.w, lin.b.as_ref(), &y, GemvMode::Plain);
+                y
+            } else {
+                lin.forward(x)
+            }
+        };
         let x = self.embed.embedding_like(&st.ids).view([b, d]).contiguous();
         let h = Tensor::empty([b, d], opts);
         // Wide steps: the final norm's output, written by the last layer's residual add.
-        let final_normed = Tensor::empty([b, d], opts);
+        let final_normed = wide.then(|| Tensor::empty([b, d], opts));
         let q = Tensor::empty([b, nq * hd], opts);
         let attn = Tensor::empty([b, nq * hd], opts);
         let act = Tensor::empty([b, c.intermediate_size as i64], opts);
@@ -595,7 +609,7 @@ impl Model {
                 if li == 0 {
                     k.rmsnorm(&x, &layer.input_norm, &h, eps);
                 }
-                qkv_p.forward(&h)
+                gemm(&h, qkv_p)
             } else if fold {
                 k.gemv(&x, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, Some((&layer.input_norm, eps)));
                 qkv.shallow_clone()
@@ -616,13 +630,18 @@ impl Model {
                 // cuBLAS GEMMs (tensor cores), each residual add fused with the norm after it
                 // (the next layer's input norm, or the final norm after the last layer), with
                 // the libtorch step's roundings: `x + round(o(attn))`, `round(silu(gate)) · up`.
-                k.add_rmsnorm(&x, &layer.o.forward(&attn), &layer.post_norm, &h, eps);
-                k.silu_mul(&gu_p.forward(&h), &act);
-                let (next_norm, normed) = match self.layers.get(li + 1) {
-                    Some(next) => (&next.input_norm, &h),
-                    None => (&self.norm, &final_normed),
+                k.add_rmsnorm(&x, &gemm(&attn, &layer.o), &layer.post_norm, &h, eps);
+                if wgemm {
+                    k.wgemm(&h, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul);
+                } else {
+                    k.silu_mul(&gu_p.forward(&h), &act);
+                }
+                let (next_norm, normed) = match (self.layers.get(li + 1), &final_normed) {
+                    (Some(next), _) => (&next.input_norm, &h),
+                    (None, Some(f)) => (&self.norm, f),
+                    (None, None) => unreachable!("wide steps allocate the final norm's output"),
                 };
-                k.add_rmsnorm(&x, &layer.down.forward(&act), next_norm, normed, eps);
+                k.add_rmsnorm(&x, &gemm(&act, &layer.down), next_norm, normed, eps);
             } else {
                 k.gemv(&attn, &layer.o.w, layer.o.b.as_ref(), &x, GemvMode::Residual, None);
                 if fold {
@@ -641,13 +660,17 @@ impl Model {
         let head = self.lm_head.as_ref().unwrap_or(&self.embed);
         let wants_final = cap.hidden.contains(&HiddenSite::Final);
         let fold = !wide && k.can_norm(b, d) && !wants_final;
-        let normed = if wide { Some(final_normed) } else { None };
-        let normed = normed.or_else(|| (!fold).then(|| {
+        let normed = final_normed.or_else(|| (!fold).then(|| {
             let n = Tensor::empty([b, d], opts);
             k.rmsnorm(&x, &self.norm, &n, eps);
             n
         }));
         let logits = match &normed {
+            Some(n) if wgemm => {
+                let logits = Tensor::empty([b, c.vocab_size as i64], opts);
+                k.wgemm(n, head, None, &logits, GemvMode::Plain);
+                logits
+            }
             Some(n) if wide => n.linear::<Tensor>(head, None),
             _ => {
                 let logits = Tensor::empty([b, c.vocab_size as i64], opts);

@@ -58,6 +58,16 @@ pub struct KernelKnobs {
     pub pdl: bool,
     /// `RHX_TIMELINE` set: the kernels are built with per-block timestamps.
     pub timeline: bool,
+    /// `RHX_WGEMM`: wide steps (9 rows and more) run their projections and LM head on the
+    /// tensor-core split-K GEMM of `csrc/decode_kernels.cu` (bf16/f16, Hopper) up to this many
+    /// rows, at most 128; 0, the default, keeps cuBLAS (the kernel is not yet measured on a GPU).
+    /// Left out of the serialised options while 0, so that trace keys made without it stay.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wgemm_rows: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl Default for KernelKnobs {
@@ -74,6 +84,7 @@ impl Default for KernelKnobs {
             attn_one: true,
             pdl: true,
             timeline: false,
+            wgemm_rows: 0,
         }
     }
 }
@@ -130,6 +141,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("RHX_ATTN_MMA", "0: no tensor-core attention"),
     ("RHX_ATTN_ONE", "0: no one-block-per-SM attention build"),
     ("RHX_PDL", "0: no programmatic dependent launch"),
+    ("RHX_WGEMM", "fused wide steps: tensor-core GEMMs up to this many rows, at most 128 (default 0: cuBLAS)"),
     ("RHX_TIMELINE", "path: build the kernels with per-block timestamps (rhx bench writes them there)"),
 ];
 
@@ -137,6 +149,12 @@ impl EngineOptions {
     /// The options this process's environment sets (`RHX_*`, see [`VARIABLES`]).
     pub fn from_env() -> Result<EngineOptions, OptionsError> {
         EngineOptions::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// The [`VARIABLES`] this process's environment sets, as `NAME=value` (what a benchmark
+    /// report states beside its command line).
+    pub fn env_settings() -> Vec<String> {
+        VARIABLES.iter().filter_map(|(var, _)| std::env::var(var).ok().filter(|v| !v.is_empty()).map(|v| format!("{var}={v}"))).collect()
     }
 
     /// The options set by `lookup(variable)`; unset variables keep the defaults, a value that
@@ -177,6 +195,10 @@ impl EngineOptions {
         if gemv_split > 2 {
             return Err(OptionsError { var: "RHX_GEMV_SPLIT", value: gemv_split.to_string(), expected: "0 (never), 1 (below two waves) or 2 (always)" });
         }
+        let wgemm_rows = uint("RHX_WGEMM", k.wgemm_rows, 0)?;
+        if wgemm_rows > 128 {
+            return Err(OptionsError { var: "RHX_WGEMM", value: wgemm_rows.to_string(), expected: "a number of rows from 0 (off) to 128" });
+        }
         let kernels = KernelKnobs {
             gemv_u: uint("RHX_GEMV_U", k.gemv_u, 1)?,
             gemv_b1_blocks: uint("RHX_GEMV_B1_BLOCKS", k.gemv_b1_blocks, 1)?,
@@ -192,6 +214,7 @@ impl EngineOptions {
             attn_one: switch("RHX_ATTN_ONE", k.attn_one)?,
             pdl: switch("RHX_PDL", k.pdl)?,
             timeline: get("RHX_TIMELINE").is_some(),
+            wgemm_rows,
         };
         Ok(EngineOptions { decode, fused_kernels: switch("RHX_FUSED", d.fused_kernels)?, kernels, ..d })
     }
@@ -271,7 +294,7 @@ mod tests {
         assert_eq!(one("RHX_DECODE", "static").unwrap().decode, DecodeMode::Static);
         assert!(!one("RHX_FUSED", "0").unwrap().fused_kernels);
         assert_eq!(one("RHX_GEMV_GRID_CAP", "64").unwrap().kernels.gemv_grid_cap, Some(64));
-        for (var, bad) in [("RHX_DECODE", "fast"), ("RHX_FUSED", "no"), ("RHX_GEMV_U", "x"), ("RHX_GEMV_THREADS", "100"), ("RHX_GEMV_B1_BLOCKS", "0"), ("RHX_GEMV_SPLIT", "3")] {
+        for (var, bad) in [("RHX_DECODE", "fast"), ("RHX_FUSED", "no"), ("RHX_GEMV_U", "x"), ("RHX_GEMV_THREADS", "100"), ("RHX_GEMV_B1_BLOCKS", "0"), ("RHX_GEMV_SPLIT", "3"), ("RHX_WGEMM", "129")] {
             let e = one(var, bad).unwrap_err();
             assert_eq!(e.var, var, "{e}");
         }
@@ -285,6 +308,7 @@ mod tests {
                 "RHX_GEMV_THREADS" => "512",
                 "RHX_GEMV_SPLIT" => "2",
                 "RHX_TIMELINE" => "/tmp/t.csv",
+                "RHX_WGEMM" => "64",
                 v if v.starts_with("RHX_GEMV") || v == "RHX_ATTN_BLOCKS" => "7",
                 _ => "0",
             };

@@ -143,13 +143,16 @@ pub(super) fn decode(
         pv_chunk: setup.pv_chunk,
         fused: false,
     };
-    if eng.fused_kernels && device.is_cuda() {
-        // Compiled here, before any graph capture (NVRTC and module loading must not run
-        // while a stream is capturing).
-        let why = model.fused_kernels(&setup.capture).map(|_| ());
-        st.fused = why.is_ok();
-        stats.fused_unavailable = why.err();
-    }
+    // Compiled here and at each new batch size, before any graph capture (NVRTC and module
+    // loading must not run while a stream is capturing).
+    let kernels = if eng.fused_kernels && device.is_cuda() {
+        let k = model.fused_kernels(&setup.capture);
+        st.fused = k.is_ok();
+        stats.fused_unavailable = k.as_ref().err().cloned();
+        k.ok()
+    } else {
+        None
+    };
     let mut capture = setup.capture;
     let mut done = vec![false; gens.len()];
     let mut graph: Option<(crate::engine::cuda::CudaGraph, Tensor)> = None;
@@ -160,6 +163,14 @@ pub(super) fn decode(
     let result = (|| -> Result<(), GenerateError> {
         for step in 0..opts.max_new_tokens {
             let b = rows.len();
+            if let Some(k) = kernels.filter(|_| st.fused) {
+                if let Err(e) = k.prepare(b as i64) {
+                    // This batch size's kernels did not build: libtorch ops from here on.
+                    eprintln!("rhx: fused CUDA decode kernels for {b} rows unavailable, decoding on libtorch ops: {e}");
+                    st.fused = false;
+                    stats.fused_unavailable = Some(e);
+                }
+            }
             if st.fused {
                 stats.fused_kernels = true;
             }
