@@ -219,7 +219,14 @@ __device__ float block_sum(float v) {
 }
 
 #if WANT_CORE
-// HF RMSNorm: normalise in f32, round, scale by the weight (one row of `d` per block).
+// HF RMSNorm of one row of `d` (the block's), given this thread's part of Σ x²: normalise in
+// f32, round, scale by the weight.
+__device__ __forceinline__ void rms_store(const T* xr, const T* __restrict__ w, T* __restrict__ out, int d, float eps, float ss) {
+  const float r = rsqrtf(block_sum(ss) / (float)d + eps);
+  for (int i = threadIdx.x; i < d; i += blockDim.x) out[i] = st(ld(w[i]) * rnd(ld(xr[i]) * r));
+}
+
+// HF RMSNorm, one row of `d` per block.
 extern "C" __global__ void rmsnorm(const T* x, const T* __restrict__ w, T* __restrict__ out, int d, float eps) {
   TL(0, d);
   pdl_launch_next();
@@ -230,8 +237,7 @@ extern "C" __global__ void rmsnorm(const T* x, const T* __restrict__ w, T* __res
     const float v = ld(xr[i]);
     ss += v * v;
   }
-  const float r = rsqrtf(block_sum(ss) / (float)d + eps);
-  for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)blockIdx.x * d + i] = st(ld(w[i]) * rnd(ld(xr[i]) * r));
+  rms_store(xr, w, out + (size_t)blockIdx.x * d, d, eps, ss);
 }
 
 // Residual add then HF RMSNorm, one row of `d` per block (steps above the GEMVs' batch, after a
@@ -249,8 +255,7 @@ extern "C" __global__ void add_rmsnorm(T* x, const T* y, const T* __restrict__ w
     xr[i] = st(v);
     ss += v * v;
   }
-  const float r = rsqrtf(block_sum(ss) / (float)d + eps);
-  for (int i = threadIdx.x; i < d; i += blockDim.x) out[(size_t)blockIdx.x * d + i] = st(ld(w[i]) * rnd(ld(xr[i]) * r));
+  rms_store(xr, w, out + (size_t)blockIdx.x * d, d, eps, ss);
 }
 
 // out[b, j] = round(silu(gate)) · up for gu = [gate | up] rows of 2n (steps above the GEMVs'

@@ -8,10 +8,10 @@
 use rhx::engine::generate::{generate_with, DecodeMode, EngineOptions, FixedMask, GenerateOptions, Generation, MaskScope, Prompt, StepPolicy, StepRecord};
 use rhx::engine::model::{HiddenSite, MaskMode, Model};
 use rhx::engine::weights;
-use tch::{Device, Kind};
+use tch::Kind;
 
 mod common;
-use common::{fixture_dir, mixed_prompts as prompts, tiny};
+use common::{cuda_or_skip, fixture_dir, mixed_prompts as prompts, tiny};
 
 fn run(model: &Model, ps: &[Prompt], opts: &GenerateOptions, decode: DecodeMode, drop_finished: bool) -> Vec<Generation> {
     run_policy(model, ps, opts, decode, drop_finished, None)
@@ -183,20 +183,11 @@ fn prefill_in_row_slices_equals_one_call() {
     same(&whole, &sliced, "prefill slices");
 }
 
-/// `cuda:0` when `RHX_TEST_DEVICE=cuda` (the GPU machine), else `None` and a note (CI, CPU).
-fn cuda_or_skip() -> Option<Device> {
-    if std::env::var("RHX_TEST_DEVICE").as_deref() != Ok("cuda") {
-        eprintln!("skipped: set RHX_TEST_DEVICE=cuda");
-        return None;
-    }
-    Some(rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA"))
-}
-
 /// `RHX_TEST_DEVICE=cuda`: on the GPU in f32, the CUDA-graph loop (and the static loop) give the
 /// eager loop's tokens and captures, with and without early stops. Skipped on the CPU.
 #[test]
 fn graph_decode_equals_eager_on_cuda() {
-    let Some(device) = cuda_or_skip() else { return };
+    let Some((device, _gpu)) = cuda_or_skip() else { return };
     for arch in ["llama3", "qwen3"] {
         let (cfg, w) = weights::load_hf_dir(&fixture_dir(arch)).unwrap();
         let m = Model::new(cfg, w, device, Kind::Float).unwrap();
@@ -233,7 +224,7 @@ fn graph_decode_equals_eager_on_cuda() {
 /// Skipped on the CPU.
 #[test]
 fn fused_kernels_equal_eager_on_cuda() {
-    let Some(device) = cuda_or_skip() else { return };
+    let Some((device, _gpu)) = cuda_or_skip() else { return };
     let fused = |m: &Model, ps: &[Prompt], opts: &GenerateOptions, policy: Option<&mut dyn StepPolicy>| -> Vec<Generation> {
         let eng = EngineOptions { decode: DecodeMode::Graph, fused_kernels: true, ..Default::default() };
         let (g, stats) = generate_with(m, ps, opts, &eng, policy, |_| {}).unwrap();
@@ -289,7 +280,7 @@ fn fused_kernels_equal_eager_on_cuda() {
 /// on the CPU.
 #[test]
 fn tensor_core_attention_agrees_with_fma_kernel_on_cuda() {
-    let Some(device) = cuda_or_skip() else { return };
+    let Some((device, _gpu)) = cuda_or_skip() else { return };
     for (kind, head_dim) in [(Kind::BFloat16, 128), (Kind::Half, 128), (Kind::BFloat16, 64)] {
         let (mut cfg, _) = weights::load_hf_dir(&fixture_dir("llama3")).unwrap();
         (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.max_position_embeddings) = (head_dim, 8, 2, 16384);

@@ -85,15 +85,6 @@ fn attention_chunks_cover_the_cache() {
     }
 }
 
-/// `cuda:0` when `RHX_TEST_DEVICE=cuda` (the GPU machine), else `None` and a note (CI, CPU).
-fn cuda_or_skip() -> Option<tch::Device> {
-    if std::env::var("RHX_TEST_DEVICE").as_deref() != Ok("cuda") {
-        eprintln!("skipped: set RHX_TEST_DEVICE=cuda");
-        return None;
-    }
-    Some(rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA"))
-}
-
 /// `RHX_TEST_DEVICE=cuda` (Hopper): the wide steps' tensor-core GEMM (`wgemm`) equals an f32
 /// matmul of the same bf16/f16 operands rounded as the epilogue rounds — within one unit in the
 /// last place (the f32 sums run in another order) for `y = x·Wᵀ + bias`, three for SiLU·up (gate and up may each round the other way) — for 9
@@ -103,7 +94,7 @@ fn cuda_or_skip() -> Option<tch::Device> {
 fn wide_gemm_equals_f32_matmul_on_cuda() {
     use rhx::engine::kernels::{get, GemvMode};
     use tch::Tensor;
-    let Some(device) = cuda_or_skip() else { return };
+    let Some((device, _gpu)) = common::cuda_or_skip() else { return };
     for kind in [Kind::BFloat16, Kind::Half] {
         let k = get(&spec(kind, 64, 8, 2, 64, false, [576, 1536, 512]), device).expect("fused kernels on the GPU");
         k.set_wide_gemm_rows(128).expect("the wide GEMM runs on this GPU (Hopper)");
@@ -153,7 +144,7 @@ fn wide_gemm_equals_f32_matmul_on_cuda() {
 fn wide_gemm_decode_agrees_with_cublas_on_cuda() {
     use rhx::engine::generate::{generate_with, DecodeMode, EngineOptions, GenerateOptions, Generation, Prompt};
     use rhx::engine::model::Model;
-    let Some(device) = cuda_or_skip() else { return };
+    let Some((device, _gpu)) = common::cuda_or_skip() else { return };
     let (cfg, w) = rhx::engine::weights::load_hf_dir(&common::fixture_dir("llama3")).unwrap();
     let m = Model::new(cfg, w, device, Kind::BFloat16).unwrap();
     let k = m.fused_kernels(&Default::default()).expect("the kernels cover the tiny model");

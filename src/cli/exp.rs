@@ -25,6 +25,19 @@ pub struct ProgramArgs {
 }
 
 impl ProgramArgs {
+    /// `rhx run`'s arguments for this program with the experiment at `file`: `run FILE
+    /// [--profile NAME] [--set PATH=VALUE]...` — what workers and Slurm jobs run.
+    pub fn run_args(&self, file: &Path) -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = vec!["run".into(), file.into()];
+        if let Some(p) = &self.profile {
+            v.extend(["--profile".into(), p.into()]);
+        }
+        for s in &self.overrides {
+            v.extend(["--set".into(), s.into()]);
+        }
+        v
+    }
+
     /// What `--profile` and `--set` ask for; `all_profiles` also checks every declared profile
     /// when none is selected.
     fn options(&self, all_profiles: bool) -> lang::CheckOptions<'_> {
@@ -486,8 +499,8 @@ pub fn reproduce(a: ReproduceArgs) -> Result<ExitCode> {
     let original = crate::report::load_report(&a.report_dir.join("report.json")).with_context(|| format!("cannot read {}/report.json", a.report_dir.display()))?;
     let mut args = recorded_invocation(&original.provenance.command_line)?;
     args.file = find_experiment(&a, &args.file, &original.provenance)?;
-    let profile = args.profile.as_ref().map(|p| format!(" --profile {p}")).unwrap_or_default();
-    eprintln!("reproducing {} (experiment {}{profile}{}), commit {} → now {}", a.report_dir.display(), args.file.display(), args.overrides.iter().map(|s| format!(" --set {s}")).collect::<String>(), original.provenance.git_commit, env!("RHX_GIT_COMMIT"));
+    let invocation = args.run_args(&args.file).iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ");
+    eprintln!("reproducing {} (experiment {invocation}), commit {} → now {}", a.report_dir.display(), original.provenance.git_commit, env!("RHX_GIT_COMMIT"));
     let program = load(&args, true)?;
     let scratch = std::env::temp_dir().join(format!("rhx-reproduce-{}", std::process::id()));
     let folder = a.report_dir.file_name().context("report folder has no name")?.to_string_lossy().into_owned();

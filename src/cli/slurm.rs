@@ -109,12 +109,9 @@ pub fn run(a: SlurmArgs) -> Result<ExitCode> {
     let threads = a.threads.or(a.cpus_per_task.map(|c| c as i32));
 
     // The rhx command both jobs run, before their own options.
-    let mut rhx_run = format!("{} run {}", sh(&rhx.display().to_string()), sh(&exp_path.display().to_string()));
-    if let Some(pr) = &a.program.profile {
-        write!(rhx_run, " --profile {}", sh(pr))?;
-    }
-    for s in &a.program.overrides {
-        write!(rhx_run, " --set {}", sh(s))?;
+    let mut rhx_run = sh(&rhx.display().to_string());
+    for arg in a.program.run_args(&exp_path) {
+        write!(rhx_run, " {}", sh(&arg.to_string_lossy()))?;
     }
     write!(rhx_run, " --cache {}", sh(&cache_dir.display().to_string()))?;
     if let Some(t) = threads {

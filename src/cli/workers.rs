@@ -129,13 +129,7 @@ pub fn run_workers(program: &Program, p: &ProgramArgs, cache_dir: &Path, reports
         let log = dir.join(format!("worker-{i}.log"));
         let out = dir.join(format!("worker-{i}.json"));
         let mut cmd = Command::new(&exe);
-        cmd.arg("run").arg(&p.file);
-        if let Some(pr) = &p.profile {
-            cmd.args(["--profile", pr]);
-        }
-        for s in &p.overrides {
-            cmd.args(["--set", s]);
-        }
+        cmd.args(p.run_args(&p.file));
         // A worker that ends up with every input of a report publishes it where this run would.
         cmd.arg("--cache").arg(cache_dir).arg("--reports").arg(reports).arg("--shard").arg(format!("{i}/{n}")).arg("--shard-plan").arg(&shard_file).arg("--json");
         if let Some(t) = threads {

@@ -81,3 +81,17 @@ pub fn tiny_llama3_with_tokenizer() -> Vec<(&'static str, Vec<u8>)> {
     files.push(("tokenizer.json", byte_tokenizer().into_bytes()));
     files
 }
+
+/// `cuda:0` with this test binary's GPU lock when `RHX_TEST_DEVICE=cuda` (the GPU machine), else
+/// `None` and a note (CI, CPU). One CUDA test of a binary at a time: the decoding loops capture
+/// CUDA graphs on a side stream of the process, and a capture fails while another thread
+/// launches work (H200: tests run in parallel broke each other's captures).
+pub fn cuda_or_skip() -> Option<(Device, std::sync::MutexGuard<'static, ()>)> {
+    if std::env::var("RHX_TEST_DEVICE").as_deref() != Ok("cuda") {
+        eprintln!("skipped: set RHX_TEST_DEVICE=cuda");
+        return None;
+    }
+    static GPU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let turn = GPU.lock().unwrap_or_else(|e| e.into_inner());
+    Some((rhx::engine::device::resolve(rhx::engine::device::DeviceRequest::Cuda(0)).expect("CUDA"), turn))
+}
