@@ -285,6 +285,32 @@ __device__ __forceinline__ uint4 pack(const float* f) {
 #endif
 }
 
+// RoPE as the libtorch step computes it, (x·cos).addcmul(rotate_half(x), sin): the cos and sin
+// tables (× the attention scaling) rounded to the activation dtype, one rounding for the
+// multiply-add. `rot` is -x[e + ROT/2] for e < ROT/2, else x[e - ROT/2]. Shared by rope_kv and
+// the q|k|v GEMV that applies RoPE itself (MODE 3), so both round alike.
+__device__ __forceinline__ void rope_cs(long long pos, float inv_freq, float attn_scale, float& cs, float& sn) {
+  const float ang = (float)pos * inv_freq;
+  cs = rnd(cosf(ang) * attn_scale);
+  sn = rnd(sinf(ang) * attn_scale);
+}
+__device__ __forceinline__ float rope_out(float v, float rot, float cs, float sn) { return rnd(rnd(v * cs) + rot * sn); }
+
+// What the q|k|v GEMV with RoPE (MODE 3) writes instead of y: RoPE'd queries (× the
+// uniform-attention mask `keep`, when given) into q, the new key and value into the caches at
+// column *col (as rope_kv).
+struct RopeOut {
+  const long long* pos;
+  const float* inv_freq;
+  float attn_scale;
+  const T* keep;
+  T* q;
+  T* kc;
+  T* vc;
+  long long cap;
+  const long long* col;
+};
+
 #ifndef GEMV_THREADS
 #define GEMV_THREADS 256
 #endif
@@ -301,6 +327,8 @@ __device__ __forceinline__ uint4 pack(const float* f) {
 // memory; XS = 1: x copied into shared memory first (B·K elements; every warp then reads it
 // there instead of waiting on L2 per iteration); XS = 2: h = RMSNorm(x) with weight `nw`,
 // computed by every block into shared memory — the norm costs no launch of its own. MODE 0: y = W·h + bias. MODE 1: y = res + round(W·h + bias) (y may be res).
+// MODE 3 (q|k|v, no q/k norm): each warp takes a head's rotary pair of rows and, instead of y,
+// writes what rope_kv would from the stored projection (RopeOut) — RoPE costs no launch.
 // MODE 2: W holds [gate; up] (2N rows), y = round(silu(round(gate))) · round(up), as
 // `gate.silu() * up` rounds.
 // S > 1 splits K: S adjacent warps of a block share a row pair, each reading K / S of it, and the
@@ -308,8 +336,8 @@ __device__ __forceinline__ uint4 pack(const float* f) {
 // fill only 1–1.5 waves of the GPU (batch 1).
 template <int B, int MODE, int XS, int S>
 __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K,
-                                     const T* __restrict__ nw, float eps) {
-  constexpr int R = 2;  // rows per warp: gate and up (MODE 2), else two adjacent output rows
+                                     const T* __restrict__ nw, float eps, const RopeOut& ro) {
+  constexpr int R = 2;  // rows per warp: gate and up (MODE 2), a head's rotary pair (MODE 3), else two adjacent output rows
   constexpr int U = GEMV_U;
   constexpr int STEP = 32 * VEC * U;
   extern __shared__ uint4 xs_raw[];
@@ -334,6 +362,13 @@ __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const 
       rw[0] = pair;
       rw[1] = pair + N;
       lv[0] = lv[1] = pair < N;
+    } else if (MODE == 3) {
+      // Pair p of head h: dims (p, p + ROT/2) while p < ROT/2, then adjacent unrotated dims.
+      const int h = pair / (HD / 2), p = pair - h * (HD / 2);
+      const int e = p < ROT / 2 ? p : ROT + 2 * (p - ROT / 2);
+      rw[0] = h * HD + e;
+      rw[1] = h * HD + (p < ROT / 2 ? e + ROT / 2 : e + 1);
+      lv[0] = lv[1] = pair < pairs;
     } else {
 #pragma unroll
       for (int r = 0; r < R; r++) {
@@ -491,6 +526,32 @@ __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const 
           const float u = rnd(acc[1][b] + (bias ? ld(bias[n + N]) : 0.f));
           const float a = rnd(g / (1.f + expf(-g)));
           y[(size_t)b * N + n] = st(a * u);
+        } else if (MODE == 3) {
+          // The projection's values as the stored q|k|v would hold them, then rope_kv's work.
+          float o[R];
+#pragma unroll
+          for (int r = 0; r < R; r++) o[r] = rnd(acc[r][b] + (bias ? ld(bias[row[r]]) : 0.f));
+          const int hh = row[0] / HD, e0 = row[0] - hh * HD, e1 = row[1] - hh * HD;
+          if (hh < NQ + NKV && e0 < ROT / 2) {
+            float cs, sn;
+            rope_cs(ro.pos[b], ro.inv_freq[e0], ro.attn_scale, cs, sn);
+            const float o0 = rope_out(o[0], -o[1], cs, sn);
+            o[1] = rope_out(o[1], o[0], cs, sn);
+            o[0] = o0;
+          }
+          const int es[R] = {e0, e1};
+          const long long c = *ro.col;
+#pragma unroll
+          for (int r = 0; r < R; r++) {
+            if (hh < NQ) {
+              const float v = ro.keep ? rnd(o[r] * ld(ro.keep[b * NQ + hh])) : o[r];
+              ro.q[((size_t)b * NQ + hh) * HD + es[r]] = st(v);
+            } else if (hh < NQ + NKV) {
+              ro.kc[(((size_t)b * NKV + (hh - NQ)) * ro.cap + c) * HD + es[r]] = st(o[r]);
+            } else {
+              ro.vc[(((size_t)b * NKV + (hh - NQ - NKV)) * ro.cap + c) * HD + es[r]] = st(o[r]);
+            }
+          }
         } else {
 #pragma unroll
           for (int r = 0; r < R; r++) {
@@ -516,16 +577,29 @@ __device__ __forceinline__ void gemv(const T* x, const T* __restrict__ W, const 
 #define GEMV_ENTRY(B, MODE, XS, S)                                                                                                  \
   extern "C" __global__ void __launch_bounds__(GEMV_THREADS, (B == 1 ? GEMV_B1_BLOCKS : 1)) gemv_b##B##_m##MODE##_x##XS##_s##S(                                       \
       const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* y, const T* res, int N, int K, const T* nw, \
-      float eps) {                                                                                                                 \
+      float eps, RopeOut ro) {                                                                                                     \
     TL(1, (long long)K << 24 | N);                                                                                                 \
-    gemv<B, MODE, XS, S>(x, W, bias, y, res, N, K, nw, eps);                                                                         \
+    gemv<B, MODE, XS, S>(x, W, bias, y, res, N, K, nw, eps, ro);                                                                     \
   }
 #define GEMV_XS(B, MODE, S) GEMV_ENTRY(B, MODE, 0, S) GEMV_ENTRY(B, MODE, 1, S) GEMV_ENTRY(B, MODE, 2, S)
+// GEMV_ROPE = 1: the part holds only the RoPE variants (MODE 3, built when RHX_ROPE_GEMV asks for
+// them), else only modes 0-2; a build of every batch (WANT_GEMV = 9) holds all four.
+#ifndef GEMV_ROPE
+#define GEMV_ROPE 0
+#endif
+#if WANT_GEMV == 9
+#define GEMV_MODES(B) GEMV_XS(B, 0, 1) GEMV_XS(B, 1, 1) GEMV_XS(B, 2, 1) GEMV_XS(B, 3, 1)
+#define GEMV_SPLITS GEMV_XS(1, 0, 2) GEMV_XS(1, 1, 2) GEMV_XS(1, 3, 2)
+#elif GEMV_ROPE
+#define GEMV_MODES(B) GEMV_XS(B, 3, 1)
+#define GEMV_SPLITS GEMV_XS(1, 3, 2)
+#else
 #define GEMV_MODES(B) GEMV_XS(B, 0, 1) GEMV_XS(B, 1, 1) GEMV_XS(B, 2, 1)
+#define GEMV_SPLITS GEMV_XS(1, 0, 2) GEMV_XS(1, 1, 2)
+#endif
 #if WANT_GEMV == 1 || WANT_GEMV == 9
 // K split in two at batch 1 (q|k|v, o and down: 1–1.5 waves of row pairs otherwise).
-GEMV_XS(1, 0, 2)
-GEMV_XS(1, 1, 2)
+GEMV_SPLITS
 GEMV_MODES(1)
 #endif
 #if WANT_GEMV == 9
@@ -576,11 +650,11 @@ extern "C" __global__ void rope_kv(const T* qkv, const long long* pos, const flo
   float o = v;
   if (e < ROT) {
     const int half = ROT / 2;
-    const float ang = (float)pos[b] * inv_freq[e % half];
-    const float cs = rnd(cosf(ang) * attn_scale), sn = rnd(sinf(ang) * attn_scale);
+    float cs, sn;
+    rope_cs(pos[b], inv_freq[e % half], attn_scale, cs, sn);
     const float rot = e < half ? -sh[e + half] : sh[e - half];
     // (x·cos).addcmul(rotate_half(x), sin): one rounding for the multiply-add.
-    o = rnd(rnd(v * cs) + rot * sn);
+    o = rope_out(v, rot, cs, sn);
   }
   if (isq) {
     if (keep) o = rnd(o * ld(keep[b * NQ + hh]));

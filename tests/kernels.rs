@@ -17,19 +17,20 @@ fn kernels_compile_for_every_dtype_and_head_layout() {
     // Touch libtorch so that NVRTC is looked up next to it (the wheel's `nvidia/cu13/lib`).
     let _ = tch::Tensor::zeros([1], (Kind::Float, tch::Device::Cpu));
     let llama8b = spec(Kind::BFloat16, 128, 32, 8, 128, false, [4096, 14336, 4096]);
-    // The core, plus the parts a process builds at these batch sizes (GEMVs up to 8 rows, the
-    // wide GEMM above): every batch size for two shapes, the smallest and largest GEMV and the
-    // wide GEMM (where it applies: bf16/f16 on sm_90) for the rest.
-    let every: Vec<i64> = (1..=9).collect();
+    // The core, plus the parts a process builds at these batch sizes (GEMVs up to 8 rows, -B:
+    // their q|k|v variants with RoPE, the wide GEMM above 8): every batch size for two shapes,
+    // the smallest and largest GEMV and the wide GEMM (where it applies: bf16/f16 on sm_90) for
+    // the rest.
+    let every: Vec<i64> = (1..=9).chain([-1, -8]).collect();
     let cases = [
         ("Llama-3.1-8B bf16, sm_90", llama8b.clone(), (9, 0), false, every.clone()),
         ("Llama-3.1-8B bf16, sm_90, timeline build", llama8b, (9, 0), true, vec![]),
-        ("SmolLM2-135M f32, sm_90", spec(Kind::Float, 64, 9, 3, 64, false, [576, 1536, 576]), (9, 0), false, every[..8].to_vec()),
+        ("SmolLM2-135M f32, sm_90", spec(Kind::Float, 64, 9, 3, 64, false, [576, 1536, 576]), (9, 0), false, every.iter().copied().filter(|&b| b <= 8).collect()),
         ("SmolLM2-135M bf16 (head dim 64: tensor-core attention), sm_90", spec(Kind::BFloat16, 64, 9, 3, 64, false, [576, 1536, 576]), (9, 0), false, vec![1, 8, 16]),
         ("Phi-3-mini f16 (MHA, head dim 96), sm_80", spec(Kind::Half, 96, 32, 32, 96, false, [3072, 8192, 3072]), (8, 0), false, vec![1, 8]),
         ("Llama-2-13B f16 (MHA, head dim 128: tensor-core attention), sm_80", spec(Kind::Half, 128, 40, 40, 128, false, [5120, 13824, 5120]), (8, 0), false, vec![1, 8]),
         ("Qwen3 tiny f32 (q/k norm)", spec(Kind::Float, 32, 4, 2, 32, true, [64, 128, 128]), (9, 0), false, vec![1, 8]),
-        ("Llama tiny f32 (head dim 16, partial rotary)", spec(Kind::Float, 16, 4, 2, 8, false, [64, 128, 64]), (9, 0), false, vec![1, 8]),
+        ("Llama tiny f32 (head dim 16, partial rotary)", spec(Kind::Float, 16, 4, 2, 8, false, [64, 128, 64]), (9, 0), false, vec![1, 8, -1, -3]),
     ];
     let results: Vec<(&str, Result<usize, String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = cases.iter().map(|(name, sp, arch, timeline, batches)| s.spawn(move || (*name, compile_check(sp, *arch, *timeline, batches)))).collect();
@@ -177,4 +178,52 @@ fn wide_gemm_decode_agrees_with_cublas_on_cuda() {
         assert!(equal as f64 >= 0.95 * heads as f64, "{rows} rows: argmax positions equal for {equal} of {heads} heads");
     }
     k.set_wide_gemm_rows(0).unwrap();
+}
+
+/// `RHX_TEST_DEVICE=cuda`: RoPE, the uniform-attention mask and the cache write in the q|k|v
+/// GEMV's epilogue (`RHX_ROPE_GEMV`) give the same bits as the GEMV then `rope_kv` — the same
+/// dot products (a row's sum does not depend on the row it is paired with) and the same rounding
+/// code. Tiny Llama-3 (GQA), Llama-2 (MHA) and Llama-3 with half its head dims rotary, f32 and
+/// bf16, batches of 1, 5 (left padding) and 8 rows, unmasked and with per-prompt uniform-attention
+/// masks: tokens, argmax positions and weights and hidden states equal. Skipped on the CPU.
+#[test]
+fn rope_in_the_qkv_gemv_equals_rope_kv_on_cuda() {
+    use rhx::engine::generate::{generate_with, DecodeMode, EngineOptions, FixedMask, GenerateOptions, Generation, MaskScope, Prompt};
+    use rhx::engine::model::{HiddenSite, MaskMode, Model};
+    let Some((device, _gpu)) = common::cuda_or_skip() else { return };
+    let eng = EngineOptions { decode: DecodeMode::Graph, fused_kernels: true, ..Default::default() };
+    for (arch, rotary) in [("llama3", 1.0), ("llama2", 1.0), ("llama3", 0.5)] {
+        for kind in [Kind::Float, Kind::BFloat16] {
+            let (mut cfg, w) = rhx::engine::weights::load_hf_dir(&common::fixture_dir(arch)).unwrap();
+            cfg.partial_rotary_factor = rotary;
+            let m = Model::new(cfg, w, device, kind).unwrap();
+            let k = m.fused_kernels(&Default::default()).expect("the kernels cover the tiny models");
+            let mixed = common::mixed_prompts();
+            let eight: Vec<Prompt> = (0..8).map(|r| Prompt { ids: (0..(3 + 4 * r)).map(|i| ((i * 13 + r * 7 + 1) % 250) as u32).collect(), ..Default::default() }).collect();
+            for ps in [&mixed[..1], &mixed[..], &eight[..]] {
+                let sets: Vec<Vec<(usize, usize)>> = (0..ps.len()).map(|i| vec![(i % 2, i % 4), ((i + 1) % 2, (i + 2) % 4)]).collect();
+                let plain = GenerateOptions { max_new_tokens: 10, hidden: vec![HiddenSite::Final, HiddenSite::Layer(0)], ..Default::default() };
+                let masked = GenerateOptions { fixed_mask: Some(FixedMask { heads: vec![], per_prompt: sets, mode: MaskMode::UniformAttention, scope: MaskScope::AllPositions }), ..plain.clone() };
+                for opts in [plain, masked] {
+                    let run = |on: bool| -> Vec<Generation> {
+                        k.set_rope_in_gemv(on);
+                        let (g, stats) = generate_with(&m, ps, &opts, &eng, None, |_| {}).unwrap();
+                        assert!(stats.fused_kernels, "fused kernels must run: {:?}", stats.fused_unavailable);
+                        g
+                    };
+                    let (apart, fused) = (run(false), run(true));
+                    let what = format!("{arch} rotary {rotary} {kind:?} {} rows, mask {}", ps.len(), opts.fixed_mask.is_some());
+                    for (a, b) in apart.iter().zip(&fused) {
+                        assert_eq!(a.tokens, b.tokens, "{what}: tokens");
+                        for (sa, sb) in a.steps.iter().zip(&b.steps) {
+                            assert_eq!(sa.argmax, sb.argmax, "{what}: argmax positions");
+                            assert!(sa.argmax_weight.iter().zip(&sb.argmax_weight).all(|(x, y)| x.to_bits() == y.to_bits()), "{what}: argmax weights");
+                            assert!(sa.hidden.iter().flatten().zip(sb.hidden.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits()), "{what}: hidden states");
+                        }
+                    }
+                }
+            }
+            k.set_rope_in_gemv(false);
+        }
+    }
 }

@@ -337,11 +337,12 @@ impl Spec {
     }
 
     fn options(&self, arch: (c_int, c_int), knobs: &KernelKnobs, part: Part) -> Vec<String> {
-        let (core, gemv, wide) = match part {
-            Part::All { wide } => (1, 9, wide as i64),
-            Part::Core => (1, 0, 0),
-            Part::Gemv(b) => (0, b, 0),
-            Part::Wide => (0, 0, 1),
+        let (core, gemv, rope, wide) = match part {
+            Part::All { wide } => (1, 9, 0, wide as i64),
+            Part::Core => (1, 0, 0, 0),
+            Part::Gemv(b) => (0, b, 0, 0),
+            Part::GemvRope(b) => (0, b, 1, 0),
+            Part::Wide => (0, 0, 0, 1),
         };
         vec![
             format!("--gpu-architecture=sm_{}{}", arch.0, arch.1),
@@ -355,6 +356,7 @@ impl Spec {
             format!("-DQKNORM={}", self.qk_norm as i32),
             format!("-DWANT_CORE={core}"),
             format!("-DWANT_GEMV={gemv}"),
+            format!("-DGEMV_ROPE={rope}"),
             format!("-DWANT_WIDE={wide}"),
             // Tuning knobs for measurements: registers vs occupancy of the batch-1 GEMVs, threads
             // per GEMV block, weight loads per lane and stage, attention blocks per SM.
@@ -380,6 +382,8 @@ enum Part {
     Core,
     /// The GEMVs of one batch size (1..=FUSED_MAX_BATCH).
     Gemv(i64),
+    /// The q|k|v GEMVs with RoPE of one batch size (`RHX_ROPE_GEMV`).
+    GemvRope(i64),
     /// The tensor-core GEMM of wide steps.
     Wide,
 }
@@ -435,12 +439,17 @@ pub struct Kernels {
     grid_cap: u32,
     /// The GEMVs of each batch size (`[batch - 1]`), compiled by the first [`Kernels::prepare`]
     /// for that size.
-    gemv: [OnceLock<Result<GemvSet, String>>; FUSED_MAX_BATCH as usize],
+    gemv: [OnceLock<Result<GemvSet<3, 2>, String>>; FUSED_MAX_BATCH as usize],
+    /// The q|k|v GEMVs with RoPE of each batch size, compiled by [`Kernels::prepare`] while
+    /// [`Kernels::rope_in_gemv`].
+    gemv_rope: [OnceLock<Result<GemvSet<1, 1>, String>>; FUSED_MAX_BATCH as usize],
     /// The wide steps' tensor-core GEMMs, compiled by the first [`Kernels::prepare`] of a batch
     /// they take.
     wide: OnceLock<Result<WideSet, String>>,
     /// Largest batch the wide GEMMs take (`RHX_WGEMM`, 0: none; tests set it).
     wide_rows: std::sync::atomic::AtomicI64,
+    /// Whether narrow steps apply RoPE in the q|k|v GEMV (`RHX_ROPE_GEMV`; tests set it).
+    rope_gemv: std::sync::atomic::AtomicBool,
     /// What the parts compiled later are compiled for.
     spec: Spec,
     arch: (c_int, c_int),
@@ -464,10 +473,11 @@ const ATTN_MAX_CHUNKS: i64 = 512;
 pub const FUSED_MAX_BATCH: i64 = 8;
 
 /// The GEMVs of one batch size: `[mode][input staging: global, shared, normalised]`, and at batch
-/// 1 those that split K over two warps, `[mode (Plain, Residual)][input staging]`.
-struct GemvSet {
-    modes: [[Func; 3]; 3],
-    split: Option<[[Func; 3]; 2]>,
+/// 1 those that split K over two warps, `[mode][input staging]` — modes Plain, Residual and
+/// SiluMul (Plain and Residual split), or, a part of their own, Rope alone.
+struct GemvSet<const M: usize, const SM: usize> {
+    modes: [[Func; 3]; M],
+    split: Option<[[Func; 3]; SM]>,
 }
 
 /// The wide steps' GEMMs, `[rows: 16, 32, 64, 128][mode: Plain, SiluMul]`.
@@ -485,6 +495,9 @@ pub enum GemvMode {
     Residual = 1,
     /// `W = [gate; up]`: `y = round(silu(round(gate))) · round(up)`.
     SiluMul = 2,
+    /// q|k|v without q/k norm: RoPE, the uniform-attention mask and the cache write in the
+    /// epilogue ([`RopeArgs`]), no `y`.
+    Rope = 3,
 }
 
 type Cache = Mutex<HashMap<(Spec, c_int), Result<&'static Kernels, String>>>;
@@ -566,8 +579,10 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
         sms: sms as i64,
         combine: f("attn_combine")?,
         gemv: std::array::from_fn(|_| OnceLock::new()),
+        gemv_rope: std::array::from_fn(|_| OnceLock::new()),
         wide: OnceLock::new(),
         wide_rows: std::sync::atomic::AtomicI64::new(knobs.wgemm_rows as i64),
+        rope_gemv: std::sync::atomic::AtomicBool::new(knobs.rope_gemv),
         spec: spec.clone(),
         arch,
         knobs,
@@ -676,7 +691,7 @@ fn cached_cubin(options: &[String]) -> Result<Vec<u8>, String> {
 /// Compiles the kernels for `spec` and compute capability `arch` without a GPU (NVRTC only) and
 /// returns the size of the machine code: what the CPU-only tests use to check the CUDA source.
 /// The core and the parts a process would build for `batches` (the GEMVs of a batch of at most
-/// `FUSED_MAX_BATCH` rows, the wide GEMM for more); `timeline`: the measurement build, one
+/// `FUSED_MAX_BATCH` rows, the q|k|v GEMVs with RoPE for `-batch`, the wide GEMM for more); `timeline`: the measurement build, one
 /// module of everything.
 pub fn compile_check(spec: &Spec, arch: (i32, i32), timeline: bool, batches: &[i64]) -> Result<usize, String> {
     if let Some(why) = spec.unsupported() {
@@ -691,6 +706,7 @@ pub fn compile_check(spec: &Spec, arch: (i32, i32), timeline: bool, batches: &[i
         for &b in batches {
             parts.push(match b {
                 1..=FUSED_MAX_BATCH => Part::Gemv(b),
+                -8..=-1 => Part::GemvRope(-b),
                 _ if b <= WIDE_ROWS[3] => match &wide {
                     None => Part::Wide,
                     Some(why) => return Err(format!("batch {b}: {why}")),
@@ -708,8 +724,9 @@ pub fn compile_check(spec: &Spec, arch: (i32, i32), timeline: bool, batches: &[i
         let names = match part {
             Part::Core => vec!["rope_kv".to_string(), "attn_combine".into()],
             Part::Gemv(b) => vec![format!("gemv_b{b}_m2_x2_s1")],
+            Part::GemvRope(b) => vec![format!("gemv_b{b}_m3_x2_s1")],
             Part::Wide => vec!["wgemm_r128_m2".into()],
-            Part::All { wide } => ["attn_combine", "gemv_b8_m2_x2_s1", "gemv_b1_m1_x2_s2"].into_iter().chain(wide.then_some("wgemm_r16_m0")).map(String::from).collect(),
+            Part::All { wide } => ["attn_combine", "gemv_b8_m2_x2_s1", "gemv_b1_m1_x2_s2", "gemv_b1_m3_x2_s2"].into_iter().chain(wide.then_some("wgemm_r16_m0")).map(String::from).collect(),
         };
         if let Some(missing) = names.iter().find(|n| !bin.windows(n.len() + 1).any(|w| w[..n.len()] == *n.as_bytes() && w[n.len()] == 0)) {
             return Err(format!("{part:?}: no kernel {missing} in the compiled module"));
@@ -726,32 +743,74 @@ fn wide_smem(rows: i64) -> i64 {
 }
 
 /// Kernel arguments, each in an 8-byte slot (the driver reads the argument's size from it).
-struct Args(Vec<u64>);
+struct Args {
+    slots: Vec<u64>,
+    /// Where each argument starts in `slots` (a struct argument takes several).
+    starts: Vec<usize>,
+}
 
 impl Args {
     fn new() -> Self {
-        Self(Vec::with_capacity(20))
+        Self { slots: Vec::with_capacity(32), starts: Vec::with_capacity(20) }
     }
-    fn t(mut self, t: &Tensor) -> Self {
-        self.0.push(t.data_ptr() as u64);
+    fn slot(mut self, v: u64) -> Self {
+        self.starts.push(self.slots.len());
+        self.slots.push(v);
         self
     }
-    fn opt(mut self, t: Option<&Tensor>) -> Self {
-        self.0.push(t.map(|t| t.data_ptr() as u64).unwrap_or(0));
+    fn t(self, t: &Tensor) -> Self {
+        self.slot(t.data_ptr() as u64)
+    }
+    fn opt(self, t: Option<&Tensor>) -> Self {
+        self.slot(t.map(|t| t.data_ptr() as u64).unwrap_or(0))
+    }
+    fn i32(self, v: i64) -> Self {
+        self.slot(v as i32 as u32 as u64)
+    }
+    fn i64(self, v: i64) -> Self {
+        self.slot(v as u64)
+    }
+    fn f32(self, v: f64) -> Self {
+        self.slot((v as f32).to_bits() as u64)
+    }
+    /// A struct argument whose fields are each 8 bytes (pointers, 64-bit integers, or a float
+    /// in the low half of a padded slot), in declaration order.
+    fn record(mut self, fields: &[u64]) -> Self {
+        self.starts.push(self.slots.len());
+        self.slots.extend_from_slice(fields);
         self
     }
-    fn i32(mut self, v: i64) -> Self {
-        self.0.push(v as i32 as u32 as u64);
-        self
+    /// `RopeOut` of the source: all zero without RoPE.
+    fn rope(self, r: Option<&RopeArgs>) -> Self {
+        let fields = match r {
+            None => [0; 9],
+            Some(r) => {
+                let p = |t: &Tensor| t.data_ptr() as u64;
+                [p(r.pos), p(r.inv_freq), (r.attn_scale as f32).to_bits() as u64, r.keep.map(p).unwrap_or(0), p(r.q), p(r.kc), p(r.vc), r.kc.size()[2] as u64, p(r.col)]
+            }
+        };
+        self.record(&fields)
     }
-    fn i64(mut self, v: i64) -> Self {
-        self.0.push(v as u64);
-        self
-    }
-    fn f32(mut self, v: f64) -> Self {
-        self.0.push((v as f32).to_bits() as u64);
-        self
-    }
+}
+
+/// What the q|k|v GEMV with RoPE ([`GemvMode::Rope`]) writes instead of its output: what
+/// [`Kernels::rope_kv`] would (queries after RoPE and the uniform-attention mask, the new key
+/// and value in the caches at `*col`).
+pub struct RopeArgs<'a> {
+    /// `[B]` int64: each row's RoPE position.
+    pub pos: &'a Tensor,
+    /// `[ROT / 2]` f32.
+    pub inv_freq: &'a Tensor,
+    pub attn_scale: f64,
+    /// `[B, Hq]`: the uniform-attention mask, when that mask mode is on.
+    pub keep: Option<&'a Tensor>,
+    /// `[B, Hq · hd]`.
+    pub q: &'a Tensor,
+    /// `[B, Hkv, capacity, hd]` each.
+    pub kc: &'a Tensor,
+    pub vc: &'a Tensor,
+    /// `[1]` int64: the cache column of this step.
+    pub col: &'a Tensor,
 }
 
 fn blocks(n: i64, per: i64) -> u32 {
@@ -772,7 +831,14 @@ impl Kernels {
     /// calls this before the first step of each batch size.
     pub fn prepare(&self, batch: i64) -> Result<(), String> {
         if batch <= FUSED_MAX_BATCH {
-            self.gemv_set(batch).map(|_| ())
+            self.gemv_set(batch)?;
+            if self.rope_in_gemv() {
+                // A RoPE part that does not build leaves RoPE to `rope_kv` (`uses_rope_gemv`).
+                if let Err(e) = self.gemv_rope_set(batch) {
+                    eprintln!("rhx: q|k|v GEMV with RoPE for {batch} rows unavailable, RoPE runs on its own: {e}");
+                }
+            }
+            Ok(())
         } else if batch <= self.wide_rows.load(std::sync::atomic::Ordering::Relaxed) {
             self.wide_set().map(|_| ())
         } else {
@@ -797,6 +863,23 @@ impl Kernels {
         }
     }
 
+    /// Whether steps of at most 8 rows are to apply RoPE in the q|k|v GEMV ([`GemvMode::Rope`])
+    /// of models without q/k norm, instead of launching [`Kernels::rope_kv`].
+    pub fn rope_in_gemv(&self) -> bool {
+        self.rope_gemv.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether a step of `batch` rows does ([`Kernels::rope_in_gemv`], and its GEMVs built).
+    pub fn uses_rope_gemv(&self, batch: i64) -> bool {
+        batch <= FUSED_MAX_BATCH && self.rope_in_gemv() && matches!(self.gemv_rope[(batch - 1) as usize].get(), Some(Ok(_)))
+    }
+
+    /// Sets [`Kernels::rope_in_gemv`] for this process's steps from now on, whatever
+    /// `RHX_ROPE_GEMV` said (tests compare both).
+    pub fn set_rope_in_gemv(&self, on: bool) {
+        self.rope_gemv.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A module with `part`'s kernels: the timeline build's one module, else compiled (or read
     /// from the cubin cache) and loaded now.
     fn part_module(&self, part: Part) -> Result<Module, String> {
@@ -807,31 +890,39 @@ impl Kernels {
         load_module(&cached_cubin(&self.spec.options(self.arch, &self.knobs, part))?)
     }
 
-    fn gemv_set(&self, batch: i64) -> Result<&GemvSet, String> {
+    fn gemv_set(&self, batch: i64) -> Result<&GemvSet<3, 2>, String> {
+        self.gemv[(batch - 1) as usize].get_or_init(|| self.build_gemvs(Part::Gemv(batch), [0, 1, 2], [0, 1])).as_ref().map_err(Clone::clone)
+    }
+
+    fn gemv_rope_set(&self, batch: i64) -> Result<&GemvSet<1, 1>, String> {
+        self.gemv_rope[(batch - 1) as usize].get_or_init(|| self.build_gemvs(Part::GemvRope(batch), [3], [3])).as_ref().map_err(Clone::clone)
+    }
+
+    /// The GEMVs of `modes` (and at batch 1 the K-split ones of `split_modes`) from `part`.
+    fn build_gemvs<const M: usize, const SM: usize>(&self, part: Part, modes: [usize; M], split_modes: [usize; SM]) -> Result<GemvSet<M, SM>, String> {
+        let (Part::Gemv(batch) | Part::GemvRope(batch)) = part else { unreachable!("GEMV parts only") };
         assert!((1..=FUSED_MAX_BATCH).contains(&batch), "GEMV batch {batch}");
-        let build = || -> Result<GemvSet, String> {
-            let m = self.part_module(Part::Gemv(batch))?;
-            let xs_func = |name: String, xs: usize| if xs > 0 { function_smem(m, &name, self.smem_optin) } else { function(m, &name) };
-            let mut modes = [[Func(std::ptr::null_mut()); 3]; 3];
-            for (mode, row) in modes.iter_mut().enumerate() {
-                for (xs, slot) in row.iter_mut().enumerate() {
-                    *slot = xs_func(format!("gemv_b{batch}_m{mode}_x{xs}_s1"), xs)?;
-                }
+        let m = self.part_module(part)?;
+        let xs_func = |name: String, xs: usize| if xs > 0 { function_smem(m, &name, self.smem_optin) } else { function(m, &name) };
+        let funcs = |b: i64, mode: usize, s: usize| -> Result<[Func; 3], String> {
+            let mut row = [Func(std::ptr::null_mut()); 3];
+            for (xs, slot) in row.iter_mut().enumerate() {
+                *slot = xs_func(format!("gemv_b{b}_m{mode}_x{xs}_s{s}"), xs)?;
             }
-            let split = if batch == 1 {
-                let mut split = [[Func(std::ptr::null_mut()); 3]; 2];
-                for (mode, row) in split.iter_mut().enumerate() {
-                    for (xs, slot) in row.iter_mut().enumerate() {
-                        *slot = xs_func(format!("gemv_b1_m{mode}_x{xs}_s2"), xs)?;
-                    }
-                }
-                Some(split)
-            } else {
-                None
-            };
-            Ok(GemvSet { modes, split })
+            Ok(row)
         };
-        self.gemv[(batch - 1) as usize].get_or_init(build).as_ref().map_err(Clone::clone)
+        let mut set = GemvSet { modes: [[Func(std::ptr::null_mut()); 3]; M], split: None };
+        for (slot, mode) in set.modes.iter_mut().zip(modes) {
+            *slot = funcs(batch, mode, 1)?;
+        }
+        if batch == 1 {
+            let mut split = [[Func(std::ptr::null_mut()); 3]; SM];
+            for (slot, mode) in split.iter_mut().zip(split_modes) {
+                *slot = funcs(1, mode, 2)?;
+            }
+            set.split = Some(split);
+        }
+        Ok(set)
     }
 
     fn wide_set(&self) -> Result<&WideSet, String> {
@@ -867,7 +958,9 @@ impl Kernels {
     fn launch_cluster(&self, f: Func, grid: (u32, u32, u32), block: u32, smem: u32, cluster: Option<u32>, mut args: Args) {
         let a = api().expect("kernels exist only when the API loaded");
         let stream = super::cuda::current_stream(self.device).expect("CUDA shim loaded with the kernels");
-        let mut ptrs: Vec<Ptr> = args.0.iter_mut().map(|v| v as *mut u64 as Ptr).collect();
+        let base = args.slots.as_mut_ptr();
+        // SAFETY: every start indexes `slots`, which is not resized from here on.
+        let mut ptrs: Vec<Ptr> = args.starts.iter().map(|&i| unsafe { base.add(i) } as Ptr).collect();
         let mut attrs = Vec::with_capacity(2);
         if self.pdl {
             let mut attr = LaunchAttribute { id: PDL_ATTRIBUTE, pad: [0; 4], value: [0; 64] };
@@ -924,24 +1017,36 @@ impl Kernels {
 
     /// `y: [B, N]` from `x: [B, K]` and `w: [N, K]` (`[2N, K]` for `SiluMul`), `B ≤ FUSED_MAX_BATCH`;
     /// with `norm = Some((weight, eps))` the GEMV reads RMSNorm(x) (see [`Kernels::can_norm`]).
-    pub fn gemv(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, mode: GemvMode, norm: Option<(&Tensor, f64)>) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemv(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, y: &Tensor, mode: GemvMode, norm: Option<(&Tensor, f64)>, rope: Option<&RopeArgs>) {
         let (b, k) = (x.size()[0], x.size()[1]);
-        let n = y.size()[1];
+        assert_eq!(matches!(mode, GemvMode::Rope), rope.is_some(), "RopeArgs go with GemvMode::Rope");
+        // `Rope` writes no `y`: its rows are all of W's.
+        let n = if rope.is_some() { w.size()[0] } else { y.size()[1] };
         let res = matches!(mode, GemvMode::Residual).then_some(y);
         let staged = b * k * self.elem_bytes <= self.smem_optin;
         assert!(staged || norm.is_none(), "normalising GEMV over rows that do not fit in shared memory");
         let xs = if norm.is_some() { 2 } else { staged as usize };
         let smem = if xs > 0 { (b * k * self.elem_bytes) as u32 } else { 0 };
-        let args = Args::new().t(x).t(w).opt(bias).t(y).opt(res).i32(n).i32(k).opt(norm.map(|p| p.0)).f32(norm.map(|p| p.1).unwrap_or(0.0));
+        let args = Args::new().t(x).t(w).opt(bias).t(y).opt(res).i32(n).i32(k).opt(norm.map(|p| p.0)).f32(norm.map(|p| p.1).unwrap_or(0.0)).rope(rope);
         // One warp per two output rows (per gate/up pair for SiluMul), eight warps per block;
         // at batch 1 two warps per row pair when that many rows fill under two waves of blocks.
         let warps = if matches!(mode, GemvMode::SiluMul) { n } else { (n + 1) / 2 };
         let threads = self.gemv_threads;
         let splits = b == 1 && !matches!(mode, GemvMode::SiluMul) && (k * self.elem_bytes) % 32 == 0 && blocks(warps * 32, threads) < self.split_below_blocks;
-        let set = self.gemv_set(b).expect("Kernels::prepare(batch) ran before a step of this batch");
-        let (f, warps) = match &set.split {
-            Some(split) if splits => (split[mode as usize][xs], warps * 2),
-            _ => (set.modes[mode as usize][xs], warps),
+        let prepared = "Kernels::prepare(batch) ran before a step of this batch";
+        let (f, warps) = if matches!(mode, GemvMode::Rope) {
+            let set = self.gemv_rope_set(b).expect(prepared);
+            match &set.split {
+                Some(split) if splits => (split[0][xs], warps * 2),
+                _ => (set.modes[0][xs], warps),
+            }
+        } else {
+            let set = self.gemv_set(b).expect(prepared);
+            match &set.split {
+                Some(split) if splits => (split[mode as usize][xs], warps * 2),
+                _ => (set.modes[mode as usize][xs], warps),
+            }
         };
         // At batch 1 at most `grid_cap` blocks (one wave), each walking the same number of row
         // pairs: the grid is divided evenly over the walks, so no walk is mostly idle (the LM
@@ -964,7 +1069,7 @@ impl Kernels {
         let (mi, tile) = match mode {
             GemvMode::Plain => (0, 128),
             GemvMode::SiluMul => (1, 64),
-            GemvMode::Residual => unreachable!("the wide GEMM has no residual epilogue"),
+            GemvMode::Residual | GemvMode::Rope => unreachable!("the wide GEMM has no residual or RoPE epilogue"),
         };
         debug_assert!(x.is_contiguous() && w.is_contiguous() && y.is_contiguous() && k % 32 == 0, "contiguous rows of whole 32-element pieces");
         let tiles = (n + tile - 1) / tile;

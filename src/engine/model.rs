@@ -604,6 +604,13 @@ impl Model {
             let keep = st.keep.as_ref().map(|t| t.get(li as i64));
             // The norms run inside the next GEMV when its input rows fit in shared memory.
             let fold = !wide && k.can_norm(b, d);
+            let (kc, vc) = cache.full(li);
+            let uniform = keep.as_ref().filter(|_| st.mask_mode == MaskMode::UniformAttention);
+            let qk_norm = layer.q_norm.as_ref().zip(layer.k_norm.as_ref());
+            // Up to 8 rows without q/k norm, RoPE and the cache write can run in the q|k|v GEMV
+            // (`RHX_ROPE_GEMV`): it writes q and the caches itself, no `qkv`.
+            let rope = (qk_norm.is_none() && k.uses_rope_gemv(b)).then_some(kernels::RopeArgs { pos: &st.pos, inv_freq, attn_scale, keep: uniform, q: &q, kc: &kc, vc: &vc, col: &st.col });
+            let (mode, out) = if rope.is_some() { (GemvMode::Rope, &q) } else { (GemvMode::Plain, &qkv) };
             let qkv = if wide {
                 // Later layers' input norms ran with the previous layer's last residual add.
                 if li == 0 {
@@ -611,17 +618,16 @@ impl Model {
                 }
                 gemm(&h, qkv_p)
             } else if fold {
-                k.gemv(&x, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, Some((&layer.input_norm, eps)));
+                k.gemv(&x, &qkv_p.w, qkv_p.b.as_ref(), out, mode, Some((&layer.input_norm, eps)), rope.as_ref());
                 qkv.shallow_clone()
             } else {
                 k.rmsnorm(&x, &layer.input_norm, &h, eps);
-                k.gemv(&h, &qkv_p.w, qkv_p.b.as_ref(), &qkv, GemvMode::Plain, None);
+                k.gemv(&h, &qkv_p.w, qkv_p.b.as_ref(), out, mode, None, rope.as_ref());
                 qkv.shallow_clone()
             };
-            let (kc, vc) = cache.full(li);
-            let uniform = keep.as_ref().filter(|_| st.mask_mode == MaskMode::UniformAttention);
-            let qk_norm = layer.q_norm.as_ref().zip(layer.k_norm.as_ref());
-            k.rope_kv(&qkv, &st.pos, inv_freq, attn_scale, qk_norm, eps, uniform, &q, &kc, &vc, &st.col, (nq, nkv, hd));
+            if rope.is_none() {
+                k.rope_kv(&qkv, &st.pos, inv_freq, attn_scale, qk_norm, eps, uniform, &q, &kc, &vc, &st.col, (nq, nkv, hd));
+            }
             let zero_out = st.mask_mode == MaskMode::ZeroOutput;
             let eq2_out = eq2.as_ref().map(|e| e.3.get(li as i64));
             let eq2_args = eq2.as_ref().zip(eq2_out.as_ref()).map(|(e, out)| kernels::Eq2Args { needle: &e.0, pos: &st.pos, sink: e.1, local: e.2, out });
@@ -643,14 +649,14 @@ impl Model {
                 };
                 k.add_rmsnorm(&x, &gemm(&act, &layer.down), next_norm, normed, eps);
             } else {
-                k.gemv(&attn, &layer.o.w, layer.o.b.as_ref(), &x, GemvMode::Residual, None);
+                k.gemv(&attn, &layer.o.w, layer.o.b.as_ref(), &x, GemvMode::Residual, None, None);
                 if fold {
-                    k.gemv(&x, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, Some((&layer.post_norm, eps)));
+                    k.gemv(&x, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, Some((&layer.post_norm, eps)), None);
                 } else {
                     k.rmsnorm(&x, &layer.post_norm, &h, eps);
-                    k.gemv(&h, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, None);
+                    k.gemv(&h, &gu_p.w, gu_p.b.as_ref(), &act, GemvMode::SiluMul, None, None);
                 }
-                k.gemv(&act, &layer.down.w, layer.down.b.as_ref(), &x, GemvMode::Residual, None);
+                k.gemv(&act, &layer.down.w, layer.down.b.as_ref(), &x, GemvMode::Residual, None, None);
             }
             if cap.hidden.contains(&HiddenSite::Layer(li)) {
                 // A copy even in f32 (`to_kind` would alias `x`, which the next layer updates).
@@ -675,8 +681,8 @@ impl Model {
             _ => {
                 let logits = Tensor::empty([b, c.vocab_size as i64], opts);
                 match &normed {
-                    None => k.gemv(&x, head, None, &logits, GemvMode::Plain, Some((&self.norm, eps))),
-                    Some(n) => k.gemv(n, head, None, &logits, GemvMode::Plain, None),
+                    None => k.gemv(&x, head, None, &logits, GemvMode::Plain, Some((&self.norm, eps)), None),
+                    Some(n) => k.gemv(n, head, None, &logits, GemvMode::Plain, None, None),
                 }
                 logits
             }

@@ -64,10 +64,19 @@ pub struct KernelKnobs {
     /// Left out of the serialised options while 0, so that trace keys made without it stay.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub wgemm_rows: u32,
+    /// `RHX_ROPE_GEMV=1`: steps of at most 8 rows apply RoPE and write the K/V cache in the q|k|v
+    /// GEMV's epilogue (one launch fewer per layer; not for Qwen3's q/k norm). Off by default
+    /// until measured on a GPU; left out of the serialised options while off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rope_gemv: bool,
 }
 
 fn is_zero(v: &u32) -> bool {
     *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 impl Default for KernelKnobs {
@@ -85,6 +94,7 @@ impl Default for KernelKnobs {
             pdl: true,
             timeline: false,
             wgemm_rows: 0,
+            rope_gemv: false,
         }
     }
 }
@@ -141,6 +151,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("RHX_ATTN_MMA", "0: no tensor-core attention"),
     ("RHX_ATTN_ONE", "0: no one-block-per-SM attention build"),
     ("RHX_PDL", "0: no programmatic dependent launch"),
+    ("RHX_ROPE_GEMV", "1: RoPE and the K/V cache write in the q|k|v GEMV (steps of at most 8 rows; default 0)"),
     ("RHX_WGEMM", "fused wide steps: tensor-core GEMMs up to this many rows, at most 128 (default 0: cuBLAS)"),
     ("RHX_TIMELINE", "path: build the kernels with per-block timestamps (rhx bench writes them there)"),
 ];
@@ -215,6 +226,7 @@ impl EngineOptions {
             pdl: switch("RHX_PDL", k.pdl)?,
             timeline: get("RHX_TIMELINE").is_some(),
             wgemm_rows,
+            rope_gemv: switch("RHX_ROPE_GEMV", k.rope_gemv)?,
         };
         Ok(EngineOptions { decode, fused_kernels: switch("RHX_FUSED", d.fused_kernels)?, kernels, ..d })
     }
@@ -309,6 +321,7 @@ mod tests {
                 "RHX_GEMV_SPLIT" => "2",
                 "RHX_TIMELINE" => "/tmp/t.csv",
                 "RHX_WGEMM" => "64",
+                "RHX_ROPE_GEMV" => "1",
                 v if v.starts_with("RHX_GEMV") || v == "RHX_ATTN_BLOCKS" => "7",
                 _ => "0",
             };
