@@ -828,22 +828,20 @@ impl Kernels {
     /// Compiles and loads what a step of `batch` rows launches beyond the core kernels — the
     /// GEMVs of that batch size, or the wide GEMMs when they take it — unless done already.
     /// Module loading must not happen while a stream captures a CUDA graph: the decoding loop
-    /// calls this before the first step of each batch size.
+    /// calls this before the first step of each batch size. `Err` only when the GEMVs do not
+    /// build (the step then has no fused path).
     pub fn prepare(&self, batch: i64) -> Result<(), String> {
+        // The RoPE GEMVs and the wide GEMM have fallbacks (`rope_kv`, cuBLAS): when they do not
+        // build, their first build says so once and `uses_rope_gemv` / `uses_wide_gemm` are false.
         if batch <= FUSED_MAX_BATCH {
             self.gemv_set(batch)?;
             if self.rope_in_gemv() {
-                // A RoPE part that does not build leaves RoPE to `rope_kv` (`uses_rope_gemv`).
-                if let Err(e) = self.gemv_rope_set(batch) {
-                    eprintln!("rhx: q|k|v GEMV with RoPE for {batch} rows unavailable, RoPE runs on its own: {e}");
-                }
+                let _ = self.gemv_rope_set(batch);
             }
-            Ok(())
         } else if batch <= self.wide_rows.load(std::sync::atomic::Ordering::Relaxed) {
-            self.wide_set().map(|_| ())
-        } else {
-            Ok(())
+            let _ = self.wide_set();
         }
+        Ok(())
     }
 
     /// Whether a step of `batch` rows runs its projections and LM head on the wide GEMMs
@@ -853,8 +851,8 @@ impl Kernels {
     }
 
     /// Sets the largest batch the wide GEMMs take (0: none) for this process's steps from now
-    /// on, whatever `RHX_WGEMM` said (tests compare both paths). Returns why they cannot run
-    /// here, if they cannot.
+    /// on, whatever `RHX_WGEMM` said (tests compare both paths; trace keys hold `RHX_WGEMM`, not
+    /// this). Returns why they cannot run here, if they cannot.
     pub fn set_wide_gemm_rows(&self, rows: i64) -> Result<(), String> {
         self.wide_rows.store(rows.min(WIDE_ROWS[3]), std::sync::atomic::Ordering::Relaxed);
         match rows > FUSED_MAX_BATCH {
@@ -875,7 +873,7 @@ impl Kernels {
     }
 
     /// Sets [`Kernels::rope_in_gemv`] for this process's steps from now on, whatever
-    /// `RHX_ROPE_GEMV` said (tests compare both).
+    /// `RHX_ROPE_GEMV` said (tests compare both; trace keys hold `RHX_ROPE_GEMV`, not this).
     pub fn set_rope_in_gemv(&self, on: bool) {
         self.rope_gemv.store(on, std::sync::atomic::Ordering::Relaxed);
     }
@@ -895,7 +893,14 @@ impl Kernels {
     }
 
     fn gemv_rope_set(&self, batch: i64) -> Result<&GemvSet<1, 1>, String> {
-        self.gemv_rope[(batch - 1) as usize].get_or_init(|| self.build_gemvs(Part::GemvRope(batch), [3], [3])).as_ref().map_err(Clone::clone)
+        let build = || {
+            let r = self.build_gemvs(Part::GemvRope(batch), [3], [3]);
+            if let Err(e) = &r {
+                eprintln!("rhx: q|k|v GEMV with RoPE for {batch} rows unavailable, RoPE runs on its own: {e}");
+            }
+            r
+        };
+        self.gemv_rope[(batch - 1) as usize].get_or_init(build).as_ref().map_err(Clone::clone)
     }
 
     /// The GEMVs of `modes` (and at batch 1 the K-split ones of `split_modes`) from `part`.
@@ -942,7 +947,14 @@ impl Kernels {
             }
             Ok(WideSet(set))
         };
-        self.wide.get_or_init(build).as_ref().map_err(Clone::clone)
+        let build_once = || {
+            let r = build();
+            if let Err(e) = &r {
+                eprintln!("rhx: wide tensor-core GEMM unavailable, wide steps use cuBLAS: {e}");
+            }
+            r
+        };
+        self.wide.get_or_init(build_once).as_ref().map_err(Clone::clone)
     }
 
     fn launch(&self, f: Func, grid: (u32, u32, u32), block: u32, args: Args) {

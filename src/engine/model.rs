@@ -642,10 +642,9 @@ impl Model {
                 } else {
                     k.silu_mul(&gu_p.forward(&h), &act);
                 }
-                let (next_norm, normed) = match (self.layers.get(li + 1), &final_normed) {
-                    (Some(next), _) => (&next.input_norm, &h),
-                    (None, Some(f)) => (&self.norm, f),
-                    (None, None) => unreachable!("wide steps allocate the final norm's output"),
+                let (next_norm, normed) = match self.layers.get(li + 1) {
+                    Some(next) => (&next.input_norm, &h),
+                    None => (&self.norm, final_normed.as_ref().expect("wide steps allocate the final norm's output")),
                 };
                 k.add_rmsnorm(&x, &gemm(&act, &layer.down), next_norm, normed, eps);
             } else {
