@@ -294,7 +294,10 @@ __device__ __forceinline__ void rope_cs(long long pos, float inv_freq, float att
   cs = rnd(cosf(ang) * attn_scale);
   sn = rnd(sinf(ang) * attn_scale);
 }
-__device__ __forceinline__ float rope_out(float v, float rot, float cs, float sn) { return rnd(rnd(v * cs) + rot * sn); }
+// The multiply and the fused multiply-add are spelled out (__fmul_rn, __fmaf_rn): left to the
+// compiler, `v * cs + rot * sn` in f32 (where rnd is the identity) may contract either product
+// into the FMA, and may choose differently where rope_kv and the GEMV's epilogue inline it.
+__device__ __forceinline__ float rope_out(float v, float rot, float cs, float sn) { return rnd(__fmaf_rn(rot, sn, rnd(__fmul_rn(v, cs)))); }
 
 // What the q|k|v GEMV with RoPE (MODE 3) writes instead of y: RoPE'd queries (× the
 // uniform-attention mask `keep`, when given) into q, the new key and value into the caches at
@@ -919,29 +922,48 @@ __device__ __forceinline__ void attn_decode_body(
   merge_slots<SLOTS, RS>(sm, part, b, g, c, nchunks);
 }
 
+// Asks L2 for `bytes` from `p` (weights: no kernel of the step writes them, so before the PDL
+// wait), this block's share of them, one 128-byte line per request. Fire and forget: the
+// requests do not hold the block up.
+__device__ __forceinline__ void l2_prefetch(const char* p, long long bytes) {
+  if (!p) return;
+  const long long nb = (long long)gridDim.x * gridDim.y * gridDim.z;
+  const long long bid = blockIdx.x + (long long)gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
+  const long long per = ((bytes + nb - 1) / nb + 127) / 128 * 128;
+  const long long hi = min(bytes, (bid + 1) * per);
+  for (long long o = bid * per + 128ll * threadIdx.x; o < hi; o += 128ll * blockDim.x)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
+}
+
 // Two register budgets: ATTN_BLOCKS blocks per SM (one wave of them when the cache is long),
 // and one block per SM (no register spills) for grids that fit in one block per SM.
 // Every variant takes Eq. 2's arguments (needle `[B, np]` f32, positions `[B]`, sink, local);
 // only the `_rs` ones read them.
+// `pf`, `pf_bytes`: weights to prefetch into L2 (the next projection's, at steps of at most 8
+// rows, whose attention leaves HBM bandwidth unused), spread over the grid's blocks.
 #define ATTN_ARGS                                                                                   \
   const T *q, const T *kc, const T *vc, long long cap, const long long *col, const unsigned char *key_ok, \
       int chunk, int nchunks, float scale, float *__restrict__ part, const float *needle, int np,           \
-      const long long *pos, long long sink, long long local
+      const long long *pos, long long sink, long long local, const char *pf, long long pf_bytes
 #define ATTN_PASS q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part, needle, np, pos, sink, local
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(ATTN_ARGS) {
   TL(3, nchunks);
+  l2_prefetch(pf, pf_bytes);
   attn_decode_body<false>(ATTN_PASS);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS) {
   TL(4, nchunks);
+  l2_prefetch(pf, pf_bytes);
   attn_decode_body<false>(ATTN_PASS);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_rs(ATTN_ARGS) {
   TL(3, nchunks);
+  l2_prefetch(pf, pf_bytes);
   attn_decode_body<true>(ATTN_PASS);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1_rs(ATTN_ARGS) {
   TL(4, nchunks);
+  l2_prefetch(pf, pf_bytes);
   attn_decode_body<true>(ATTN_PASS);
 }
 
@@ -1186,10 +1208,12 @@ __device__ __forceinline__ void attn_mma_body(
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_mma(ATTN_ARGS) {
   TL(6, nchunks);
+  l2_prefetch(pf, pf_bytes);
   attn_mma_body<false>(ATTN_PASS);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_mma_rs(ATTN_ARGS) {
   TL(6, nchunks);
+  l2_prefetch(pf, pf_bytes);
   attn_mma_body<true>(ATTN_PASS);
 }
 #endif
@@ -1314,8 +1338,10 @@ extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part,
 // lane % 4) holding rows g and g + 8 at k = 32c + 8t .. 32c + 8t + 7 (the 16 k of each mma are
 // the same permutation of 16 consecutive k for W and x, as in attn_decode_mma), WGEMM_U pieces
 // of 32 k per stage, two stages in flight, the first requested before the PDL wait. The
-// activations (the B operand, 8 rows per mma) come from global memory through L1, where the
-// block's eight warps read the same addresses. K is split over the S blocks of a thread-block
+// activations (the B operand, 8 rows per mma) of a stage are copied into shared memory once per
+// block (cp.async, one stage ahead, so no warp waits on L2 for them; read from global memory
+// through L1 instead — the first version — every warp stalled on them, 2.5× slower than
+// cuBLAS at 64 rows). K is split over the S blocks of a thread-block
 // cluster (grid.x = S = cluster size; one cluster per 128 rows), so that a 4096-row projection
 // still fills the GPU; the S partial tiles are summed through distributed shared memory in
 // rank order (deterministic, no workspace), each block finishing 1/S of the tile with MODE's
@@ -1325,6 +1351,7 @@ extern "C" __global__ void __launch_bounds__(CB) attn_combine(const float* part,
 #define WGEMM_U 4
 #endif
 #define WG_RS 132  // floats per batch row of a block's partial tile (128 rows + 4: no bank conflicts)
+#define WG_XS (32 * WGEMM_U + 32)  // elements per batch row of a stage of activations in shared memory
 
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
@@ -1341,6 +1368,15 @@ __device__ __forceinline__ float ld_cluster(unsigned addr) {
   asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
   return v;
 }
+
+// 16 bytes global → shared without passing through registers (or L1: .cg), in commit groups.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// Wait until at most N of this thread's commit groups are still in flight.
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
 template <int MB, int MODE>
 __device__ __forceinline__ void wgemm(const T* x, const T* __restrict__ W, const T* __restrict__ bias, T* __restrict__ y, int M, int N,
@@ -1361,8 +1397,13 @@ __device__ __forceinline__ void wgemm(const T* x, const T* __restrict__ W, const
   const T* w1 = W + (size_t)(live1 ? row0 + g + 8 : 0) * K + 8 * t;
   const int C = K / 32;
   const int cb = (int)((long long)s * C / S), ce = (int)((long long)(s + 1) * C / S);
+  // The block's activations of a stage (U pieces of 32 k for each batch row) in shared memory,
+  // two stages: copied with cp.async one stage ahead, as the weights are loaded one stage ahead
+  // into registers. Rows of WG_XS elements (64 bytes of padding: the 8 lanes of a 16-byte load
+  // phase, rows g and g + 1, fall on disjoint banks).
+  T* xs = reinterpret_cast<T*>(red);
   uint4 wv[2][U];
-  auto load = [&](int c0) {
+  auto load_w = [&](int c0) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int c = c0 + u;
@@ -1370,34 +1411,52 @@ __device__ __forceinline__ void wgemm(const T* x, const T* __restrict__ W, const
       wv[1][u] = (live1 && c < ce) ? ld_stream(w1 + (size_t)c * 32) : make_uint4(0u, 0u, 0u, 0u);
     }
   };
-  load(cb);
+  // Rows at or past M and pieces past ce are not copied: their products land in batch rows or
+  // sums nobody reads (the mma's columns are independent), or are skipped below.
+  auto load_x = [&](int c0, int buf) {
+    T* dst = xs + (size_t)buf * MB * WG_XS;
+    for (int q = threadIdx.x; q < M * 4 * U; q += blockDim.x) {
+      const int m = q / (4 * U), ch = q - m * 4 * U, c = c0 + ch / 4;
+      if (c < ce) cp_async16(dst + m * WG_XS + ch * 8, x + (size_t)m * K + (size_t)c0 * 32 + ch * 8);
+    }
+    cp_async_commit();
+  };
+  load_w(cb);
   pdl_launch_next();
   pdl_wait();
+  load_x(cb, 0);
   float acc[NJ][4];
 #pragma unroll
   for (int j = 0; j < NJ; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-  const T* xg = x + 8 * t;
-  for (int c0 = cb; c0 < ce; c0 += U) {
+  for (int c0 = cb, buf = 0; c0 < ce; c0 += U, buf ^= 1) {
     uint4 cur[2][U];
 #pragma unroll
     for (int u = 0; u < U; u++) {
       cur[0][u] = wv[0][u];
       cur[1][u] = wv[1][u];
     }
-    if (c0 + U < ce) load(c0 + U);
+    const bool more = c0 + U < ce;
+    if (more) {
+      load_w(c0 + U);
+      load_x(c0 + U, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // this stage's activations are in shared memory
+    const T* xb = xs + (size_t)buf * MB * WG_XS + g * WG_XS + 8 * t;
 #pragma unroll
     for (int u = 0; u < U; u++) {
-      const int c = c0 + u;
-      if (c >= ce) break;  // uniform over the warp, as are the batch groups below (mma.sync)
+      if (c0 + u >= ce) break;  // uniform over the warp, as are the batch groups below (mma.sync)
 #pragma unroll
       for (int j = 0; j < NJ; j++) {
         if (8 * j >= M) break;
-        const int m = 8 * j + g;
-        const uint4 xv = m < M ? ld16(xg + (size_t)m * K + (size_t)c * 32) : make_uint4(0u, 0u, 0u, 0u);
+        const uint4 xv = *reinterpret_cast<const uint4*>(xb + 8 * j * WG_XS + 32 * u);
         mma_full(acc[j], cur[0][u].x, cur[1][u].x, cur[0][u].y, cur[1][u].y, xv.x, xv.y);
         mma_full(acc[j], cur[0][u].z, cur[1][u].z, cur[0][u].w, cur[1][u].w, xv.z, xv.w);
       }
     }
+    __syncthreads();  // every warp is done with this buffer before the next stage refills it
   }
   // acc[j] = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]: tile row 16·warp + g (+ 8), batch
   // row 8j + 2t (+ 1).
@@ -1422,12 +1481,20 @@ __device__ __forceinline__ void wgemm(const T* x, const T* __restrict__ W, const
   for (int e = s * per + threadIdx.x; e < e_end; e += blockDim.x) {
     const int m = e / TO, c = e - m * TO, n = tile * TO + c;
     if (n >= N) continue;
+    // Every peer's partial requested first, then summed in rank order.
+    float pa[8], pb[8];
+#pragma unroll
+    for (int q = 0; q < 8; q++) {
+      if (q >= S) break;
+      pa[q] = ld_cluster(peer[q] + 4u * (unsigned)(m * WG_RS + c));
+      if (MODE == 2) pb[q] = ld_cluster(peer[q] + 4u * (unsigned)(m * WG_RS + c + 64));
+    }
     float a = 0.f, b = 0.f;
 #pragma unroll
     for (int q = 0; q < 8; q++) {
       if (q >= S) break;
-      a += ld_cluster(peer[q] + 4u * (unsigned)(m * WG_RS + c));
-      if (MODE == 2) b += ld_cluster(peer[q] + 4u * (unsigned)(m * WG_RS + c + 64));
+      a += pa[q];
+      if (MODE == 2) b += pb[q];
     }
     const size_t o = (size_t)m * N + n;
     if (MODE == 2) {

@@ -450,6 +450,9 @@ pub struct Kernels {
     wide_rows: std::sync::atomic::AtomicI64,
     /// Whether narrow steps apply RoPE in the q|k|v GEMV (`RHX_ROPE_GEMV`; tests set it).
     rope_gemv: std::sync::atomic::AtomicBool,
+    /// Most bytes of the next projection's weights the attention of a narrow step asks L2 to
+    /// prefetch (`RHX_L2_PREFETCH`, in MiB; 0: none).
+    l2_prefetch: i64,
     /// What the parts compiled later are compiled for.
     spec: Spec,
     arch: (c_int, c_int),
@@ -583,6 +586,7 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
         wide: OnceLock::new(),
         wide_rows: std::sync::atomic::AtomicI64::new(knobs.wgemm_rows as i64),
         rope_gemv: std::sync::atomic::AtomicBool::new(knobs.rope_gemv),
+        l2_prefetch: (knobs.l2_prefetch_mib as i64) << 20,
         spec: spec.clone(),
         arch,
         knobs,
@@ -736,10 +740,25 @@ pub fn compile_check(spec: &Spec, arch: (i32, i32), timeline: bool, batches: &[i
     Ok(bytes)
 }
 
-/// Dynamic shared memory of the wide GEMM for `rows` batch rows: the block's partial tile
-/// (`WG_RS` = 132 floats per row in the source).
+/// Dynamic shared memory of the wide GEMM for `rows` batch rows: two stages of activations
+/// (`WG_XS` = 32·`WGEMM_U` + 32 two-byte elements per row in the source, `WGEMM_U` = 4), which
+/// the block's partial tile (`WG_RS` = 132 floats per row) reuses after the last stage.
 fn wide_smem(rows: i64) -> i64 {
-    rows * 132 * 4
+    (2 * rows * (32 * 4 + 32) * 2).max(rows * 132 * 4)
+}
+
+/// The cluster size S (1, 2, 4 or 8, at most the 32-k pieces of K) that splits K for `tiles`
+/// output tiles on a GPU of `slots` resident blocks: the fewest that fill two thirds of the
+/// slots — enough weight loads in flight to stream at full bandwidth (the step is memory-bound:
+/// an SM with one block instead of two costs nothing while HBM is busy), and no second wave
+/// where one suffices. Doubling S until a wave is full — the first version — gave the 48 tiles
+/// of a Llama-3-8B q|k|v projection 384 blocks on 264 slots: a second wave 45 % full.
+pub fn wide_splits(tiles: i64, pieces: i64, slots: i64) -> i64 {
+    let mut s = 1;
+    while 3 * tiles * s < 2 * slots && s * 2 <= pieces.min(8) {
+        s *= 2;
+    }
+    s
 }
 
 /// Kernel arguments, each in an 8-byte slot (the driver reads the argument's size from it).
@@ -868,6 +887,13 @@ impl Kernels {
     }
 
     /// Whether a step of `batch` rows does ([`Kernels::rope_in_gemv`], and its GEMVs built).
+    /// Most bytes of the next projection's weights that the attention of a narrow step asks L2
+    /// to prefetch (`RHX_L2_PREFETCH`): that attention leaves HBM bandwidth unused, and the
+    /// projection after it then reads those weights from L2. 0: none.
+    pub fn l2_prefetch_bytes(&self) -> i64 {
+        self.l2_prefetch
+    }
+
     pub fn uses_rope_gemv(&self, batch: i64) -> bool {
         batch <= FUSED_MAX_BATCH && self.rope_in_gemv() && matches!(self.gemv_rope[(batch - 1) as usize].get(), Some(Ok(_)))
     }
@@ -1085,12 +1111,7 @@ impl Kernels {
         };
         debug_assert!(x.is_contiguous() && w.is_contiguous() && y.is_contiguous() && k % 32 == 0, "contiguous rows of whole 32-element pieces");
         let tiles = (n + tile - 1) / tile;
-        let wave = if WIDE_ROWS[ri] <= 64 { 2 } else { 1 } * self.sms;
-        let pieces = k / 32;
-        let mut splits = 1;
-        while splits * tiles < wave && splits * 2 <= pieces.min(8) {
-            splits *= 2;
-        }
+        let splits = wide_splits(tiles, k / 32, if WIDE_ROWS[ri] <= 64 { 2 } else { 1 } * self.sms);
         let args = Args::new().t(x).t(w).opt(bias).t(y).i32(m).i32(n).i32(k);
         self.launch_cluster(set.0[ri][mi], (splits as u32, tiles as u32, 1), 256, wide_smem(WIDE_ROWS[ri]) as u32, Some(splits as u32), args);
     }
@@ -1116,7 +1137,10 @@ impl Kernels {
     /// chunks' partials, then their merge into `out` (`[B, Hq · hd]`), `argmax` and `weight`
     /// (`[B, Hq]`), and with `eq2` Eq. 2's score into `eq2.out` (`[B, Hq]`).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention(&self, q: &Tensor, kc: &Tensor, vc: &Tensor, col: &Tensor, key_ok: &Tensor, chunks: (i64, i64), scale: f64, keep: Option<&Tensor>, zero_out: bool, partials: &Tensor, out: &Tensor, argmax: &Tensor, weight: &Tensor, eq2: Option<&Eq2Args>) {
+    /// `prefetch`: the first bytes of these weights (the next projection's) are requested into
+    /// L2 by the attention blocks, at most [`Kernels::l2_prefetch_bytes`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(&self, q: &Tensor, kc: &Tensor, vc: &Tensor, col: &Tensor, key_ok: &Tensor, chunks: (i64, i64), scale: f64, keep: Option<&Tensor>, zero_out: bool, partials: &Tensor, out: &Tensor, argmax: &Tensor, weight: &Tensor, eq2: Option<&Eq2Args>, prefetch: Option<&Tensor>) {
         let s = kc.size();
         let (b, nkv, cap, hd) = (s[0], s[1], s[2], s[3]);
         let nq = argmax.size()[1];
@@ -1132,6 +1156,8 @@ impl Kernels {
             }
             None => args.opt(None).i32(0).opt(None).i64(0).i64(0),
         };
+        let pf = prefetch.map(|w| (w.numel() as i64 * w.kind().elt_size_in_bytes() as i64).min(self.l2_prefetch)).filter(|&n| n > 0);
+        args = args.opt(prefetch.filter(|_| pf.is_some())).i64(pf.unwrap_or(0));
         self.launch(attn, (n as u32, nkv as u32, b as u32), 256, args);
         let args = Args::new().t(partials).i32(n).opt(keep).i32(zero_out as i64).t(out).t(argmax).t(weight).opt(eq2.map(|e| e.out));
         // `CB` in the source.
