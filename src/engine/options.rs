@@ -71,7 +71,8 @@ pub struct KernelKnobs {
     pub rope_gemv: bool,
     /// `RHX_L2_PREFETCH`: MiB of the o-projection's weights that the attention of a step of at
     /// most 8 rows asks L2 to prefetch (0, the default: none, until measured on a GPU). Changes
-    /// no result; left out of the serialised options while 0.
+    /// no result, but enters trace keys as every knob does; left out of the serialised options
+    /// while 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub l2_prefetch_mib: u32,
 }
