@@ -60,17 +60,17 @@ pub struct KernelKnobs {
     pub timeline: bool,
     /// `RHX_WGEMM`: wide steps (9 rows and more) run their projections and LM head on the
     /// tensor-core split-K GEMM of `csrc/decode_kernels.cu` (bf16/f16, Hopper) up to this many
-    /// rows, at most 128; 0, the default, keeps cuBLAS (the kernel is not yet measured on a GPU).
+    /// rows, at most 128; 0, the default, keeps cuBLAS (faster so far on the H200: docs/ARCHITECTURE.md).
     /// Left out of the serialised options while 0, so that trace keys made without it stay.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub wgemm_rows: u32,
     /// `RHX_ROPE_GEMV=1`: steps of at most 8 rows apply RoPE and write the K/V cache in the q|k|v
-    /// GEMV's epilogue (one launch fewer per layer; not for Qwen3's q/k norm). Off by default
-    /// until measured on a GPU; left out of the serialised options while off.
+    /// GEMV's epilogue (one launch fewer per layer; not for Qwen3's q/k norm). Off by default:
+    /// no gain measured on the H200; left out of the serialised options while off.
     #[serde(default, skip_serializing_if = "is_false")]
     pub rope_gemv: bool,
     /// `RHX_L2_PREFETCH`: MiB of the o-projection's weights that the attention of a step of at
-    /// most 8 rows asks L2 to prefetch (0, the default: none, until measured on a GPU). Changes
+    /// most 8 rows asks L2 to prefetch (0, the default: none; it did not pay on the H200). Changes
     /// no result, but enters trace keys as every knob does; left out of the serialised options
     /// while 0.
     #[serde(default, skip_serializing_if = "is_zero")]
