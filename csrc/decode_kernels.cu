@@ -922,48 +922,29 @@ __device__ __forceinline__ void attn_decode_body(
   merge_slots<SLOTS, RS>(sm, part, b, g, c, nchunks);
 }
 
-// Asks L2 for `bytes` from `p` (weights: no kernel of the step writes them, so before the PDL
-// wait), this block's share of them, one 128-byte line per request. Fire and forget: the
-// requests do not hold the block up.
-__device__ __forceinline__ void l2_prefetch(const char* p, long long bytes) {
-  if (!p) return;
-  const long long nb = (long long)gridDim.x * gridDim.y * gridDim.z;
-  const long long bid = blockIdx.x + (long long)gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
-  const long long per = ((bytes + nb - 1) / nb + 127) / 128 * 128;
-  const long long hi = min(bytes, (bid + 1) * per);
-  for (long long o = bid * per + 128ll * threadIdx.x; o < hi; o += 128ll * blockDim.x)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
-}
-
 // Two register budgets: ATTN_BLOCKS blocks per SM (one wave of them when the cache is long),
 // and one block per SM (no register spills) for grids that fit in one block per SM.
 // Every variant takes Eq. 2's arguments (needle `[B, np]` f32, positions `[B]`, sink, local);
 // only the `_rs` ones read them.
-// `pf`, `pf_bytes`: weights to prefetch into L2 (the next projection's, at steps of at most 8
-// rows, whose attention leaves HBM bandwidth unused), spread over the grid's blocks.
 #define ATTN_ARGS                                                                                   \
   const T *q, const T *kc, const T *vc, long long cap, const long long *col, const unsigned char *key_ok, \
       int chunk, int nchunks, float scale, float *__restrict__ part, const float *needle, int np,           \
-      const long long *pos, long long sink, long long local, const char *pf, long long pf_bytes
+      const long long *pos, long long sink, long long local
 #define ATTN_PASS q, kc, vc, cap, col, key_ok, chunk, nchunks, scale, part, needle, np, pos, sink, local
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode(ATTN_ARGS) {
   TL(3, nchunks);
-  l2_prefetch(pf, pf_bytes);
   attn_decode_body<false>(ATTN_PASS);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1(ATTN_ARGS) {
   TL(4, nchunks);
-  l2_prefetch(pf, pf_bytes);
   attn_decode_body<false>(ATTN_PASS);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_rs(ATTN_ARGS) {
   TL(3, nchunks);
-  l2_prefetch(pf, pf_bytes);
   attn_decode_body<true>(ATTN_PASS);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, 1) attn_decode_1_rs(ATTN_ARGS) {
   TL(4, nchunks);
-  l2_prefetch(pf, pf_bytes);
   attn_decode_body<true>(ATTN_PASS);
 }
 
@@ -1208,12 +1189,10 @@ __device__ __forceinline__ void attn_mma_body(
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_mma(ATTN_ARGS) {
   TL(6, nchunks);
-  l2_prefetch(pf, pf_bytes);
   attn_mma_body<false>(ATTN_PASS);
 }
 extern "C" __global__ void __launch_bounds__(NW * 32, ATTN_BLOCKS) attn_decode_mma_rs(ATTN_ARGS) {
   TL(6, nchunks);
-  l2_prefetch(pf, pf_bytes);
   attn_mma_body<true>(ATTN_PASS);
 }
 #endif

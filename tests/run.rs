@@ -129,7 +129,6 @@ fn every_engine_option_and_the_engine_build_enter_the_trace_keys() {
             "RHX_TIMELINE" => "timeline.csv",
             "RHX_WGEMM" => "64",
             "RHX_ROPE_GEMV" => "1",
-            "RHX_L2_PREFETCH" => "16",
             v if v.starts_with("RHX_GEMV") || v == "RHX_ATTN_BLOCKS" => "3",
             _ => "0",
         };

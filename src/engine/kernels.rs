@@ -450,9 +450,6 @@ pub struct Kernels {
     wide_rows: std::sync::atomic::AtomicI64,
     /// Whether narrow steps apply RoPE in the q|k|v GEMV (`RHX_ROPE_GEMV`; tests set it).
     rope_gemv: std::sync::atomic::AtomicBool,
-    /// Most bytes of the next projection's weights the attention of a narrow step asks L2 to
-    /// prefetch (`RHX_L2_PREFETCH`, in MiB; 0: none).
-    l2_prefetch: i64,
     /// What the parts compiled later are compiled for.
     spec: Spec,
     arch: (c_int, c_int),
@@ -586,7 +583,6 @@ fn build(spec: &Spec, device: Device, ordinal: c_int) -> Result<Kernels, String>
         wide: OnceLock::new(),
         wide_rows: std::sync::atomic::AtomicI64::new(knobs.wgemm_rows as i64),
         rope_gemv: std::sync::atomic::AtomicBool::new(knobs.rope_gemv),
-        l2_prefetch: (knobs.l2_prefetch_mib as i64) << 20,
         spec: spec.clone(),
         arch,
         knobs,
@@ -887,13 +883,6 @@ impl Kernels {
     }
 
     /// Whether a step of `batch` rows does ([`Kernels::rope_in_gemv`], and its GEMVs built).
-    /// Most bytes of the next projection's weights that the attention of a narrow step asks L2
-    /// to prefetch (`RHX_L2_PREFETCH`): that attention leaves HBM bandwidth unused, and the
-    /// projection after it then reads those weights from L2. 0: none.
-    pub fn l2_prefetch_bytes(&self) -> i64 {
-        self.l2_prefetch
-    }
-
     pub fn uses_rope_gemv(&self, batch: i64) -> bool {
         batch <= FUSED_MAX_BATCH && self.rope_in_gemv() && matches!(self.gemv_rope[(batch - 1) as usize].get(), Some(Ok(_)))
     }
@@ -1137,10 +1126,7 @@ impl Kernels {
     /// chunks' partials, then their merge into `out` (`[B, Hq · hd]`), `argmax` and `weight`
     /// (`[B, Hq]`), and with `eq2` Eq. 2's score into `eq2.out` (`[B, Hq]`).
     #[allow(clippy::too_many_arguments)]
-    /// `prefetch`: the first bytes of these weights (the next projection's) are requested into
-    /// L2 by the attention blocks, at most [`Kernels::l2_prefetch_bytes`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention(&self, q: &Tensor, kc: &Tensor, vc: &Tensor, col: &Tensor, key_ok: &Tensor, chunks: (i64, i64), scale: f64, keep: Option<&Tensor>, zero_out: bool, partials: &Tensor, out: &Tensor, argmax: &Tensor, weight: &Tensor, eq2: Option<&Eq2Args>, prefetch: Option<&Tensor>) {
+    pub fn attention(&self, q: &Tensor, kc: &Tensor, vc: &Tensor, col: &Tensor, key_ok: &Tensor, chunks: (i64, i64), scale: f64, keep: Option<&Tensor>, zero_out: bool, partials: &Tensor, out: &Tensor, argmax: &Tensor, weight: &Tensor, eq2: Option<&Eq2Args>) {
         let s = kc.size();
         let (b, nkv, cap, hd) = (s[0], s[1], s[2], s[3]);
         let nq = argmax.size()[1];
@@ -1156,8 +1142,6 @@ impl Kernels {
             }
             None => args.opt(None).i32(0).opt(None).i64(0).i64(0),
         };
-        let pf = prefetch.map(|w| (w.numel() as i64 * w.kind().elt_size_in_bytes() as i64).min(self.l2_prefetch)).filter(|&n| n > 0);
-        args = args.opt(prefetch.filter(|_| pf.is_some())).i64(pf.unwrap_or(0));
         self.launch(attn, (n as u32, nkv as u32, b as u32), 256, args);
         let args = Args::new().t(partials).i32(n).opt(keep).i32(zero_out as i64).t(out).t(argmax).t(weight).opt(eq2.map(|e| e.out));
         // `CB` in the source.

@@ -631,10 +631,7 @@ impl Model {
             let zero_out = st.mask_mode == MaskMode::ZeroOutput;
             let eq2_out = eq2.as_ref().map(|e| e.3.get(li as i64));
             let eq2_args = eq2.as_ref().zip(eq2_out.as_ref()).map(|(e, out)| kernels::Eq2Args { needle: &e.0, pos: &st.pos, sink: e.1, local: e.2, out });
-            // Narrow steps: the attention leaves HBM bandwidth unused; it prefetches the
-            // o-projection's weights into L2 (`RHX_L2_PREFETCH`).
-            let prefetch = (!wide && k.l2_prefetch_bytes() > 0).then_some(&layer.o.w);
-            k.attention(&q, &kc, &vc, &st.col, &st.key_ok, chunks, (hd as f64).powf(-0.5), keep.as_ref(), zero_out, &partials, &attn, &argmax.get(li as i64), &weight.get(li as i64), eq2_args.as_ref(), prefetch);
+            k.attention(&q, &kc, &vc, &st.col, &st.key_ok, chunks, (hd as f64).powf(-0.5), keep.as_ref(), zero_out, &partials, &attn, &argmax.get(li as i64), &weight.get(li as i64), eq2_args.as_ref());
             if wide {
                 // cuBLAS GEMMs (tensor cores), each residual add fused with the norm after it
                 // (the next layer's input norm, or the final norm after the last layer), with

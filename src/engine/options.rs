@@ -69,12 +69,6 @@ pub struct KernelKnobs {
     /// no gain measured on the H200; left out of the serialised options while off.
     #[serde(default, skip_serializing_if = "is_false")]
     pub rope_gemv: bool,
-    /// `RHX_L2_PREFETCH`: MiB of the o-projection's weights that the attention of a step of at
-    /// most 8 rows asks L2 to prefetch (0, the default: none; it did not pay on the H200). Changes
-    /// no result, but enters trace keys as every knob does; left out of the serialised options
-    /// while 0.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub l2_prefetch_mib: u32,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -101,7 +95,6 @@ impl Default for KernelKnobs {
             timeline: false,
             wgemm_rows: 0,
             rope_gemv: false,
-            l2_prefetch_mib: 0,
         }
     }
 }
@@ -159,7 +152,6 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("RHX_ATTN_ONE", "0: no one-block-per-SM attention build"),
     ("RHX_PDL", "0: no programmatic dependent launch"),
     ("RHX_ROPE_GEMV", "1: RoPE and the K/V cache write in the q|k|v GEMV (steps of at most 8 rows; default 0)"),
-    ("RHX_L2_PREFETCH", "MiB of the o-projection's weights the attention of a step of at most 8 rows prefetches into L2 (default 0)"),
     ("RHX_WGEMM", "fused wide steps: tensor-core GEMMs up to this many rows, at most 128 (default 0: cuBLAS)"),
     ("RHX_TIMELINE", "path: build the kernels with per-block timestamps (rhx bench writes them there)"),
 ];
@@ -235,7 +227,6 @@ impl EngineOptions {
             timeline: get("RHX_TIMELINE").is_some(),
             wgemm_rows,
             rope_gemv: switch("RHX_ROPE_GEMV", k.rope_gemv)?,
-            l2_prefetch_mib: uint("RHX_L2_PREFETCH", k.l2_prefetch_mib, 0)?,
         };
         Ok(EngineOptions { decode, fused_kernels: switch("RHX_FUSED", d.fused_kernels)?, kernels, ..d })
     }
@@ -331,7 +322,6 @@ mod tests {
                 "RHX_TIMELINE" => "/tmp/t.csv",
                 "RHX_WGEMM" => "64",
                 "RHX_ROPE_GEMV" => "1",
-                "RHX_L2_PREFETCH" => "24",
                 v if v.starts_with("RHX_GEMV") || v == "RHX_ATTN_BLOCKS" => "7",
                 _ => "0",
             };
